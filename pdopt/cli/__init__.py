@@ -1,0 +1,17 @@
+"""The `pdopt` command line: a thin layer over the library (docs/cli.md).
+
+Each command lives in its own module and is registered here; shared options, error handling and
+output rendering are in `pdopt.cli.common`.
+"""
+
+from __future__ import annotations
+
+from pdopt.cli.check import check, schema
+from pdopt.cli.common import main
+from pdopt.cli.ratio import ratio
+
+main.add_command(ratio)
+main.add_command(check)
+main.add_command(schema)
+
+__all__ = ["main"]

@@ -1,0 +1,137 @@
+"""`pdopt ratio`: the paper's calculator, from flags or a one-workload scenario file."""
+
+from __future__ import annotations
+
+import click
+
+from pdopt.cli.common import emit, format_option, handle_errors, output_option
+from pdopt.errors import PdoptError, Problem, ScenarioError
+from pdopt.loading import load_scenario
+from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario
+from pdopt.report import Report, Table
+
+
+def parse_tpot_table(text: str) -> dict[int, float]:
+    """'10:12.8,20:16.4' -> {10: 12.8, 20: 16.4}; TPOT must not decrease as batch grows."""
+    table: dict[int, float] = {}
+    for item in text.split(","):
+        batch, sep, tpot = item.strip().partition(":")
+        try:
+            b, t = int(batch), float(tpot)
+        except ValueError:
+            raise click.BadParameter(f"'{item.strip()}' is not BATCH:TPOT_MS") from None
+        if not sep or b <= 0 or not t > 0:
+            raise click.BadParameter(f"'{item.strip()}': batch and TPOT must be > 0")
+        table[b] = t
+    batches = sorted(table)
+    for lo, hi in zip(batches, batches[1:], strict=False):
+        if table[hi] < table[lo]:
+            raise click.BadParameter(f"TPOT must not decrease as batch grows (batch {lo}: "
+                                     f"{table[lo]} ms, batch {hi}: {table[hi]} ms)")
+    return table
+
+
+def ratio_report(r: RatioResult) -> Report:
+    rows = [
+        ("demand, tokens/s (input + output)", r.demand_tokens_per_s),
+        ("saturated prefill, input tokens/s", r.saturated_prefill_tokens_per_s),
+        ("prefill under TTFT target, input tokens/s", r.prefill_tokens_per_s),
+        ("decode batch", r.decode_batch),
+        ("decode TPOT at that batch, ms", r.decode_tpot_ms),
+        ("decode, output tokens/s", r.decode_tokens_per_s),
+        ("decode batch limited by", r.decode_limited_by),
+        ("P/D ratio", r.pd_ratio),
+        ("prefill instances, exact", r.prefill_instances_exact),
+        ("decode instances, exact", r.decode_instances_exact),
+        (f"prefill instances ({r.rounding})", r.prefill_instances),
+        (f"decode instances ({r.rounding})", r.decode_instances),
+        ("sustainable tokens/minute of the plan", r.sustainable_tokens_per_minute),
+        ("plan bottleneck", r.bottleneck),
+    ]
+    plan = f"{r.prefill_instances}P{r.decode_instances}D"
+    return Report(data=r.to_dict(), tables=[Table(f"pdopt ratio: {plan}", ("quantity", "value"),
+                                                  rows)])
+
+
+@click.command()
+@click.argument("scenario", required=False, type=click.Path(dir_okay=False))
+@click.option("--input-tokens", type=click.FloatRange(min=0, min_open=True), help="Mean prompt length.")
+@click.option("--output-tokens", type=click.FloatRange(min=0, min_open=True), help="Mean output length.")
+@click.option("--ttft-ms", type=click.FloatRange(min=0, min_open=True), help="TTFT target, ms.")
+@click.option("--tpot-ms", type=click.FloatRange(min=0, min_open=True), help="TPOT target, ms.")
+@click.option("--ttft-overhead-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Fixed TTFT outside prefill (client + KV transfer), ms.")
+@click.option("--prefill-tokens-per-s", type=click.FloatRange(min=0, min_open=True),
+              help="Saturated prefill throughput of one instance, input tokens/s.")
+@click.option("--tpot-table", help='Decode TPOT by batch, "BATCH:MS,...", e.g. "10:12.8,20:16.4".')
+@click.option("--tokens-per-minute", type=click.FloatRange(min=0, min_open=True),
+              help="Demand, input + output tokens/minute.")
+@click.option("--tokens-per-s", type=click.FloatRange(min=0, min_open=True),
+              help="Demand, input + output tokens/s.")
+@click.option("--requests-per-s", type=click.FloatRange(min=0, min_open=True),
+              help="Demand, requests/s.")
+@click.option("--queue", type=click.Choice(["mm1", "md1", "mg1"]), default=None,
+              help="Prefill queue model [default: mm1, or the scenario's].")
+@click.option("--service-scv", type=click.FloatRange(min=0), default=None,
+              help="mg1: squared coefficient of variation of prefill service time.")
+@click.option("--ttft-percentile", type=click.FloatRange(0, 100, min_open=True, max_open=True),
+              default=None, help="The TTFT target is this percentile (mm1 only); default: mean.")
+@click.option("--rounding", type=click.Choice(["ceil", "nearest"]), default="ceil",
+              show_default=True, help="ceil meets the full demand; nearest is the paper's rounding.")
+@format_option("table", ("table", "json", "markdown", "csv"))
+@output_option
+@handle_errors
+def ratio(scenario: str | None, fmt: str, output: str | None, rounding: str,
+          **flags: object) -> None:
+    """The paper's P/D calculator for one model on one instance type.
+
+    Either give SCENARIO (a one-workload scenario file) or every number as flags:
+    --input-tokens --output-tokens --ttft-ms --tpot-ms --prefill-tokens-per-s --tpot-table and one
+    of --tokens-per-minute / --tokens-per-s / --requests-per-s.
+    """
+    if scenario is not None:
+        given = [k for k, v in flags.items() if v is not None and k != "ttft_overhead_ms"]
+        if given or flags["ttft_overhead_ms"]:
+            raise click.UsageError("give a SCENARIO file or flags, not both "
+                                   f"(got --{(given or ['ttft_overhead_ms'])[0].replace('_', '-')})")
+        sc = load_scenario(scenario)
+        try:
+            result = ratio_from_scenario(sc, rounding)  # type: ignore[arg-type]
+        except ScenarioError as e:
+            raise e.with_source(scenario) from None
+        except PdoptError as e:
+            raise type(e)(f"{scenario}: {e}") from None
+    else:
+        result = _ratio_from_flags(rounding, flags)
+    emit(ratio_report(result), fmt, output)
+
+
+def _ratio_from_flags(rounding: str, flags: dict[str, object]) -> RatioResult:
+    required = ("input_tokens", "output_tokens", "ttft_ms", "tpot_ms", "prefill_tokens_per_s",
+                "tpot_table")
+    missing = [f"--{k.replace('_', '-')}" for k in required if flags[k] is None]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or give a SCENARIO file)")
+    rates = [k for k in ("tokens_per_minute", "tokens_per_s", "requests_per_s") if flags[k]]
+    if len(rates) != 1:
+        raise click.UsageError("give exactly one of --tokens-per-minute, --tokens-per-s, "
+                               "--requests-per-s")
+    li, lo = float(flags["input_tokens"]), float(flags["output_tokens"])  # type: ignore[arg-type]
+    rate = float(flags[rates[0]])  # type: ignore[arg-type]
+    demand = {"tokens_per_minute": rate / 60.0, "tokens_per_s": rate,
+              "requests_per_s": rate * (li + lo)}[rates[0]]
+    queue = str(flags["queue"] or "mm1")
+    if queue == "mg1" and flags["service_scv"] is None:
+        raise click.UsageError("--queue mg1 needs --service-scv")
+    if flags["ttft_percentile"] is not None and queue != "mm1":
+        raise ScenarioError([Problem("--ttft-percentile", "percentile TTFT targets need --queue mm1")])
+    return ratio_from_numbers(
+        demand_tokens_per_s=demand, input_tokens=li, output_tokens=lo,
+        ttft_ms=float(flags["ttft_ms"]), tpot_ms=float(flags["tpot_ms"]),  # type: ignore[arg-type]
+        prefill_tokens_per_s=float(flags["prefill_tokens_per_s"]),  # type: ignore[arg-type]
+        tpot_ms_by_batch=parse_tpot_table(str(flags["tpot_table"])),
+        ttft_overhead_ms=float(flags["ttft_overhead_ms"]),  # type: ignore[arg-type]
+        queue=queue, scv=flags["service_scv"],  # type: ignore[arg-type]
+        ttft_percentile=flags["ttft_percentile"],  # type: ignore[arg-type]
+        rounding=rounding,  # type: ignore[arg-type]
+    )

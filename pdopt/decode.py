@@ -1,0 +1,228 @@
+"""Decode under a TPOT target and measured-table lookups (pure functions; docs/method.md, section D).
+
+A decode instance's TPOT grows with its batch; the largest batch whose TPOT meets the target,
+capped by KV-cache memory, sets its throughput: batch / TPOT(batch) output tokens/s.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pdopt.errors import ExtrapolationError, UnreachableTargetError
+
+Extrapolation = Literal["error", "nearest", "linear"]
+GIB = 1024**3
+
+
+def interpolate(
+    xs: Sequence[float], ys: Sequence[float], x: float, *, extrapolation: Extrapolation,
+    what: str = "value",
+) -> float:
+    """Piecewise-linear interpolation through sorted points (Eqs. P0, D1, D2).
+
+    Outside [xs[0], xs[-1]]: `error` raises ExtrapolationError, `nearest` clamps, `linear` extends
+    the end segment. A single point is returned as is only when x equals it (or not `error`)."""
+    if len(xs) != len(ys) or not xs:
+        raise ValueError("interpolate needs matching, non-empty point lists")
+    if x < xs[0] or x > xs[-1]:
+        if extrapolation == "error":
+            span = f"{xs[0]:g}" if len(xs) == 1 else f"{xs[0]:g}..{xs[-1]:g}"
+            raise ExtrapolationError(
+                f"{what} {x:g} is outside the measured range {span} "
+                "(add a measurement there, or set extrapolation: nearest|linear)"
+            )
+        if extrapolation == "nearest" or len(xs) == 1:
+            return ys[0] if x < xs[0] else ys[-1]
+        i = 0 if x < xs[0] else len(xs) - 2
+    else:
+        i = max(0, min(bisect.bisect_right(xs, x) - 1, len(xs) - 2))
+        if len(xs) == 1:
+            return ys[0]
+    x0, x1, y0, y1 = xs[i], xs[i + 1], ys[i], ys[i + 1]
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def table_lookup(
+    table: Mapping[int, float] | float, x: float, *, extrapolation: Extrapolation, what: str
+) -> float:
+    """Look up a number-or-table field (e.g. prefill tokens/s over input length) at x."""
+    if not isinstance(table, Mapping):
+        return float(table)
+    xs = sorted(table)
+    return interpolate(xs, [table[k] for k in xs], x, extrapolation=extrapolation, what=what)
+
+
+@dataclass(frozen=True)
+class DecodeCurve:
+    """TPOT (ms) as a function of batch size at one context length.
+
+    Built from one or more measured tables; between tables TPOT is interpolated linearly in context
+    (Eq. D2), within a table linearly in batch (Eq. D1). Below the first measured batch TPOT is taken
+    as the first measurement (conservative: TPOT does not fall as batch grows)."""
+
+    batches: tuple[float, ...]
+    tpot_ms: tuple[float, ...]
+    extend_linearly: bool  # beyond the largest measured batch (extrapolation: linear)
+
+    @property
+    def largest_measured_batch(self) -> int:
+        return int(self.batches[-1])
+
+    def tpot_at(self, batch: float) -> float:
+        if batch <= self.batches[0]:
+            return self.tpot_ms[0]
+        if batch > self.batches[-1] and not self.extend_linearly:
+            return self.tpot_ms[-1]
+        return interpolate(self.batches, self.tpot_ms, batch, extrapolation="linear")
+
+    def max_batch(self, tpot_target_ms: float) -> int:
+        """Largest integer batch b with TPOT(b) <= target (Eq. D4).
+
+        Beyond the largest measured batch only with linear extrapolation and a rising last segment;
+        otherwise capped there. Raises UnreachableTargetError below the fastest TPOT measured."""
+        if tpot_target_ms < self.tpot_ms[0]:
+            raise UnreachableTargetError(
+                f"TPOT target {tpot_target_ms:g} ms is below the fastest TPOT measured "
+                f"({self.tpot_ms[0]:g} ms at batch {self.batches[0]:g})"
+            )
+        top = self.largest_measured_batch
+        if self.tpot_at(top) <= tpot_target_ms:
+            if not self.extend_linearly or len(self.batches) < 2:
+                return top
+            slope = (self.tpot_ms[-1] - self.tpot_ms[-2]) / (self.batches[-1] - self.batches[-2])
+            if slope <= 0:
+                return top
+            return int(math.floor(self.batches[-1] + (tpot_target_ms - self.tpot_ms[-1]) / slope))
+        lo, hi = 1, top  # tpot_at(lo) <= target < tpot_at(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.tpot_at(mid) <= tpot_target_ms:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def batch_at_throughput(self, tokens_per_s: float) -> float:
+        """Batch b at which b / TPOT(b) equals the given output tokens/s per instance (Little's law
+        at the operating point); used to predict TPOT below capacity. May exceed the tables."""
+        if tokens_per_s <= 0:
+            return 0.0
+
+        def rate(b: float) -> float:
+            return b / (self.tpot_at(b) / 1e3)
+
+        lo, hi = 0.0, float(self.batches[-1])
+        while rate(hi) < tokens_per_s:
+            hi *= 2
+            if hi > 1e9:
+                return math.inf
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            if rate(mid) < tokens_per_s:
+                lo = mid
+            else:
+                hi = mid
+        return hi
+
+
+@dataclass(frozen=True)
+class MeasuredTable:
+    """A TPOT table and the context length (input + output/2) at which it was measured."""
+
+    context_tokens: float | None
+    tpot_ms_by_batch: Mapping[int, float]
+
+
+def decode_curve(
+    tables: Sequence[MeasuredTable], context_tokens: float, extrapolation: Extrapolation = "error"
+) -> DecodeCurve:
+    """The TPOT curve at `context_tokens` from tables at one or more contexts (Eq. D2)."""
+    if not tables:
+        raise ValueError("no decode TPOT table")
+    if len(tables) == 1 and tables[0].context_tokens is None:
+        t = tables[0].tpot_ms_by_batch
+        bs = sorted(t)
+        return DecodeCurve(tuple(map(float, bs)), tuple(t[b] for b in bs), extrapolation == "linear")
+    if any(t.context_tokens is None for t in tables):
+        raise ValueError("with several TPOT tables, each needs measured_at")
+    tables = sorted(tables, key=lambda t: t.context_tokens)  # type: ignore[arg-type, return-value]
+    contexts = [float(t.context_tokens) for t in tables]  # type: ignore[arg-type]
+    # Validate the context range once (raises with the policy's message).
+    interpolate(contexts, contexts, context_tokens, extrapolation=extrapolation,
+                what="decode context (input + output/2) of")
+    # Batch grid: every measured batch, up to the smallest "largest measured batch" among the
+    # tables unless extrapolating linearly (clamping a shorter table would be optimistic).
+    top = min(max(t.tpot_ms_by_batch) for t in tables)
+    batches = sorted(
+        {b for t in tables for b in t.tpot_ms_by_batch if extrapolation == "linear" or b <= top}
+    )
+
+    def lookup(t: MeasuredTable, b: int) -> float:
+        xs = sorted(t.tpot_ms_by_batch)
+        if b <= xs[0]:
+            return t.tpot_ms_by_batch[xs[0]]  # below the first measured batch: conservative
+        return interpolate(xs, [t.tpot_ms_by_batch[x] for x in xs], b, extrapolation="linear")
+
+    per_table = [[lookup(t, b) for b in batches] for t in tables]
+    tpot = []
+    for k in range(len(batches)):
+        tpot.append(
+            interpolate(contexts, [row[k] for row in per_table], context_tokens,
+                        extrapolation=extrapolation, what="decode context")
+        )
+    for k in range(1, len(tpot)):  # interpolation of monotone tables stays monotone; keep it exact
+        tpot[k] = max(tpot[k], tpot[k - 1])
+    return DecodeCurve(tuple(map(float, batches)), tuple(tpot), extrapolation == "linear")
+
+
+def kv_cache_tokens_from_memory(
+    *, gpus_per_instance: int, memory_gib: float, gpu_memory_utilization: float,
+    weight_gib: float, kv_bytes_per_token: float,
+) -> int:
+    """KV-cache capacity of an instance in tokens (Eq. D5a):
+    (gpus x memory x utilisation - weights) / KV bytes per token."""
+    free_bytes = (gpus_per_instance * memory_gib * gpu_memory_utilization - weight_gib) * GIB
+    return max(0, int(free_bytes // kv_bytes_per_token))
+
+
+def kv_batch_cap(kv_cache_tokens: int, context_tokens: float) -> int:
+    """Largest batch whose mean resident context fits in the KV cache (Eq. D5b)."""
+    return int(kv_cache_tokens // context_tokens)
+
+
+@dataclass(frozen=True)
+class DecodeCapacity:
+    """What one decode instance achieves for one workload under its TPOT target."""
+
+    batch: int
+    tpot_ms: float  # TPOT at that batch
+    tokens_per_s: float  # output tokens/s = batch / TPOT (Eq. D6)
+    limited_by: Literal["tpot", "kv_cache"]
+    tpot_batch: int  # batch the TPOT target alone allows
+    kv_batch: int | None  # batch the KV cache allows (None: no memory facts)
+
+
+def decode_capacity(
+    curve: DecodeCurve, tpot_target_ms: float, kv_batch: int | None = None
+) -> DecodeCapacity:
+    """Per-instance decode capacity (Eqs. D4-D6). Raises UnreachableTargetError when the TPOT target
+    is below the fastest TPOT measured or the KV cache cannot hold one request."""
+    tpot_batch = curve.max_batch(tpot_target_ms)
+    batch, limited_by = tpot_batch, "tpot"
+    if kv_batch is not None and kv_batch < tpot_batch:
+        if kv_batch < 1:
+            raise UnreachableTargetError("the KV cache cannot hold even one request at this context")
+        batch, limited_by = kv_batch, "kv_cache"
+    tpot = curve.tpot_at(batch)
+    return DecodeCapacity(
+        batch=batch,
+        tpot_ms=tpot,
+        tokens_per_s=batch / (tpot / 1e3),
+        limited_by=limited_by,  # type: ignore[arg-type]
+        tpot_batch=tpot_batch,
+        kv_batch=kv_batch,
+    )

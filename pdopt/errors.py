@@ -1,0 +1,67 @@
+"""Domain errors and the CLI's exit codes (one enum, documented in docs/cli.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of every `pdopt` command."""
+
+    OK = 0
+    SOME_FAILED = 1  # batch: at least one variant failed (the summary says which)
+    INVALID_INPUT = 2  # bad file, bad flag, unreachable target in `pdopt ratio`
+    INFEASIBLE = 3  # the scenario has no plan that meets every requirement
+    NO_SOLUTION_IN_TIME = 4  # the time limit hit before any plan was found
+
+
+class PdoptError(Exception):
+    """Base class of every error pdopt reports to a user as a clean message."""
+
+    exit_code: ExitCode = ExitCode.INVALID_INPUT
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in an input: where (a dotted path such as `workloads[1].slo.tpot_ms`) and what."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class ScenarioError(PdoptError):
+    """An input scenario is invalid; carries one `Problem` per thing wrong."""
+
+    def __init__(self, problems: list[Problem], source: str | None = None):
+        self.problems = list(problems)
+        self.source = source
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        prefix = f"{self.source}: " if self.source else ""
+        return [f"{prefix}{p}" for p in self.problems]
+
+    def with_source(self, source: str) -> ScenarioError:
+        return ScenarioError(self.problems, source)
+
+
+class UnreachableTargetError(PdoptError):
+    """An SLO that no load at all can meet on an instance type (e.g. TTFT below bare prefill time)."""
+
+
+class ExtrapolationError(PdoptError):
+    """A lookup outside a measured table's range where the scenario did not opt into extrapolation."""
+
+
+class InfeasibleError(PdoptError):
+    """No plan meets every requirement; `reasons` says which requirement and why."""
+
+    exit_code = ExitCode.INFEASIBLE
+
+    def __init__(self, reasons: list[str]):
+        self.reasons = list(reasons)
+        super().__init__("; ".join(self.reasons))

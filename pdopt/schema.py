@@ -1,0 +1,447 @@
+"""The scenario format: pydantic v2 models for every input (documented in docs/scenario-format.md).
+
+Every model forbids unknown fields, so a typo such as `tpot_msx` is an error rather than a silently
+dropped SLO. Field descriptions become the JSON Schema's descriptions (`pdopt schema`). Cross-field
+and cross-reference checks that need the whole scenario live in `check_references`, which reports
+every problem with its dotted location.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pdopt.errors import Problem
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+QueueModel = Literal["mm1", "md1", "mg1"]
+Role = Literal["prefill", "decode"]
+Extrapolation = Literal["error", "nearest", "linear"]
+Objective = Literal["cost", "gpus"]
+
+# Bytes per element of the KV-cache data types a model may declare.
+KV_DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "fp4": 0.5}
+
+
+class StrictModel(BaseModel):
+    """Base of every scenario model: unknown fields are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Gpu(StrictModel):
+    """A GPU type: its price and, optionally, its memory and how many the planner can get."""
+
+    cost_per_hour: PositiveFloat = Field(description="On-demand price, USD per GPU-hour.")
+    memory_gib: PositiveFloat | None = Field(
+        default=None, description="HBM per GPU in GiB; needed for the KV-cache cap on decode batch."
+    )
+    count: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Inventory: at most this many GPUs of this type (absent: unlimited)."
+    )
+
+
+class MeasuredAt(StrictModel):
+    """The request lengths at which a decode TPOT table was measured."""
+
+    input_tokens: PositiveInt = Field(description="Mean prompt length of the benchmark run, tokens.")
+    output_tokens: PositiveInt = Field(description="Mean output length of the benchmark run, tokens.")
+
+    @property
+    def context_tokens(self) -> float:
+        """Mean resident context of a decoding request: input + output/2 (docs/method.md, Eq. D3)."""
+        return self.input_tokens + self.output_tokens / 2
+
+
+class TpotTable(StrictModel):
+    """Decode TPOT (ms) against batch size, measured at one context length."""
+
+    measured_at: MeasuredAt | None = Field(
+        default=None,
+        description="Lengths of the benchmark run. Absent: the table is taken to hold at any context.",
+    )
+    tpot_ms_by_batch: dict[PositiveInt, PositiveFloat] = Field(
+        description="Mean time per output token (ms) at each decode batch size (concurrency)."
+    )
+
+    @model_validator(mode="after")
+    def _monotone(self) -> TpotTable:
+        if not self.tpot_ms_by_batch:
+            raise ValueError("tpot_ms_by_batch: must have at least one entry")
+        batches = sorted(self.tpot_ms_by_batch)
+        for lo, hi in zip(batches, batches[1:], strict=False):
+            if self.tpot_ms_by_batch[hi] < self.tpot_ms_by_batch[lo]:
+                raise ValueError(
+                    f"tpot_ms_by_batch: TPOT must not decrease as batch grows "
+                    f"(batch {lo}: {self.tpot_ms_by_batch[lo]} ms, batch {hi}: "
+                    f"{self.tpot_ms_by_batch[hi]} ms)"
+                )
+        return self
+
+    @property
+    def context_tokens(self) -> float | None:
+        return None if self.measured_at is None else self.measured_at.context_tokens
+
+
+class Instance(StrictModel):
+    """A benchmarked instance type: one model served by `gpus_per_instance` GPUs in one role."""
+
+    name: str = Field(min_length=1, description="Unique name of the instance type.")
+    model: str = Field(min_length=1, description="Model served (matches workloads' `model`).")
+    role: Role = Field(description="`prefill` or `decode`.")
+    gpu: str = Field(min_length=1, description="GPU type, a key of `gpus`.")
+    gpus_per_instance: PositiveInt = Field(description="GPUs in one instance (TP x PP x EP).")
+    prefill_tokens_per_s: PositiveFloat | dict[PositiveInt, PositiveFloat] | None = Field(
+        default=None,
+        description=(
+            "Prefill only: saturated prefill throughput in input tokens/s, one number or a table "
+            "over input length (tokens -> tokens/s), interpolated linearly."
+        ),
+    )
+    measured_at: MeasuredAt | None = Field(
+        default=None, description="Decode only: lengths at which `tpot_ms_by_batch` was measured."
+    )
+    tpot_ms_by_batch: dict[PositiveInt, PositiveFloat] | None = Field(
+        default=None, description="Decode only: one TPOT-vs-batch table (short form of tpot_tables)."
+    )
+    tpot_tables: list[TpotTable] | None = Field(
+        default=None,
+        description="Decode only: TPOT tables at several context lengths, interpolated between them.",
+    )
+    extrapolation: Extrapolation = Field(
+        default="error",
+        description=(
+            "Lookups outside a measured range (input length for prefill, context for decode, batch "
+            "beyond the largest measured): `error` (default), `nearest` (clamp) or `linear`."
+        ),
+    )
+    kv_cache_tokens: PositiveInt | None = Field(
+        default=None,
+        description="KV-cache capacity of one instance in tokens, as the engine reports it at start.",
+    )
+    min_count: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="Optimizer: at least this many instances of this type."
+    )
+    max_count: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Optimizer: at most this many instances of this type."
+    )
+    source: str | dict[str, Any] | None = Field(
+        default=None, description="Provenance of the numbers (benchmark files, paper, estimate)."
+    )
+
+    @model_validator(mode="after")
+    def _role_fields(self) -> Instance:
+        problems: list[str] = []
+        if self.role == "prefill":
+            if self.prefill_tokens_per_s is None:
+                problems.append("prefill_tokens_per_s: required for a prefill instance")
+            elif isinstance(self.prefill_tokens_per_s, dict) and not self.prefill_tokens_per_s:
+                problems.append("prefill_tokens_per_s: table must have at least one entry")
+            for f in ("measured_at", "tpot_ms_by_batch", "tpot_tables", "kv_cache_tokens"):
+                if getattr(self, f) is not None:
+                    problems.append(f"{f}: only for decode instances")
+        else:
+            if self.prefill_tokens_per_s is not None:
+                problems.append("prefill_tokens_per_s: only for prefill instances")
+            if self.tpot_tables is not None and (
+                self.tpot_ms_by_batch is not None or self.measured_at is not None
+            ):
+                problems.append("tpot_tables: give either tpot_tables or tpot_ms_by_batch, not both")
+            elif self.tpot_tables is None and self.tpot_ms_by_batch is None:
+                problems.append("tpot_ms_by_batch: required for a decode instance")
+            elif self.tpot_tables is not None and not self.tpot_tables:
+                problems.append("tpot_tables: must have at least one table")
+            elif self.tpot_ms_by_batch is not None:
+                TpotTable(measured_at=self.measured_at, tpot_ms_by_batch=self.tpot_ms_by_batch)
+        if self.max_count is not None and self.max_count < self.min_count:
+            problems.append(f"max_count: must be >= min_count ({self.min_count})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def decode_tables(self) -> list[TpotTable]:
+        """The decode TPOT tables, sorted by context length (decode instances only)."""
+        if self.tpot_tables is not None:
+            tables = list(self.tpot_tables)
+        elif self.tpot_ms_by_batch is not None:
+            tables = [TpotTable(measured_at=self.measured_at, tpot_ms_by_batch=self.tpot_ms_by_batch)]
+        else:
+            return []
+        return sorted(tables, key=lambda t: t.context_tokens or 0.0)
+
+
+class ModelSpec(StrictModel):
+    """Memory facts of a model, used to cap the decode batch by KV-cache memory."""
+
+    kv_bytes_per_token: PositiveFloat | None = Field(
+        default=None, description="KV-cache bytes per token for the whole model (all layers)."
+    )
+    layers: PositiveInt | None = Field(default=None, description="Transformer layers.")
+    kv_heads: PositiveInt | None = Field(default=None, description="Key/value heads per layer.")
+    head_dim: PositiveInt | None = Field(default=None, description="Dimension of one head.")
+    kv_dtype: Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4"] = Field(
+        default="bf16", description="Data type of the KV cache."
+    )
+    weight_gib: NonNegativeFloat | None = Field(
+        default=None, description="Weights of the whole model in GiB (split over an instance's GPUs)."
+    )
+    allowed_gpus: list[str] | None = Field(
+        default=None, description="Optimizer: GPU types this model may run on (absent: any)."
+    )
+    allowed_prefill_gpus: list[str] | None = Field(
+        default=None, description="Optimizer: GPU types for this model's prefill (absent: any)."
+    )
+    allowed_decode_gpus: list[str] | None = Field(
+        default=None, description="Optimizer: GPU types for this model's decode (absent: any)."
+    )
+
+    @model_validator(mode="after")
+    def _kv_facts(self) -> ModelSpec:
+        shape = (self.layers, self.kv_heads, self.head_dim)
+        if self.kv_bytes_per_token is not None and any(v is not None for v in shape):
+            raise ValueError("give kv_bytes_per_token or layers/kv_heads/head_dim, not both")
+        if any(v is not None for v in shape) and any(v is None for v in shape):
+            raise ValueError("layers, kv_heads and head_dim must be given together")
+        return self
+
+    @property
+    def kv_bytes_per_token_total(self) -> float | None:
+        """KV bytes per token: given, or 2 (K and V) x layers x kv_heads x head_dim x dtype bytes
+        (docs/method.md, Eq. K1)."""
+        if self.kv_bytes_per_token is not None:
+            return self.kv_bytes_per_token
+        if self.layers is None or self.kv_heads is None or self.head_dim is None:
+            return None
+        return 2 * self.layers * self.kv_heads * self.head_dim * KV_DTYPE_BYTES[self.kv_dtype]
+
+
+class Slo(StrictModel):
+    """Service-level objectives of a workload."""
+
+    ttft_ms: PositiveFloat = Field(description="Time-to-first-token target, ms.")
+    tpot_ms: PositiveFloat = Field(description="Time-per-output-token target, ms (mean).")
+    ttft_percentile: Annotated[float, Field(gt=0, lt=100)] | None = Field(
+        default=None,
+        description="The TTFT target is this percentile (e.g. 90); absent: the mean TTFT.",
+    )
+
+
+class Workload(StrictModel):
+    """A workload class: traffic of one model with one SLO and mean request lengths."""
+
+    name: str = Field(min_length=1, description="Unique name of the workload.")
+    model: str = Field(min_length=1, description="Model the requests go to.")
+    requests_per_s: PositiveFloat | None = Field(default=None, description="Rate in requests/s.")
+    tokens_per_s: PositiveFloat | None = Field(
+        default=None, description="Rate in tokens/s, input + output."
+    )
+    tokens_per_minute: PositiveFloat | None = Field(
+        default=None, description="Rate in tokens/minute, input + output."
+    )
+    input_tokens: PositiveInt = Field(description="Mean prompt length, tokens.")
+    output_tokens: PositiveInt = Field(description="Mean output length, tokens.")
+    slo: Slo
+    ttft_overhead_ms: NonNegativeFloat = Field(
+        default=0.0,
+        description="Fixed part of TTFT outside prefill queueing and compute (client transfer, "
+        "same-type P->D KV transfer), ms.",
+    )
+    queue: QueueModel | None = Field(
+        default=None, description="Prefill queue model: mm1 (the paper), md1 or mg1. Absent: options."
+    )
+    service_scv: NonNegativeFloat | None = Field(
+        default=None,
+        description="mg1: squared coefficient of variation of prefill service time. Absent: options.",
+    )
+    headroom: Annotated[float, Field(ge=1, allow_inf_nan=False)] | None = Field(
+        default=None, description="Plan for demand x headroom (e.g. 1.2). Absent: options."
+    )
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> Workload:
+        given = [
+            f for f in ("requests_per_s", "tokens_per_s", "tokens_per_minute") if getattr(self, f)
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of requests_per_s, tokens_per_s, tokens_per_minute"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def tokens_per_request(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def rate_requests_per_s(self) -> float:
+        """Demand in requests/s, whichever unit the file used (docs/method.md, Eq. R1)."""
+        if self.requests_per_s is not None:
+            return self.requests_per_s
+        tokens_per_s = (
+            self.tokens_per_s if self.tokens_per_s is not None else self.tokens_per_minute / 60.0
+        )
+        return tokens_per_s / self.tokens_per_request
+
+    @property
+    def rate_tokens_per_s(self) -> float:
+        return self.rate_requests_per_s * self.tokens_per_request
+
+
+class KvLink(StrictModel):
+    """Link bandwidth for KV transfer from a prefill GPU type to a decode GPU type."""
+
+    prefill_gpu: str
+    decode_gpu: str
+    gbit_per_s: PositiveFloat = Field(description="Usable bandwidth per transfer, Gbit/s.")
+
+
+class KvTransfer(StrictModel):
+    """KV transfer between different GPU types (same-type transfer is in `ttft_overhead_ms`)."""
+
+    default_gbit_per_s: PositiveFloat | None = Field(
+        default=None,
+        description="Bandwidth for cross-type pairs not listed in `links`; absent: such pairs are "
+        "not allowed.",
+    )
+    links: list[KvLink] = Field(default_factory=list)
+
+
+class Options(StrictModel):
+    """Scenario-wide defaults and solver settings."""
+
+    queue: QueueModel = Field(default="mm1", description="Default prefill queue model.")
+    service_scv: NonNegativeFloat | None = Field(
+        default=None, description="Default squared coefficient of variation for mg1."
+    )
+    headroom: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
+        default=1.0, description="Default demand multiplier."
+    )
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.9,
+        description="Share of GPU memory the engine may use for weights + KV cache (vLLM's default "
+        "gpu_memory_utilization is 0.9).",
+    )
+    objective: Objective = Field(default="cost", description="cost ($/hour) or gpus (fewest GPUs).")
+    time_limit_s: PositiveFloat = Field(default=60.0, description="Solver time limit, seconds.")
+    mip_gap: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=1e-4, description="Relative MIP gap at which the solver may stop."
+    )
+
+
+class Scenario(StrictModel):
+    """A planning scenario: GPU types, benchmarked instance types, workloads and options."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    gpus: dict[str, Gpu] = Field(description="GPU types by name.")
+    instances: list[Instance] = Field(description="Benchmarked instance types.")
+    workloads: list[Workload] = Field(description="Workload classes to serve.")
+    models: dict[str, ModelSpec] = Field(
+        default_factory=dict, description="Memory facts and placement rules per model."
+    )
+    kv_transfer: KvTransfer = Field(default_factory=KvTransfer)
+    budget_per_hour: PositiveFloat | None = Field(
+        default=None, description="At most this many USD per hour for the whole fleet."
+    )
+    options: Options = Field(default_factory=Options)
+
+    def gpu_of(self, instance: Instance) -> Gpu:
+        return self.gpus[instance.gpu]
+
+    def workload(self, name: str) -> Workload:
+        for w in self.workloads:
+            if w.name == name:
+                return w
+        raise KeyError(name)
+
+    def instance(self, name: str) -> Instance:
+        for i in self.instances:
+            if i.name == name:
+                return i
+        raise KeyError(name)
+
+    def queue_of(self, workload: Workload) -> tuple[QueueModel, float | None]:
+        """The workload's prefill queue model and service SCV, falling back to options."""
+        queue = workload.queue or self.options.queue
+        scv = workload.service_scv if workload.service_scv is not None else self.options.service_scv
+        return queue, scv
+
+    def headroom_of(self, workload: Workload) -> float:
+        return workload.headroom if workload.headroom is not None else self.options.headroom
+
+
+def check_references(scenario: Scenario) -> list[Problem]:
+    """Cross-reference checks that need the whole scenario; one Problem per thing wrong."""
+    problems: list[Problem] = []
+    if not scenario.gpus:
+        problems.append(Problem("gpus", "must list at least one GPU type"))
+    if not scenario.instances:
+        problems.append(Problem("instances", "must list at least one instance type"))
+    if not scenario.workloads:
+        problems.append(Problem("workloads", "must list at least one workload"))
+
+    seen: dict[str, int] = {}
+    for i, inst in enumerate(scenario.instances):
+        loc = f"instances[{i}]"
+        if inst.name in seen:
+            problems.append(
+                Problem(f"{loc}.name", f"duplicate instance name '{inst.name}' "
+                        f"(also instances[{seen[inst.name]}])")
+            )
+        seen.setdefault(inst.name, i)
+        if inst.gpu not in scenario.gpus:
+            problems.append(
+                Problem(f"{loc}.gpu", f"unknown GPU type '{inst.gpu}' "
+                        f"(gpus lists: {', '.join(sorted(scenario.gpus)) or 'none'})")
+            )
+
+    seen = {}
+    for j, w in enumerate(scenario.workloads):
+        loc = f"workloads[{j}]"
+        if w.name in seen:
+            problems.append(
+                Problem(f"{loc}.name", f"duplicate workload name '{w.name}' "
+                        f"(also workloads[{seen[w.name]}])")
+            )
+        seen.setdefault(w.name, j)
+        roles = {inst.role for inst in scenario.instances if inst.model == w.model}
+        for role in ("prefill", "decode"):
+            if role not in roles:
+                problems.append(
+                    Problem(f"{loc}.model", f"no {role} instance type serves model '{w.model}'")
+                )
+        queue, scv = scenario.queue_of(w)
+        if queue == "mg1" and scv is None:
+            problems.append(
+                Problem(f"{loc}.service_scv", "required for queue mg1 (here or in options)")
+            )
+        if w.slo.ttft_percentile is not None and queue != "mm1":
+            problems.append(
+                Problem(f"{loc}.slo.ttft_percentile",
+                        f"percentile TTFT targets need queue mm1 (this workload uses {queue})")
+            )
+
+    models_served = {inst.model for inst in scenario.instances}
+    for name, spec in scenario.models.items():
+        loc = f"models.{name}"
+        if name not in models_served:
+            problems.append(Problem(loc, f"no instance type serves model '{name}'"))
+        for field in ("allowed_gpus", "allowed_prefill_gpus", "allowed_decode_gpus"):
+            for k, gpu in enumerate(getattr(spec, field) or []):
+                if gpu not in scenario.gpus:
+                    problems.append(Problem(f"{loc}.{field}[{k}]", f"unknown GPU type '{gpu}'"))
+
+    for k, link in enumerate(scenario.kv_transfer.links):
+        for field in ("prefill_gpu", "decode_gpu"):
+            if getattr(link, field) not in scenario.gpus:
+                problems.append(
+                    Problem(f"kv_transfer.links[{k}].{field}",
+                            f"unknown GPU type '{getattr(link, field)}'")
+                )
+    return problems
