@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pdopt.cli.check import check, schema
 from pdopt.cli.common import main
+from pdopt.cli.profile import profile
 from pdopt.cli.ratio import ratio
 
 main.add_command(ratio)
 main.add_command(check)
 main.add_command(schema)
+main.add_command(profile)
 
 __all__ = ["main"]

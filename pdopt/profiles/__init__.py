@@ -1,0 +1,1 @@
+"""Instance profiles: turn benchmark results and estimates into scenario instance blocks."""
