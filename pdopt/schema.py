@@ -231,6 +231,42 @@ class Slo(StrictModel):
     )
 
 
+class FixedLengths(StrictModel):
+    """Every request has exactly the workload's mean input and output lengths."""
+
+    kind: Literal["fixed"] = "fixed"
+
+
+class LognormalLengths(StrictModel):
+    """Input and output lengths drawn independently from lognormal distributions whose means are
+    the workload's `input_tokens` / `output_tokens` (docs/simulation.md, Eq. S1)."""
+
+    kind: Literal["lognormal"] = "lognormal"
+    input_cv: NonNegativeFloat = Field(description="Coefficient of variation of input length.")
+    output_cv: NonNegativeFloat = Field(description="Coefficient of variation of output length.")
+
+
+class EmpiricalLengths(StrictModel):
+    """(input, output) length pairs sampled with replacement from a CSV file with columns
+    `input_tokens,output_tokens` (docs/simulation.md)."""
+
+    kind: Literal["empirical"] = "empirical"
+    file: str = Field(
+        min_length=1, description="CSV of length pairs; a relative path is read from the "
+        "scenario file's folder."
+    )
+    scale_to_means: bool = Field(
+        default=True,
+        description="Scale the samples so their means equal the workload's input_tokens and "
+        "output_tokens (the lengths the plan was sized for).",
+    )
+
+
+LengthDistribution = Annotated[
+    FixedLengths | LognormalLengths | EmpiricalLengths, Field(discriminator="kind")
+]
+
+
 class Workload(StrictModel):
     """A workload class: traffic of one model with one SLO and mean request lengths."""
 
@@ -260,6 +296,11 @@ class Workload(StrictModel):
     )
     headroom: Annotated[float, Field(ge=1, allow_inf_nan=False)] | None = Field(
         default=None, description="Plan for demand x headroom (e.g. 1.2). Absent: options."
+    )
+    length_distribution: LengthDistribution | None = Field(
+        default=None,
+        description="Simulation only: how request lengths vary around the means (fixed, lognormal "
+        "with a CV, or empirical from a CSV). Absent: fixed. The sizing uses the means.",
     )
 
     @model_validator(mode="after")
