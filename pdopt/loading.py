@@ -7,6 +7,7 @@ YAML is read with a safe loader; a document whose expanded size is absurd (alias
 
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from pdopt.errors import Problem, ScenarioError
-from pdopt.schema import Scenario, check_references
+from pdopt.schema import Scenario, StrictModel, check_references
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 # A hand-written scenario of 50 models x 8 GPU types x 4 sizes has ~100k nodes; 2M is far beyond
@@ -34,6 +35,11 @@ def parse_text(text: str, suffix: str) -> Any:
         if suffix == ".toml":
             return tomllib.loads(text)
         return yaml.safe_load(text)
+    except RecursionError:
+        # The JSON and YAML parsers recurse once per nesting level; no scenario nests deeply.
+        raise ScenarioError(
+            [Problem("", "document is nested too deeply to be a scenario")]
+        ) from None
     except json.JSONDecodeError as e:
         raise ScenarioError([Problem("", f"not valid JSON: {e.msg} (line {e.lineno})")]) from None
     except tomllib.TOMLDecodeError as e:
@@ -63,7 +69,7 @@ def expanded_size(data: Any, limit: int = MAX_EXPANDED_NODES) -> int:
 
 
 def read_document(path: str | Path) -> dict[str, Any]:
-    """Read a scenario file into plain data (no validation). Raises ScenarioError naming the file."""
+    """Read a scenario file into plain data (no validation); errors name the file."""
     path = Path(path)
     source = str(path)
     try:
@@ -76,7 +82,9 @@ def read_document(path: str | Path) -> dict[str, Any]:
                      f"{MAX_FILE_BYTES} bytes")], source
         )
     if b"\x00" in raw:
-        raise ScenarioError([Problem("", "binary file (contains NUL bytes), not a scenario")], source)
+        raise ScenarioError(
+            [Problem("", "binary file (contains NUL bytes), not a scenario")], source
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -114,35 +122,124 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 
 def _is_union_branch(part: Any) -> bool:
-    # pydantic adds the union member's type name ('float', 'dict[int,float]', 'function-after[...]')
-    return isinstance(part, str) and ("[" in part or part in {"float", "int", "str", "dict"})
+    # pydantic adds the union member's type name ('constrained-float', 'dict[int,float]',
+    # 'function-after[...]') to the location of an error inside one branch of a union.
+    return isinstance(part, str) and (
+        "[" in part or part in {"float", "int", "str", "dict", "list", "bool"}
+        or part.startswith("constrained-")
+    )
+
+
+#: Pydantic error types that only say "the value has the wrong type".
+_TYPE_ERRORS: dict[str, str] = {
+    "float_type": "a number", "float_parsing": "a number",
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "string_type": "text", "dict_type": "a mapping", "list_type": "a list",
+    "bool_type": "true or false", "bool_parsing": "true or false", "model_type": "a mapping",
+    "finite_number": "a finite number",
+}
+#: Pydantic's number-bound errors, in the format's own words (`must be > 0`).
+_BOUND_ERRORS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
+                 "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
+
+
+def _field_names() -> list[str]:
+    """Every field name of the scenario format, to suggest a correction for a typo."""
+    names: set[str] = set()
+    stack: list[type[StrictModel]] = [Scenario]
+    seen: set[type] = set()
+    while stack:
+        model = stack.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        names.update(model.model_fields)
+        stack.extend(StrictModel.__subclasses__())
+    return sorted(names)
+
+
+def _message(e: dict[str, Any]) -> str:
+    """One pydantic error in the scenario format's words."""
+    etype, ctx = e["type"], e.get("ctx") or {}
+    if etype == "extra_forbidden":
+        field = e["loc"][-1] if e["loc"] else ""
+        close = difflib.get_close_matches(str(field), _field_names(), n=1, cutoff=0.75)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"unknown field{hint} (see docs/scenario-format.md)"
+    if etype == "missing":
+        return "required field is missing"
+    if etype in _BOUND_ERRORS:
+        key, op = _BOUND_ERRORS[etype]
+        return f"must be {op} {ctx.get(key, '?'):g}" if isinstance(ctx.get(key), float | int) \
+            else f"must be {op} {ctx.get(key)}"
+    if etype in _TYPE_ERRORS:
+        return f"must be {_TYPE_ERRORS[etype]}, got {_describe(e.get('input'))}"
+    if etype == "literal_error":
+        return f"must be one of {ctx.get('expected')}, got {_describe(e.get('input'))}"
+    if etype == "too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else e["msg"]
+    msg = str(e["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg[:1].lower() + msg[1:]
+
+
+def _describe(value: Any) -> str:
+    """A short description of a wrong input value for an error message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def problems_from_validation(err: ValidationError) -> list[Problem]:
-    """Turn a pydantic ValidationError into one Problem per error, deduplicated."""
+    """Turn a pydantic ValidationError into one Problem per thing wrong, deduplicated.
+
+    Errors in the branches of a union (e.g. `prefill_tokens_per_s`: a number or a table) are merged:
+    a value of the wrong type for every branch gives one line (`must be a number or a mapping`);
+    otherwise the branch whose type matched explains what is wrong."""
+    raw = err.errors(include_url=False)
+    entries: list[tuple[str, bool, dict[str, Any]]] = []
+    for e in raw:
+        in_branch = any(_is_union_branch(p) for p in e["loc"])
+        loc = tuple(p for p in e["loc"] if not _is_union_branch(p))
+        entries.append((_location(loc), in_branch, e))
+
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
-    for e in err.errors(include_url=False):
-        loc = tuple(p for p in e["loc"] if not _is_union_branch(p))
-        msg = e["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        etype = e["type"]
-        if etype == "extra_forbidden":
-            msg = "unknown field (not part of the scenario format; see docs/scenario-format.md)"
-        elif etype == "missing":
-            msg = "required field is missing"
-        location = _location(loc)
-        # Validators report "field: message" for a field of the model they check.
+
+    def add(location: str, message: str) -> None:
+        if (location, message) not in seen:
+            seen.add((location, message))
+            problems.append(Problem(location, message))
+
+    for location, in_branch, e in entries:
+        if in_branch and e["type"] in _TYPE_ERRORS:
+            siblings = [x for x in entries if x[1] and x[0].startswith(location) and x[2] is not e]
+            if any(x[2]["type"] not in _TYPE_ERRORS or x[0] != location for x in siblings):
+                continue  # another branch matched the value's type and says what is wrong
+            kinds = sorted({_TYPE_ERRORS[x[2]["type"]] for x in [*siblings, (location, True, e)]})
+            add(location, f"must be {' or '.join(kinds)}, got {_describe(e.get('input'))}")
+            continue
+        msg = _message(e)
+        if "[key]" in e["loc"]:
+            msg = f"key {msg}"
+        if e["type"] != "value_error":
+            add(location, msg)
+            continue
+        # Model validators report "field: message; field: message" for fields of the model.
         for chunk in msg.split("; "):
             head, sep, tail = chunk.partition(": ")
             if sep and head.isidentifier():
-                key = (f"{location}.{head}" if location else head, tail)
+                add(f"{location}.{head}" if location else head, tail)
             else:
-                key = (location, chunk[:1].lower() + chunk[1:])
-            if key not in seen:
-                seen.add(key)
-                problems.append(Problem(*key))
+                add(location, chunk[:1].lower() + chunk[1:])
     return problems
 
 

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from pdopt.errors import Problem
 
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-PositiveInt = Annotated[int, Field(gt=0)]
+
+def _not_bool(value: Any) -> Any:
+    """Refuse true/false where a number belongs (pydantic would read `ttft_ms: true` as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got {str(value).lower()}")
+    return value
+
+
+NotBool = BeforeValidator(_not_bool)
+PositiveFloat = Annotated[float, NotBool, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, NotBool, Field(ge=0, allow_inf_nan=False)]
+PositiveInt = Annotated[int, NotBool, Field(gt=0)]
+NonNegativeInt = Annotated[int, NotBool, Field(ge=0)]
+Percentile = Annotated[float, NotBool, Field(gt=0, lt=100, allow_inf_nan=False)]
 
 QueueModel = Literal["mm1", "md1", "mg1"]
 Role = Literal["prefill", "decode"]
@@ -24,7 +35,9 @@ Extrapolation = Literal["error", "nearest", "linear"]
 Objective = Literal["cost", "gpus"]
 
 # Bytes per element of the KV-cache data types a model may declare.
-KV_DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "fp4": 0.5}
+KV_DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "fp4": 0.5,
+}
 
 
 class StrictModel(BaseModel):
@@ -40,8 +53,9 @@ class Gpu(StrictModel):
     memory_gib: PositiveFloat | None = Field(
         default=None, description="HBM per GPU in GiB; needed for the KV-cache cap on decode batch."
     )
-    count: Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="Inventory: at most this many GPUs of this type (absent: unlimited)."
+    count: NonNegativeInt | None = Field(
+        default=None,
+        description="Inventory: at most this many GPUs of this type (absent: unlimited).",
     )
 
 
@@ -123,10 +137,10 @@ class Instance(StrictModel):
         default=None,
         description="KV-cache capacity of one instance in tokens, as the engine reports it at start.",
     )
-    min_count: Annotated[int, Field(ge=0)] = Field(
+    min_count: NonNegativeInt = Field(
         default=0, description="Optimizer: at least this many instances of this type."
     )
-    max_count: Annotated[int, Field(ge=0)] | None = Field(
+    max_count: NonNegativeInt | None = Field(
         default=None, description="Optimizer: at most this many instances of this type."
     )
     source: str | dict[str, Any] | None = Field(
@@ -225,7 +239,7 @@ class Slo(StrictModel):
 
     ttft_ms: PositiveFloat = Field(description="Time-to-first-token target, ms.")
     tpot_ms: PositiveFloat = Field(description="Time-per-output-token target, ms (mean).")
-    ttft_percentile: Annotated[float, Field(gt=0, lt=100)] | None = Field(
+    ttft_percentile: Percentile | None = Field(
         default=None,
         description="The TTFT target is this percentile (e.g. 90); absent: the mean TTFT.",
     )
@@ -294,7 +308,7 @@ class Workload(StrictModel):
         default=None,
         description="mg1: squared coefficient of variation of prefill service time. Absent: options.",
     )
-    headroom: Annotated[float, Field(ge=1, allow_inf_nan=False)] | None = Field(
+    headroom: Annotated[float, NotBool, Field(ge=1, allow_inf_nan=False)] | None = Field(
         default=None, description="Plan for demand x headroom (e.g. 1.2). Absent: options."
     )
     length_distribution: LengthDistribution | None = Field(
@@ -360,17 +374,17 @@ class Options(StrictModel):
     service_scv: NonNegativeFloat | None = Field(
         default=None, description="Default squared coefficient of variation for mg1."
     )
-    headroom: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
+    headroom: Annotated[float, NotBool, Field(ge=1, allow_inf_nan=False)] = Field(
         default=1.0, description="Default demand multiplier."
     )
-    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
+    gpu_memory_utilization: Annotated[float, NotBool, Field(gt=0, le=1)] = Field(
         default=0.9,
         description="Share of GPU memory the engine may use for weights + KV cache (vLLM's default "
         "gpu_memory_utilization is 0.9).",
     )
     objective: Objective = Field(default="cost", description="cost ($/hour) or gpus (fewest GPUs).")
     time_limit_s: PositiveFloat = Field(default=60.0, description="Solver time limit, seconds.")
-    mip_gap: Annotated[float, Field(ge=0, lt=1)] = Field(
+    mip_gap: Annotated[float, NotBool, Field(ge=0, lt=1)] = Field(
         default=1e-4, description="Relative MIP gap at which the solver may stop."
     )
 
