@@ -102,12 +102,13 @@ def instance_kv_cache_tokens(scenario: Scenario, instance: Instance) -> int | No
     kv_bytes = spec.kv_bytes_per_token_total
     if kv_bytes is None:
         return None
-    usable = instance.gpus_per_instance * gpu.memory_gib * scenario.options.gpu_memory_utilization
+    utilization = scenario.options.gpu_memory_utilization
+    usable = instance.gpus_per_instance * gpu.memory_gib * utilization
     if spec.weight_gib >= usable:
         raise UnreachableTargetError(
-            f"instance '{instance.name}': model '{instance.model}' weights ({spec.weight_gib:g} GiB) "
-            f"do not fit in {usable:.1f} GiB usable memory ({instance.gpus_per_instance} x "
-            f"{gpu.memory_gib:g} GiB x {scenario.options.gpu_memory_utilization:g})"
+            f"instance '{instance.name}': model '{instance.model}' weights "
+            f"({spec.weight_gib:g} GiB) do not fit in {usable:.1f} GiB usable memory "
+            f"({instance.gpus_per_instance} x {gpu.memory_gib:g} GiB x {utilization:g})"
         )
     return kv_cache_tokens_from_memory(
         gpus_per_instance=instance.gpus_per_instance, memory_gib=gpu.memory_gib,

@@ -1,4 +1,4 @@
-"""Decode under a TPOT target and measured-table lookups (pure functions; docs/method.md, section D).
+"""Decode under a TPOT target and measured-table lookups (pure functions; docs/method.md, D).
 
 A decode instance's TPOT grows with its batch; the largest batch whose TPOT meets the target,
 capped by KV-cache memory, sets its throughput: batch / TPOT(batch) output tokens/s.
@@ -61,8 +61,8 @@ class DecodeCurve:
     """TPOT (ms) as a function of batch size at one context length.
 
     Built from one or more measured tables; between tables TPOT is interpolated linearly in context
-    (Eq. D2), within a table linearly in batch (Eq. D1). Below the first measured batch TPOT is taken
-    as the first measurement (conservative: TPOT does not fall as batch grows)."""
+    (Eq. D2), within a table linearly in batch (Eq. D1). Below the first measured batch TPOT is
+    taken as the first measurement (conservative: TPOT does not fall as batch grows)."""
 
     batches: tuple[float, ...]
     tpot_ms: tuple[float, ...]
@@ -146,7 +146,9 @@ def decode_curve(
     if len(tables) == 1 and tables[0].context_tokens is None:
         t = tables[0].tpot_ms_by_batch
         bs = sorted(t)
-        return DecodeCurve(tuple(map(float, bs)), tuple(t[b] for b in bs), extrapolation == "linear")
+        return DecodeCurve(
+            tuple(map(float, bs)), tuple(t[b] for b in bs), extrapolation == "linear"
+        )
     if any(t.context_tokens is None for t in tables):
         raise ValueError("with several TPOT tables, each needs measured_at")
     tables = sorted(tables, key=lambda t: t.context_tokens)  # type: ignore[arg-type, return-value]
@@ -215,7 +217,9 @@ def decode_capacity(
     batch, limited_by = tpot_batch, "tpot"
     if kv_batch is not None and kv_batch < tpot_batch:
         if kv_batch < 1:
-            raise UnreachableTargetError("the KV cache cannot hold even one request at this context")
+            raise UnreachableTargetError(
+                "the KV cache cannot hold even one request at this context"
+            )
         batch, limited_by = kv_batch, "kv_cache"
     tpot = curve.tpot_at(batch)
     return DecodeCapacity(

@@ -1,8 +1,9 @@
 """Prefill under a TTFT target: queueing formulas (pure functions; docs/method.md, section P).
 
 Each prefill instance is one FCFS server; a request's service time is its prompt length over the
-instance's saturated prefill throughput. TTFT = waiting + service + overhead. With one workload class
-and M/M/1 at the mean this is exactly the paper's `TP_prefill = TP_max - L_in / (TTFT - T_overhead)`.
+instance's saturated prefill throughput. TTFT = waiting + service + overhead. With one workload
+class and M/M/1 at the mean this is exactly the paper's
+`TP_prefill = TP_max - L_in / (TTFT - T_overhead)`.
 """
 
 from __future__ import annotations

@@ -29,9 +29,12 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def format_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -> Callable[[F], F]:
+    """`--format`; where `table` is a choice, `text` is accepted as another name for it."""
+    if "table" in choices and "text" not in choices:
+        choices = (*choices, "text")
     return click.option(
         "--format", "fmt", type=click.Choice(choices), default=default, show_default=True,
-        help="Output format.",
+        help="Output format (text is the same as table).",
     )
 
 
@@ -58,7 +61,7 @@ def write_atomic(path: str | Path, text: str) -> None:
 
 def emit(report: Report, fmt: str, output: str | None = None) -> None:
     """Render a report and print it (or write it to --output)."""
-    text = render(report, fmt)  # type: ignore[arg-type]
+    text = render(report, "table" if fmt == "text" else fmt)  # type: ignore[arg-type]
     if output:
         write_atomic(output, text + "\n")
     else:
@@ -72,7 +75,7 @@ def fail(message: str, code: ExitCode = ExitCode.INVALID_INPUT) -> None:
 
 
 def handle_errors(f: F) -> F:
-    """Turn pdopt's domain errors into clean messages and exit codes; tracebacks only with --debug."""
+    """Turn pdopt's domain errors into clean messages and exit codes (tracebacks with --debug)."""
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -10,6 +10,8 @@ from pdopt.loading import load_scenario
 from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario
 from pdopt.report import Report, Table
 
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
 
 def parse_tpot_table(text: str) -> dict[int, float]:
     """'10:12.8,20:16.4' -> {10: 12.8, 20: 16.4}; TPOT must not decrease as batch grows."""
@@ -55,10 +57,10 @@ def ratio_report(r: RatioResult) -> Report:
 
 @click.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
-@click.option("--input-tokens", type=click.FloatRange(min=0, min_open=True), help="Mean prompt length.")
-@click.option("--output-tokens", type=click.FloatRange(min=0, min_open=True), help="Mean output length.")
-@click.option("--ttft-ms", type=click.FloatRange(min=0, min_open=True), help="TTFT target, ms.")
-@click.option("--tpot-ms", type=click.FloatRange(min=0, min_open=True), help="TPOT target, ms.")
+@click.option("--input-tokens", type=POSITIVE, help="Mean prompt length, tokens.")
+@click.option("--output-tokens", type=POSITIVE, help="Mean output length, tokens.")
+@click.option("--ttft-ms", type=POSITIVE, help="TTFT target, ms.")
+@click.option("--tpot-ms", type=POSITIVE, help="TPOT target, ms.")
 @click.option("--ttft-overhead-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Fixed TTFT outside prefill (client + KV transfer), ms.")
 @click.option("--prefill-tokens-per-s", type=click.FloatRange(min=0, min_open=True),
@@ -77,8 +79,9 @@ def ratio_report(r: RatioResult) -> Report:
 @click.option("--ttft-percentile", type=click.FloatRange(0, 100, min_open=True, max_open=True),
               default=None, help="The TTFT target is this percentile (mm1 only); default: mean.")
 @click.option("--rounding", type=click.Choice(["ceil", "nearest"]), default="ceil",
-              show_default=True, help="ceil meets the full demand; nearest is the paper's rounding.")
-@format_option("table", ("table", "json", "markdown", "csv"))
+              show_default=True,
+              help="ceil meets the full demand; nearest is the paper's rounding.")
+@format_option("table", ("table", "text", "json", "markdown", "csv"))
 @output_option
 @handle_errors
 def ratio(scenario: str | None, fmt: str, output: str | None, rounding: str,
@@ -92,8 +95,8 @@ def ratio(scenario: str | None, fmt: str, output: str | None, rounding: str,
     if scenario is not None:
         given = [k for k, v in flags.items() if v is not None and k != "ttft_overhead_ms"]
         if given or flags["ttft_overhead_ms"]:
-            raise click.UsageError("give a SCENARIO file or flags, not both "
-                                   f"(got --{(given or ['ttft_overhead_ms'])[0].replace('_', '-')})")
+            flag = (given or ["ttft_overhead_ms"])[0].replace("_", "-")
+            raise click.UsageError(f"give a SCENARIO file or flags, not both (got --{flag})")
         sc = load_scenario(scenario)
         try:
             result = ratio_from_scenario(sc, rounding)  # type: ignore[arg-type]
@@ -124,7 +127,9 @@ def _ratio_from_flags(rounding: str, flags: dict[str, object]) -> RatioResult:
     if queue == "mg1" and flags["service_scv"] is None:
         raise click.UsageError("--queue mg1 needs --service-scv")
     if flags["ttft_percentile"] is not None and queue != "mm1":
-        raise ScenarioError([Problem("--ttft-percentile", "percentile TTFT targets need --queue mm1")])
+        raise ScenarioError(
+            [Problem("--ttft-percentile", "percentile TTFT targets need --queue mm1")]
+        )
     return ratio_from_numbers(
         demand_tokens_per_s=demand, input_tokens=li, output_tokens=lo,
         ttft_ms=float(flags["ttft_ms"]), tpot_ms=float(flags["tpot_ms"]),  # type: ignore[arg-type]
