@@ -10,10 +10,12 @@ from pdopt.cli.check import check, schema
 from pdopt.cli.common import main
 from pdopt.cli.profile import profile
 from pdopt.cli.ratio import ratio
+from pdopt.cli.solve import solve
 
 main.add_command(ratio)
 main.add_command(check)
 main.add_command(schema)
+main.add_command(solve)
 main.add_command(profile)
 
 __all__ = ["main"]

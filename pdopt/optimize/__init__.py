@@ -1,0 +1,111 @@
+"""The fleet optimizer: `solve(scenario) -> Plan` (docs/method.md, section O).
+
+Steps: precompute capacities and routes (`data`), build the Pyomo model (`model`), solve it with
+HiGHS (`solver`), read the plan back with predicted TTFT/TPOT (`extract`), and when there is no
+plan, say which requirement cannot be met and why (`diagnose`).
+"""
+
+from __future__ import annotations
+
+import time
+
+from pdopt.optimize.data import FleetData, build_fleet_data
+from pdopt.optimize.diagnose import diagnose, unroutable_workloads
+from pdopt.optimize.extract import (
+    counts,
+    decode_operating_points,
+    flows,
+    pool_plans,
+    routes,
+    workload_plans,
+)
+from pdopt.optimize.model import create_model
+from pdopt.optimize.solver import SolverReport, solve_model
+from pdopt.plan import Plan
+from pdopt.schema import Scenario
+
+__all__ = ["solve", "build_fleet_data", "create_model", "FleetData", "SolverReport"]
+
+
+def _resolve(scenario: Scenario) -> Scenario:
+    """Replace `profile:` blocks by numbers when the profiles package supports them."""
+    try:
+        from pdopt.profiles.resolve import resolve_profiles
+    except ImportError:
+        return scenario
+    return resolve_profiles(scenario)
+
+
+def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: float | None = None,
+          objective: str | None = None, threads: int | None = None) -> Plan:
+    """Cheapest (or fewest-GPU) plan that serves every workload within its SLOs.
+
+    Never raises for an infeasible scenario: the Plan's status is `infeasible` and `diagnosis`
+    says why. Raises pdopt errors for invalid input (e.g. a table lookup outside its range)."""
+    start = time.perf_counter()
+    scenario = _resolve(scenario)
+    objective = objective or scenario.options.objective
+    time_limit_s = time_limit_s if time_limit_s is not None else scenario.options.time_limit_s
+    mip_gap = mip_gap if mip_gap is not None else scenario.options.mip_gap
+    data = build_fleet_data(scenario)
+
+    blocked = unroutable_workloads(data)
+    if blocked:
+        return _no_plan(scenario, objective, "infeasible", blocked, start, 0.0)
+    model = create_model(data, objective)
+    build_seconds = time.perf_counter() - start
+    report = solve_model(model, time_limit_s=time_limit_s, mip_gap=mip_gap, threads=threads)
+    if report.status in ("infeasible", "no_solution"):
+        if report.status == "infeasible":
+            reasons = diagnose(data, objective, time_limit_s=time_limit_s, mip_gap=mip_gap)
+        else:
+            reasons = [f"the time limit ({time_limit_s:g} s) was reached before any plan was "
+                       "found; raise --time-limit or --mip-gap"]
+        plan = _no_plan(scenario, objective, report.status, reasons, start, report.solve_seconds)
+        plan.build_seconds = build_seconds
+        return plan
+    return _plan(data, model, objective, report, build_seconds)
+
+
+def _plan(data: FleetData, model: object, objective: str, report: SolverReport,
+          build_seconds: float) -> Plan:
+    n = counts(model)  # type: ignore[arg-type]
+    r, s = routes(model)  # type: ignore[arg-type]
+    points = decode_operating_points(data, n, s)
+    pools = pool_plans(data, n, r, s, points)
+    gpus_by_type: dict[str, int] = {}
+    by_role = {"prefill": 0, "decode": 0}
+    for p in pools:
+        gpus_by_type[p.gpu] = gpus_by_type.get(p.gpu, 0) + p.count * p.gpus_per_instance
+        by_role[p.role] += p.count
+    messages = []
+    if report.status == "feasible":
+        gap = f"{100 * report.mip_gap:.2f}%" if report.mip_gap is not None else "unknown"
+        messages.append(f"time limit reached: best plan found, gap to the bound {gap}")
+    return Plan(
+        scenario=data.scenario.name,
+        status=report.status,
+        objective=objective,  # type: ignore[arg-type]
+        cost_per_hour=sum(p.cost_per_hour for p in pools),
+        total_gpus=sum(gpus_by_type.values()),
+        gpus_by_type=dict(sorted(gpus_by_type.items())),
+        instances_by_role=by_role,
+        pools=pools,
+        workloads=workload_plans(data, n, r, s, points),
+        flows=flows(data, r, s),
+        dual_bound=report.dual_bound,
+        mip_gap=report.mip_gap,
+        solve_seconds=report.solve_seconds,
+        build_seconds=build_seconds,
+        messages=messages,
+    )
+
+
+def _no_plan(scenario: Scenario, objective: str, status: str, reasons: list[str], start: float,
+             solve_seconds: float) -> Plan:
+    return Plan(
+        scenario=scenario.name, status=status, objective=objective,  # type: ignore[arg-type]
+        cost_per_hour=None, total_gpus=None, gpus_by_type={}, instances_by_role={}, pools=[],
+        workloads=[], flows=[], dual_bound=None, mip_gap=None, solve_seconds=solve_seconds,
+        build_seconds=time.perf_counter() - start - solve_seconds, diagnosis=reasons,
+    )

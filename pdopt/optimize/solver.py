@@ -1,0 +1,85 @@
+"""Calling HiGHS through Pyomo's redesigned solver interface, and the typed report of the outcome.
+
+`pyomo.contrib.solver` is a preview API: it is imported here and nowhere else, and pyproject pins
+the Pyomo minor version. The solve never raises on a non-optimal outcome and loads the incumbent
+itself, so a time limit returns the best plan found with its gap.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import pyomo.environ as pyo
+from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
+from pyomo.contrib.solver.solvers.highs import Highs
+
+SolveStatus = Literal["optimal", "feasible", "infeasible", "no_solution"]
+
+
+@dataclass(frozen=True)
+class SolverReport:
+    """The solver's outcome: status, objective, dual bound, gap, time (cf. linopy's report)."""
+
+    status: SolveStatus
+    termination: str
+    objective: float | None
+    dual_bound: float | None
+    mip_gap: float | None
+    solve_seconds: float
+    time_limit_hit: bool
+
+
+def relative_gap(objective: float | None, bound: float | None) -> float | None:
+    """|objective - bound| / |objective| (HiGHS's definition); 0 when both are 0."""
+    if objective is None or bound is None or math.isinf(bound):
+        return None
+    if objective == 0:
+        return 0.0 if abs(bound) < 1e-12 else None
+    return max(0.0, abs(objective - bound) / abs(objective))
+
+
+def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float, mip_gap: float,
+                threads: int | None = None) -> SolverReport:
+    """Solve with HiGHS; load the incumbent into the model when there is one."""
+    options = {"threads": threads} if threads else {}
+    start = time.perf_counter()
+    results = Highs().solve(
+        model,
+        time_limit=time_limit_s,
+        rel_gap=mip_gap,
+        load_solutions=False,
+        raise_exception_on_nonoptimal_result=False,
+        solver_options=options,
+    )
+    seconds = time.perf_counter() - start
+    tc = results.termination_condition
+    has_solution = results.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
+    if has_solution:
+        results.solution_loader.load_vars()
+    objective = results.incumbent_objective if has_solution else None
+    bound = results.objective_bound
+    bound = None if bound is None or (isinstance(bound, float) and math.isinf(bound)) else bound
+    time_limit_hit = tc in (TerminationCondition.maxTimeLimit,
+                            TerminationCondition.iterationLimit)
+    if tc in (TerminationCondition.provenInfeasible,
+              TerminationCondition.infeasibleOrUnbounded,
+              TerminationCondition.locallyInfeasible):
+        status: SolveStatus = "infeasible"
+    elif not has_solution:
+        status = "no_solution"
+    elif tc == TerminationCondition.convergenceCriteriaSatisfied:
+        status = "optimal"
+    else:
+        status = "feasible"
+    return SolverReport(
+        status=status,
+        termination=tc.name,
+        objective=objective,
+        dual_bound=bound,
+        mip_gap=relative_gap(objective, bound) if has_solution else None,
+        solve_seconds=seconds,
+        time_limit_hit=time_limit_hit,
+    )

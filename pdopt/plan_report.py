@@ -1,0 +1,44 @@
+"""A plan as a `Report` (tables for people, `Plan.to_dict()` for machines)."""
+
+from __future__ import annotations
+
+from pdopt.plan import Plan
+from pdopt.report import Report, Table
+
+
+def plan_report(plan: Plan) -> Report:
+    """Pools, workloads and totals of a plan; for a plan-less outcome, the diagnosis."""
+    data = plan.to_dict()
+    if not plan.has_plan:
+        rows = [(k + 1, reason) for k, reason in enumerate(plan.diagnosis)]
+        return Report(data, [Table(f"{plan.scenario}: {plan.status}", ("#", "reason"), rows)])
+    pools = Table(
+        f"{plan.scenario}: {plan.status}, ${plan.cost_per_hour:,.2f}/hour, {plan.total_gpus} GPUs",
+        ("pool", "model", "role", "gpu", "gpus/inst", "count", "utilization", "requests/s",
+         "kv_util"),
+        [(p.instance, p.model, p.role, p.gpu, p.gpus_per_instance, p.count,
+          p.utilization, sum(p.routed_requests_per_s.values()), p.kv_utilization)
+         for p in plan.pools],
+    )
+    workloads = Table(
+        "workloads: predicted at the plan's load vs targets",
+        ("workload", "model", "requests/s", "ttft_ms", "ttft_target", "tpot_ms", "tpot_target"),
+        [(w.workload, w.model, w.demand_requests_per_s, w.expected_ttft_ms,
+          (f"p{w.ttft_percentile:g} " if w.ttft_percentile else "") + f"{w.ttft_target_ms:g}",
+          w.expected_tpot_ms, w.tpot_target_ms) for w in plan.workloads],
+    )
+    by_type: dict[str, float] = {}
+    for p in plan.pools:
+        by_type[p.gpu] = by_type.get(p.gpu, 0.0) + p.cost_per_hour
+    totals = Table(
+        "totals by GPU type",
+        ("gpu", "gpus", "cost_per_hour"),
+        [(g, n, f"{by_type[g]:,.2f}") for g, n in plan.gpus_by_type.items()]
+        + [("total", plan.total_gpus, f"{plan.cost_per_hour:,.2f}")],
+    )
+    gap = "-" if plan.mip_gap is None else f"{100 * plan.mip_gap:.3g}%"
+    bound = "-" if plan.dual_bound is None else f"{plan.dual_bound:,.6g}"
+    notes = [f"objective: {plan.objective}; dual bound {bound}; gap {gap}; "
+             f"build {plan.build_seconds:.3f} s, solve {plan.solve_seconds:.3f} s"]
+    notes += plan.messages
+    return Report(data, [pools, workloads, totals], notes)
