@@ -256,5 +256,10 @@ def scenario_from_data(data: dict[str, Any], source: str | None = None) -> Scena
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate one scenario file. Raises ScenarioError with `FILE: loc: msg` lines."""
-    return scenario_from_data(read_document(path), str(path))
+    """Read and validate one scenario file. Raises ScenarioError with `FILE: loc: msg` lines.
+
+    `extends:` and `overrides:` are resolved first (pdopt.variants, docs/batch.md); a file with a
+    `sweep:` stands for many scenarios and is an error here (it points to `pdopt batch`)."""
+    from pdopt.variants import resolve_scenario_data  # pdopt.variants reads files through here
+
+    return scenario_from_data(resolve_scenario_data(path), str(path))

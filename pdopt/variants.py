@@ -1,0 +1,466 @@
+"""Scenario variants: `extends:` (a base file), `overrides:` (dotted keys) and `sweep:` (a grid).
+
+Pure data, no solver (docs/batch.md). A scenario file may carry three keys that are not part of the
+scenario format and are resolved here, before pydantic validation:
+
+- `extends: base.yaml` (a path relative to the file that says it): the base file, itself resolved
+  the same way, is deep-merged with this file. Mappings merge key by key, recursively; any other
+  value (numbers, strings, *lists*) in this file replaces the base's; `null` removes the key (the
+  field falls back to its default). A cycle of `extends:` is an error.
+- `overrides: {DOTTED.KEY: value, ...}`: values set at dotted paths after the merge.
+- `sweep: {DOTTED.KEY: [values] | {start, stop, num, scale, label} | {values, label}}`: the file
+  stands for the cartesian product of the axes, one variant per grid point, axes in file order
+  (the first axis varies slowest).
+
+Dotted paths address mapping keys and list items by their `name` (`workloads.chat.slo.tpot_ms`,
+`gpus.H200.cost_per_hour`), a list index when the items have no names (`kv_transfer.links.0`),
+every key or item with `*` (`workloads.*.slo.tpot_ms`); `[...]` quotes a part that contains a dot
+(`models[deepseek-v3.1].weight_gib`). Two keys (overrides or sweep axes) that reach the same value
+are an error, as in Calliope. Each applied key is recorded as `key: old -> new`.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pdopt.errors import Problem, ScenarioError
+
+log = logging.getLogger(__name__)
+
+VARIANT_KEYS = ("extends", "overrides", "sweep")
+MAX_EXTENDS_DEPTH = 32
+MAX_VARIANTS_PER_FILE = 100_000
+_ABSENT = object()
+
+
+class PathError(ValueError):
+    """A dotted path that does not fit the document (no such item, a value in the way)."""
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_LABEL = re.compile(r"[A-Za-z0-9_.:+-]+")
+_PATH = re.compile(r"(?:[^.\[\]]+|\[[^\[\]]+\])(?:\.[^.\[\]]+|\.?\[[^\[\]]+\])*")
+_PART = re.compile(r"\[([^\[\]]+)\]|([^.\[\]]+)")
+
+
+# --- extends ------------------------------------------------------------------------------------
+
+
+def deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """`child` over `base`: mappings merge recursively, other values replace, `None` removes."""
+    out = dict(base)
+    for key, value in child.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_with_extends(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a file and merge it over the file its `extends:` names (recursively).
+
+    The result is plain data without `extends`; `overrides` and `sweep` are left in it (they merge
+    like any mapping, so a child may add sweep axes to its base's or remove one with `null`).
+    """
+    from pdopt.loading import read_document  # pdopt.loading calls back into this module
+
+    path = Path(path)
+    source = str(path)
+    data = read_document(path)
+    ref = data.pop("extends", None)
+    if ref is None:
+        return data
+    if not isinstance(ref, str) or not ref.strip():
+        raise ScenarioError(
+            [Problem("extends", "must be the path of a base scenario file")], source
+        )
+    me = path.resolve()
+    base_path = (path.parent / ref).resolve()
+    chain = (*_chain, me)
+    if base_path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(base_path):], base_path))
+        raise ScenarioError([Problem("extends", f"cycle: {cycle}")], source)
+    if len(chain) > MAX_EXTENDS_DEPTH:
+        raise ScenarioError(
+            [Problem("extends", f"more than {MAX_EXTENDS_DEPTH} levels of extends")], source
+        )
+    if not base_path.is_file():
+        raise ScenarioError([Problem("extends", f"base file not found: {base_path}")], source)
+    return deep_merge(read_with_extends(base_path, chain), data)
+
+
+# --- dotted paths -------------------------------------------------------------------------------
+
+
+def parse_path(text: str) -> tuple[str, ...]:
+    """'workloads.chat.slo.tpot_ms' -> ('workloads', 'chat', 'slo', 'tpot_ms'); [..] quotes."""
+    if not isinstance(text, str) or not _PATH.fullmatch(text):
+        raise ValueError(f"'{text}' is not a dotted path such as workloads.chat.slo.tpot_ms")
+    return tuple(q or p for q, p in _PART.findall(text))
+
+
+def format_path(parts: tuple[str, ...]) -> str:
+    out = ""
+    for part in parts:
+        if "." in part or not part:
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """One concrete place a dotted path reaches: `container[key]` (key may not exist yet)."""
+
+    container: dict[Any, Any] | list[Any]
+    key: Any
+    location: tuple[str, ...]
+
+    @property
+    def old(self) -> Any:
+        if isinstance(self.container, list):
+            return self.container[self.key]
+        return self.container.get(self.key, _ABSENT)
+
+
+def _dict_key(node: dict[Any, Any], part: str) -> Any:
+    for k in node:
+        if str(k) == part:
+            return k
+    if part.isdigit() and any(isinstance(k, int) for k in node):
+        return int(part)  # a new entry of an int-keyed table (tpot_ms_by_batch)
+    return part
+
+
+def _list_index(node: list[Any], part: str, where: tuple[str, ...]) -> int:
+    for i, item in enumerate(node):
+        if isinstance(item, dict) and str(item.get("name")) == part:
+            return i
+    if part.isdigit() and int(part) < len(node):
+        return int(part)
+    names = [str(it["name"]) for it in node if isinstance(it, dict) and "name" in it]
+    has = f" (it has: {', '.join(names)})" if names else f" (it has {len(node)} items)"
+    raise PathError(f"no item named '{part}' in {format_path(where)}{has}")
+
+
+def resolve(data: dict[str, Any], parts: tuple[str, ...]) -> list[Target]:
+    """Every place `parts` reaches in `data`; creates missing intermediate mappings."""
+    nodes: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    targets: list[Target] = []
+    last = len(parts) - 1
+    for depth, part in enumerate(parts):
+        next_nodes: list[tuple[Any, tuple[str, ...]]] = []
+        for node, where in nodes:
+            if isinstance(node, dict):
+                keys = list(node) if part == "*" else [_dict_key(node, part)]
+                steps = [(node, k, (*where, str(k))) for k in keys]
+            elif isinstance(node, list):
+                idx = list(range(len(node))) if part == "*" else [_list_index(node, part, where)]
+                steps = [(node, i, (*where, _item_name(node[i], i))) for i in idx]
+            else:
+                raise PathError(f"{format_path(where) or 'the scenario'} is a value, not a mapping "
+                               f"or a list, so it has no '{part}'")
+            if not steps:
+                raise PathError(f"'*' matches nothing: {format_path(where)} is empty")
+            for container, key, loc in steps:
+                if depth == last:
+                    targets.append(Target(container, key, loc))
+                    continue
+                if isinstance(container, dict) and key not in container:
+                    container[key] = {}
+                next_nodes.append((container[key], loc))
+        nodes = next_nodes
+    return targets
+
+
+def _item_name(item: Any, index: int) -> str:
+    return str(item["name"]) if isinstance(item, dict) and "name" in item else str(index)
+
+
+def set_path(data: dict[str, Any], key: str, value: Any) -> list[str]:
+    """Set `value` at every place the dotted `key` reaches; returns 'loc: old -> new' lines."""
+    changes = []
+    for t in resolve(data, parse_path(key)):
+        old = t.old
+        t.container[t.key] = copy.deepcopy(value)
+        changes.append(f"{format_path(t.location)}: "
+                       f"{'(absent)' if old is _ABSENT else _show(old)} -> {_show(value)}")
+    return changes
+
+
+def _show(value: Any) -> str:
+    return format_value(value) if isinstance(value, int | float | str | bool) else repr(value)
+
+
+# --- sweep axes ---------------------------------------------------------------------------------
+
+
+class SweepAxis(BaseModel):
+    """One sweep axis written as a mapping: `values`, or a range `start`/`stop`/`num`/`scale`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    values: list[Any] | None = Field(default=None, description="The values, in order.")
+    start: float | None = Field(default=None, allow_inf_nan=False, description="Range: first.")
+    stop: float | None = Field(default=None, allow_inf_nan=False, description="Range: last.")
+    num: int | None = Field(default=None, ge=1, description="Range: how many values.")
+    scale: Literal["linear", "log"] = Field(default="linear", description="Range: spacing.")
+    label: str | None = Field(default=None, description="Short name of the axis in variant ids.")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SweepAxis:
+        ranged = (self.start, self.stop, self.num)
+        if self.values is not None and any(v is not None for v in ranged):
+            raise ValueError("give values or start/stop/num, not both")
+        if self.values is None and any(v is None for v in ranged):
+            raise ValueError("give values, or all of start, stop and num")
+        if self.values is not None and not self.values:
+            raise ValueError("values: must list at least one value")
+        if self.scale == "log" and self.values is None and (self.start <= 0 or self.stop <= 0):
+            raise ValueError("a log range needs start > 0 and stop > 0")
+        if self.label is not None and not _LABEL.fullmatch(self.label):
+            raise ValueError(f"label: '{self.label}' may use letters, digits and _ . : + - only")
+        return self
+
+    def grid(self) -> list[Any]:
+        if self.values is not None:
+            return [_number_or_value(v) for v in self.values]
+        assert self.start is not None and self.stop is not None and self.num is not None
+        if self.num == 1:
+            return [self.start]
+        space = np.geomspace if self.scale == "log" else np.linspace
+        points = [float(v) for v in space(self.start, self.stop, self.num)]
+        points[0], points[-1] = self.start, self.stop  # exact ends, whatever the float rounding
+        return points
+
+
+def _number_or_value(value: Any) -> Any:
+    """YAML 1.1 reads `2e6` as a string: such strings in a sweep's values are numbers."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        text = value.strip()
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    return value
+
+
+def format_value(value: Any, digits: int = 6) -> str:
+    """A value as it appears in a variant id: 20, 2e6, 3.99, 0.5, mm1, true."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        text = f"{value:.{digits}g}"
+        mantissa, e, exponent = text.partition("e")
+        return mantissa + (f"e{int(exponent)}" if e else "")
+    return str(value).replace("/", "_").replace("\\", "_")
+
+
+def _formatted(values: list[Any]) -> list[str]:
+    """The shortest formatting (>= 6 significant digits) that tells the axis's values apart."""
+    for digits in range(6, 18):
+        texts = [format_value(v, digits) for v in values]
+        if len(set(texts)) == len(texts):
+            return texts
+    return [repr(v) for v in values]
+
+
+@dataclass(frozen=True)
+class Axis:
+    key: str  # the dotted path as written
+    label: str
+    values: list[Any]
+    texts: list[str]  # values as they appear in ids
+
+
+def _default_labels(keys: list[str]) -> list[str]:
+    """Last part of each path; more parts where two axes would share a label."""
+    parts = [parse_path(k) for k in keys]
+    depth = [1] * len(keys)
+    while True:
+        labels = [".".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        clash = {lab for lab in labels if labels.count(lab) > 1}
+        grow = [i for i, lab in enumerate(labels) if lab in clash and depth[i] < len(parts[i])]
+        if not grow:
+            return [lab.replace("*", "all") for lab in labels]
+        for i in grow:
+            depth[i] += 1
+
+
+def parse_sweep(sweep: Any) -> list[Axis]:
+    """The `sweep:` block -> axes with labels and values. Raises ScenarioError (no source)."""
+    if not isinstance(sweep, dict) or not sweep:
+        raise ScenarioError([Problem("sweep", "must map dotted keys to lists of values or ranges")])
+    problems: list[Problem] = []
+    specs: list[tuple[str, SweepAxis]] = []
+    for key, spec in sweep.items():
+        loc = f"sweep.{key}"
+        try:
+            parse_path(key)
+            if isinstance(spec, list):
+                axis = SweepAxis(values=spec)
+            elif isinstance(spec, dict):
+                axis = SweepAxis.model_validate(spec)
+            else:
+                raise ValueError("must be a list of values or a mapping {start, stop, num, scale}")
+        except ValidationError as e:
+            problems += [Problem(loc, err["msg"].removeprefix("Value error, ")) for err in
+                         e.errors(include_url=False)]
+            continue
+        except ValueError as e:
+            problems.append(Problem(loc, str(e)))
+            continue
+        specs.append((key, axis))
+    if problems:
+        raise ScenarioError(problems)
+    defaults = _default_labels([k for k, _ in specs])
+    axes = []
+    for (key, spec), default in zip(specs, defaults, strict=True):
+        values = spec.grid()
+        texts = _formatted(values)
+        if len(set(texts)) != len(texts):
+            problems.append(Problem(f"sweep.{key}", "lists the same value twice"))
+        axes.append(Axis(key, spec.label or default, values, texts))
+    labels = [a.label for a in axes]
+    for a in axes:
+        if labels.count(a.label) > 1:
+            problems.append(Problem(f"sweep.{a.key}", f"label '{a.label}' is used by another axis"))
+    if problems:
+        raise ScenarioError(problems)
+    return axes
+
+
+# --- variants -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Variant:
+    """One scenario to solve: its id, the file it came from, the swept values and the data."""
+
+    id: str
+    source: str
+    data: dict[str, Any]  # plain scenario data, ready for pdopt.loading.scenario_from_data
+    params: dict[str, Any] = field(default_factory=dict)  # axis label -> value
+    changes: list[str] = field(default_factory=list)  # 'loc: old -> new', overrides then sweep
+
+
+def _check_overlaps(data: dict[str, Any], keys: list[tuple[str, str]]) -> None:
+    """Two keys (overrides or sweep axes) reaching one value is an error (Calliope's rule)."""
+    probe = copy.deepcopy(data)
+    owner: dict[tuple[str, ...], str] = {}
+    problems = []
+    for where, key in keys:
+        try:
+            targets = resolve(probe, parse_path(key))
+        except ValueError as e:
+            problems.append(Problem(f"{where}.{key}", str(e)))
+            continue
+        for t in targets:
+            other = owner.setdefault(t.location, f"{where}.{key}")
+            if other != f"{where}.{key}":
+                problems.append(Problem(f"{where}.{key}", f"sets {format_path(t.location)}, "
+                                        f"which {other} also sets"))
+    if problems:
+        raise ScenarioError(problems)
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Any) -> list[str]:
+    if not isinstance(overrides, dict):
+        raise ScenarioError([Problem("overrides", "must map dotted keys to values")])
+    changes = []
+    for key, value in overrides.items():
+        changes += set_path(data, key, value)
+    return changes
+
+
+def split_document(data: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+    """Plain data -> (scenario data, overrides or None, sweep or None)."""
+    rest = {k: v for k, v in data.items() if k not in VARIANT_KEYS}
+    return rest, data.get("overrides"), data.get("sweep")
+
+
+def resolve_file(path: str | Path) -> tuple[dict[str, Any], list[str], list[Axis]]:
+    """A file with extends merged and overrides applied -> (data, changes, sweep axes)."""
+    source = str(path)
+    try:
+        data, overrides, sweep = split_document(read_with_extends(path))
+        axes = parse_sweep(sweep) if sweep is not None else []
+        keys = [("overrides", k) for k in (overrides or {})] if isinstance(overrides, dict) else []
+        _check_overlaps(data, keys + [("sweep", a.key) for a in axes])
+        changes = _apply_overrides(data, overrides) if overrides is not None else []
+    except ScenarioError as e:
+        raise (e if e.source else e.with_source(source)) from None
+    return data, changes, axes
+
+
+def variant_id(stem: str, axes: list[Axis], point: tuple[int, ...]) -> str:
+    return stem + "[" + ",".join(f"{a.label}={a.texts[i]}" for a, i in zip(axes, point,
+                                                                            strict=True)) + "]"
+
+
+def expand_file(path: str | Path, stem: str | None = None) -> list[Variant]:
+    """Every variant a file stands for: itself, or one per point of its sweep grid.
+
+    `stem` (default: the file name without suffix) starts each id: `stem` alone for a file
+    without a sweep, `stem[label=value,...]` for each grid point. Raises ScenarioError for a
+    problem with the file as a whole (unreadable, bad extends, bad sweep or overrides key); the
+    variants' data are not validated here.
+    """
+    source = str(path)
+    stem = stem or Path(path).stem
+    data, changes, axes = resolve_file(path)
+    for line in changes:
+        log.info("%s: %s", source, line)
+    if not axes:
+        return [Variant(stem, source, data, {}, changes)]
+    size = math.prod(len(a.values) for a in axes)
+    if size > MAX_VARIANTS_PER_FILE:
+        raise ScenarioError([Problem("sweep", f"{size} variants; at most {MAX_VARIANTS_PER_FILE} "
+                                     "per file (split the sweep over several files)")], source)
+    return list(_grid(stem, source, data, changes, axes))
+
+
+def _grid(stem: str, source: str, data: dict[str, Any], changes: list[str],
+          axes: list[Axis]) -> Iterator[Variant]:
+    name = data.get("name")
+    for point in itertools.product(*(range(len(a.values)) for a in axes)):
+        vid = variant_id(stem, axes, point)
+        variant_data = copy.deepcopy(data)
+        variant_changes = list(changes)
+        try:
+            for axis, i in zip(axes, point, strict=True):
+                variant_changes += set_path(variant_data, axis.key, axis.values[i])
+        except ValueError as e:  # a path through a value an earlier axis replaced
+            raise ScenarioError([Problem("sweep", f"{vid}: {e}")], source) from None
+        if isinstance(name, str):
+            variant_data["name"] = name + vid[len(stem):]
+        yield Variant(vid, source, variant_data,
+                      {a.label: a.values[i] for a, i in zip(axes, point, strict=True)},
+                      variant_changes)
+
+
+def resolve_scenario_data(path: str | Path) -> dict[str, Any]:
+    """One scenario's plain data (extends merged, overrides applied); a sweep file is an error."""
+    data, changes, axes = resolve_file(path)
+    for line in changes:
+        log.info("%s: %s", path, line)
+    if axes:
+        n = math.prod(len(a.values) for a in axes)
+        raise ScenarioError([Problem("sweep", f"this file is a sweep of {n} variants; run it with "
+                                     f"`pdopt batch {path}` (or `pdopt batch --dry-run` to check "
+                                     "every variant)")], str(path))
+    return data
