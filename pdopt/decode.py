@@ -208,19 +208,34 @@ class DecodeCapacity:
     kv_batch: int | None  # batch the KV cache allows (None: no memory facts)
 
 
+def best_batch(curve: DecodeCurve, limit: int) -> int:
+    """The batch b in 1..limit of highest throughput b / TPOT(b) (Eq. D6); the largest on ties.
+
+    TPOT is linear in b between measured batches, and b / (a + s b) is monotone on each piece, so
+    the best batch is the limit or one of the measured batches below it."""
+    candidates = [limit] + [int(b) for b in curve.batches if 1 <= b < limit]
+    return max(candidates, key=lambda b: (b / curve.tpot_at(b), b))
+
+
 def decode_capacity(
     curve: DecodeCurve, tpot_target_ms: float, kv_batch: int | None = None
 ) -> DecodeCapacity:
     """Per-instance decode capacity (Eqs. D4-D6). Raises UnreachableTargetError when the TPOT target
-    is below the fastest TPOT measured or the KV cache cannot hold one request."""
+    is below the fastest TPOT measured or the KV cache cannot hold one request.
+
+    The batch is the one of highest throughput b / TPOT(b) among 1..limit, the limit being the
+    TPOT batch (Eq. D4) or the KV cap (Eq. D5b). That is the limit itself whenever TPOT grows no
+    faster than in proportion to the batch (every measured table we know of, the paper's too);
+    a table that grows faster would otherwise make a looser TPOT target give less throughput."""
     tpot_batch = curve.max_batch(tpot_target_ms)
-    batch, limited_by = tpot_batch, "tpot"
+    limit, limited_by = tpot_batch, "tpot"
     if kv_batch is not None and kv_batch < tpot_batch:
         if kv_batch < 1:
             raise UnreachableTargetError(
                 "the KV cache cannot hold even one request at this context"
             )
-        batch, limited_by = kv_batch, "kv_cache"
+        limit, limited_by = kv_batch, "kv_cache"
+    batch = best_batch(curve, limit)
     tpot = curve.tpot_at(batch)
     return DecodeCapacity(
         batch=batch,
