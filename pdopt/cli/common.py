@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from pdopt.errors import ExitCode, PdoptError, ScenarioError
+from pdopt.fileio import write_atomic  # re-exported: commands import it from here
 from pdopt.report import FORMATS, Report, render
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,20 +41,6 @@ def output_option(f: F) -> F:
         "--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
         help="Write the output to this file (atomically) instead of stdout.",
     )(f)
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write text to path via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def emit(report: Report, fmt: str, output: str | None = None) -> None:
