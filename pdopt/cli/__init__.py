@@ -6,6 +6,7 @@ output rendering are in `pdopt.cli.common`.
 
 from __future__ import annotations
 
+from pdopt.cli.batch import batch
 from pdopt.cli.check import check, schema
 from pdopt.cli.common import main
 from pdopt.cli.profile import profile
@@ -17,5 +18,6 @@ main.add_command(check)
 main.add_command(schema)
 main.add_command(solve)
 main.add_command(profile)
+main.add_command(batch)
 
 __all__ = ["main"]

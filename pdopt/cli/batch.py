@@ -1,0 +1,132 @@
+"""`pdopt batch`: solve scenario files, folders and sweeps in parallel (docs/batch.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pdopt.batch import (
+    BatchResult,
+    BatchSetupError,
+    Entry,
+    Progress,
+    collect_entries,
+    make_executor,
+    run_batch,
+)
+from pdopt.cli.common import emit, format_option, handle_errors
+from pdopt.errors import ExitCode, ScenarioError
+from pdopt.loading import scenario_from_data
+from pdopt.report import FORMATS, Report, Table
+
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C (128 + SIGINT)
+MAX_FAILURES_SHOWN = 20
+
+
+def summary_report(rows: list[dict[str, Any]]) -> Report:
+    """The summary rows as a table (and as JSON: the rows of summary.jsonl)."""
+    table = Table(
+        f"pdopt batch: {len(rows)} variants",
+        ("id", "status", "cost_per_hour", "total_gpus", "gpus_by_type", "instances", "mip_gap",
+         "error"),
+        [(r["id"], r["status"], r["cost_per_hour"], r["total_gpus"],
+          " ".join(f"{g}:{n}" for g, n in r["gpus_by_type"].items()) or None,
+          " ".join(f"{role}:{n}" for role, n in r["instances_by_role"].items()) or None,
+          r["mip_gap"], r["error"]) for r in rows],
+    )
+    return Report(data={"rows": rows}, tables=[table])
+
+
+def _dry_run(entries: list[Entry]) -> int:
+    """Validate every variant without solving; `ID: ok` on stdout, problems on stderr."""
+    bad = 0
+    for e in entries:
+        problems = [e.error] if e.error else []
+        if e.data is not None:
+            try:
+                scenario_from_data(e.data, e.source)
+            except ScenarioError as err:
+                problems = [str(p) for p in err.problems]
+        bad += bool(problems)
+        for line in problems:
+            click.echo(f"{e.id}: {line}", err=True)
+        if not problems:
+            click.echo(f"{e.id}: ok")
+    return int(ExitCode.SOME_FAILED if bad else ExitCode.OK)
+
+
+def _report_failures(result: BatchResult, output: Path) -> None:
+    failed = result.failed
+    for r in failed[:MAX_FAILURES_SHOWN]:
+        click.echo(f"failed: {r['id']} ({r['status']}): {r['error']}", err=True)
+    if len(failed) > MAX_FAILURES_SHOWN:
+        click.echo(f"... and {len(failed) - MAX_FAILURES_SHOWN} more (see {output}/summary.csv)",
+                   err=True)
+    click.echo(f"{len(result.rows) - len(failed)} of {result.total} variants solved, "
+               f"{len(failed)} failed; results in {output}/", err=True)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--output", "-o", "output_dir", required=True,
+              type=click.Path(file_okay=False, writable=True),
+              help="Folder for summary.csv, summary.jsonl and plans/<id>.json.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Parallel local processes [default: the number of cores; 1 runs in-process].")
+@click.option("--dask-scheduler", metavar="ADDRESS", default=None,
+              help="Run on this Dask distributed scheduler (tcp://host:8786) instead; needs "
+                   "pip install 'pdopt[dask]' here and pdopt on the workers.")
+@click.option("--resume", is_flag=True,
+              help="Skip variants whose plan in the output folder matches their content hash.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or failure lines on stderr.")
+@format_option("none", ("none", *FORMATS))
+@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+              default=None, help="Solver time limit per variant, s [default: each scenario's].")
+@click.option("--mip-gap", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Relative MIP gap per variant [default: each scenario's].")
+@click.option("--dry-run", is_flag=True,
+              help="Expand and validate every variant, print the ids, solve nothing.")
+@handle_errors
+def batch(paths: tuple[str, ...], output_dir: str, jobs: int | None, dask_scheduler: str | None,
+          resume: bool, quiet: bool, fmt: str, time_limit_s: float | None, mip_gap: float | None,
+          dry_run: bool) -> None:
+    """Solve every scenario variant in PATHS: files, folders (all *.yaml|*.yml|*.json|*.toml
+    inside, recursively, except names starting with _ or .) or globs; a file's `sweep:` gives one
+    variant per grid point.
+
+    Writes DIR/plans/<id>.json (the JSON of `pdopt solve`) as variants finish, and
+    DIR/summary.csv and DIR/summary.jsonl (one row per variant, in input order) at the end.
+    --format table|markdown|csv|json also prints the summary on stdout.
+
+    Exit codes: 0 every variant solved; 1 some failed (invalid, infeasible, no plan in time: the
+    summary says which); 2 usage errors; 130 interrupted (rerun with --resume).
+    """
+    if jobs is not None and dask_scheduler:
+        raise click.UsageError("give --jobs or --dask-scheduler, not both")
+    output = Path(output_dir)
+    if output.exists() and not output.is_dir():
+        raise click.UsageError(f"--output {output_dir}: exists and is not a folder")
+    try:
+        entries = collect_entries(paths, exclude=output)
+    except BatchSetupError as e:
+        raise click.UsageError(str(e)) from None
+    if dry_run:
+        sys.exit(_dry_run(entries))
+    executor = make_executor(jobs, dask_scheduler)
+    from pdopt.optimize import solve  # Pyomo loads only when something is solved
+
+    progress = None if quiet else Progress(len(entries))
+    result = run_batch(entries, solve, output, executor=executor, resume=resume,
+                       time_limit_s=time_limit_s, mip_gap=mip_gap, progress=progress)
+    if result.interrupted:
+        click.echo(f"interrupted: {len(result.rows)} of {result.total} variants done, summaries "
+                   f"written for them; rerun with --resume to finish", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if not quiet:
+        _report_failures(result, output)
+    if fmt != "none":
+        emit(summary_report(result.rows), fmt)
+    sys.exit(int(ExitCode.SOME_FAILED if result.failed else ExitCode.OK))
