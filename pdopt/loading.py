@@ -124,7 +124,7 @@ def _location(loc: tuple[Any, ...]) -> str:
 def _is_union_branch(part: Any) -> bool:
     # pydantic adds the union member's type name ('constrained-float', 'dict[int,float]',
     # 'function-after[...]') to the location of an error inside one branch of a union.
-    return isinstance(part, str) and (
+    return isinstance(part, str) and part != "[key]" and (
         "[" in part or part in {"float", "int", "str", "dict", "list", "bool"}
         or part.startswith("constrained-")
     )
@@ -163,7 +163,10 @@ def _message(e: dict[str, Any]) -> str:
     etype, ctx = e["type"], e.get("ctx") or {}
     if etype == "extra_forbidden":
         field = e["loc"][-1] if e["loc"] else ""
-        close = difflib.get_close_matches(str(field), _field_names(), n=1, cutoff=0.75)
+        names = _field_names()
+        close = difflib.get_close_matches(str(field), names, n=1, cutoff=0.75) or [
+            n for n in names if len(str(field)) >= 4 and n.startswith(str(field))
+        ][:1]
         hint = f"; did you mean '{close[0]}'?" if close else ""
         return f"unknown field{hint} (see docs/scenario-format.md)"
     if etype == "missing":
@@ -176,6 +179,8 @@ def _message(e: dict[str, Any]) -> str:
         return f"must be {_TYPE_ERRORS[etype]}, got {_describe(e.get('input'))}"
     if etype == "literal_error":
         return f"must be one of {ctx.get('expected')}, got {_describe(e.get('input'))}"
+    if etype == "string_too_short":
+        return "must not be empty"
     if etype == "too_short":
         return "must not be empty" if ctx.get("min_length") == 1 else e["msg"]
     msg = str(e["msg"])
@@ -208,7 +213,7 @@ def problems_from_validation(err: ValidationError) -> list[Problem]:
     entries: list[tuple[str, bool, dict[str, Any]]] = []
     for e in raw:
         in_branch = any(_is_union_branch(p) for p in e["loc"])
-        loc = tuple(p for p in e["loc"] if not _is_union_branch(p))
+        loc = tuple(p for p in e["loc"] if not _is_union_branch(p) and p != "[key]")
         entries.append((_location(loc), in_branch, e))
 
     problems: list[Problem] = []

@@ -23,11 +23,12 @@ def _not_bool(value: Any) -> Any:
 
 
 NotBool = BeforeValidator(_not_bool)
-PositiveFloat = Annotated[float, NotBool, Field(gt=0, allow_inf_nan=False)]
-NonNegativeFloat = Annotated[float, NotBool, Field(ge=0, allow_inf_nan=False)]
-PositiveInt = Annotated[int, NotBool, Field(gt=0)]
-NonNegativeInt = Annotated[int, NotBool, Field(ge=0)]
-Percentile = Annotated[float, NotBool, Field(gt=0, lt=100, allow_inf_nan=False)]
+# NotBool comes after the constraints so that they still appear in the JSON Schema.
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False), NotBool]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False), NotBool]
+PositiveInt = Annotated[int, Field(gt=0), NotBool]
+NonNegativeInt = Annotated[int, Field(ge=0), NotBool]
+Percentile = Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False), NotBool]
 
 QueueModel = Literal["mm1", "md1", "mg1"]
 Role = Literal["prefill", "decode"]
@@ -62,12 +63,16 @@ class Gpu(StrictModel):
 class MeasuredAt(StrictModel):
     """The request lengths at which a decode TPOT table was measured."""
 
-    input_tokens: PositiveInt = Field(description="Mean prompt length of the benchmark run, tokens.")
-    output_tokens: PositiveInt = Field(description="Mean output length of the benchmark run, tokens.")
+    input_tokens: PositiveInt = Field(
+        description="Mean prompt length of the benchmark run, tokens."
+    )
+    output_tokens: PositiveInt = Field(
+        description="Mean output length of the benchmark run, tokens."
+    )
 
     @property
     def context_tokens(self) -> float:
-        """Mean resident context of a decoding request: input + output/2 (docs/method.md, Eq. D3)."""
+        """Mean resident context of a decoding request: input + output/2 (docs/method.md, D3)."""
         return self.input_tokens + self.output_tokens / 2
 
 
@@ -76,7 +81,8 @@ class TpotTable(StrictModel):
 
     measured_at: MeasuredAt | None = Field(
         default=None,
-        description="Lengths of the benchmark run. Absent: the table is taken to hold at any context.",
+        description="Lengths of the benchmark run. Absent: the table is taken to hold at any "
+        "context.",
     )
     tpot_ms_by_batch: dict[PositiveInt, PositiveFloat] = Field(
         description="Mean time per output token (ms) at each decode batch size (concurrency)."
@@ -120,11 +126,13 @@ class Instance(StrictModel):
         default=None, description="Decode only: lengths at which `tpot_ms_by_batch` was measured."
     )
     tpot_ms_by_batch: dict[PositiveInt, PositiveFloat] | None = Field(
-        default=None, description="Decode only: one TPOT-vs-batch table (short form of tpot_tables)."
+        default=None,
+        description="Decode only: one TPOT-vs-batch table (short form of tpot_tables).",
     )
     tpot_tables: list[TpotTable] | None = Field(
         default=None,
-        description="Decode only: TPOT tables at several context lengths, interpolated between them.",
+        description="Decode only: TPOT tables at several context lengths, interpolated between "
+        "them.",
     )
     extrapolation: Extrapolation = Field(
         default="error",
@@ -135,7 +143,8 @@ class Instance(StrictModel):
     )
     kv_cache_tokens: PositiveInt | None = Field(
         default=None,
-        description="KV-cache capacity of one instance in tokens, as the engine reports it at start.",
+        description="KV-cache capacity of one instance in tokens, as the engine reports it at "
+        "start.",
     )
     min_count: NonNegativeInt = Field(
         default=0, description="Optimizer: at least this many instances of this type."
@@ -164,7 +173,9 @@ class Instance(StrictModel):
             if self.tpot_tables is not None and (
                 self.tpot_ms_by_batch is not None or self.measured_at is not None
             ):
-                problems.append("tpot_tables: give either tpot_tables or tpot_ms_by_batch, not both")
+                problems.append(
+                    "tpot_tables: give either tpot_tables or tpot_ms_by_batch, not both"
+                )
             elif self.tpot_tables is None and self.tpot_ms_by_batch is None:
                 problems.append("tpot_ms_by_batch: required for a decode instance")
             elif self.tpot_tables is not None and not self.tpot_tables:
@@ -183,7 +194,9 @@ class Instance(StrictModel):
         if self.tpot_tables is not None:
             tables = list(self.tpot_tables)
         elif self.tpot_ms_by_batch is not None:
-            tables = [TpotTable(measured_at=self.measured_at, tpot_ms_by_batch=self.tpot_ms_by_batch)]
+            tables = [
+                TpotTable(measured_at=self.measured_at, tpot_ms_by_batch=self.tpot_ms_by_batch)
+            ]
         else:
             return []
         return sorted(tables, key=lambda t: t.context_tokens or 0.0)
@@ -202,7 +215,8 @@ class ModelSpec(StrictModel):
         default="bf16", description="Data type of the KV cache."
     )
     weight_gib: NonNegativeFloat | None = Field(
-        default=None, description="Weights of the whole model in GiB (split over an instance's GPUs)."
+        default=None,
+        description="Weights of the whole model in GiB (split over an instance's GPUs).",
     )
     allowed_gpus: list[str] | None = Field(
         default=None, description="Optimizer: GPU types this model may run on (absent: any)."
@@ -302,13 +316,15 @@ class Workload(StrictModel):
         "same-type P->D KV transfer), ms.",
     )
     queue: QueueModel | None = Field(
-        default=None, description="Prefill queue model: mm1 (the paper), md1 or mg1. Absent: options."
+        default=None,
+        description="Prefill queue model: mm1 (the paper), md1 or mg1. Absent: options.",
     )
     service_scv: NonNegativeFloat | None = Field(
         default=None,
-        description="mg1: squared coefficient of variation of prefill service time. Absent: options.",
+        description="mg1: squared coefficient of variation of prefill service time. Absent: "
+        "options.",
     )
-    headroom: Annotated[float, NotBool, Field(ge=1, allow_inf_nan=False)] | None = Field(
+    headroom: Annotated[float, Field(ge=1, allow_inf_nan=False), NotBool] | None = Field(
         default=None, description="Plan for demand x headroom (e.g. 1.2). Absent: options."
     )
     length_distribution: LengthDistribution | None = Field(
@@ -374,17 +390,17 @@ class Options(StrictModel):
     service_scv: NonNegativeFloat | None = Field(
         default=None, description="Default squared coefficient of variation for mg1."
     )
-    headroom: Annotated[float, NotBool, Field(ge=1, allow_inf_nan=False)] = Field(
+    headroom: Annotated[float, Field(ge=1, allow_inf_nan=False), NotBool] = Field(
         default=1.0, description="Default demand multiplier."
     )
-    gpu_memory_utilization: Annotated[float, NotBool, Field(gt=0, le=1)] = Field(
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1), NotBool] = Field(
         default=0.9,
         description="Share of GPU memory the engine may use for weights + KV cache (vLLM's default "
         "gpu_memory_utilization is 0.9).",
     )
     objective: Objective = Field(default="cost", description="cost ($/hour) or gpus (fewest GPUs).")
     time_limit_s: PositiveFloat = Field(default=60.0, description="Solver time limit, seconds.")
-    mip_gap: Annotated[float, NotBool, Field(ge=0, lt=1)] = Field(
+    mip_gap: Annotated[float, Field(ge=0, lt=1), NotBool] = Field(
         default=1e-4, description="Relative MIP gap at which the solver may stop."
     )
 
