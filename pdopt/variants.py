@@ -279,6 +279,13 @@ def _formatted(values: list[Any]) -> list[str]:
     return [repr(v) for v in values]
 
 
+def _has_duplicates(values: list[Any]) -> bool:
+    try:
+        return len(set(values)) != len(values)
+    except TypeError:  # unhashable values (a whole table per grid point)
+        return any(a == b for i, a in enumerate(values) for b in values[i + 1:])
+
+
 @dataclass(frozen=True)
 class Axis:
     key: str  # the dotted path as written
@@ -332,7 +339,7 @@ def parse_sweep(sweep: Any) -> list[Axis]:
     for (key, spec), default in zip(specs, defaults, strict=True):
         values = spec.grid()
         texts = _formatted(values)
-        if len(set(texts)) != len(texts):
+        if _has_duplicates(values):
             problems.append(Problem(f"sweep.{key}", "lists the same value twice"))
         axes.append(Axis(key, spec.label or default, values, texts))
     labels = [a.label for a in axes]
