@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from pdopt.errors import Problem
+from pdopt.profiles.spec import ProfileSpec
 
 
 def _not_bool(value: Any) -> Any:
@@ -155,11 +156,21 @@ class Instance(StrictModel):
     source: str | dict[str, Any] | None = Field(
         default=None, description="Provenance of the numbers (benchmark files, paper, estimate)."
     )
+    profile: ProfileSpec | None = Field(
+        default=None,
+        description="Estimate the numbers instead of giving measured ones: `{estimate: {...}}` or "
+        "`{aiconfigurator: {...}}` (docs/profiles.md); resolved before solving.",
+    )
 
     @model_validator(mode="after")
     def _role_fields(self) -> Instance:
         problems: list[str] = []
-        if self.role == "prefill":
+        if self.profile is not None:
+            measured = ("prefill_tokens_per_s", "measured_at", "tpot_ms_by_batch", "tpot_tables",
+                        "kv_cache_tokens")
+            problems += [f"{f}: give measured numbers or a profile, not both"
+                         for f in measured if getattr(self, f) is not None]
+        elif self.role == "prefill":
             if self.prefill_tokens_per_s is None:
                 problems.append("prefill_tokens_per_s: required for a prefill instance")
             elif isinstance(self.prefill_tokens_per_s, dict) and not self.prefill_tokens_per_s:

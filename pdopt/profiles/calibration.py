@@ -1,0 +1,173 @@
+"""Calibrating the estimator's efficiency factors against published measurements
+(docs/profiles.md, "Calibration"). Pure functions; callers pass the data.
+
+Two public sets of measurements:
+- TensorRT-LLM's max-throughput figures (NVIDIA/TensorRT-LLM docs, perf-overview; 147 rows of five
+  supported models on H100/H200/B200/GB200), predicted as aggregated serving (Eq. V1);
+- the paper's DeepSeek-V3.1 case on 8xH200 (SGLang 0.5.8, FP8 weights, MTP on; arXiv 2603.04716):
+  saturated prefill 28,309 input tokens/s at 6,144 input tokens and TPOT at batches 10..60. With
+  MTP a decode step emits more than one token, so the comparable quantity is step time / tokens
+  per step (Eq. V2).
+
+`fit_factors` picks the three factors that minimise the squared log error over both sets, every
+point weighted alike (scipy least squares, bounded to physical ranges).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from scipy.optimize import least_squares
+
+from pdopt.profiles.catalog import gpu_spec, model_arch
+from pdopt.profiles.estimate import (
+    DEFAULT_FACTORS,
+    DEFAULT_MAX_BATCH,
+    Estimate,
+    EstimateFactors,
+    InstanceShape,
+)
+
+# The paper's evaluation case (arXiv 2603.04716; ../shared/reference/method.md quotes it).
+PAPER_MODEL = "deepseek-v3.1"
+PAPER_GPU = "H200"
+PAPER_GPUS = 8
+PAPER_WEIGHT_DTYPE = "fp8"  # DeepSeek-V3.1 ships FP8 weights
+PAPER_KV_DTYPE = "bf16"  # SGLang's default KV dtype for it ("auto" = the bf16 activations)
+PAPER_INPUT_TOKENS = 6144
+PAPER_OUTPUT_TOKENS = 512
+PAPER_PREFILL_TOKENS_PER_S = 28309.0
+PAPER_TPOT_MS_BY_BATCH = {10: 12.8, 20: 16.4, 30: 18.8, 40: 21.6, 50: 23.9, 60: 26.2}
+# DeepSeek-V3 technical report (arXiv 2412.19437, section 5.4.3): the MTP draft token is accepted
+# 85-90% of the time, so a decode step emits 1 + 0.875 tokens on average.
+PAPER_MTP_TOKENS_PER_STEP = 1.875
+
+# TensorRT-LLM perf-overview model names -> bundled models (Llama-4 is not a supported family).
+TRTLLM_MODELS = {
+    "Llama-3.1-8B": "llama-3.1-8b", "Llama-3.3-70B": "llama-3.3-70b",
+    "Llama-3.1-405B": "llama-3.1-405b", "Qwen3-30B-A3B": "qwen3-30b-a3b",
+    "Qwen3-235B-A22B": "qwen3-235b-a22b",
+}
+TRTLLM_KV_DTYPE = "fp8"  # the perf-overview runs use the quantized checkpoints' FP8 KV cache
+
+
+@dataclass(frozen=True)
+class PointError:
+    what: str
+    measured: float
+    estimated: float
+
+    @property
+    def relative_error(self) -> float:
+        """(estimate - measured) / measured."""
+        return (self.estimated - self.measured) / self.measured
+
+
+def paper_estimate(factors: EstimateFactors) -> Estimate:
+    shape = InstanceShape(gpu_spec(PAPER_GPU), PAPER_GPUS, PAPER_WEIGHT_DTYPE, PAPER_KV_DTYPE)
+    return Estimate(model_arch(PAPER_MODEL), shape, factors)
+
+
+def paper_errors(factors: EstimateFactors = DEFAULT_FACTORS) -> list[PointError]:
+    """The estimate against every figure of the paper: saturated prefill, and TPOT as the
+    estimated step time over the MTP tokens per step (Eq. V2)."""
+    est = paper_estimate(factors)
+    context = PAPER_INPUT_TOKENS + PAPER_OUTPUT_TOKENS / 2
+    out = [PointError(f"prefill tokens/s at {PAPER_INPUT_TOKENS} in", PAPER_PREFILL_TOKENS_PER_S,
+                      est.prefill_tokens_per_s(PAPER_INPUT_TOKENS))]
+    for batch, tpot in PAPER_TPOT_MS_BY_BATCH.items():
+        out.append(PointError(f"TPOT ms at batch {batch}", tpot,
+                              est.decode_step_ms(batch, context) / PAPER_MTP_TOKENS_PER_STEP))
+    return out
+
+
+@dataclass(frozen=True)
+class TrtllmRow:
+    model: str
+    gpu: str
+    tp: int
+    precision: str
+    isl: int
+    osl: int
+    output_tokens_per_s: float
+
+
+def read_trtllm_rows(path: str | Path) -> list[TrtllmRow]:
+    """Rows of trtllm_perf_overview_throughput.csv for the supported model families."""
+    rows = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            if r["model"] not in TRTLLM_MODELS:
+                continue
+            rows.append(TrtllmRow(TRTLLM_MODELS[r["model"]], r["gpu"], int(r["tp"]),
+                                  r["precision"].lower(), int(r["isl"]), int(r["osl"]),
+                                  float(r["total_output_tokens_per_s"])))
+    return rows
+
+
+def aggregated_output_tokens_per_s(est: Estimate, isl: int, osl: int,
+                                   max_batch: int = DEFAULT_MAX_BATCH) -> float:
+    """Eq. V1: output tokens/s of aggregated (in-flight batched) serving at the largest batch
+    that fits: each request costs isl / prefill rate of GPU time plus osl steps shared by B
+    sequences, osl / (isl / TP_max(isl) + osl x step(B, isl + osl/2) / B)."""
+    context = isl + osl / 2
+    batch = est.max_batch(context, max_batch)
+    if batch < 1:
+        return 0.0
+    per_request_s = (isl / est.prefill_tokens_per_s(isl)
+                     + osl * est.decode_step_ms(batch, context) / 1e3 / batch)
+    return osl / per_request_s
+
+
+def trtllm_errors(rows: Iterable[TrtllmRow], factors: EstimateFactors = DEFAULT_FACTORS
+                  ) -> list[PointError]:
+    """The estimate against every usable row of the validation set."""
+    out = []
+    for r in rows:
+        shape = InstanceShape(gpu_spec(r.gpu), r.tp, r.precision, TRTLLM_KV_DTYPE)
+        est = Estimate(model_arch(r.model), shape, factors)
+        predicted = aggregated_output_tokens_per_s(est, r.isl, r.osl)
+        out.append(PointError(f"{r.model} {r.gpu} tp{r.tp} {r.precision} {r.isl}/{r.osl}",
+                              r.output_tokens_per_s, predicted))
+    return out
+
+
+def error_summary(errors: Iterable[PointError]) -> dict[str, float]:
+    """Median and mean absolute relative error, worst case, and the median signed error."""
+    rel = [e.relative_error for e in errors]
+    absolute = [abs(x) for x in rel]
+    return {
+        "points": len(rel),
+        "median_abs_error": statistics.median(absolute),
+        "mean_abs_error": statistics.fmean(absolute),
+        "max_abs_error": max(absolute),
+        "median_signed_error": statistics.median(rel),
+        "geometric_mean_ratio": math.exp(statistics.fmean(math.log(1 + x) for x in rel)),
+    }
+
+
+def _with(base: EstimateFactors, x: Sequence[float]) -> EstimateFactors:
+    return replace(base, compute_efficiency=float(x[0]), bandwidth_efficiency=float(x[1]),
+                   layer_overhead_us=float(x[2]))
+
+
+def fit_factors(rows: Sequence[TrtllmRow], base: EstimateFactors = DEFAULT_FACTORS
+                ) -> EstimateFactors:
+    """Least-squares fit of (compute efficiency, bandwidth efficiency, per-layer overhead) to
+    log(estimate / measured) over the TensorRT-LLM rows and the paper's figures."""
+
+    def residuals(x: Sequence[float]) -> list[float]:
+        f = _with(base, x)
+        errors = trtllm_errors(rows, f) + paper_errors(f)
+        return [math.log(e.estimated / e.measured) for e in errors]
+
+    start = [base.compute_efficiency, base.bandwidth_efficiency, base.layer_overhead_us]
+    fit = least_squares(residuals, start, bounds=([0.01, 0.01, 0.0], [1.0, 1.0, 1000.0]))
+    return replace(base, compute_efficiency=round(float(fit.x[0]), 4),
+                   bandwidth_efficiency=round(float(fit.x[1]), 4),
+                   layer_overhead_us=round(float(fit.x[2]), 2))

@@ -1,0 +1,95 @@
+"""The `profile:` block of a scenario instance type: numbers to be estimated instead of measured.
+
+    profile: {estimate: {model: llama-3.1-70b, weight_dtype: fp8}}
+    profile: {aiconfigurator: {model: Qwen/Qwen3-32B, system: h200_sxm, backend: sglang}}
+
+Validated with the scenario (pydantic, unknown fields are errors); `pdopt.profiles.resolve`
+turns it into measured-style numbers before anything is solved (docs/profiles.md). This module
+must not import pdopt.schema (the schema imports it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Count = Annotated[int, Field(gt=0, strict=True)]
+Share = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+WeightDtype = Literal["bf16", "fp16", "fp8", "fp4"]
+KvDtype = Literal["bf16", "fp16", "fp8", "fp4", "int8", "fp32"]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FactorOverrides(_Block):
+    """Replace calibrated efficiency factors of the estimator (docs/profiles.md, Table C1)."""
+
+    compute_efficiency: Share | None = Field(default=None, description="Share of peak FLOP/s.")
+    bandwidth_efficiency: Share | None = Field(default=None, description="Share of HBM bandwidth.")
+    layer_overhead_us: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="Fixed time per layer per decode step, microseconds.")
+
+
+class EstimateProfile(_Block):
+    """First-principles estimate (pdopt profile estimate) of this instance type's numbers."""
+
+    model: str = Field(min_length=1, description=(
+        "A bundled model name (pdopt profile models) or the path of a Hugging Face config.json, "
+        "relative to the scenario file."))
+    gpu: str | None = Field(default=None, description=(
+        "GPU type of the bundled catalog (pdopt profile gpus); absent: the instance's `gpu`."))
+    weight_dtype: WeightDtype = Field(default="bf16", description="Data type of the weights.")
+    kv_dtype: KvDtype = Field(default="bf16", description="Data type of the KV cache.")
+    attention: Literal["tp", "dp"] = Field(default="tp", description=(
+        "Attention parallelism: `tp` (tensor parallel) or `dp` (data-parallel attention)."))
+    input_tokens: list[Count] | None = Field(default=None, description=(
+        "Prefill: input lengths of the estimated table; absent: the scenario's workload lengths "
+        "for this model."))
+    max_batch: Count = Field(default=1024, description=(
+        "Decode: largest batch in the estimated tables (the KV cache may allow less)."))
+    factors: FactorOverrides | None = Field(default=None, description=(
+        "Override calibrated efficiency factors."))
+
+
+class AiconfiguratorProfile(_Block):
+    """NVIDIA AIConfigurator (pdopt[aiconfigurator]) silicon-database estimate."""
+
+    model: str = Field(min_length=1, description=(
+        "AIConfigurator model path (e.g. Qwen/Qwen3-32B) or a bundled pdopt model name."))
+    system: str | None = Field(default=None, description=(
+        "AIConfigurator system (e.g. h200_sxm); absent: the catalog's system for the instance's "
+        "`gpu`."))
+    backend: Literal["trtllm", "sglang", "vllm"] = Field(default="trtllm")
+    backend_version: str | None = Field(
+        default=None, description="Absent: AIConfigurator's latest database for the backend.")
+    gemm_quant_mode: str | None = Field(default=None, description="Absent: from the checkpoint.")
+    kvcache_quant_mode: str | None = Field(default=None, description="Absent: from the checkpoint.")
+    moe_quant_mode: str | None = Field(default=None, description="Absent: from the checkpoint.")
+    moe_ep: Count | None = Field(default=None, description=(
+        "MoE expert parallel size; absent for MoE models: all GPUs of the instance."))
+    attention_dp: Count = Field(default=1, description="Attention data-parallel size.")
+    input_tokens: list[Count] | None = Field(default=None, description=(
+        "Prefill: input lengths of the table; absent: the scenario's workload lengths."))
+    batches: list[Count] | None = Field(default=None, description=(
+        "Decode: batch sizes of the TPOT tables; absent: 1, 2, 4, ... 256."))
+
+
+class ProfileSpec(_Block):
+    """Where an instance type's numbers come from when they were not measured: exactly one of
+    `estimate` or `aiconfigurator`."""
+
+    estimate: EstimateProfile | None = None
+    aiconfigurator: AiconfiguratorProfile | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ProfileSpec:
+        if (self.estimate is None) == (self.aiconfigurator is None):
+            raise ValueError("give exactly one of estimate or aiconfigurator")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "estimate" if self.estimate is not None else "aiconfigurator"
