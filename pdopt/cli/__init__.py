@@ -11,6 +11,7 @@ from pdopt.cli.check import check, schema
 from pdopt.cli.common import main
 from pdopt.cli.profile import profile
 from pdopt.cli.ratio import ratio
+from pdopt.cli.simulate import simulate, verify
 from pdopt.cli.solve import solve
 
 main.add_command(ratio)
@@ -19,5 +20,7 @@ main.add_command(schema)
 main.add_command(solve)
 main.add_command(profile)
 main.add_command(batch)
+main.add_command(simulate)
+main.add_command(verify)
 
 __all__ = ["main"]
