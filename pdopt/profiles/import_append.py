@@ -22,12 +22,16 @@ _INSTANCES_EMPTY_FLOW = re.compile(r"^instances\s*:\s*\[\s*\]\s*(#.*)?$")
 _INSTANCES_ANY = re.compile(r"^instances\s*:")
 
 
-def _problems(data: dict[str, Any]) -> set[str]:
+def _problems_at(data: dict[str, Any], prefix: str) -> list[str]:
+    """Problems of the scenario located at `prefix` (the appended instance): adding an instance
+    can only cause problems there (its fields, its name, its GPU); elsewhere it only removes some
+    (a workload that lacked a decode type)."""
     try:
         scenario_from_data(data)
     except ScenarioError as e:
-        return {str(p) for p in e.problems}
-    return set()
+        return [str(p) for p in e.problems
+                if p.location == prefix or p.location.startswith((prefix + ".", prefix + "["))]
+    return []
 
 
 class _Flow(dict):  # type: ignore[type-arg]
@@ -75,7 +79,7 @@ def _insert_yaml(text: str, item: dict[str, Any], path: Path) -> str:
     if start is None:  # no instances yet: add the key at the end
         return "".join(lines) + "instances:\n" + "".join(_yaml_item(item, 2))
     if _INSTANCES_EMPTY_FLOW.match(lines[start].rstrip("\n")):
-        lines[start] = "instances:\n"
+        lines[start] = re.sub(r"\[\s*\]", "", lines[start], count=1)  # keeps a comment
     elif not _INSTANCES_BLOCK.match(lines[start].rstrip("\n")):
         raise ProfileImportError([f"{path}: 'instances:' is written in flow style; --append edits "
                                   "block-style lists only (paste the printed block instead)"])
@@ -130,9 +134,13 @@ def append_instance(path: str | Path, item: dict[str, Any]) -> str:
     expected = dict(before)
     expected["instances"] = [*(instances or []), item]
     if after != json.loads(json.dumps(expected)) and after != expected:
-        raise ProfileImportError([f"{path}: could not append the instance without changing other "
-                                  "parts of the file; paste the printed block instead"])
-    new_problems = sorted(_problems(after) - _problems(before))
+        raise ProfileImportError([f"{path}: could not append the instance without changing "
+                                  "other parts of the file; paste the printed block instead"])
+    gpus = before.get("gpus")
+    if isinstance(gpus, dict) and item.get("gpu") not in gpus:
+        raise ProfileImportError([f"{path}: GPU type '{item.get('gpu')}' is not in the scenario's "
+                                  f"gpus ({', '.join(map(str, gpus)) or 'none'}); add it first"])
+    new_problems = _problems_at(after, f"instances[{len(instances or [])}]")
     if new_problems:
         raise ProfileImportError([f"{path}: appending would make the scenario invalid: {p}"
                                   for p in new_problems])

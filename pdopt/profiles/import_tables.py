@@ -185,13 +185,13 @@ def decode_table(runs: Sequence[Run], statistic: str) -> DecodeTable:
     by_batch: dict[int, Run] = {}
     table: dict[int, float] = {}
     for run in runs:
+        b = batch_of(run)
         if statistic not in run.tpot_ms:
             have = ", ".join(sorted(run.tpot_ms)) or "none"
             raise ProfileImportError([
                 f"{run.where}: no {statistic} TPOT in this result (TPOT statistics present: "
                 f"{have}); choose one with --tpot-statistic"
             ])
-        b = batch_of(run)
         if b in by_batch:
             raise ProfileImportError([
                 f"{by_batch[b].where} and {run.where}: two runs at batch {b} for the same lengths; "
