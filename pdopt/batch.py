@@ -72,8 +72,9 @@ def scenario_files(paths: Iterable[str], exclude: Path | None = None) -> list[tu
 
     A folder gives every *.yaml|*.yml|*.json|*.toml under it, recursively, except names beginning
     with `.` or `_` (keep shared bases as `_base.yaml`) and anything under `exclude` (the output
-    folder); the id stem is the path relative to the folder, without suffix (`eu/fleet`). A file or
-    a glob's match gives its own name without suffix. A file given twice is taken once.
+    folder); the id stem is the path relative to the folder, without suffix (`eu/fleet`). A glob
+    (expanded here, skipping the same names) or a file named explicitly (always taken) gives its
+    own name without suffix. A file given twice is taken once.
     """
     out: list[tuple[Path, str]] = []
     seen: set[Path] = set()
@@ -102,7 +103,8 @@ def scenario_files(paths: Iterable[str], exclude: Path | None = None) -> list[tu
             add(path, path.stem)
         elif glob.has_magic(arg):
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True)
-                             if Path(m).is_file() and Path(m).suffix.lower() in SCENARIO_SUFFIXES)
+                             if Path(m).is_file() and Path(m).suffix.lower() in SCENARIO_SUFFIXES
+                             and not _is_hidden_or_base(Path(Path(m).name)))
             if not matches:
                 raise BatchSetupError(f"{arg}: no scenario files match")
             for p in matches:
@@ -249,7 +251,7 @@ def process_executor(jobs: int) -> Executor:
     return execute
 
 
-def dask_executor(address: str) -> Executor:
+def dask_executor(address: str, connect_timeout_s: float = 10.0) -> Executor:
     """Tasks on an existing Dask distributed cluster (optional extra `pdopt[dask]`). The workers
     need pdopt installed; results come back to this process, which writes every file."""
     try:
@@ -260,14 +262,15 @@ def dask_executor(address: str) -> Executor:
 
     def execute(tasks: list[Task], solve: SolveFn) -> Iterator[tuple[int, Outcome]]:
         try:
-            client = Client(address, timeout="10s", set_as_default=False)
+            client = Client(address, timeout=connect_timeout_s, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as e:
             raise BatchSetupError(f"cannot reach the Dask scheduler at {address}: {e}") from None
         futures = []
         try:
             futures = [client.submit(run_variant, task, solve, pure=False) for task in tasks]
             index = {f.key: k for k, f in enumerate(futures)}
-            for future, result in as_completed(futures, with_results=True, raise_errors=False):
+            for future, result in as_completed(futures, loop=client.loop, with_results=True,
+                                               raise_errors=False):
                 k = index[future.key]
                 if isinstance(result, Outcome):
                     yield k, result

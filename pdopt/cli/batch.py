@@ -26,8 +26,13 @@ EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C (128 + SIGINT)
 MAX_FAILURES_SHOWN = 20
 
 
+def _short(text: str | None, width: int = 100) -> str | None:
+    return text if text is None or len(text) <= width else text[:width - 3] + "..."
+
+
 def summary_report(rows: list[dict[str, Any]]) -> Report:
-    """The summary rows as a table (and as JSON: the rows of summary.jsonl)."""
+    """The summary rows as a table, errors cut at 100 characters (summary.csv has them whole);
+    as JSON, the rows of summary.jsonl."""
     table = Table(
         f"pdopt batch: {len(rows)} variants",
         ("id", "status", "cost_per_hour", "total_gpus", "gpus_by_type", "instances", "mip_gap",
@@ -35,7 +40,7 @@ def summary_report(rows: list[dict[str, Any]]) -> Report:
         [(r["id"], r["status"], r["cost_per_hour"], r["total_gpus"],
           " ".join(f"{g}:{n}" for g, n in r["gpus_by_type"].items()) or None,
           " ".join(f"{role}:{n}" for role, n in r["instances_by_role"].items()) or None,
-          r["mip_gap"], r["error"]) for r in rows],
+          r["mip_gap"], _short(r["error"])) for r in rows],
     )
     return Report(data={"rows": rows}, tables=[table])
 
@@ -107,8 +112,6 @@ def batch(paths: tuple[str, ...], output_dir: str, jobs: int | None, dask_schedu
     if jobs is not None and dask_scheduler:
         raise click.UsageError("give --jobs or --dask-scheduler, not both")
     output = Path(output_dir)
-    if output.exists() and not output.is_dir():
-        raise click.UsageError(f"--output {output_dir}: exists and is not a folder")
     try:
         entries = collect_entries(paths, exclude=output)
     except BatchSetupError as e:
