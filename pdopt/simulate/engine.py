@@ -1,7 +1,8 @@
 """The discrete-event simulation of a P/D fleet (docs/simulation.md, section "The model").
 
 Events: request arrival, end of a prefill batch, arrival of a request's KV cache at its decode
-instance (after the TTFT overhead and any cross-type transfer), end of a decode step. Each decode
+instance (after the TTFT overhead and any cross-type transfer), start of an idle instance (so
+that requests reaching it at the same instant start together), end of a decode step. Each decode
 instance runs continuous batching: between two steps finished requests leave and waiting requests
 join (FCFS) while the batch cap and the KV cache allow; a step takes TPOT(batch, mean context) from
 the instance's measured table. Per decode step the work is O(1) plus the requests that finish
@@ -22,8 +23,10 @@ from pdopt.simulate.fleet import Fleet
 from pdopt.simulate.policies import FlowPicker, InstancePicker, RoutingPolicy
 from pdopt.simulate.traces import Requests
 
-# Event kinds, in the order ties at the same time are handled.
-_PREFILL_DONE, _DECODE_READY, _DECODE_STEP, _SNAPSHOT = 0, 1, 2, 3
+# Event kinds, in the order ties at the same time are handled (arrivals come before all of them).
+# Requests that reach an idle instance at the same instant start together: an idle instance starts
+# by a _START event at that instant, handled after the arrivals and the KV arrivals.
+_PREFILL_DONE, _PREFILL_START, _DECODE_READY, _DECODE_START, _DECODE_STEP, _SNAPSHOT = range(6)
 
 
 @dataclass
@@ -186,7 +189,7 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
     t = 0.0
     while True:
         next_arrival = arrival[i] if i < n else math.inf
-        if heap and heap[0][0] <= next_arrival:
+        if heap and heap[0][0] < next_arrival:
             t, kind, _, x = pop(heap)
         elif i < n:
             t, kind, x = next_arrival, -1, i
@@ -241,8 +244,14 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
             p_qlast[p] = t
             q.append(r)
             if not p_busy[p]:
-                push(heap, (start_prefill(p, t), _PREFILL_DONE, seq, p))
+                p_busy[p] = True  # starting: the _PREFILL_START event takes the batch
+                p_since[p] = t
+                push(heap, (t, _PREFILL_START, seq, p))
                 seq += 1
+
+        elif kind == _PREFILL_START:
+            push(heap, (start_prefill(x, t), _PREFILL_DONE, seq, x))
+            seq += 1
 
         elif kind == _PREFILL_DONE:
             p = x
@@ -277,12 +286,17 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
                 continue
             d_waiting[d].append(r)
             if not d_stepping[d]:
-                admit(d)
-                dt = step_time(d)
-                d_step_b[d], d_step_dt[d] = d_run[d], dt
                 d_stepping[d] = True
-                push(heap, (t + dt, _DECODE_STEP, seq, d))
+                push(heap, (t, _DECODE_START, seq, d))
                 seq += 1
+
+        elif kind == _DECODE_START:  # an idle decode instance starts with what is waiting
+            d = x
+            admit(d)
+            dt = step_time(d)
+            d_step_b[d], d_step_dt[d] = d_run[d], dt
+            push(heap, (t + dt, _DECODE_STEP, seq, d))
+            seq += 1
 
         else:  # _SNAPSHOT: per-instance accumulators at a window edge
             snap_pre = [p_busy_s[p] + (t - p_since[p] if p_busy[p] else 0.0)
