@@ -33,7 +33,7 @@ class Pool:
     cost_per_hour: float  # one instance
     min_count: int
     max_count: int | None
-    upper_bound: int  # no optimal plan needs more (Eq. O9)
+    upper_bound: int  # no optimal plan needs more (Eq. O9); max_count not applied
 
 
 @dataclass(frozen=True)
@@ -199,10 +199,7 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
 
 
 def _pool(scenario: Scenario, inst: Instance, load_instances: float) -> Pool:
-    upper = max(inst.min_count, math.ceil(load_instances - 1e-9))
-    if inst.max_count is not None:
-        upper = min(upper, inst.max_count)
-    upper = max(upper, inst.min_count)
+    upper = max(inst.min_count, math.ceil(load_instances - 1e-9))  # max_count applies later
     return Pool(
         name=inst.name,
         model=inst.model,

@@ -50,9 +50,9 @@ def define_counts(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -> N
     def bounds(_m: pyo.ConcreteModel, p: str) -> tuple[int, int]:
         pool = data.pools[p]
         upper = pool.upper_bound
-        if relax.max_count or pool.max_count is None:
-            upper = max(upper, pool.min_count)
-        return pool.min_count, upper
+        if pool.max_count is not None and not relax.max_count:
+            upper = min(upper, pool.max_count)
+        return pool.min_count, max(upper, pool.min_count)
 
     m.n = pyo.Var(m.POOLS, domain=pyo.NonNegativeIntegers, bounds=bounds)
 

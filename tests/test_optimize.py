@@ -1,0 +1,298 @@
+"""The fleet optimizer: against brute force, the paper's case, monotonicity, limits, diagnoses."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pdopt.loading import load_scenario, scenario_from_data
+from pdopt.optimize import solve
+from pdopt.optimize.data import build_fleet_data
+from pdopt.optimize.solver import relative_gap
+from pdopt.plan import Plan
+from pdopt.ratio import ratio_from_scenario
+from tests.fleet_cases import brute_force_cost, random_fleet
+
+SLOW = settings(max_examples=12, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def _solve(data: dict[str, Any], **kw: Any) -> Plan:
+    return solve(scenario_from_data(data), **kw)
+
+
+# ---- the paper's case -------------------------------------------------------------------------
+
+def test_paper_case_matches_ratio_ceil(paper_scenario_path: Any) -> None:
+    scenario = load_scenario(paper_scenario_path)
+    plan = solve(scenario)
+    ratio = ratio_from_scenario(scenario, "ceil")
+    assert plan.status == "optimal"
+    counts = {p.role: p.count for p in plan.pools}
+    assert counts == {"prefill": ratio.prefill_instances, "decode": ratio.decode_instances} \
+        == {"prefill": 4, "decode": 4}
+    assert plan.cost_per_hour == pytest.approx(8 * 8 * 3.99)
+    assert plan.total_gpus == 64 and plan.gpus_by_type == {"H200": 64}
+    assert plan.instances_by_role == {"prefill": 4, "decode": 4}
+    # utilisation = exact count / integer count (Eqs. C1, C2)
+    util = {p.role: p.utilization for p in plan.pools}
+    assert util["prefill"] == pytest.approx(ratio.prefill_instances_exact / 4)
+    assert util["decode"] == pytest.approx(ratio.decode_instances_exact / 4)
+    # M/M/1 at 12.52/4 req/s per instance, mu = 28309/6144: TTFT = 0.1 + 1/(mu - lambda) s
+    lam = 5e6 / 60 / 6656 / 4
+    mu = 28309 / 6144
+    (w,) = plan.workloads
+    assert w.expected_ttft_ms == pytest.approx(100 + 1e3 / (mu - lam), rel=1e-9)
+    assert w.expected_tpot_ms < 20.0
+    assert plan.flows[0].requests_per_s == pytest.approx(5e6 / 60 / 6656)
+
+
+def test_plan_round_trips_through_dict(paper_scenario_path: Any) -> None:
+    plan = solve(load_scenario(paper_scenario_path))
+    assert Plan.from_dict(plan.to_dict()) == plan
+
+
+# ---- brute force ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed,kwargs", [
+    (0, {}), (1, {"cross_links": True}), (2, {}), (3, {"workloads": 1, "gpus": 3}),
+    (4, {"cross_links": True}), (5, {"inventory": True}), (7, {"cross_links": True}),
+    (9, {"cross_links": True}), (10, {"inventory": True}), (11, {}),
+])
+def test_optimum_equals_brute_force(seed: int, kwargs: dict[str, Any]) -> None:
+    scenario = scenario_from_data(random_fleet(seed, **kwargs))
+    plan = solve(scenario, mip_gap=0.0)
+    expected = brute_force_cost(scenario)
+    if expected is None:
+        assert plan.status == "infeasible"
+    else:
+        assert plan.status == "optimal"
+        assert plan.cost_per_hour == pytest.approx(expected, rel=1e-9)
+
+
+def test_shared_pool_is_cheaper_than_dedicated_pools() -> None:
+    """Two classes with different SLOs sharing one pool round up once, not twice."""
+    base = random_fleet(3, workloads=2, gpus=1)
+    base["workloads"][0].update(requests_per_s=1.3, slo={"ttft_ms": 3000, "tpot_ms": 50})
+    base["workloads"][1].update(requests_per_s=1.1, slo={"ttft_ms": 1500, "tpot_ms": 35})
+    together = _solve(base, mip_gap=0.0)
+    apart = 0.0
+    for w in base["workloads"]:
+        alone = copy.deepcopy(base)
+        alone["workloads"] = [w]
+        apart += _solve(alone, mip_gap=0.0).cost_per_hour  # type: ignore[operator]
+    assert together.cost_per_hour is not None
+    assert together.cost_per_hour <= apart + 1e-9
+    assert together.cost_per_hour == pytest.approx(brute_force_cost(scenario_from_data(base)))
+
+
+# ---- monotonicity (hypothesis) ------------------------------------------------------------------
+
+@SLOW
+@given(seed=st.integers(0, 10_000), factor=st.floats(1.0, 3.0))
+def test_more_load_never_costs_less(seed: int, factor: float) -> None:
+    base = random_fleet(seed, workloads=2, gpus=2, cross_links=seed % 2 == 0)
+    more = copy.deepcopy(base)
+    for w in more["workloads"]:
+        w["requests_per_s"] *= factor
+    a, b = _solve(base, mip_gap=0.0), _solve(more, mip_gap=0.0)
+    assert a.has_plan and b.has_plan
+    assert b.cost_per_hour >= a.cost_per_hour - 1e-9  # type: ignore[operator]
+
+
+@SLOW
+@given(seed=st.integers(0, 10_000), ttft=st.floats(1.0, 3.0), tpot=st.floats(1.0, 2.0))
+def test_looser_slo_never_costs_more(seed: int, ttft: float, tpot: float) -> None:
+    base = random_fleet(seed, workloads=2, gpus=2, cross_links=seed % 2 == 1)
+    loose = copy.deepcopy(base)
+    for w in loose["workloads"]:
+        w["slo"] = {"ttft_ms": w["slo"]["ttft_ms"] * ttft, "tpot_ms": w["slo"]["tpot_ms"] * tpot}
+    a, b = _solve(base, mip_gap=0.0), _solve(loose, mip_gap=0.0)
+    assert b.cost_per_hour <= a.cost_per_hour + 1e-9  # type: ignore[operator]
+
+
+@SLOW
+@given(seed=st.integers(0, 10_000), discount=st.floats(0.3, 1.0), gpu=st.sampled_from(["GA",
+                                                                                       "GB"]))
+def test_cheaper_gpu_never_raises_the_bill(seed: int, discount: float, gpu: str) -> None:
+    base = random_fleet(seed, workloads=2, gpus=2, inventory=seed % 3 == 0)
+    cheap = copy.deepcopy(base)
+    cheap["gpus"][gpu]["cost_per_hour"] *= discount
+    a, b = _solve(base, mip_gap=0.0), _solve(cheap, mip_gap=0.0)
+    if not a.has_plan:
+        return
+    assert b.cost_per_hour <= a.cost_per_hour + 1e-9  # type: ignore[operator]
+
+
+# ---- limits -----------------------------------------------------------------------------------
+
+def _two_gpu_paper(paper_data: dict[str, Any]) -> dict[str, Any]:
+    """The paper's instance types on H200, plus the same on a dearer 'H200b'."""
+    data = copy.deepcopy(paper_data)
+    data["gpus"]["H200b"] = {"cost_per_hour": 4.50, "memory_gib": 141}
+    for inst in list(data["instances"]):
+        twin = copy.deepcopy(inst)
+        twin["name"] += "-b"
+        twin["gpu"] = "H200b"
+        data["instances"].append(twin)
+    return data
+
+
+def test_inventory_binds_and_spills_to_dearer_gpu(paper_data: dict[str, Any]) -> None:
+    data = _two_gpu_paper(paper_data)
+    data["gpus"]["H200"]["count"] = 48  # 6 instances of 8
+    plan = _solve(data)
+    assert plan.gpus_by_type["H200"] <= 48
+    assert plan.gpus_by_type["H200b"] >= 16
+    assert plan.instances_by_role == {"prefill": 4, "decode": 4}
+
+
+def test_budget_makes_infeasible_with_shortfall(paper_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(paper_data)
+    data["budget_per_hour"] = 200.0
+    plan = _solve(data)
+    assert plan.status == "infeasible"
+    assert any("budget short by $55.36/h" in r for r in plan.diagnosis), plan.diagnosis
+
+
+def test_inventory_shortfall_is_named(paper_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(paper_data)
+    data["gpus"]["H200"]["count"] = 40
+    plan = _solve(data)
+    assert plan.status == "infeasible"
+    assert any("H200 is short by 24 GPUs" in r for r in plan.diagnosis), plan.diagnosis
+
+
+def test_max_count_diagnosis(paper_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(paper_data)
+    data["instances"][1]["max_count"] = 3
+    plan = _solve(data)
+    assert plan.status == "infeasible"
+    assert any("'ds-decode-8xh200' needs 4 (max_count 3)" in r for r in plan.diagnosis)
+
+
+def test_min_count_forces_redundancy(paper_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(paper_data)
+    data["workloads"][0]["tokens_per_minute"] = 500_000
+    data["instances"][0]["min_count"] = 2
+    plan = _solve(data)
+    assert plan.pool("ds-prefill-8xh200").count == 2
+    assert plan.pool("ds-decode-8xh200").count == 1
+
+
+def test_unreachable_ttft_is_diagnosed(paper_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(paper_data)
+    data["workloads"][0]["slo"]["ttft_ms"] = 250  # 6144/28309 s + 100 ms = 317 ms at zero load
+    plan = _solve(data)
+    assert plan.status == "infeasible"
+    (reason,) = plan.diagnosis
+    assert "no prefill instance type can serve it" in reason and "317.0 ms" in reason
+
+
+def test_tpot_below_fastest_is_diagnosed(paper_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(paper_data)
+    data["workloads"][0]["slo"]["tpot_ms"] = 10
+    plan = _solve(data)
+    assert plan.status == "infeasible"
+    assert "fastest TPOT measured (12.8 ms at batch 10)" in plan.diagnosis[0]
+
+
+def test_allowed_gpus_restrict_placement(paper_data: dict[str, Any]) -> None:
+    data = _two_gpu_paper(paper_data)
+    data["models"] = {"deepseek-v3.1": {"allowed_decode_gpus": ["H200b"]}}
+    data["kv_transfer"] = {"default_gbit_per_s": 400}
+    data["models"]["deepseek-v3.1"]["kv_bytes_per_token"] = 70272
+    plan = _solve(data)
+    assert {p.gpu for p in plan.pools if p.role == "decode"} == {"H200b"}
+
+
+def test_gpus_objective(paper_data: dict[str, Any]) -> None:
+    data = _two_gpu_paper(paper_data)
+    # a 4-GPU decode type on H200b that is dearer per hour than 8 x H200 but uses fewer GPUs
+    data["instances"].append({
+        "name": "ds-decode-4xh200b", "model": "deepseek-v3.1", "role": "decode", "gpu": "H200b",
+        "gpus_per_instance": 4, "measured_at": {"input_tokens": 6144, "output_tokens": 512},
+        "tpot_ms_by_batch": {10: 14.0, 20: 17.0, 30: 19.5, 40: 23.0},
+    })
+    data["gpus"]["H200b"]["cost_per_hour"] = 9.0
+    by_cost = _solve(data, objective="cost")
+    by_gpus = _solve(data, objective="gpus")
+    assert by_gpus.total_gpus < by_cost.total_gpus  # type: ignore[operator]
+    assert by_gpus.cost_per_hour > by_cost.cost_per_hour  # type: ignore[operator]
+
+
+# ---- KV transfer ------------------------------------------------------------------------------
+
+def _split_case(gbit_per_s: float) -> dict[str, Any]:
+    """Fast-compute 'PF' GPUs for prefill, memory-rich 'DM' GPUs for decode."""
+    return {
+        "name": "split",
+        "gpus": {"PF": {"cost_per_hour": 2.0}, "DM": {"cost_per_hour": 2.0}},
+        "models": {"m": {"kv_bytes_per_token": 131072}},
+        "kv_transfer": {"links": [{"prefill_gpu": "PF", "decode_gpu": "DM",
+                                   "gbit_per_s": gbit_per_s}]},
+        "instances": [
+            {"name": "pre-pf", "model": "m", "role": "prefill", "gpu": "PF",
+             "gpus_per_instance": 1, "prefill_tokens_per_s": 40000},
+            {"name": "dec-pf", "model": "m", "role": "decode", "gpu": "PF",
+             "gpus_per_instance": 1, "tpot_ms_by_batch": {8: 20, 16: 30, 32: 45}},
+            {"name": "pre-dm", "model": "m", "role": "prefill", "gpu": "DM",
+             "gpus_per_instance": 1, "prefill_tokens_per_s": 15000},
+            {"name": "dec-dm", "model": "m", "role": "decode", "gpu": "DM",
+             "gpus_per_instance": 1, "tpot_ms_by_batch": {8: 10, 16: 12, 32: 15, 64: 22}},
+        ],
+        "workloads": [{"name": "chat", "model": "m", "requests_per_s": 20,
+                       "input_tokens": 4000, "output_tokens": 200,
+                       "slo": {"ttft_ms": 1000, "tpot_ms": 25}, "ttft_overhead_ms": 50}],
+    }
+
+
+def test_split_pairing_is_priced_with_transfer_time() -> None:
+    plan = _solve(_split_case(400))
+    assert {(p.role, p.gpu) for p in plan.pools} == {("prefill", "PF"), ("decode", "DM")}
+    (flow,) = plan.flows
+    # 4000 tokens x 131072 B x 8 bit / 400 Gbit/s = 10.49 ms (Eq. T1)
+    assert flow.kv_transfer_ms == pytest.approx(4000 * 131072 * 8 / 400e9 * 1e3)
+    (w,) = plan.workloads
+    assert w.expected_ttft_ms <= 1000
+    assert w.expected_ttft_ms > 50 + flow.kv_transfer_ms
+
+
+def test_slow_link_makes_split_unreachable() -> None:
+    data = _split_case(0.5)  # 8.4 s transfer: above the 1 s TTFT target
+    data_fleet = build_fleet_data(scenario_from_data(data))
+    assert not any(r.decode_gpu != data_fleet.pools[r.pool].gpu for r in data_fleet.prefill_routes)
+    plan = _solve(data)
+    assert all(p.gpu == "DM" for p in plan.pools) or all(p.gpu == "PF" for p in plan.pools)
+
+
+def test_no_link_means_no_cross_pairing() -> None:
+    data = _split_case(400)
+    data["kv_transfer"] = {}
+    plan = _solve(data)
+    gpus = {p.gpu for p in plan.pools}
+    assert len(gpus) == 1
+
+
+# ---- solver report ----------------------------------------------------------------------------
+
+def test_relative_gap() -> None:
+    assert relative_gap(100.0, 99.0) == pytest.approx(0.01)
+    assert relative_gap(100.0, None) is None
+    assert relative_gap(0.0, 0.0) == 0.0
+    assert relative_gap(10.0, -math.inf) is None
+
+
+def test_time_limit_returns_incumbent_or_says_none() -> None:
+    data = random_fleet(6, workloads=2, gpus=3, cross_links=True)
+    plan = _solve(data, time_limit_s=1e-3)
+    assert plan.status in ("optimal", "feasible", "no_solution")
+    if plan.status == "feasible":
+        assert plan.mip_gap is not None and plan.messages
+    if plan.status == "no_solution":
+        assert "time limit" in plan.diagnosis[0]
