@@ -135,6 +135,19 @@ def test_broken_json_lines_empty_and_missing_files_are_clean_errors(tmp_path: Pa
     assert lines[2].startswith(f"{tmp_path / 'absent.json'}: cannot read file")
 
 
+def test_ramp_up_runs_and_pytorch_format_copies_are_refused(tmp_path: Path) -> None:
+    obj = json.loads(Path(VLLM_PREFILL[0]).read_text())
+    obj.update(ramp_up_strategy="linear", ramp_up_start_rps=1, ramp_up_end_rps=20)
+    ramp = tmp_path / "ramp.json"
+    ramp.write_text(json.dumps(obj))
+    with pytest.raises(ProfileImportError, match=r"ramp.json: a ramp-up run .* has no fixed load"):
+        read_vllm(ramp)
+    copy = tmp_path / "r.pytorch.json"
+    copy.write_text(json.dumps([{"benchmark": {"name": "vLLM benchmark"}, "model": {}}]))
+    with pytest.raises(ProfileImportError, match=r"PyTorch-benchmark-format copy"):
+        read_vllm(copy)
+
+
 def test_a_field_of_the_wrong_type_is_named(tmp_path: Path) -> None:
     obj = json.loads(Path(VLLM_DECODE[0]).read_text())
     obj["duration"] = "fast"
@@ -374,6 +387,20 @@ def test_append_refuses_a_taken_name_a_new_problem_and_toml(tmp_path: Path) -> N
     toml.write_text('name = "x"\n')
     with pytest.raises(ProfileImportError, match=r"not TOML"):
         append_instance(toml, item)
+
+
+def test_append_refuses_a_flow_style_instances_list(tmp_path: Path) -> None:
+    item = build("vllm", VLLM_PREFILL, "prefill").instance_data()
+    listed = "instances: [{name: a, model: m, role: prefill, gpu: H100, gpus_per_instance: 1, " \
+        "prefill_tokens_per_s: 1000}]"
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(SCENARIO.read_text().replace("instances: []", listed))
+    with pytest.raises(ProfileImportError, match=r"flow style"):
+        append_instance(flow, item)
+    whole = tmp_path / "whole.yaml"
+    whole.write_text(yaml.safe_dump(yaml.safe_load(flow.read_text()), default_flow_style=True))
+    with pytest.raises(ProfileImportError, match=r"no top-level 'instances:' line"):
+        append_instance(whole, item)
 
 
 def test_append_to_json_and_to_a_file_without_instances(tmp_path: Path) -> None:

@@ -71,11 +71,14 @@ def _yaml_item(item: dict[str, Any], indent: int) -> list[str]:
     return [" " * indent + line + "\n" for line in instance_yaml(item).splitlines()]
 
 
-def _insert_yaml(text: str, item: dict[str, Any], path: Path) -> str:
+def _insert_yaml(text: str, item: dict[str, Any], path: Path, has_instances: bool) -> str:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     start = next((i for i, line in enumerate(lines) if _INSTANCES_ANY.match(line)), None)
+    if start is None and has_instances:
+        raise ProfileImportError([f"{path}: found no top-level 'instances:' line to append to "
+                                  "(flow-style document?); paste the printed block instead"])
     if start is None:  # no instances yet: add the key at the end
         return "".join(lines) + "instances:\n" + "".join(_yaml_item(item, 2))
     if _INSTANCES_EMPTY_FLOW.match(lines[start].rstrip("\n")):
@@ -129,8 +132,13 @@ def append_instance(path: str | Path, item: dict[str, Any]) -> str:
         raise ProfileImportError([f"{path}: --append edits YAML and JSON scenarios, not TOML "
                                   "(paste the printed block instead)"])
     else:
-        new_text = _insert_yaml(text, item, path)
-    after = parse_text(new_text, suffix)
+        new_text = _insert_yaml(text, item, path, "instances" in before)
+    try:
+        after = parse_text(new_text, suffix)
+    except ScenarioError:
+        raise ProfileImportError([f"{path}: could not append the instance safely (the edited "
+                                  "file does not parse); paste the printed block instead"]
+                                 ) from None
     expected = dict(before)
     expected["instances"] = [*(instances or []), item]
     if after != json.loads(json.dumps(expected)) and after != expected:

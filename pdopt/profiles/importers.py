@@ -111,6 +111,11 @@ def _json_records(
     if isinstance(whole, dict):
         yield None, whole
         return
+    if isinstance(whole, list) and whole and all(isinstance(x, dict) and "benchmark" in x
+                                                 for x in whole):
+        raise ProfileImportError([f"{path}: this is the PyTorch-benchmark-format copy that vLLM "
+                                  "writes beside a result (*.pytorch.json); pass the result file "
+                                  "itself"])
     if whole is not None:
         raise ProfileImportError([f"{path}: expected {engine} benchmark results (JSON objects), "
                                   f"got a JSON {type(whole).__name__}"])
@@ -202,6 +207,10 @@ def _vllm_run(obj: dict[str, Any], path: Path, where: str) -> Run:
             else ""
         raise ProfileImportError([f"{where}: not a vLLM serving benchmark result: missing "
                                   f"{', '.join(missing)}{hint}"])
+    if obj.get("ramp_up_strategy") is not None:
+        raise ProfileImportError([f"{where}: a ramp-up run (ramp_up_strategy: "
+                                  f"{obj['ramp_up_strategy']}) has no fixed load; profile runs "
+                                  "need one request rate or concurrency each"])
     completed = int(_number(obj, "completed", where) or 0)
     num_prompts = _number(obj, "num_prompts", where, required=False)
     failed: int | None = None
@@ -254,7 +263,7 @@ def read_vllm(path: str | Path) -> list[Run]:
     `--append-result`)."""
     path = Path(path)
     text = _read_text(path)
-    if not text.lstrip().startswith("{"):
+    if not text.lstrip().startswith(("{", "[")):
         raise ProfileImportError([f"{path}: not a vLLM benchmark result (expected a JSON object; "
                                   "is this a CSV? use 'csv')"])
     records = list(_json_records(path, text, "vLLM"))
