@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+from fleet_cases import brute_force_cost, random_fleet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,6 @@ from pdopt.optimize.data import build_fleet_data
 from pdopt.optimize.solver import relative_gap
 from pdopt.plan import Plan
 from pdopt.ratio import ratio_from_scenario
-from tests.fleet_cases import brute_force_cost, random_fleet
 
 SLOW = settings(max_examples=12, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
