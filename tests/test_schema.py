@@ -321,3 +321,38 @@ def test_json_schema_forbids_unknown_fields() -> None:
     slo = schema["$defs"]["Slo"]["properties"]
     assert slo["tpot_ms"]["exclusiveMinimum"] == 0
     assert "ms" in slo["tpot_ms"]["description"]
+
+
+# --- docs/scenario-format.md stays in step with the models ------------------------------------
+
+def scenario_models() -> list[type]:
+    import pdopt.schema as schema
+
+    return [m for m in vars(schema).values() if isinstance(m, type)
+            and issubclass(m, schema.StrictModel) and m.__module__ == "pdopt.schema"
+            and m is not schema.StrictModel]
+
+
+def test_every_field_is_documented(project_root: Any) -> None:
+    doc = (project_root / "docs" / "scenario-format.md").read_text(encoding="utf-8")
+    missing = [f"{m.__name__}.{name}" for m in scenario_models() for name in m.model_fields
+               if f"`{name}`" not in doc]
+    assert not missing, f"docs/scenario-format.md does not mention: {', '.join(missing)}"
+
+
+def test_documented_examples_are_the_paper_scenario(
+    project_root: Any, paper_scenario_path: Any, tmp_path: Any
+) -> None:
+    import re
+
+    doc = (project_root / "docs" / "scenario-format.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(yaml|json|toml)\n(.*?)```", doc, flags=re.S)
+    paper = load_scenario(paper_scenario_path)
+    examples = {lang: text for lang, text in blocks[:3]}
+    assert set(examples) == {"yaml", "json", "toml"}
+    for lang, text in examples.items():
+        path = tmp_path / f"example.{lang}"
+        path.write_text(text, encoding="utf-8")
+        loaded = load_scenario(path)
+        assert loaded.model_copy(update={"description": None}) == paper.model_copy(
+            update={"description": None}), lang
