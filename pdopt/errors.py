@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     INVALID_INPUT = 2  # bad file, bad flag, unreachable target in `pdopt ratio`
     INFEASIBLE = 3  # the scenario has no plan that meets every requirement
     NO_SOLUTION_IN_TIME = 4  # the time limit hit before any plan was found
+    INTERRUPTED = 130  # batch: Ctrl-C; summaries written for what finished (128 + SIGINT)
 
 
 class PdoptError(Exception):

@@ -22,7 +22,6 @@ from pdopt.errors import ExitCode, ScenarioError
 from pdopt.loading import scenario_from_data
 from pdopt.report import FORMATS, Report, Table
 
-EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C (128 + SIGINT)
 MAX_FAILURES_SHOWN = 20
 
 
@@ -127,7 +126,7 @@ def batch(paths: tuple[str, ...], output_dir: str, jobs: int | None, dask_schedu
     if result.interrupted:
         click.echo(f"interrupted: {len(result.rows)} of {result.total} variants done, summaries "
                    f"written for them; rerun with --resume to finish", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(int(ExitCode.INTERRUPTED))
     if not quiet:
         _report_failures(result, output)
     if fmt != "none":
