@@ -314,3 +314,48 @@ def test_exit_codes_are_documented(project_root: Path) -> None:
     doc = (project_root / "docs" / "cli.md").read_text(encoding="utf-8")
     for code in ExitCode:
         assert f"| {int(code)} | `{code.name}` |" in doc, code.name
+
+
+# --- the examples in the docs are what the commands print ----------------------------------
+
+def console_examples(text: str) -> list[tuple[list[str], str]]:
+    """(`pdopt` arguments, expected output) for each `$ pdopt ...` command in console blocks."""
+    import re
+    import shlex
+
+    examples = []
+    for block in re.findall(r"```console\n(.*?)```", text, flags=re.S):
+        lines = block.splitlines()
+        i = 0
+        while i < len(lines):
+            if not lines[i].startswith("$ "):
+                i += 1
+                continue
+            command = lines[i][2:]
+            while command.endswith("\\"):
+                i += 1
+                command = command[:-1] + " " + lines[i].strip()
+            i += 1
+            output = []
+            while i < len(lines) and not lines[i].startswith("$ "):
+                output.append(lines[i])
+                i += 1
+            examples.append((shlex.split(command), "\n".join(output) + "\n"))
+    return examples
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/cli.md"])
+def test_documented_foundation_examples_match(
+    project_root: Path, monkeypatch: pytest.MonkeyPatch, doc: str
+) -> None:
+    monkeypatch.chdir(project_root)
+    checked = 0
+    for args, expected in console_examples((project_root / doc).read_text(encoding="utf-8")):
+        if args[0] != "pdopt" or args[1] not in {"ratio", "check"} or ">" in args:
+            continue
+        files = [a for a in args[2:] if a.endswith((".yaml", ".json", ".toml"))]
+        if not all((project_root / f).is_file() for f in files):
+            continue  # an example of a file the reader writes (typo.yaml, bad.yaml)
+        assert run(*args[1:]).output == expected, " ".join(args)
+        checked += 1
+    assert checked >= 2
