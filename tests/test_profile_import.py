@@ -389,6 +389,15 @@ def test_append_refuses_a_taken_name_a_new_problem_and_toml(tmp_path: Path) -> N
         append_instance(toml, item)
 
 
+def test_append_refuses_an_item_the_scenario_format_rejects(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    shutil.copy(SCENARIO, scenario)
+    item = {**build("vllm", VLLM_PREFILL, "prefill").instance_data(), "gpus_per_instance": 0}
+    with pytest.raises(ProfileImportError, match=r"would make the scenario invalid: "
+                                                 r"instances\[0\]\.gpus_per_instance"):
+        append_instance(scenario, item)
+
+
 def test_append_refuses_a_flow_style_instances_list(tmp_path: Path) -> None:
     item = build("vllm", VLLM_PREFILL, "prefill").instance_data()
     listed = "instances: [{name: a, model: m, role: prefill, gpu: H100, gpus_per_instance: 1, " \

@@ -68,12 +68,16 @@ def import_(fmt: str, files: tuple[str, ...], model: str, gpu: str, gpus_per_ins
         for line in e.lines:
             click.echo(f"error: {line}", err=True)
         sys.exit(int(ExitCode.INVALID_INPUT))
-    for line in [*notes, *result.notes]:
+    for line in notes:
         click.echo(f"note: {line}", err=True)
     for line in result.warnings:
         click.echo(f"warning: {line}", err=True)
     if append_to and new_text is not None:
-        write_atomic(append_to, new_text)
+        try:
+            write_atomic(append_to, new_text)
+        except OSError as e:
+            click.echo(f"error: {append_to}: cannot write: {e.strerror or e}", err=True)
+            sys.exit(int(ExitCode.INVALID_INPUT))
         click.echo(f"{append_to}: appended instance '{item['name']}' ({role}, "
                    f"{len(runs)} runs)", err=True)
     else:

@@ -45,7 +45,6 @@ class ImportResult:
 
     instance: Instance
     warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
     def instance_data(self) -> dict[str, Any]:
         """The instance as plain data for YAML (defaults left out, int keys kept)."""
