@@ -340,7 +340,7 @@ def console_examples(text: str) -> list[tuple[list[str], str]]:
             while i < len(lines) and not lines[i].startswith("$ "):
                 output.append(lines[i])
                 i += 1
-            examples.append((shlex.split(command), "\n".join(output) + "\n"))
+            examples.append((shlex.split(command, comments=True), "\n".join(output) + "\n"))
     return examples
 
 
