@@ -303,6 +303,18 @@ def test_csv_decode_two_contexts() -> None:
         {1: 5.0, 16: 6.0, 64: 9.0}, {1: 5.5, 16: 7.0, 64: 11.0}]
 
 
+def test_fewer_requests_than_the_concurrency_cap_make_the_batch(tmp_path: Path) -> None:
+    (c64,) = [p for p in VLLM_DECODE if "concurrency64-" in p]
+    obj = json.loads(Path(c64).read_text())
+    obj.update(num_prompts=48, completed=48, total_input_tokens=48 * 1024,
+               total_output_tokens=48 * 256)
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps(obj))
+    result = build("vllm", [str(short)], "decode")
+    assert result.instance.tpot_ms_by_batch == {48: 14.8}
+    assert any("only 48 requests for concurrency 64" in w for w in result.warnings)
+
+
 def test_the_same_batch_twice_at_one_length_is_an_error() -> None:
     with pytest.raises(ProfileImportError, match=r"two runs at batch 1 for the same lengths"):
         build("vllm", [VLLM_DECODE[0], VLLM_DECODE[0]], "decode")

@@ -148,12 +148,15 @@ class DecodeTable:
 
 
 def batch_of(run: Run) -> int:
-    """The decode batch a run measured: its concurrency cap, or every request when all were sent
-    at once without a cap. Raises for a rate-driven run without a cap."""
+    """The decode batch a run measured: its concurrency cap (or the requests sent, when fewer), or
+    every request when all were sent at once without a cap. Raises for a rate-driven run without a
+    cap."""
     if run.max_concurrency is not None:
+        if run.requests is not None and run.requests < run.max_concurrency:
+            return run.requests
         return run.max_concurrency
     if math.isinf(run.request_rate):
-        return run.completed + (run.failed or 0)
+        return run.requests or run.completed + (run.failed or 0)
     raise ProfileImportError([
         f"{run.where}: a decode run needs a fixed concurrency (max_concurrency), not only a "
         f"request rate ({run.request_rate:g}/s); rerun with --max-concurrency N --request-rate inf"
@@ -340,6 +343,11 @@ def build_decode(runs: Sequence[Run], statistic: str, **common: Any) -> ImportRe
     """A decode instance type: TPOT tables per context length, monotone (Eq. I2)."""
     warnings: list[str] = []
     for r in runs:
+        if r.max_concurrency is not None and r.requests is not None \
+                and r.requests < r.max_concurrency:
+            warnings.append(f"{r.where}: only {r.requests} requests for concurrency "
+                            f"{r.max_concurrency}: the batch is taken as {r.requests}; send "
+                            "num_prompts >= 4 x concurrency")
         if r.max_concurrency is not None and math.isfinite(r.request_rate):
             warnings.append(f"{r.where}: run at a finite request rate ({r.request_rate:g}/s): the "
                             f"batch may have stayed below the concurrency {r.max_concurrency}; "

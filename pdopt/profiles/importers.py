@@ -56,6 +56,7 @@ class Run:
     tpot_ms: dict[str, float] = field(default_factory=dict)  # statistic name -> ms
     completed: int = 0
     failed: int | None = None  # None: the file does not say
+    requests: int | None = None  # requests sent (num_prompts); None: the file does not say
     achieved_concurrency: float | None = None  # SGLang's measured mean concurrency
     backend: str | None = None
 
@@ -241,6 +242,7 @@ def _vllm_run(obj: dict[str, Any], path: Path, where: str) -> Run:
         input_tokens_per_s=(mean_in * completed) / duration,
         tpot_ms=_tpot_statistics(obj),
         completed=completed, failed=failed, backend=_str_or_none(obj.get("backend")),
+        requests=None if num_prompts is None else int(num_prompts),
     )
 
 
@@ -314,8 +316,10 @@ def _sglang_run(obj: dict[str, Any], path: Path, where: str) -> Run:
     info = _server_info(obj)
     failed = _failed_from_errors(obj)  # only with --output-details
     input_lens = obj.get("input_lens")
+    requests = None
     if isinstance(input_lens, list) and input_lens:
-        failed = max(failed or 0, len(input_lens) - completed)
+        requests = len(input_lens)  # one entry per request sent (--output-details)
+        failed = max(failed or 0, requests - completed)
     achieved = _number(obj, "concurrency", where, required=False)
     return Run(
         where=where, file=str(path), engine="sglang",
@@ -325,7 +329,7 @@ def _sglang_run(obj: dict[str, Any], path: Path, where: str) -> Run:
         input_tokens=mean_in, output_tokens=mean_out,
         input_tokens_per_s=(mean_in * completed) / duration,
         tpot_ms=_tpot_statistics(obj),
-        completed=completed, failed=failed, achieved_concurrency=achieved,
+        completed=completed, failed=failed, achieved_concurrency=achieved, requests=requests,
         backend=_str_or_none(obj.get("backend")),
     )
 
@@ -432,7 +436,7 @@ def _csv_run(row: dict[str, str], path: Path, where: str) -> Run:
         request_rate=math.inf if rate is None else rate, max_concurrency=concurrency,
         input_tokens=input_tokens, output_tokens=output_tokens,
         input_tokens_per_s=tps or 0.0, tpot_ms=tpot,
-        completed=completed or 0, failed=failed,
+        completed=completed or 0, failed=failed, requests=num_prompts,
         backend=(row.get("engine") or "").strip() or None,
     )
 
