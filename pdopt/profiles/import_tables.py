@@ -63,14 +63,14 @@ def _files(runs: Sequence[Run]) -> str:
 # --------------------------------------------------------------------------- grouping
 
 
-def group_by_length(runs: Sequence[Run], key: Callable[[Run], float], what: str,
-                    also: Sequence[tuple[str, Callable[[Run], float]]] = ()) -> list[list[Run]]:
+def group_by_length(runs: Sequence[Run], key: Callable[[Run], float],
+                    what: str) -> list[list[Run]]:
     """Split runs into tables of one length each.
 
     Sorted by `key`, a new table starts where the key grows by more than LENGTH_TOLERANCE over
-    the previous run. A table whose own spread (largest / smallest key, or of any `also` length)
-    exceeds the tolerance is "mixed lengths": an error, since its runs neither agree on one length
-    nor separate into distinct ones."""
+    the previous run. A table whose own spread (largest / smallest key) exceeds the tolerance is
+    "mixed lengths": an error, since its runs neither agree on one length nor separate into
+    distinct ones."""
     ordered = sorted(runs, key=key)
     groups: list[list[Run]] = []
     for run in ordered:
@@ -79,14 +79,13 @@ def group_by_length(runs: Sequence[Run], key: Callable[[Run], float], what: str,
         else:
             groups.append([run])
     for group in groups:
-        for label, k in ((what, key), *also):
-            lo, hi = min(k(r) for r in group), max(k(r) for r in group)
-            if hi > lo * (1 + LENGTH_TOLERANCE):
-                raise ProfileImportError([
-                    f"{_files(group)}: mixed lengths in one table: mean {label} ranges "
-                    f"{lo:,.0f}..{hi:,.0f} tokens (runs of one table must agree within "
-                    f"{LENGTH_TOLERANCE:.0%}; benchmark each length separately)"
-                ])
+        lo, hi = key(group[0]), key(group[-1])
+        if hi > lo * (1 + LENGTH_TOLERANCE):
+            raise ProfileImportError([
+                f"{_files(group)}: mixed lengths in one table: mean {what} ranges "
+                f"{lo:,.0f}..{hi:,.0f} tokens (runs of one table must agree within "
+                f"{LENGTH_TOLERANCE:.0%}; benchmark each length separately)"
+            ])
     return groups
 
 
@@ -358,11 +357,9 @@ def build_decode(runs: Sequence[Run], statistic: str, **common: Any) -> ImportRe
                             f"is below {ACHIEVED_CONCURRENCY_SHARE:.0%} of the cap "
                             f"{r.max_concurrency}; send more prompts (num_prompts >= 4 x "
                             "concurrency)")
-    groups = group_by_length(
-        runs, lambda r: r.input_tokens + r.output_tokens / 2, "context (input + output/2)",
-        also=(("input length", lambda r: r.input_tokens),
-              ("output length", lambda r: r.output_tokens)),
-    )
+    # one table per context length: what decode interpolates over (method.md, Eq. D2)
+    groups = group_by_length(runs, lambda r: r.input_tokens + r.output_tokens / 2,
+                             "context (input + output/2)")
     tables = [decode_table(g, statistic) for g in groups]
     points: list[dict[str, Any]] = []
     for t in tables:
