@@ -10,6 +10,7 @@ from pdopt.cli.batch import batch
 from pdopt.cli.check import check, schema
 from pdopt.cli.common import main
 from pdopt.cli.profile import profile
+from pdopt.cli.profile_estimate import aiconfigurator, estimate, gpus_, models_
 from pdopt.cli.ratio import ratio
 from pdopt.cli.simulate import simulate, verify
 from pdopt.cli.solve import solve
@@ -19,6 +20,8 @@ main.add_command(check)
 main.add_command(schema)
 main.add_command(solve)
 main.add_command(profile)
+for _command in (estimate, aiconfigurator, gpus_, models_):
+    profile.add_command(_command)
 main.add_command(batch)
 main.add_command(simulate)
 main.add_command(verify)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 from pdopt.cli.common import handle_errors
 from pdopt.errors import ExitCode, ScenarioError
 from pdopt.loading import load_scenario
+from pdopt.profiles.resolve import check_profiles
 from pdopt.schema import Scenario
 
 
@@ -21,7 +23,10 @@ def check(files: tuple[str, ...]) -> None:
     bad = 0
     for path in files:
         try:
-            load_scenario(path)
+            sc = load_scenario(path)
+            problems = check_profiles(sc, base_dir=Path(path).parent)  # validated, not computed
+            if problems:
+                raise ScenarioError(problems, path)
         except ScenarioError as e:
             bad += 1
             for line in e.lines():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from pdopt.cli.common import emit, format_option, handle_errors, output_option
 from pdopt.errors import PdoptError, Problem, ScenarioError
 from pdopt.loading import load_scenario
+from pdopt.profiles.resolve import resolve_profiles
 from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario
 from pdopt.report import Report, Table
 
@@ -99,6 +102,7 @@ def ratio(scenario: str | None, fmt: str, output: str | None, rounding: str,
             raise click.UsageError(f"give a SCENARIO file or flags, not both (got --{flag})")
         sc = load_scenario(scenario)
         try:
+            sc = resolve_profiles(sc, base_dir=Path(scenario).parent)  # profile: blocks -> numbers
             result = ratio_from_scenario(sc, rounding)  # type: ignore[arg-type]
         except ScenarioError as e:
             raise e.with_source(scenario) from None

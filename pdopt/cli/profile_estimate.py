@@ -1,0 +1,226 @@
+"""`pdopt profile estimate`, `pdopt profile aiconfigurator`, `pdopt profile gpus`,
+`pdopt profile models`: instance types without a benchmark (docs/profiles.md, "Estimates").
+
+Registered on the `profile` group in pdopt/cli/__init__.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pdopt.cli.common import emit, handle_errors, write_atomic
+from pdopt.errors import ScenarioError
+from pdopt.profiles.architecture import arch_from_config
+from pdopt.profiles.catalog import bundled_models, gpu_catalog, gpu_spec
+from pdopt.profiles.import_append import instance_yaml
+from pdopt.profiles.resolve import aiconfigurator_instances, estimated_instances
+from pdopt.profiles.spec import AiconfiguratorProfile
+from pdopt.report import Report, Table, to_json
+
+ROLES = {"prefill": ("prefill",), "decode": ("decode",), "both": ("prefill", "decode")}
+
+
+def _int_list(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a comma-separated list of integers") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter("give positive integers, e.g. 1024,2048")
+    return out
+
+
+def _lengths(_ctx: click.Context, _param: click.Parameter, value: str) -> list[tuple[int, int]]:
+    out = []
+    for item in value.split(","):
+        i, sep, o = item.strip().partition(":")
+        try:
+            pair = (int(i), int(o))
+        except ValueError:
+            raise click.BadParameter(f"'{item.strip()}' is not INPUT:OUTPUT tokens") from None
+        if not sep or min(pair) < 1:
+            raise click.BadParameter(f"'{item.strip()}': input and output must be >= 1")
+        out.append(pair)
+    return sorted(set(out))
+
+
+def _output_blocks(items: list[dict[str, Any]], fmt: str, output: str | None,
+                   report: Report) -> None:
+    if fmt == "table":
+        emit(report, "table", output)
+        return
+    text = to_json(items) + "\n" if fmt == "json" else "".join(instance_yaml(i) for i in items)
+    if output:
+        write_atomic(output, text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _tables_report(items: list[dict[str, Any]], summary: list[tuple[str, Any]]) -> Report:
+    tables = [Table("instance shape", ("quantity", "value"), summary)]
+    for item in items:
+        if "prefill_tokens_per_s" in item:
+            rows = [(n, v) for n, v in item["prefill_tokens_per_s"].items()]
+            tables.append(Table(f"{item['name']}: saturated prefill",
+                                ("input tokens", "input tokens/s"), rows))
+        for t in item.get("tpot_tables", []):
+            at = t["measured_at"]
+            rows = [(b, ms, b / ms * 1e3) for b, ms in t["tpot_ms_by_batch"].items()]
+            tables.append(Table(f"{item['name']}: decode at {at['input_tokens']} in / "
+                                f"{at['output_tokens']} out", ("batch", "TPOT ms",
+                                                               "output tokens/s"), rows))
+    return Report(data={"instances": items}, tables=tables,
+                  notes=[f"source: {items[0]['source']}"] if items else [])
+
+
+_common = [
+    click.option("--role", type=click.Choice(list(ROLES)), default="both", show_default=True,
+                 help="Instance types to build."),
+    click.option("--lengths", required=True, callback=_lengths,
+                 help='Workload lengths "INPUT:OUTPUT,...": decode tables are made at each; '
+                      "prefill at each input length."),
+    click.option("--input-tokens", callback=_int_list, default=None,
+                 help="Prefill input lengths, comma-separated [default: those of --lengths]."),
+    click.option("--format", "fmt", type=click.Choice(["yaml", "json", "table"]), default="yaml",
+                 show_default=True, help="yaml/json: instance blocks for a scenario; table: "
+                 "the numbers for reading."),
+    click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+                 help="Write to this file (atomically) instead of stdout."),
+]
+
+
+def _with_common(f: Any) -> Any:
+    for option in reversed(_common):
+        f = option(f)
+    return f
+
+
+@click.command("estimate")
+@click.option("--model", required=True,
+              help="Bundled model name (pdopt profile models) or path of a config.json.")
+@click.option("--gpu", required=True, help="GPU type of the bundled catalog (pdopt profile gpus).")
+@click.option("--gpus", "gpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="GPUs per instance (tensor parallel; MoE experts are spread over them too).")
+@click.option("--weight-dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp4"]),
+              default="bf16", show_default=True, help="Data type of the weights.")
+@click.option("--kv-dtype", type=click.Choice(["bf16", "fp16", "fp8", "int8", "fp4"]),
+              default="bf16", show_default=True, help="Data type of the KV cache.")
+@click.option("--attention", type=click.Choice(["tp", "dp"]), default="tp", show_default=True,
+              help="Attention parallelism: tensor parallel or data-parallel attention.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Largest batch of the decode tables (the KV cache may allow less).")
+@_with_common
+@handle_errors
+def estimate(model: str, gpu: str, gpus: int, weight_dtype: str, kv_dtype: str, attention: str,
+             max_batch: int, role: str, lengths: list[tuple[int, int]],
+             input_tokens: list[int] | None, fmt: str, output: str | None) -> None:
+    """First-principles instance types for MODEL on GPU: prefill tokens/s by input length and
+    TPOT by batch, with `source: estimate ...` (docs/profiles.md, "Estimates")."""
+    items, est = estimated_instances(
+        model, gpu, gpus, roles=ROLES[role], lengths=lengths, input_tokens=input_tokens,
+        weight_dtype=weight_dtype, kv_dtype=kv_dtype, attention=attention, max_batch=max_batch)
+    s = est.summary()
+    summary = [
+        ("model", s["model"]), ("GPU", f"{gpus} x {s['gpu']}"),
+        ("parameters, total (B)", s["total_params"] / 1e9),
+        ("parameters, active per token (B)", s["active_params"] / 1e9),
+        ("weights per GPU (GB)", s["weight_gb_per_gpu"]),
+        ("KV bytes per token", s["kv_bytes_per_token"]),
+        ("KV cache, tokens per instance", s["kv_cache_tokens"]),
+    ]
+    _output_blocks(items, fmt, output, _tables_report(items, summary))
+
+
+@click.command("aiconfigurator")
+@click.option("--model", required=True,
+              help="AIConfigurator model path (e.g. Qwen/Qwen3-32B) or a bundled model name.")
+@click.option("--system", required=True, help="AIConfigurator system, e.g. h200_sxm.")
+@click.option("--backend", type=click.Choice(["trtllm", "sglang", "vllm"]), default="trtllm",
+              show_default=True, help="Serving engine whose timings to use.")
+@click.option("--backend-version", default=None, help="Database version [default: latest].")
+@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Tensor parallel size.")
+@click.option("--attention-dp", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Attention data-parallel size (GPUs per instance = tp x attention-dp).")
+@click.option("--moe-ep", type=click.IntRange(min=1), default=None,
+              help="MoE expert parallel size [default: all GPUs of the instance].")
+@click.option("--batches", callback=_int_list, default=None,
+              help="Decode batch sizes [default: 1,2,4,...,256].")
+@click.option("--gpu", default=None,
+              help="GPU type name for the scenario [default: the catalog name of --system].")
+@click.option("--name-model", default=None,
+              help="Model name for the instance blocks [default: --model].")
+@_with_common
+@handle_errors
+def aiconfigurator(model: str, system: str, backend: str, backend_version: str | None, tp: int,
+                   attention_dp: int, moe_ep: int | None, batches: list[int] | None,
+                   gpu: str | None, name_model: str | None, role: str,
+                   lengths: list[tuple[int, int]], input_tokens: list[int] | None, fmt: str,
+                   output: str | None) -> None:
+    """Instance types from NVIDIA AIConfigurator's silicon database (pip install
+    'pdopt[aiconfigurator]'), with `source: aiconfigurator <version> <system> <backend> ...`."""
+    spec = AiconfiguratorProfile(
+        model=model, system=system, backend=backend, backend_version=backend_version,
+        moe_ep=moe_ep, attention_dp=attention_dp, input_tokens=input_tokens, batches=batches)
+    gpu_name = gpu or _catalog_name(system)
+    gpus = tp * attention_dp
+    items = aiconfigurator_instances(spec, gpu_name, gpus, roles=ROLES[role], lengths=lengths,
+                                     model_name=name_model or model)
+    summary = [("model", model), ("system", system), ("backend", backend),
+               ("GPUs per instance", gpus)]
+    _output_blocks(items, fmt, output, _tables_report(items, summary))
+
+
+def _catalog_name(system: str) -> str:
+    try:
+        return gpu_spec(system).name
+    except ScenarioError:  # not in the catalog: the system name itself
+        return system
+
+
+@click.command("gpus")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
+              default="table", show_default=True, help="Output format.")
+@handle_errors
+def gpus_(fmt: str) -> None:
+    """The bundled GPU catalog: dense peak TFLOPS per dtype, memory, bandwidths, sources."""
+    rows = []
+    for g in gpu_catalog().values():
+        rows.append((g.name, g.dense_tflops.get("bf16"), g.dense_tflops.get("fp8"),
+                     g.dense_tflops.get("fp4"), g.memory_gb, g.hbm_tb_per_s,
+                     g.interconnect_gb_per_s, g.aiconfigurator_system))
+    columns = ("gpu", "bf16 TFLOPS", "fp8 TFLOPS", "fp4 TFLOPS", "memory GB", "HBM TB/s",
+               "link GB/s per direction", "aiconfigurator system")
+    data = {g.name: {"description": g.description, "dense_tflops": g.dense_tflops,
+                     "memory_gb": g.memory_gb, "hbm_tb_per_s": g.hbm_tb_per_s,
+                     "interconnect": g.interconnect,
+                     "interconnect_gb_per_s": g.interconnect_gb_per_s, "sources": g.sources,
+                     "aiconfigurator_system": g.aiconfigurator_system}
+            for g in gpu_catalog().values()}
+    emit(Report(data=data, tables=[Table("bundled GPU catalog (dense peaks)", columns, rows)],
+                notes=["sources: pdopt profile gpus --format json"]), fmt)
+
+
+@click.command("models")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
+              default="table", show_default=True, help="Output format.")
+@handle_errors
+def models_(fmt: str) -> None:
+    """The bundled model architectures (names usable with --model and in profile blocks)."""
+    seen: dict[str, Any] = {}
+    for m in bundled_models().values():
+        seen.setdefault(m.name, m)
+    rows, data = [], {}
+    for name, m in seen.items():
+        a = arch_from_config(m.config, name, m.source)
+        rows.append((name, a.model_type, a.total_params / 1e9, a.active_params / 1e9,
+                     a.kv_bytes_per_token(2), m.aiconfigurator))
+        data[name] = {"source": m.source, "aiconfigurator": m.aiconfigurator,
+                      "total_params": a.total_params, "active_params": a.active_params}
+    columns = ("model", "family", "params B", "active B", "KV bytes/token (bf16)",
+               "aiconfigurator model")
+    emit(Report(data=data, tables=[Table("bundled models", columns, rows)]), fmt)

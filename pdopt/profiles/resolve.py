@@ -1,0 +1,299 @@
+"""Replace `profile:` blocks of scenario instance types by numbers (docs/profiles.md).
+
+`resolve_profiles(scenario)` returns the scenario with every profiled instance type carrying a
+prefill table or decode TPOT tables (at the scenario's workload lengths for its model), its KV
+capacity, and `source: estimate ...` / `source: aiconfigurator ...`; identity when no instance
+has a profile. Results are cached on disk by a hash of everything they depend on, so a batch of
+variants computes each profile once. `check_profiles` validates the blocks without computing them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from pdopt.errors import PdoptError, Problem, ScenarioError
+from pdopt.fileio import write_atomic
+from pdopt.profiles import aiconfigurator as aic
+from pdopt.profiles.catalog import config_digest, gpu_spec, model_arch, model_config
+from pdopt.profiles.estimate import (
+    DEFAULT_FACTORS,
+    Estimate,
+    EstimateFactors,
+    InstanceShape,
+    estimate_tables,
+)
+from pdopt.profiles.spec import AiconfiguratorProfile, EstimateProfile
+from pdopt.schema import Instance, ModelSpec, Scenario
+
+# Bump when the estimator's equations change, so cached estimates are recomputed.
+ESTIMATOR_VERSION = "1"
+CACHE_ENV = "PDOPT_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """$PDOPT_CACHE_DIR, else $XDG_CACHE_HOME/pdopt/profiles, else ~/.cache/pdopt/profiles."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pdopt" / "profiles"
+
+
+def _cached(key: dict[str, Any], compute: Callable[[], dict[str, Any]],
+            use_cache: bool) -> dict[str, Any]:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    path = cache_dir() / f"{digest[:32]}.json"
+    if use_cache and path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))["result"]
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is recomputed and rewritten
+    result = compute()
+    if use_cache:
+        with contextlib.suppress(OSError):  # a read-only cache folder costs recomputation only
+            write_atomic(path, json.dumps({"key": key, "result": result}, default=str))
+    return result
+
+
+def _workload_lengths(scenario: Scenario, model: str) -> list[tuple[int, int]]:
+    return sorted({(w.input_tokens, w.output_tokens) for w in scenario.workloads
+                   if w.model == model})
+
+
+def _factors(spec: EstimateProfile, scenario: Scenario) -> EstimateFactors:
+    f = replace(DEFAULT_FACTORS, memory_utilization=scenario.options.gpu_memory_utilization)
+    if spec.factors is not None:
+        f = replace(f, **spec.factors.model_dump(exclude_none=True))
+    return f
+
+
+def build_estimate(spec: EstimateProfile, instance: Instance, scenario: Scenario,
+                   base_dir: Path | None) -> Estimate:
+    """The estimator for an instance's `profile.estimate` block (reads the model config)."""
+    shape = InstanceShape(gpu_spec(spec.gpu or instance.gpu), instance.gpus_per_instance,
+                          spec.weight_dtype, spec.kv_dtype, spec.attention)
+    return Estimate(model_arch(spec.model, base_dir), shape, _factors(spec, scenario))
+
+
+def estimate_source(est: Estimate) -> str:
+    f, s = est.factors, est.shape
+    return (f"estimate pdopt {est.arch.name} on {s.gpus} x {s.gpu.name}, weights {s.weight_dtype}, "
+            f"KV {s.kv_dtype}, attention {s.attention}; factors compute {f.compute_efficiency:g}, "
+            f"bandwidth {f.bandwidth_efficiency:g}, overhead {f.layer_overhead_us:g} us/layer "
+            "(docs/profiles.md)")
+
+
+def _lengths_for(instance: Instance, scenario: Scenario, input_tokens: list[int] | None
+                 ) -> tuple[list[int], list[tuple[int, int]]]:
+    lengths = _workload_lengths(scenario, instance.model)
+    inputs = sorted(set(input_tokens)) if input_tokens else sorted({i for i, _ in lengths})
+    if instance.role == "prefill" and not inputs:
+        raise ScenarioError([Problem("input_tokens", f"no workload uses model "
+                                     f"'{instance.model}'; give input_tokens")])
+    if instance.role == "decode" and not lengths:
+        raise ScenarioError([Problem("profile", f"no workload uses model '{instance.model}', so "
+                                     "there are no lengths to estimate decode at")])
+    return inputs, lengths
+
+
+def estimate_numbers(est: Estimate, role: str, inputs: list[int], lengths: list[tuple[int, int]],
+                     max_batch: int) -> dict[str, Any]:
+    """The instance fields of one role: a prefill table, or decode tables and KV capacity."""
+    if role == "prefill":
+        return {"prefill_tokens_per_s": est.prefill_table(inputs)}
+    full = estimate_tables(est, [], lengths, max_batch)
+    return {k: full[k] for k in ("tpot_tables", "kv_cache_tokens")}
+
+
+def aiconfigurator_numbers(run: aic.AicRun, role: str, inputs: list[int],
+                           lengths: list[tuple[int, int]], batches: list[int]
+                           ) -> tuple[dict[str, Any], str]:
+    """The instance fields of one role from AIConfigurator, and their `source` line."""
+    if role == "prefill":
+        table, version = aic.prefill_table(run, inputs)
+        return {"prefill_tokens_per_s": table}, aic.source_line(run, version)
+    tables = []
+    for i, o in lengths:
+        t, version = aic.tpot_table(run, i, o, batches)
+        tables.append({"measured_at": {"input_tokens": i, "output_tokens": o},
+                       "tpot_ms_by_batch": t})
+    return {"tpot_tables": tables}, aic.source_line(run, version)
+
+
+def _resolve_estimate(spec: EstimateProfile, instance: Instance, scenario: Scenario,
+                      base_dir: Path | None, use_cache: bool) -> dict[str, Any]:
+    est = build_estimate(spec, instance, scenario, base_dir)
+    inputs, lengths = _lengths_for(instance, scenario, spec.input_tokens)
+    _, config, _ = model_config(spec.model, base_dir)
+    key = {"kind": "estimate", "version": ESTIMATOR_VERSION, "role": instance.role,
+           "config": config_digest(config), "gpu": asdict(est.shape.gpu),
+           "gpus": est.shape.gpus, "spec": spec.model_dump(mode="json", exclude={"model"}),
+           "factors": est.factors.to_dict(), "inputs": inputs, "lengths": lengths}
+
+    def compute() -> dict[str, Any]:
+        return {"numbers": estimate_numbers(est, instance.role, inputs, lengths, spec.max_batch),
+                "source": estimate_source(est), "kv_bytes_per_token": est.kv_bytes}
+
+    return _cached(key, compute, use_cache)
+
+
+def _resolve_aiconfigurator(spec: AiconfiguratorProfile, instance: Instance, scenario: Scenario,
+                            use_cache: bool) -> dict[str, Any]:
+    run = aic.resolve_run(spec, instance.gpu, instance.gpus_per_instance)
+    version = aic.installed_version()
+    if version is None:
+        raise aic.AiconfiguratorMissing()
+    inputs, lengths = _lengths_for(instance, scenario, spec.input_tokens)
+    batches = list(spec.batches or aic.DEFAULT_BATCHES)
+    key = {"kind": "aiconfigurator", "version": version, "role": instance.role,
+           "model_path": run.model_path, "system": run.system, "gpus": run.gpus,
+           "spec": spec.model_dump(mode="json", exclude={"model", "system"}),
+           "inputs": inputs, "lengths": lengths, "batches": batches}
+
+    def compute() -> dict[str, Any]:
+        numbers, source = aiconfigurator_numbers(run, instance.role, inputs, lengths, batches)
+        return {"numbers": numbers, "source": source}
+
+    return _cached(key, compute, use_cache)
+
+
+def _located(e: ScenarioError, loc: str) -> ScenarioError:
+    """Prefix an error's problems with the instance's location (and name a config file)."""
+    problems = []
+    for p in e.problems:
+        where = f"{loc}.{p.location}" if p.location else loc
+        problems.append(Problem(where, f"{e.source}: {p.message}" if e.source else p.message))
+    return ScenarioError(problems)
+
+
+def _profile_loc(i: int, instance: Instance) -> str:
+    assert instance.profile is not None
+    return f"instances[{i}].profile.{instance.profile.kind}"
+
+
+def resolve_profiles(scenario: Scenario, *, base_dir: Path | None = None,
+                     use_cache: bool = True) -> Scenario:
+    """The scenario with every `profile:` block replaced by numbers (see the module docstring).
+
+    Config paths in estimate blocks are relative to `base_dir` (the scenario file's folder;
+    absent: the working directory). Raises ScenarioError naming the instance and field."""
+    if not any(inst.profile is not None for inst in scenario.instances):
+        return scenario
+    instances: list[Instance] = []
+    kv_bytes: dict[str, float] = {}
+    for i, inst in enumerate(scenario.instances):
+        if inst.profile is None:
+            instances.append(inst)
+            continue
+        loc = _profile_loc(i, inst)
+        try:
+            if inst.profile.estimate is not None:
+                result = _resolve_estimate(inst.profile.estimate, inst, scenario, base_dir,
+                                           use_cache)
+                kv_bytes.setdefault(inst.model, result["kv_bytes_per_token"])
+            else:
+                assert inst.profile.aiconfigurator is not None
+                result = _resolve_aiconfigurator(inst.profile.aiconfigurator, inst, scenario,
+                                                 use_cache)
+        except ScenarioError as e:
+            raise _located(e, loc) from None
+        except PdoptError as e:
+            raise type(e)(f"instance '{inst.name}' ({loc}): {e}") from None
+        data = inst.model_dump(exclude_none=True, exclude={"profile", "source"})
+        data.update(result["numbers"], source=result["source"])
+        try:
+            instances.append(Instance.model_validate(data))
+        except ValidationError as e:  # estimated numbers that break the format: a bug to report
+            raise ScenarioError([Problem(loc, f"estimated numbers are invalid: {e}")]) from None
+    models = dict(scenario.models)
+    for name, value in kv_bytes.items():
+        spec = models.get(name)
+        if spec is None:
+            models[name] = ModelSpec(kv_bytes_per_token=value)
+        elif spec.kv_bytes_per_token_total is None:
+            models[name] = spec.model_copy(update={"kv_bytes_per_token": value})
+    return scenario.model_copy(update={"instances": instances, "models": models})
+
+
+def check_profiles(scenario: Scenario, *, base_dir: Path | None = None) -> list[Problem]:
+    """Validate every `profile:` block without computing tables: the model config reads and is
+    a supported family, the GPU is in the catalog and has the weight dtype, the weights fit,
+    AIConfigurator parallel sizes divide the GPU count. One Problem per thing wrong."""
+    problems: list[Problem] = []
+    for i, inst in enumerate(scenario.instances):
+        if inst.profile is None:
+            continue
+        loc = _profile_loc(i, inst)
+        try:
+            if inst.profile.estimate is not None:
+                spec = inst.profile.estimate
+                est = build_estimate(spec, inst, scenario, base_dir)
+                est.kv_cache_tokens()  # weights fit in memory
+                _lengths_for(inst, scenario, spec.input_tokens)
+            else:
+                spec_a = inst.profile.aiconfigurator
+                assert spec_a is not None
+                aic.resolve_run(spec_a, inst.gpu, inst.gpus_per_instance)
+                _lengths_for(inst, scenario, spec_a.input_tokens)
+        except ScenarioError as e:
+            problems.extend(_located(e, loc).problems)
+        except PdoptError as e:
+            problems.append(Problem(loc, str(e)))
+    return problems
+
+
+def _instance_item(name: str, model: str, role: str, gpu: str, gpus: int,
+                   numbers: dict[str, Any], source: str) -> dict[str, Any]:
+    item: dict[str, Any] = {"name": name, "model": model, "role": role, "gpu": gpu,
+                            "gpus_per_instance": gpus}
+    item.update(numbers)
+    item["source"] = source
+    Instance.model_validate(item)  # what is printed must load
+    return item
+
+
+def estimated_instances(model: str, gpu: str, gpus: int, *, roles: tuple[str, ...],
+                        lengths: list[tuple[int, int]], input_tokens: list[int] | None = None,
+                        weight_dtype: str = "bf16", kv_dtype: str = "bf16",
+                        attention: str = "tp", max_batch: int = 1024,
+                        factors: EstimateFactors = DEFAULT_FACTORS,
+                        base_dir: Path | None = None) -> tuple[list[dict[str, Any]], Estimate]:
+    """Instance-type blocks (plain data) estimated for each role, and the estimator used."""
+    spec = EstimateProfile.model_validate(
+        {"model": model, "gpu": gpu, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
+         "attention": attention, "max_batch": max_batch})
+    shape = InstanceShape(gpu_spec(gpu), gpus, spec.weight_dtype, spec.kv_dtype, spec.attention)
+    est = Estimate(model_arch(model, base_dir), shape, factors)
+    inputs = sorted(set(input_tokens or [i for i, _ in lengths]))
+    items = []
+    for role in roles:
+        numbers = estimate_numbers(est, role, inputs, lengths, max_batch)
+        name = f"{est.arch.name}-{role}-{gpus}x{shape.gpu.name}".lower()
+        items.append(_instance_item(name, est.arch.name, role, shape.gpu.name, gpus, numbers,
+                                    estimate_source(est)))
+    return items, est
+
+
+def aiconfigurator_instances(spec: AiconfiguratorProfile, gpu: str, gpus: int, *,
+                             roles: tuple[str, ...], lengths: list[tuple[int, int]],
+                             model_name: str) -> list[dict[str, Any]]:
+    """Instance-type blocks from AIConfigurator for each role (not cached: a direct request)."""
+    run = aic.resolve_run(spec, gpu, gpus)
+    if aic.installed_version() is None:
+        raise aic.AiconfiguratorMissing()
+    inputs = sorted(set(spec.input_tokens or [i for i, _ in lengths]))
+    batches = list(spec.batches or aic.DEFAULT_BATCHES)
+    items = []
+    for role in roles:
+        numbers, source = aiconfigurator_numbers(run, role, inputs, lengths, batches)
+        name = f"{model_name}-{role}-{gpus}x{gpu}-aic".lower().replace("/", "-")
+        items.append(_instance_item(name, model_name, role, gpu, gpus, numbers, source))
+    return items
