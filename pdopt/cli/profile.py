@@ -43,7 +43,7 @@ def _tpot_statistic(_ctx: click.Context, _param: click.Parameter, value: str) ->
 @click.option("--allow-failed", is_flag=True,
               help="Import runs with failed requests (a warning instead of an error).")
 @click.option("--engine-version", default=None,
-              help="Engine version to record in `source` when the files do not say.")
+              help="Engine version to record in `source` (replaces what the files say).")
 @click.option("--append", "append_to", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Append the instance to this scenario file's `instances:` instead of printing.")
 @handle_errors
