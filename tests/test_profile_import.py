@@ -87,6 +87,17 @@ def test_vllm_append_result_json_lines_give_one_run_per_line() -> None:
     assert runs[1].where.endswith("decode-input4096-append-result.jsonl, line 2")
 
 
+def test_vllm_version_from_the_result_or_its_metadata(tmp_path: Path) -> None:
+    obj = json.loads(Path(VLLM_PREFILL_V05[0]).read_text())
+    obj["version"] = "0.3.3"  # v0.3's --version, later --metadata version=...
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(obj))
+    assert read_vllm(old)[0].engine_version == "0.3.3"
+    obj["version"] = "N/A"  # v0.3's default
+    old.write_text(json.dumps(obj))
+    assert read_vllm(old)[0].engine_version is None
+
+
 def test_sglang_reads_infinity_rate_server_info_model_and_version() -> None:
     runs, _ = read_runs("sglang", [SGLANG_DECODE], "decode")
     assert [r.max_concurrency for r in runs] == [1, 4, 16, 64]
