@@ -22,9 +22,11 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -356,6 +358,29 @@ def _hash_path(output_dir: Path, variant_id: str) -> Path:
     return output_dir / "plans" / f"{variant_id}.sha256"
 
 
+@contextmanager
+def finish_writes_first() -> Iterator[None]:
+    """A Ctrl-C during the block takes effect after it, so a file write (temporary file, rename)
+    is never cut in half. Only in the main thread (elsewhere signals do not arrive anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def remove_stale_temporaries(output_dir: Path) -> None:
+    """Temporary files a killed run (kill -9, power loss) left behind: `.NAME.XXXX.tmp`."""
+    for path in output_dir.rglob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
 def save_plan(output_dir: Path, variant_id: str, plan: dict[str, Any], digest: str) -> None:
     """plans/<id>.json (the JSON of `pdopt solve`), then plans/<id>.sha256: a plan counts for
     --resume only once both are complete."""
@@ -464,6 +489,7 @@ def run_batch(entries: list[Entry], solve: SolveFn, output_dir: str | Path, *,
     """
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output)
     done: dict[int, dict[str, Any]] = {}
     digests: dict[int, str] = {}
     tasks: list[Task] = []
@@ -493,17 +519,19 @@ def run_batch(entries: list[Entry], solve: SolveFn, output_dir: str | Path, *,
     try:
         for t, outcome in executor(tasks, solve):
             k = task_entry[t]
-            if outcome.plan is not None:
-                save_plan(output, outcome.id, outcome.plan, digests[k])
-            else:
-                forget_plan(output, outcome.id)
+            with finish_writes_first():
+                if outcome.plan is not None:
+                    save_plan(output, outcome.id, outcome.plan, digests[k])
+                else:
+                    forget_plan(output, outcome.id)
             done[k] = summary_row(entries[k], outcome, digests[k])
             if progress:
                 progress.advance(failed=outcome.status in FAILED_STATUSES)
     except KeyboardInterrupt:
         interrupted = True
     rows = [done[k] for k in sorted(done)]
-    write_summaries(output, rows)
+    with finish_writes_first():
+        write_summaries(output, rows)
     if progress:
         progress.finish()
     return BatchResult(rows, len(entries), resumed, interrupted)

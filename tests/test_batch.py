@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from pdopt.batch import (
     collect_entries,
     content_hash,
     dask_executor,
+    finish_writes_first,
     make_executor,
     process_executor,
     run_batch,
@@ -282,6 +285,24 @@ def test_interrupted_run_keeps_complete_files_and_resume_finishes(scenarios: Pat
     done = run_batch(entries, rest, out, resume=True)
     assert len(rest.solved) == 4 and [r["id"] for r in done.rows] == IDS
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_ctrl_c_during_a_write_takes_effect_after_it(tmp_path: Path) -> None:
+    written = []
+    with pytest.raises(KeyboardInterrupt), finish_writes_first():
+        os.kill(os.getpid(), signal.SIGINT)
+        written.append("plan")  # still runs: the interrupt waits for the block's end
+    assert written == ["plan"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_killed_runs_temporary_files_are_removed(scenarios: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    stale = out / "plans" / ".fleet.json.abc123.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"half": ')
+    run_batch(collect_entries([str(scenarios)]), fake_solve, out)
+    assert not stale.exists()
 
 
 # --- progress -----------------------------------------------------------------------------------
