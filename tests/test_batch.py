@@ -11,6 +11,7 @@ import json
 import math
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,16 @@ def test_unreachable_dask_scheduler_is_a_setup_error(tmp_path: Path,
     with pytest.raises(BatchSetupError, match="cannot reach the Dask scheduler"):
         run_batch([Entry("a", "a.yaml", data=paper_data)], fake_solve, tmp_path,
                   executor=executor)
+
+
+def test_dask_missing_is_a_clean_usage_error(sweep_file: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    result = run_cli(str(sweep_file), "-o", str(tmp_path / "out"), "--dask-scheduler",
+                     "tcp://127.0.0.1:8786")
+    assert result.exit_code == 2
+    assert result.stderr == ("error: --dask-scheduler needs Dask distributed: "
+                             "pip install 'pdopt[dask]'\n")
 
 
 # --- resume and interruption --------------------------------------------------------------------
