@@ -128,7 +128,10 @@ def test_yaml_alias_bomb_is_refused(tmp_path: Path) -> None:
 def test_a_few_aliases_are_fine(tmp_path: Path, paper_scenario_path: Path) -> None:
     text = paper_scenario_path.read_text(encoding="utf-8")
     text = text.replace("slo: {ttft_ms", "slo: &slo {ttft_ms")
-    assert load_scenario(write(tmp_path, "alias.yaml", text)).workloads[0].slo.tpot_ms == 20
+    text += ("  - {name: chat2, model: deepseek-v3.1, requests_per_s: 1, input_tokens: 100,\n"
+             "     output_tokens: 10, slo: *slo}\n")
+    sc = load_scenario(write(tmp_path, "alias.yaml", text))
+    assert [w.slo.tpot_ms for w in sc.workloads] == [20, 20]
 
 
 def test_deep_nesting(tmp_path: Path) -> None:

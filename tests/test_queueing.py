@@ -129,6 +129,18 @@ def test_paper_prefill() -> None:
     assert p90.tokens_per_s == pytest.approx(20863.1669, rel=1e-8)  # 28309 - 6144 ln10 / 1.9
 
 
+def test_paper_case_under_other_queue_models() -> None:
+    # docs/method.md: md1 26,594.2, mg1 (c^2 = 0.5) 25,812.4 input tokens/s; p90 floor 599.7 ms
+    def paper(**kw: float | str | None) -> float:
+        return prefill_capacity(input_tokens=6144, saturated_tokens_per_s=28309, ttft_ms=2000,
+                                ttft_overhead_ms=100, **kw).tokens_per_s  # type: ignore[arg-type]
+
+    assert paper(queue="md1") == pytest.approx(26594.2198, rel=1e-8)
+    assert paper(queue="mg1", scv=0.5) == pytest.approx(25812.4426, rel=1e-8)
+    floor_s = smallest_reachable_ttft_s(0.1, 6144 / 28309, 90)  # 0.1 + ln(10) x 0.21703
+    assert floor_s == pytest.approx(0.599738, rel=1e-6)
+
+
 def test_unreachable_ttft_states_smallest_reachable() -> None:
     # S = 1 s plus 100 ms overhead: nothing below 1,100 ms is reachable.
     with pytest.raises(UnreachableTargetError, match=r"at least 1100\.0 ms") as info:

@@ -76,7 +76,7 @@ def ratio_report(r: RatioResult) -> Report:
 @click.option("--requests-per-s", type=click.FloatRange(min=0, min_open=True),
               help="Demand, requests/s.")
 @click.option("--queue", type=click.Choice(["mm1", "md1", "mg1"]), default=None,
-              help="Prefill queue model [default: mm1, or the scenario's].")
+              help="Prefill queue model [default: mm1].")
 @click.option("--service-scv", type=click.FloatRange(min=0), default=None,
               help="mg1: squared coefficient of variation of prefill service time.")
 @click.option("--ttft-percentile", type=click.FloatRange(0, 100, min_open=True, max_open=True),
