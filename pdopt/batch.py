@@ -43,8 +43,8 @@ from pdopt.variants import expand_file
 SolveFn = Callable[..., Plan]
 # Outcomes that count as failures for the exit code (1 when any row has one).
 FAILED_STATUSES = frozenset({"infeasible", "no_solution", "invalid", "error"})
-SUMMARY_COLUMNS = ("id", "source", "status", "cost_per_hour", "total_gpus", "mip_gap",
-                   "solve_seconds", "build_seconds", "error", "content_hash")
+# plans/<id>.sha256 must fit the 255-byte file name limit of common file systems.
+MAX_ID_BYTES = 240
 
 
 class BatchSetupError(PdoptError):
@@ -129,6 +129,9 @@ def collect_entries(paths: Iterable[str], exclude: Path | None = None) -> list[E
         entries += [Entry(v.id, v.source, v.params, v.data) for v in variants]
     owner: dict[str, str] = {}
     for e in entries:
+        if len(Path(e.id).name.encode()) > MAX_ID_BYTES:
+            raise BatchSetupError(f"{e.source}: the id '{e.id}' is too long for a file name; "
+                                  "give the sweep axes shorter labels (label: ...)")
         other = owner.setdefault(e.id, e.source)
         if other != e.source:
             raise BatchSetupError(f"two scenarios have the id '{e.id}' ({other} and {e.source}); "

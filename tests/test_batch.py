@@ -118,6 +118,15 @@ def test_files_globs_and_usage_errors(scenarios: Path, tmp_path: Path) -> None:
         collect_entries([str(fleet), str(tmp_path / "other" / "fleet.yaml")])
 
 
+def test_an_id_too_long_for_a_file_name_is_a_usage_error(tmp_path: Path,
+                                                          paper_data: dict[str, Any]) -> None:
+    write(tmp_path / "base.yaml", paper_data)
+    axes = {f"options.{'x' * 40}{k}": [1] for k in range(6)}
+    write(tmp_path / "wide.yaml", {"extends": "base.yaml", "sweep": axes})
+    with pytest.raises(BatchSetupError, match="too long for a file name"):
+        collect_entries([str(tmp_path / "wide.yaml")])
+
+
 def test_output_folder_inside_an_input_folder_is_not_read(scenarios: Path) -> None:
     out = scenarios / "results"
     write(out / "plans" / "x.json", {"status": "optimal"})
