@@ -136,6 +136,7 @@ _TYPE_ERRORS: dict[str, str] = {
     "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
     "string_type": "text", "dict_type": "a mapping", "list_type": "a list",
     "bool_type": "true or false", "bool_parsing": "true or false", "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
     "finite_number": "a finite number",
 }
 #: Pydantic's number-bound errors, in the format's own words (`must be > 0`).
@@ -179,6 +180,9 @@ def _message(e: dict[str, Any]) -> str:
         return f"must be {_TYPE_ERRORS[etype]}, got {_describe(e.get('input'))}"
     if etype == "literal_error":
         return f"must be one of {ctx.get('expected')}, got {_describe(e.get('input'))}"
+    if etype == "union_tag_invalid":
+        return (f"{ctx.get('discriminator', 'kind')} must be one of {ctx.get('expected_tags')}, "
+                f"got '{ctx.get('tag')}'")
     if etype == "string_too_short":
         return "must not be empty"
     if etype == "too_short":
@@ -203,17 +207,41 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def problems_from_validation(err: ValidationError) -> list[Problem]:
+def _without_tags(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Drop the tags pydantic inserts for tagged unions (`length_distribution.lognormal.input_cv`):
+    a part before the last that is not a key of the input mapping at that point."""
+    out: list[Any] = []
+    node = data
+    for k, part in enumerate(loc):
+        if isinstance(node, dict):
+            if part in node:
+                node = node[part]
+            elif isinstance(part, str) and k < len(loc) - 1:
+                continue
+            else:
+                node = None
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+        out.append(part)
+    return tuple(out)
+
+
+def problems_from_validation(err: ValidationError, data: Any = None) -> list[Problem]:
     """Turn a pydantic ValidationError into one Problem per thing wrong, deduplicated.
 
     Errors in the branches of a union (e.g. `prefill_tokens_per_s`: a number or a table) are merged:
     a value of the wrong type for every branch gives one line (`must be a number or a mapping`);
-    otherwise the branch whose type matched explains what is wrong."""
+    otherwise the branch whose type matched explains what is wrong. With the validated `data`,
+    the tags of tagged unions are left out of locations."""
     raw = err.errors(include_url=False)
     entries: list[tuple[str, bool, dict[str, Any]]] = []
     for e in raw:
         in_branch = any(_is_union_branch(p) for p in e["loc"])
         loc = tuple(p for p in e["loc"] if not _is_union_branch(p) and p != "[key]")
+        if data is not None:
+            loc = _without_tags(loc, data)
         entries.append((_location(loc), in_branch, e))
 
     problems: list[Problem] = []
@@ -253,7 +281,7 @@ def scenario_from_data(data: dict[str, Any], source: str | None = None) -> Scena
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as e:
-        raise ScenarioError(problems_from_validation(e), source) from None
+        raise ScenarioError(problems_from_validation(e, data), source) from None
     problems = check_references(scenario)
     if problems:
         raise ScenarioError(problems, source)

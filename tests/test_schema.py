@@ -356,3 +356,16 @@ def test_documented_examples_are_the_paper_scenario(
         loaded = load_scenario(path)
         assert loaded.model_copy(update={"description": None}) == paper.model_copy(
             update={"description": None}), lang
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"kind": "lognormal", "input_cv": -1, "output_cv": 1}, ".input_cv: must be >= 0"),
+    ({"kind": "lognormal", "input_cv": 1}, ".output_cv: required field is missing"),
+    ({"kind": "weird"}, ": 'kind' must be one of 'fixed', 'lognormal', 'empirical', got 'weird'"),
+    (5, ": must be a mapping, got 5"),
+])
+def test_tagged_union_locations_leave_out_the_tag(
+    paper_data: dict[str, Any], value: Any, message: str
+) -> None:
+    paper_data["workloads"][0]["length_distribution"] = value
+    assert problems(paper_data) == [f"workloads[0].length_distribution{message}"]
