@@ -168,6 +168,8 @@ def test_ratio_debug_shows_the_exception() -> None:
      "'10-12.8' is not BATCH:TPOT_MS"),
     ([*PAPER_FLAGS[:-4], "--tpot-table", "0:12.8", *PAPER_FLAGS[-2:]],
      "'0:12.8': batch and TPOT must be > 0"),
+    ([*PAPER_FLAGS[:-4], "--tpot-table", "10:12.8,10:13", *PAPER_FLAGS[-2:]],
+     "batch 10 is given twice"),
     ([*PAPER_FLAGS[2:], "--input-tokens", "-5"], "-5.0 is not in the range x>0"),
     ([*PAPER_FLAGS, "--format", "yaml"], "'yaml' is not one of"),
 ])

@@ -27,6 +27,8 @@ def parse_tpot_table(text: str) -> dict[int, float]:
             raise click.BadParameter(f"'{item.strip()}' is not BATCH:TPOT_MS") from None
         if not sep or b <= 0 or not t > 0:
             raise click.BadParameter(f"'{item.strip()}': batch and TPOT must be > 0")
+        if b in table:
+            raise click.BadParameter(f"batch {b} is given twice")
         table[b] = t
     batches = sorted(table)
     for lo, hi in zip(batches, batches[1:], strict=False):
