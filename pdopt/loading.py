@@ -26,15 +26,56 @@ MAX_EXPANDED_NODES = 2_000_000
 SCENARIO_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
 
 
+class _DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice."""
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
+class _SafeUniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that names the same key twice (PyYAML would keep
+    the last value silently). Keys brought in by a merge (`<<: *base`) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable: the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key '{key}'", key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
 def parse_text(text: str, suffix: str) -> Any:
-    """Parse text as the format its suffix names (YAML for anything else). Raises ScenarioError."""
+    """Parse text as the format its suffix names (YAML for anything else). Raises ScenarioError.
+
+    A key given twice in one mapping is an error in every format (TOML says so itself)."""
     suffix = suffix.lower()
     try:
         if suffix == ".json":
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_json_object)
         if suffix == ".toml":
             return tomllib.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SafeUniqueKeyLoader)  # a SafeLoader: no Python tags
+    except _DuplicateKeyError as e:
+        raise ScenarioError([Problem("", f"not valid JSON: duplicate key '{e}'")]) from None
     except RecursionError:
         # The JSON and YAML parsers recurse once per nesting level; no scenario nests deeply.
         raise ScenarioError(

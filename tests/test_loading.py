@@ -210,3 +210,22 @@ def test_parse_text_and_expanded_size() -> None:
 def test_read_document_returns_plain_data(paper_scenario_path: Path) -> None:
     data = read_document(paper_scenario_path)
     assert data["instances"][1]["tpot_ms_by_batch"][34 - 4] == 18.8
+
+
+def test_a_key_given_twice_is_an_error(tmp_path: Path, paper_scenario_path: Path) -> None:
+    text = paper_scenario_path.read_text(encoding="utf-8")
+    assert text.endswith("    ttft_overhead_ms: 100\n") and text.count("\n") == 26
+    path = write(tmp_path, "dup.yaml", text + "    input_tokens: 1\n")  # line 27
+    assert errors(path) == [f"{path}: not valid YAML: duplicate key 'input_tokens' (line 27, "
+                            "column 5)"]
+    path = write(tmp_path, "dup-batch.yaml", text.replace("{10: 12.8,", "{10: 12.8, 10: 9.0,"))
+    [line] = errors(path)
+    assert "duplicate key '10'" in line
+    path = write(tmp_path, "dup.json", '{"name": "a", "name": "b"}')
+    assert errors(path) == [f"{path}: not valid JSON: duplicate key 'name'"]
+    path = write(tmp_path, "dup.toml", 'name = "a"\nname = "b"\n')
+    [line] = errors(path)
+    assert line.startswith(f"{path}: not valid TOML: ")
+    # a merge key may still be overridden: that is what merges are for
+    assert parse_text("base: &b {x: 1}\nother: {<<: *b, x: 2}\n", ".yaml") == {
+        "base": {"x": 1}, "other": {"x": 2}}
