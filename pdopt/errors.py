@@ -25,7 +25,7 @@ class PdoptError(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    """One problem in an input: where (a dotted path such as `workloads[1].slo.tpot_ms`) and what."""
+    """One problem in an input: where (a dotted path, `workloads[1].slo.tpot_ms`) and what."""
 
     location: str
     message: str
@@ -51,11 +51,11 @@ class ScenarioError(PdoptError):
 
 
 class UnreachableTargetError(PdoptError):
-    """An SLO that no load at all can meet on an instance type (e.g. TTFT below bare prefill time)."""
+    """An SLO no load at all can meet on an instance type (e.g. TTFT below bare prefill time)."""
 
 
 class ExtrapolationError(PdoptError):
-    """A lookup outside a measured table's range where the scenario did not opt into extrapolation."""
+    """A lookup outside a measured table's range; the scenario did not opt to extrapolate."""
 
 
 class InfeasibleError(PdoptError):

@@ -25,6 +25,10 @@ class PoolPlan:
     utilization: float  # load / capacity at the pool's binding SLO (0..1)
     routed_requests_per_s: dict[str, float]  # by workload name
     kv_utilization: float | None = None  # decode: mean KV footprint / KV capacity (Little's law)
+    # SLO groups the pool is split into (docs/method.md, O7), strictest first: each a dict with
+    # `level`, `ttft_waiting_budget_ms` (prefill) or `tpot_target_ms` (decode), `count`,
+    # `utilization`, `routed_requests_per_s` by workload. One group: the whole pool shares its load.
+    groups: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -1,10 +1,13 @@
 """Small random fleet scenarios and an independent brute-force optimum for them.
 
-The brute force enumerates every vector of instance counts in increasing cost and, for each, every
-assignment of workloads to pools; it checks each assignment with a plain LP (scipy's linprog) in
-which every assigned class's SLO constraint holds unconditionally. It shares only the per-instance
-coefficients (the foundation's formulas) with the optimizer, not its Pyomo model or its big-M
-gating of mixed pools.
+A pool may be split into SLO groups (docs/method.md, O7): group (p, B) of a prefill pool keeps a
+waiting budget B and admits every class (workload, decode GPU type) whose own budget on p is at
+least B; group (d, tau) of a decode pool runs within TPOT tau and admits every workload whose target
+is at least tau. The brute force enumerates every vector of group counts (each pool's total up to
+the bound of Eq. O9) in increasing cost and checks each with a plain LP (scipy's linprog) that
+assigns classes to admitting groups directly. It shares only the per-instance coefficients (the
+foundation's formulas) with the optimizer, not its Pyomo model, its routes or its nested-admission
+constraints.
 """
 
 from __future__ import annotations
@@ -68,135 +71,136 @@ def random_fleet(seed: int, *, workloads: int = 2, gpus: int = 2, cross_links: b
     return data
 
 
-def _assignment_feasible(data: FleetData, n: dict[str, int],
-                         allowed: dict[str, frozenset[Any]]) -> bool:
-    """LP: can every demand be routed using only `allowed` workloads per pool, each allowed
-    class's SLO constraint holding at the pool's counts?"""
-    routes = [rt for rt in data.prefill_routes
-              if (rt.workload, rt.decode_gpu) in allowed[rt.pool]]
-    dec = [(w, d) for w, d in data.decode_routes if w in allowed[d]]  # type: ignore[operator]
-    nv = len(routes) + len(dec)
+MAX_VECTORS = 400_000
+
+
+def _groups(data: FleetData) -> list[tuple[str, float]]:
+    out = []
+    for p in sorted(data.pools):
+        if data.pools[p].role == "prefill":
+            levels = sorted({rt.waiting_budget_s for rt in data.prefill_routes if rt.pool == p})
+        else:
+            levels = sorted({data.workload(w).slo.tpot_ms for w, d in data.decode_routes
+                             if d == p})
+        out += [(p, lvl) for lvl in levels]
+    return out
+
+
+def groups_feasible(data: FleetData, n: dict[tuple[str, float], int]) -> bool:
+    """LP: can every demand be assigned to admitting groups within their capacities?"""
+    pre = [(rt, grp) for rt in data.prefill_routes for grp in n
+           if grp[0] == rt.pool and n[grp] > 0 and rt.waiting_budget_s >= grp[1] - 1e-12]
+    dec = []
+    for w, d in data.decode_routes:
+        for grp in n:
+            if grp[0] != d or n[grp] == 0 or data.workload(w).slo.tpot_ms < grp[1] - 1e-12:
+                continue
+            t = data.decode_levels[d].index(grp[1])
+            cap = data.decode_tokens_per_s[(w, d, t)]
+            if cap is not None:
+                dec.append((w, grp, cap))
+    nv = len(pre) + len(dec)
     if nv == 0:
         return False
-    a_ub: list[np.ndarray] = []
-    b_ub: list[float] = []
-    for p, ws in allowed.items():
-        pool = data.pools[p]
-        if not ws:
+    a_ub, b_ub = [], []
+    for grp, count in n.items():
+        if count == 0:
             continue
-        ws = frozenset(w for w in ws if isinstance(w, str)) if pool.role == "decode" else ws
-        if pool.role == "prefill":
-            idx = [k for k, rt in enumerate(routes) if rt.pool == p]
-            for rt_b in {rt.waiting_budget_s for rt in routes if rt.pool == p}:
-                row = np.zeros(nv)
-                for k in idx:
-                    w = routes[k].workload
-                    row[k] = data.second_moment_s2[(w, p)] + 2 * rt_b * data.service_s[(w, p)]
-                a_ub.append(row)
-                b_ub.append(2 * rt_b * n[p])
+        row = np.zeros(nv)
+        if data.pools[grp[0]].role == "prefill":
+            budget = grp[1]
+            for k, (rt, g2) in enumerate(pre):
+                if g2 == grp:
+                    w = rt.workload
+                    row[k] = (data.second_moment_s2[(w, rt.pool)]
+                              + 2 * budget * data.service_s[(w, rt.pool)])
+            b_ub.append(2 * budget * count)
         else:
-            targets = {data.workload(w).slo.tpot_ms for w in ws}
-            for target in targets:
-                t = data.decode_levels[p].index(target)
-                row = np.zeros(nv)
-                for k, (w, d) in enumerate(dec):
-                    if d != p:
-                        continue
-                    cap = data.decode_tokens_per_s[(w, d, t)]
-                    if cap is None:
-                        return False  # these two classes cannot share this pool
-                    row[len(routes) + k] = data.workload(w).output_tokens / cap
-                a_ub.append(row)
-                b_ub.append(n[p])
+            for k, (w, g2, cap) in enumerate(dec):
+                if g2 == grp:
+                    row[len(pre) + k] = data.workload(w).output_tokens / cap
+            b_ub.append(count)
+        a_ub.append(row)
     a_eq, b_eq = [], []
     for w in data.scenario.workloads:
         row = np.zeros(nv)
-        for k, rt in enumerate(routes):
-            if rt.workload == w.name:
-                row[k] = 1
+        for k, (rt, _) in enumerate(pre):
+            row[k] = rt.workload == w.name
         a_eq.append(row)
         b_eq.append(data.demand_requests_per_s[w.name])
         for g in data.scenario.gpus:
             row = np.zeros(nv)
-            for k, rt in enumerate(routes):
-                if rt.workload == w.name and rt.decode_gpu == g:
-                    row[k] = 1
-            for k, (wn, d) in enumerate(dec):
-                if wn == w.name and data.pools[d].gpu == g:
-                    row[len(routes) + k] = -1
+            for k, (rt, _) in enumerate(pre):
+                row[k] = rt.workload == w.name and rt.decode_gpu == g
+            for k, (wn, grp, _) in enumerate(dec):
+                if wn == w.name and data.pools[grp[0]].gpu == g:
+                    row[len(pre) + k] = -1
             if row.any():
                 a_eq.append(row)
                 b_eq.append(0.0)
-    res = linprog(np.zeros(nv), A_ub=np.array(a_ub) if a_ub else None,
-                  b_ub=np.array(b_ub) if b_ub else None, A_eq=np.array(a_eq),
+    res = linprog(np.zeros(nv), A_ub=np.array(a_ub), b_ub=np.array(b_ub), A_eq=np.array(a_eq),
                   b_eq=np.array(b_eq), bounds=[(0, None)] * nv, method="highs")
     return res.status == 0
 
 
-def counts_feasible(data: FleetData, n: dict[str, int]) -> bool:
-    """Is there any assignment of workloads to pools that makes these counts serve everything?"""
-    options = []
-    pools = sorted(data.pools)
-    for p in pools:
-        # prefill: (workload, decode GPU) classes, each with its own budget; decode: workloads
-        can = sorted({(rt.workload, rt.decode_gpu) for rt in data.prefill_routes if rt.pool == p}
-                     | {w for w, d in data.decode_routes if d == p}, key=str)
-        if n[p] == 0:
-            options.append([frozenset()])
-        else:
-            options.append([frozenset(c) for r in range(len(can) + 1)
-                            for c in itertools.combinations(can, r)])
-    return any(_assignment_feasible(data, n, dict(zip(pools, combo, strict=True)))
-               for combo in itertools.product(*options))
-
-
 def brute_force_cost(scenario: Scenario) -> float | None:
-    """Cheapest cost over all count vectors (None: none feasible). Each pool ranges up to the
-    count that would carry all its possible demand at its tightest SLO (docs/method.md, Eq. O9),
-    which no optimal plan exceeds."""
+    """Cheapest cost over all group-count vectors (None: none feasible). Each pool's total ranges
+    up to the count that would carry all its possible demand at its tightest SLO (Eq. O9), which
+    no optimal plan exceeds."""
     data = build_fleet_data(scenario)
+    groups = _groups(data)
     pools = sorted(data.pools)
+    per_pool = []
+    for p in pools:
+        mine = [grp for grp in groups if grp[0] == p]
+        ub = data.pools[p].upper_bound
+        splits = [split for split in itertools.product(range(ub + 1), repeat=len(mine))
+                  if sum(split) <= ub]
+        per_pool.append([dict(zip(mine, split, strict=True)) for split in splits])
+    size = 1
+    for options in per_pool:
+        size *= len(options)
+    if size > MAX_VECTORS:
+        raise ValueError(f"brute force over {size} vectors is too large for a test case")
     vectors = []
-    ranges = [range(data.pools[p].upper_bound + 1) for p in pools]
-    for combo in itertools.product(*ranges):
-        n = dict(zip(pools, combo, strict=True))
+    for combo in itertools.product(*per_pool):
+        n = {k: v for part in combo for k, v in part.items()}
+        totals = {p: sum(part.values()) for p, part in zip(pools, combo, strict=True)}
         gpus: dict[str, int] = {}
         for p in pools:
-            gpus[data.pools[p].gpu] = gpus.get(data.pools[p].gpu, 0) + n[p] * data.pools[
-                p].gpus_per_instance
+            pool = data.pools[p]
+            gpus[pool.gpu] = gpus.get(pool.gpu, 0) + totals[p] * pool.gpus_per_instance
         if any(spec.count is not None and gpus.get(g, 0) > spec.count
                for g, spec in scenario.gpus.items()):
             continue
-        cost = sum(n[p] * data.pools[p].cost_per_hour for p in pools)
+        cost = sum(totals[p] * data.pools[p].cost_per_hour for p in pools)
         if scenario.budget_per_hour is not None and cost > scenario.budget_per_hour + 1e-9:
             continue
-        vectors.append((cost, sum(gpus.values()), combo))
+        vectors.append((cost, sum(gpus.values()), tuple(sorted(n.items()))))
     vectors.sort()
-    for cost, _gpus, combo in vectors:
-        n = dict(zip(pools, combo, strict=True))
-        if not _necessary(data, n):
-            continue
-        if counts_feasible(data, n):
+    for cost, _gpus, items in vectors:
+        n = dict(items)
+        if _necessary(data, n) and groups_feasible(data, n):
             return cost
     return None
 
 
-def _necessary(data: FleetData, n: dict[str, int]) -> bool:
-    """Cheap necessary condition: each workload alone fits in the pools' capacity for it."""
+def _necessary(data: FleetData, n: dict[tuple[str, float], int]) -> bool:
+    """Cheap necessary condition: each workload alone fits in the capacity of the groups that
+    admit it."""
     for w in data.scenario.workloads:
-        prefill = 0.0
-        for p in data.pools.values():
-            budgets = [rt.waiting_budget_s for rt in data.prefill_routes
-                       if rt.pool == p.name and rt.workload == w.name]
-            if budgets and n[p.name]:
-                b = max(budgets)
-                s, m2 = data.service_s[(w.name, p.name)], data.second_moment_s2[(w.name, p.name)]
-                prefill += n[p.name] * 2 * b / (m2 + 2 * b * s)
-        decode = 0.0
-        for wn, d in data.decode_routes:
-            if wn == w.name and n[d]:
-                cap = data.decode_tokens_per_s[(w.name, d, data.decode_level_of(w.name, d))]
-                decode += n[d] * (cap or 0.0) / w.output_tokens
+        prefill = decode = 0.0
+        for (p, level), count in n.items():
+            if count == 0:
+                continue
+            if data.pools[p].role == "prefill":
+                if any(rt.workload == w.name and rt.pool == p
+                       and rt.waiting_budget_s >= level - 1e-12 for rt in data.prefill_routes):
+                    s, m2 = data.service_s[(w.name, p)], data.second_moment_s2[(w.name, p)]
+                    prefill += count * 2 * level / (m2 + 2 * level * s)
+            elif (w.name, p) in data.decode_routes and w.slo.tpot_ms >= level - 1e-12:
+                cap = data.decode_tokens_per_s[(w.name, p, data.decode_levels[p].index(level))]
+                decode += count * (cap or 0.0) / w.output_tokens
         demand = data.demand_requests_per_s[w.name]
         if prefill < demand * (1 - 1e-9) or decode < demand * (1 - 1e-9):
             return False

@@ -60,9 +60,10 @@ def test_plan_round_trips_through_dict(paper_scenario_path: Any) -> None:
 # ---- brute force ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed,kwargs", [
-    (0, {}), (1, {"cross_links": True}), (2, {}), (3, {"workloads": 1, "gpus": 3}),
-    (4, {"cross_links": True}), (5, {"inventory": True}), (7, {"cross_links": True}),
-    (9, {"cross_links": True}), (10, {"inventory": True}), (11, {}),
+    (0, {}), (2, {}), (5, {}), (6, {}), (11, {}),
+    (0, {"cross_links": True}), (3, {"cross_links": True}), (5, {"cross_links": True}),
+    (9, {"cross_links": True}), (4, {"cross_links": True, "workloads": 1}),
+    (8, {"inventory": True}), (10, {"inventory": True}), (3, {"workloads": 1, "gpus": 3}),
 ])
 def test_optimum_equals_brute_force(seed: int, kwargs: dict[str, Any]) -> None:
     scenario = scenario_from_data(random_fleet(seed, **kwargs))
@@ -73,6 +74,21 @@ def test_optimum_equals_brute_force(seed: int, kwargs: dict[str, Any]) -> None:
     else:
         assert plan.status == "optimal"
         assert plan.cost_per_hour == pytest.approx(expected, rel=1e-9)
+
+
+def test_pool_split_into_slo_groups() -> None:
+    """Seed 11: one decode pool serves its two workloads in two TPOT groups (docs/method.md, O7),
+    and the brute force over group counts agrees on the cost."""
+    scenario = scenario_from_data(random_fleet(11))
+    plan = solve(scenario, mip_gap=0.0)
+    split = [p for p in plan.pools if len(p.groups) > 1]
+    assert split, [p.groups for p in plan.pools]
+    for pool in split:
+        assert sum(g["count"] for g in pool.groups) == pool.count
+        assert all(g["utilization"] <= 1 + 1e-6 for g in pool.groups)
+        levels = [g.get("tpot_target_ms", g.get("ttft_waiting_budget_ms")) for g in pool.groups]
+        assert levels == sorted(levels)
+    assert plan.cost_per_hour == pytest.approx(brute_force_cost(scenario))
 
 
 def test_shared_pool_is_cheaper_than_dedicated_pools() -> None:

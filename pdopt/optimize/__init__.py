@@ -12,11 +12,11 @@ import time
 from pdopt.optimize.data import FleetData, build_fleet_data
 from pdopt.optimize.diagnose import diagnose, unroutable_workloads
 from pdopt.optimize.extract import (
-    counts,
-    decode_operating_points,
+    decode_points,
     flows,
     pool_plans,
-    routes,
+    prefill_points,
+    read_solution,
     workload_plans,
 )
 from pdopt.optimize.model import create_model
@@ -69,10 +69,9 @@ def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: flo
 
 def _plan(data: FleetData, model: object, objective: str, report: SolverReport,
           build_seconds: float) -> Plan:
-    n = counts(model)  # type: ignore[arg-type]
-    r, s = routes(model)  # type: ignore[arg-type]
-    points = decode_operating_points(data, n, s)
-    pools = pool_plans(data, n, r, s, points)
+    sol = read_solution(model)  # type: ignore[arg-type]
+    pre, dec = prefill_points(data, sol), decode_points(data, sol)
+    pools = pool_plans(data, sol, pre, dec)
     gpus_by_type: dict[str, int] = {}
     by_role = {"prefill": 0, "decode": 0}
     for p in pools:
@@ -91,8 +90,8 @@ def _plan(data: FleetData, model: object, objective: str, report: SolverReport,
         gpus_by_type=dict(sorted(gpus_by_type.items())),
         instances_by_role=by_role,
         pools=pools,
-        workloads=workload_plans(data, n, r, s, points),
-        flows=flows(data, r, s),
+        workloads=workload_plans(data, sol, pre, dec),
+        flows=flows(data, sol),
         dual_bound=report.dual_bound,
         mip_gap=report.mip_gap,
         solve_seconds=report.solve_seconds,

@@ -75,6 +75,28 @@ class FleetData:
     def decode_level_of(self, workload: str, pool: str) -> int:
         return self.decode_levels[pool].index(self.workload(workload).slo.tpot_ms)
 
+    def levels(self, pool: str) -> list[float]:
+        """A pool's SLO levels: waiting budgets (prefill) or TPOT targets (decode), ascending."""
+        if self.pools[pool].role == "prefill":
+            return self.prefill_levels.get(pool, [])
+        return self.decode_levels.get(pool, [])
+
+    def prefill_shares(self) -> list[tuple[str, str, int]]:
+        """(workload, prefill pool, group level) for every group at most as loose as the
+        workload's loosest budget on that pool (Eq. O7)."""
+        loosest: dict[tuple[str, str], int] = {}
+        for r in self.prefill_routes:
+            key = (r.workload, r.pool)
+            loosest[key] = max(loosest.get(key, -1), r.level)
+        return [(w, p, lvl) for (w, p), top in sorted(loosest.items()) for lvl in range(top + 1)]
+
+    def decode_shares(self) -> list[tuple[str, str, int]]:
+        """(workload, decode pool, group level) for every TPOT level at least as strict as the
+        workload's own at which it has a capacity on that pool (Eq. O7)."""
+        return [(w, d, t) for w, d in self.decode_routes
+                for t in range(self.decode_level_of(w, d) + 1)
+                if self.decode_tokens_per_s[(w, d, t)] is not None]
+
 
 def _allowed(scenario: Scenario, instance: Instance) -> bool:
     spec = scenario.models.get(instance.model)

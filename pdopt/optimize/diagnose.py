@@ -50,7 +50,9 @@ def diagnose(data: FleetData, objective: str, *, time_limit_s: float, mip_gap: f
                              if data.exclusions[w])]
     reasons: list[str] = []
     if solve(Relaxation(budget=True, inventory="drop")) is None:
-        n = {p: round(pyo.value(free.n[p])) for p in free.POOLS}
+        n: dict[str, int] = {}
+        for p, lvl in free.GROUPS:
+            n[p] = n.get(p, 0) + round(pyo.value(free.n[p, lvl]))
         over = [f"'{p}' needs {n[p]} (max_count {data.pools[p].max_count})" for p in sorted(n)
                 if data.pools[p].max_count is not None and n[p] > data.pools[p].max_count]
         reasons.append("per-pool max_count limits are too tight: the plan without them has "

@@ -1,9 +1,12 @@
-"""Read a solved model back into a `Plan`, with the predicted TTFT and TPOT at the plan's load."""
+"""Read a solved model back into a `Plan`, with the predicted TTFT and TPOT at the plan's load
+(docs/method.md, O.1)."""
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
 
 import pyomo.environ as pyo
 
@@ -12,137 +15,181 @@ from pdopt.optimize.data import FleetData
 from pdopt.plan import Flow, PoolPlan, WorkloadPlan
 from pdopt.queueing import percentile_factor
 
-# Flows and counts below this are solver noise (HiGHS's primal feasibility tolerance is 1e-7).
+# Flows below this are solver noise (HiGHS's primal feasibility tolerance is 1e-7).
 ZERO_RATE = 1e-7
 
 
-def counts(m: pyo.ConcreteModel) -> dict[str, int]:
-    return {p: int(round(pyo.value(m.n[p]))) for p in m.POOLS}
+@dataclass
+class Solution:
+    """The solved values, with noise removed: group counts and the three kinds of flow."""
+
+    n: dict[tuple[str, int], int]
+    r: dict[tuple[str, str, str], float]  # (w, prefill pool, decode gpu)
+    q: dict[tuple[str, str, int], float]  # (w, prefill pool, level)
+    v: dict[tuple[str, str, int], float]  # (w, decode pool, level)
+    pool_counts: dict[str, int] = field(default_factory=dict)
+
+    def decode_rates(self) -> dict[tuple[str, str], float]:
+        out: dict[tuple[str, str], float] = defaultdict(float)
+        for (w, d, _t), rate in self.v.items():
+            out[(w, d)] += rate
+        return dict(out)
 
 
-def routes(m: pyo.ConcreteModel) -> tuple[dict[tuple[str, str, str], float],
-                                           dict[tuple[str, str], float]]:
-    r = {k: max(0.0, pyo.value(m.r[k])) for k in m.PREFILL_ROUTES}
-    s = {k: max(0.0, pyo.value(m.s[k])) for k in m.DECODE_ROUTES}
-    return ({k: v for k, v in r.items() if v > ZERO_RATE}, {k: v for k, v in s.items()
-                                                             if v > ZERO_RATE})
+def read_solution(m: pyo.ConcreteModel) -> Solution:
+    def positive(var: Any) -> dict[Any, float]:
+        return {k: val for k in var for val in [pyo.value(var[k])] if val > ZERO_RATE}
+
+    n = {k: int(round(pyo.value(m.n[k]))) for k in m.n}
+    sol = Solution(n=n, r=positive(m.r), q=positive(m.q), v=positive(m.v))
+    for (p, _lvl), count in n.items():
+        sol.pool_counts[p] = sol.pool_counts.get(p, 0) + count
+    return sol
 
 
-def prefill_waits_s(data: FleetData, n: dict[str, int],
-                    r: dict[tuple[str, str, str], float]) -> dict[str, float]:
-    """Mean FCFS wait per prefill pool with its mixed classes, each instance taking 1/n of the
-    pool's load (Eq. P3)."""
-    per_pool: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for (w, p, _g), rate in r.items():
-        per_pool[p][w] += rate
-    waits = {}
-    for p, by_w in per_pool.items():
-        count = max(n[p], 1)
+@dataclass(frozen=True)
+class GroupPoint:
+    """Predicted operating point of one SLO group."""
+
+    utilization: float
+    wait_s: float = 0.0  # prefill: mean wait Wq
+    batch: float = 0.0  # decode: resident requests per instance
+    tpot_ms: float = 0.0  # decode: TPOT at that batch
+    context_tokens: float = 0.0  # decode: output-token-weighted mean context
+
+
+def prefill_points(data: FleetData, sol: Solution) -> dict[tuple[str, int], GroupPoint]:
+    """Per prefill group: P-K wait with its classes, each instance taking 1/n of the group's load
+    (Eq. P3), and load over capacity (Eq. O5)."""
+    members: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    for (w, p, lvl), rate in sol.q.items():
+        members[(p, lvl)][w] = rate
+    points = {}
+    for (p, lvl), by_w in members.items():
+        count = max(sol.n.get((p, lvl), 0), 1)
+        budget = data.prefill_levels[p][lvl]
         rho = sum(rate / count * data.service_s[(w, p)] for w, rate in by_w.items())
         num = sum(rate / count * data.second_moment_s2[(w, p)] for w, rate in by_w.items())
-        waits[p] = math.inf if rho >= 1 else num / (2 * (1 - rho))
-    return waits
-
-
-def decode_operating_points(data: FleetData, n: dict[str, int], s: dict[tuple[str, str], float]
-                            ) -> dict[str, tuple[float, float, float]]:
-    """Per decode pool: (batch, TPOT ms, mean context) at which each instance runs to serve its
-    share of output tokens (Little's law on the measured curve at the token-weighted context)."""
-    per_pool: dict[str, dict[str, float]] = defaultdict(dict)
-    for (w, d), rate in s.items():
-        per_pool[d][w] = rate
-    points = {}
-    for d, by_w in per_pool.items():
-        out = {w: rate * data.workload(w).output_tokens for w, rate in by_w.items()}
-        total = sum(out.values())
-        context = sum(
-            out[w] * decode_context_tokens(data.workload(w).input_tokens,
-                                           data.workload(w).output_tokens)
-            for w in by_w) / total
-        curve = instance_decode_curve(data.scenario.instance(d), context)
-        batch = curve.batch_at_throughput(total / max(n[d], 1))
-        points[d] = (batch, curve.tpot_at(batch), context)
+        wait = math.inf if rho >= 1 else num / (2 * (1 - rho))
+        load = sum(rate * (data.second_moment_s2[(w, p)] + 2 * budget * data.service_s[(w, p)])
+                   for w, rate in by_w.items())
+        points[(p, lvl)] = GroupPoint(utilization=load / (2 * budget * count), wait_s=wait)
     return points
 
 
-def pool_plans(data: FleetData, n: dict[str, int], r: dict[tuple[str, str, str], float],
-               s: dict[tuple[str, str], float], points: dict[str, tuple[float, float, float]]
-               ) -> list[PoolPlan]:
-    routed: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for (w, p, _g), rate in r.items():
-        routed[p][w] += rate
-    for (w, d), rate in s.items():
-        routed[d][w] += rate
+def decode_points(data: FleetData, sol: Solution) -> dict[tuple[str, int], GroupPoint]:
+    """Per decode group: the batch b with b / TPOT(b) = the per-instance output rate (Little's
+    law on the measured curve at the output-token-weighted context), and load over capacity
+    (Eq. O6)."""
+    members: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    for (w, d, t), rate in sol.v.items():
+        members[(d, t)][w] = rate
+    points = {}
+    for (d, t), by_w in members.items():
+        count = max(sol.n.get((d, t), 0), 1)
+        out = {w: rate * data.workload(w).output_tokens for w, rate in by_w.items()}
+        total = sum(out.values())
+        context = sum(out[w] * decode_context_tokens(data.workload(w).input_tokens,
+                                                     data.workload(w).output_tokens)
+                      for w in by_w) / total
+        curve = instance_decode_curve(data.scenario.instance(d), context)
+        batch = curve.batch_at_throughput(total / count)
+        load = sum(out[w] / data.decode_tokens_per_s[(w, d, t)] for w in by_w)  # type: ignore
+        points[(d, t)] = GroupPoint(utilization=load / count, batch=batch,
+                                    tpot_ms=curve.tpot_at(batch), context_tokens=context)
+    return points
+
+
+def pool_plans(data: FleetData, sol: Solution, pre: dict[tuple[str, int], GroupPoint],
+               dec: dict[tuple[str, int], GroupPoint]) -> list[PoolPlan]:
+    shares: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    for (w, p, lvl), rate in list(sol.q.items()) + list(sol.v.items()):
+        shares[(p, lvl)][w] = rate
     plans = []
     for name in sorted(data.pools):
         pool = data.pools[name]
-        if n[name] == 0:
+        count = sol.pool_counts.get(name, 0)
+        if count == 0:
             continue
-        by_w = dict(sorted(routed[name].items()))
-        kv_util = None
-        if pool.role == "prefill":
-            util = _prefill_utilization(data, name, n[name], r)
-        else:
-            util = _decode_utilization(data, name, n[name], by_w)
-            kv_tokens = instance_kv_cache_tokens(data.scenario, data.scenario.instance(name))
-            if kv_tokens and name in points:
-                batch, _tpot, context = points[name]
-                kv_util = batch * context / kv_tokens
+        points = pre if pool.role == "prefill" else dec
+        kv_tokens = (instance_kv_cache_tokens(data.scenario, data.scenario.instance(name))
+                     if pool.role == "decode" else None)
+        groups, routed = [], defaultdict(float)
+        for lvl, level in enumerate(data.levels(name)):
+            n = sol.n.get((name, lvl), 0)
+            if n == 0:
+                continue
+            point = points.get((name, lvl), GroupPoint(utilization=0.0))
+            by_w = dict(sorted(shares.get((name, lvl), {}).items()))
+            for w, rate in by_w.items():
+                routed[w] += rate
+            group: dict[str, Any] = {"level": lvl, "count": n, "utilization": point.utilization,
+                                     "routed_requests_per_s": by_w}
+            if pool.role == "prefill":
+                group["ttft_waiting_budget_ms"] = 1e3 * level
+            else:
+                group["tpot_target_ms"] = level
+                group["kv_utilization"] = (point.batch * point.context_tokens / kv_tokens
+                                           if kv_tokens else None)
+            groups.append(group)
+        kv = [g["kv_utilization"] for g in groups if g.get("kv_utilization") is not None]
         plans.append(PoolPlan(
             instance=name, model=pool.model, role=pool.role,  # type: ignore[arg-type]
-            gpu=pool.gpu, gpus_per_instance=pool.gpus_per_instance, count=n[name],
-            cost_per_hour=n[name] * pool.cost_per_hour, utilization=util,
-            routed_requests_per_s=by_w, kv_utilization=kv_util,
+            gpu=pool.gpu, gpus_per_instance=pool.gpus_per_instance, count=count,
+            cost_per_hour=count * pool.cost_per_hour,
+            utilization=max(g["utilization"] for g in groups),
+            routed_requests_per_s=dict(sorted(routed.items())),
+            kv_utilization=max(kv) if kv else None,
+            groups=groups,
         ))
     return plans
 
 
-def _prefill_utilization(data: FleetData, p: str, count: int,
-                         r: dict[tuple[str, str, str], float]) -> float:
-    """Load / capacity at the tightest budget routed (left side over right side of Eq. O5)."""
-    routed = [(rt, r[(rt.workload, rt.pool, rt.decode_gpu)]) for rt in data.prefill_routes
-              if rt.pool == p and (rt.workload, rt.pool, rt.decode_gpu) in r]
-    if not routed:
-        return 0.0
-    budget = min(rt.waiting_budget_s for rt, _ in routed)
-    lhs = sum(rate * (data.second_moment_s2[(rt.workload, p)]
-                      + 2 * budget * data.service_s[(rt.workload, p)]) for rt, rate in routed)
-    return lhs / (2 * budget * count)
+def _prefill_assignment(data: FleetData, sol: Solution
+                        ) -> dict[tuple[str, str, str, int], float]:
+    """Which route's traffic sits in which group: per (workload, pool), routes by budget ascending
+    fill groups ascending (the nested admission of Eq. O7 guarantees this fits)."""
+    out: dict[tuple[str, str, str, int], float] = {}
+    by_wp: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for rt in data.prefill_routes:
+        rate = sol.r.get((rt.workload, rt.pool, rt.decode_gpu), 0.0)
+        if rate > 0:
+            by_wp[(rt.workload, rt.pool)].append((rt.level, rt.decode_gpu, rate))
+    for (w, p), routes in by_wp.items():
+        groups = sorted((lvl, rate) for (wn, pn, lvl), rate in sol.q.items() if (wn, pn) == (w, p))
+        k, left = 0, [rate for _, rate in groups]
+        for _level, g, rate in sorted(routes):
+            while rate > ZERO_RATE and k < len(groups):
+                take = min(rate, left[k])
+                if take > 0:
+                    key = (w, p, g, groups[k][0])
+                    out[key] = out.get(key, 0.0) + take
+                rate -= take
+                left[k] -= take
+                if left[k] <= ZERO_RATE:
+                    k += 1
+    return out
 
 
-def _decode_utilization(data: FleetData, d: str, count: int, by_w: dict[str, float]) -> float:
-    """Load / capacity at the strictest TPOT routed (left side over right side of Eq. O6)."""
-    if not by_w:
-        return 0.0
-    t = min(data.decode_level_of(w, d) for w in by_w)
-    load = 0.0
-    for w, rate in by_w.items():
-        cap = data.decode_tokens_per_s[(w, d, t)]
-        load += math.inf if cap is None else rate * data.workload(w).output_tokens / cap
-    return load / count
-
-
-def workload_plans(data: FleetData, n: dict[str, int], r: dict[tuple[str, str, str], float],
-                   s: dict[tuple[str, str], float],
-                   points: dict[str, tuple[float, float, float]]) -> list[WorkloadPlan]:
-    waits = prefill_waits_s(data, n, r)
+def workload_plans(data: FleetData, sol: Solution, pre: dict[tuple[str, int], GroupPoint],
+                   dec: dict[tuple[str, int], GroupPoint]) -> list[WorkloadPlan]:
     transfer = {(rt.workload, rt.pool, rt.decode_gpu): rt.kv_transfer_ms
                 for rt in data.prefill_routes}
+    assignment = _prefill_assignment(data, sol)
     plans = []
     for w in data.scenario.workloads:
         k = percentile_factor(w.slo.ttft_percentile)
         ttft_num = ttft_den = 0.0
-        for (wn, p, g), rate in r.items():
-            if wn != w.name:
-                continue
-            ttft_ms = (w.ttft_overhead_ms + transfer[(wn, p, g)]
-                       + 1e3 * k * (waits[p] + data.service_s[(wn, p)]))
-            ttft_num += rate * ttft_ms
-            ttft_den += rate
-        tpot_num = tpot_den = 0.0
-        for (wn, d), rate in s.items():
+        for (wn, p, g, lvl), rate in assignment.items():
             if wn == w.name:
-                tpot_num += rate * points[d][1]
+                ttft_ms = (w.ttft_overhead_ms + transfer[(wn, p, g)]
+                           + 1e3 * k * (pre[(p, lvl)].wait_s + data.service_s[(wn, p)]))
+                ttft_num += rate * ttft_ms
+                ttft_den += rate
+        tpot_num = tpot_den = 0.0
+        for (wn, d, t), rate in sol.v.items():
+            if wn == w.name:
+                tpot_num += rate * dec[(d, t)].tpot_ms
                 tpot_den += rate
         plans.append(WorkloadPlan(
             workload=w.name, model=w.model,
@@ -155,16 +202,16 @@ def workload_plans(data: FleetData, n: dict[str, int], r: dict[tuple[str, str, s
     return plans
 
 
-def flows(data: FleetData, r: dict[tuple[str, str, str], float],
-          s: dict[tuple[str, str], float]) -> list[Flow]:
+def flows(data: FleetData, sol: Solution) -> list[Flow]:
     """Pair prefill and decode routes of each (workload, decode GPU type) proportionally."""
     transfer = {(rt.workload, rt.pool, rt.decode_gpu): rt.kv_transfer_ms
                 for rt in data.prefill_routes}
+    decode = sol.decode_rates()
     out = []
-    for (w, p, g), rate in sorted(r.items()):
-        decode = {d: v for (wn, d), v in s.items() if wn == w and data.pools[d].gpu == g}
-        total = sum(decode.values())
-        for d, v in sorted(decode.items()):
+    for (w, p, g), rate in sorted(sol.r.items()):
+        on_g = {d: v for (wn, d), v in decode.items() if wn == w and data.pools[d].gpu == g}
+        total = sum(on_g.values())
+        for d, v in sorted(on_g.items()):
             share = rate * v / total
             if share > ZERO_RATE:
                 out.append(Flow(w, p, d, share, transfer[(w, p, g)]))

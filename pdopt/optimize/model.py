@@ -2,6 +2,11 @@
 
 `create_model` reads like a table of contents: one `define_*` per variable or constraint family,
 each returning early when it has nothing to add. Variables exist only where a route exists.
+
+A pool (the instances of one instance type) is split into SLO groups: group l of a prefill pool runs
+within waiting budget B_l, group t of a decode pool within TPOT target tau_t; a workload may use any
+group at least as strict as its own SLO. Each group is one M/G/1-per-instance (or decode batch)
+constraint with its own integer count, so no binaries or big-M terms are needed (Eqs. O5-O7).
 """
 
 from __future__ import annotations
@@ -31,56 +36,83 @@ def create_model(data: FleetData, objective: str, relax: Relaxation | None = Non
                  ) -> pyo.ConcreteModel:
     relax = relax or Relaxation()
     m = pyo.ConcreteModel(name=data.scenario.name)
-    define_counts(m, data, relax)
+    define_group_counts(m, data)
+    define_pool_limits(m, data, relax)
     define_routes(m, data)
     define_demand(m, data)
     define_flow_balance(m, data)
-    define_prefill_capacity(m, data)
-    define_decode_capacity(m, data)
+    define_prefill_groups(m, data)
+    define_decode_groups(m, data)
     define_inventory(m, data, relax)
     define_budget(m, data, relax)
     define_objective(m, data, objective, relax)
     return m
 
 
-def define_counts(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -> None:
-    """n[pool]: integer instance count within min_count..max_count (Eq. O1)."""
+def define_group_counts(m: pyo.ConcreteModel, data: FleetData) -> None:
+    """n[pool, level]: integer instances of a pool working within one SLO level (Eq. O1)."""
+    groups = [(p, lvl) for p in sorted(data.pools) for lvl in range(len(data.levels(p)))]
     m.POOLS = pyo.Set(initialize=sorted(data.pools), ordered=True)
+    m.GROUPS = pyo.Set(initialize=groups, dimen=2, ordered=True)
+    m.n = pyo.Var(m.GROUPS, domain=pyo.NonNegativeIntegers,
+                  bounds=lambda _m, p, lvl: (0, data.pools[p].upper_bound))
 
-    def bounds(_m: pyo.ConcreteModel, p: str) -> tuple[int, int]:
+
+def pool_count(m: pyo.ConcreteModel, data: FleetData, p: str) -> object:
+    return sum(m.n[p, lvl] for lvl in range(len(data.levels(p))))
+
+
+def define_pool_limits(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -> None:
+    """min_count <= sum of a pool's groups <= min(max_count, U_p) (Eqs. O1, O9)."""
+    def bounds(p: str) -> tuple[int, int]:
         pool = data.pools[p]
         upper = pool.upper_bound
         if pool.max_count is not None and not relax.max_count:
             upper = min(upper, pool.max_count)
         return pool.min_count, max(upper, pool.min_count)
 
-    m.n = pyo.Var(m.POOLS, domain=pyo.NonNegativeIntegers, bounds=bounds)
+    limited = [p for p in sorted(data.pools) if len(data.levels(p)) > 1 or bounds(p)[0] > 0
+               or bounds(p)[1] < data.pools[p].upper_bound]
+    if not limited:
+        return
+    m.LIMITED_POOLS = pyo.Set(initialize=limited, ordered=True)
+    m.pool_limits = pyo.Constraint(
+        m.LIMITED_POOLS, rule=lambda _m, p: pyo.inequality(*_bounds_expr(_m, data, p, bounds)))
+
+
+def _bounds_expr(m: pyo.ConcreteModel, data: FleetData, p: str,
+                 bounds: object) -> tuple[float, object, float]:
+    lo, hi = bounds(p)  # type: ignore[operator]
+    return lo, pool_count(m, data, p), hi
 
 
 def define_routes(m: pyo.ConcreteModel, data: FleetData) -> None:
-    """r[w, p, g]: requests/s of workload w prefilled on pool p and decoded on GPU type g;
-    s[w, d]: requests/s of w decoded on pool d (Eq. O2)."""
+    """r[w, p, g]: requests/s of w prefilled on pool p for decode on GPU type g;
+    q[w, p, l]: of those, served in group l of p; v[w, d, t]: requests/s of w decoded in group t
+    of decode pool d (Eq. O2)."""
     m.PREFILL_ROUTES = pyo.Set(
         initialize=[(r.workload, r.pool, r.decode_gpu) for r in data.prefill_routes],
         dimen=3, ordered=True)
-    m.DECODE_ROUTES = pyo.Set(initialize=data.decode_routes, dimen=2, ordered=True)
+    m.PREFILL_SHARES = pyo.Set(initialize=data.prefill_shares(), dimen=3, ordered=True)
+    m.DECODE_SHARES = pyo.Set(initialize=data.decode_shares(), dimen=3, ordered=True)
+    demand = data.demand_requests_per_s
     m.r = pyo.Var(m.PREFILL_ROUTES, domain=pyo.NonNegativeReals,
-                  bounds=lambda _m, w, p, g: (0, data.demand_requests_per_s[w]))
-    m.s = pyo.Var(m.DECODE_ROUTES, domain=pyo.NonNegativeReals,
-                  bounds=lambda _m, w, d: (0, data.demand_requests_per_s[w]))
+                  bounds=lambda _m, w, p, g: (0, demand[w]))
+    m.q = pyo.Var(m.PREFILL_SHARES, domain=pyo.NonNegativeReals,
+                  bounds=lambda _m, w, p, lvl: (0, demand[w]))
+    m.v = pyo.Var(m.DECODE_SHARES, domain=pyo.NonNegativeReals,
+                  bounds=lambda _m, w, d, t: (0, demand[w]))
 
 
 def define_demand(m: pyo.ConcreteModel, data: FleetData) -> None:
     """Every workload's demand (x headroom) is fully routed to prefill pools (Eq. O3)."""
-    by_w: dict[str, list[tuple[str, str, str]]] = {w: [] for w in data.demand_requests_per_s}
+    by_w: dict[str, list[tuple[str, str, str]]] = {}
     for key in m.PREFILL_ROUTES:
-        by_w[key[0]].append(key)
+        by_w.setdefault(key[0], []).append(key)
     m.WORKLOADS = pyo.Set(initialize=sorted(by_w), ordered=True)
     m.demand = pyo.Constraint(
-        m.WORKLOADS,
-        rule=lambda _m, w: (sum(_m.r[k] for k in by_w[w]) == data.demand_requests_per_s[w])
-        if by_w[w] else pyo.Constraint.Infeasible,
-    )
+        m.WORKLOADS, rule=lambda _m, w: sum(_m.r[k] for k in by_w[w])
+        == data.demand_requests_per_s[w])
 
 
 def define_flow_balance(m: pyo.ConcreteModel, data: FleetData) -> None:
@@ -88,122 +120,77 @@ def define_flow_balance(m: pyo.ConcreteModel, data: FleetData) -> None:
     pre: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
     for k in m.PREFILL_ROUTES:
         pre.setdefault((k[0], k[2]), []).append(k)
-    dec: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for k in m.DECODE_ROUTES:
+    dec: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+    for k in m.DECODE_SHARES:
         dec.setdefault((k[0], data.pools[k[1]].gpu), []).append(k)
     keys = sorted(set(pre) | set(dec))
     m.FLOW_KEYS = pyo.Set(initialize=keys, dimen=2, ordered=True)
     m.flow_balance = pyo.Constraint(
         m.FLOW_KEYS,
         rule=lambda _m, w, g: sum(_m.r[k] for k in pre.get((w, g), []))
-        == sum(_m.s[k] for k in dec.get((w, g), [])),
+        == sum(_m.v[k] for k in dec.get((w, g), [])),
     )
 
 
-def define_prefill_capacity(m: pyo.ConcreteModel, data: FleetData) -> None:
-    """Mixed-class M/G/1 waiting time within every routed class's budget (Eqs. O5, O7):
-    sum_w R[w,p] (E[S_w^2] + 2 B_l S_w) <= 2 B_l n[p] for each budget level l of pool p; the
-    loosest level always, tighter levels only when a class of that level is routed (big-M on y)."""
-    rows: list[tuple[str, int]] = []
-    gated: list[tuple[str, int]] = []
-    routes_of_pool: dict[str, list[tuple[str, str, str]]] = {}
-    for r in data.prefill_routes:
-        routes_of_pool.setdefault(r.pool, []).append((r.workload, r.pool, r.decode_gpu))
-    for p, levels in data.prefill_levels.items():
-        for lvl in range(len(levels)):
-            rows.append((p, lvl))
-            if lvl < len(levels) - 1:
-                gated.append((p, lvl))
-    m.PREFILL_ROWS = pyo.Set(initialize=rows, dimen=2, ordered=True)
-    m.PREFILL_GATED = pyo.Set(initialize=gated, dimen=2, ordered=True)
-    m.y_prefill = pyo.Var(m.PREFILL_GATED, domain=pyo.Binary)
+def define_prefill_groups(m: pyo.ConcreteModel, data: FleetData) -> None:
+    """Group l of prefill pool p keeps every class in it within budget B_l (Eq. O5):
+    sum_w q[w,p,l] (E[S_w^2] + 2 B_l S_w) <= 2 B_l n[p,l]; a workload's traffic on p is split over
+    the groups, and traffic whose budget is at most B_l goes to groups at most as loose (Eq. O7)."""
+    members: dict[tuple[str, int], list[str]] = {}
+    for w, p, lvl in m.PREFILL_SHARES:
+        members.setdefault((p, lvl), []).append(w)
+    rows = sorted(members)
+    m.PREFILL_GROUP_ROWS = pyo.Set(initialize=rows, dimen=2, ordered=True)
 
-    def coef(w: str, p: str, budget: float) -> float:
-        return data.second_moment_s2[(w, p)] + 2 * budget * data.service_s[(w, p)]
-
-    def big_m(p: str, budget: float) -> float:
-        ws = {k[0] for k in routes_of_pool[p]}
-        return sum(data.demand_requests_per_s[w] * coef(w, p, budget) for w in ws)
-
-    def row(_m: pyo.ConcreteModel, p: str, lvl: int) -> object:
+    def capacity(_m: pyo.ConcreteModel, p: str, lvl: int) -> object:
         budget = data.prefill_levels[p][lvl]
-        lhs = sum(coef(k[0], p, budget) * _m.r[k] for k in routes_of_pool[p])
-        rhs = 2 * budget * _m.n[p]
-        if (p, lvl) in gated:
-            return lhs <= rhs + big_m(p, budget) * (1 - _m.y_prefill[p, lvl])
-        return lhs <= rhs
+        return sum((data.second_moment_s2[(w, p)] + 2 * budget * data.service_s[(w, p)])
+                   * _m.q[w, p, lvl] for w in members[(p, lvl)]) <= 2 * budget * _m.n[p, lvl]
 
-    m.prefill_capacity = pyo.Constraint(m.PREFILL_ROWS, rule=row)
-    link = [(r.workload, r.pool, r.decode_gpu, r.level) for r in data.prefill_routes
-            if (r.pool, r.level) in gated]
-    m.PREFILL_LINKS = pyo.Set(initialize=link, dimen=4, ordered=True)
-    m.prefill_link = pyo.Constraint(
-        m.PREFILL_LINKS,
-        rule=lambda _m, w, p, g, lvl: _m.r[w, p, g]
-        <= data.demand_requests_per_s[w] * _m.y_prefill[p, lvl],
-    )
+    m.prefill_capacity = pyo.Constraint(m.PREFILL_GROUP_ROWS, rule=capacity)
+
+    routes: dict[tuple[str, str], list[tuple[str, int]]] = {}  # (w, p) -> [(g, level)]
+    for r in data.prefill_routes:
+        routes.setdefault((r.workload, r.pool), []).append((r.decode_gpu, r.level))
+    shares: dict[tuple[str, str], list[int]] = {}
+    for w, p, lvl in m.PREFILL_SHARES:
+        shares.setdefault((w, p), []).append(lvl)
+    m.PREFILL_SPLIT = pyo.Set(initialize=sorted(routes), dimen=2, ordered=True)
+    m.prefill_split = pyo.Constraint(
+        m.PREFILL_SPLIT, rule=lambda _m, w, p: sum(_m.r[w, p, g] for g, _ in routes[(w, p)])
+        == sum(_m.q[w, p, lvl] for lvl in shares[(w, p)]))
+    # Nested admission (Hall's condition for nested intervals): for each level below w's loosest
+    # budget on p, the traffic with budget <= B_l fits in groups 0..l.
+    nested = [(w, p, lvl) for (w, p), rs in sorted(routes.items())
+              for lvl in sorted({lv for _, lv in rs})[:-1]]
+    m.PREFILL_NESTED = pyo.Set(initialize=nested, dimen=3, ordered=True)
+    m.prefill_nested = pyo.Constraint(
+        m.PREFILL_NESTED,
+        rule=lambda _m, w, p, lvl: sum(_m.r[w, p, g] for g, lv in routes[(w, p)] if lv <= lvl)
+        <= sum(_m.q[w, p, lv] for lv in shares[(w, p)] if lv <= lvl))
 
 
-def define_decode_capacity(m: pyo.ConcreteModel, data: FleetData) -> None:
-    """Output tokens within count x decode throughput at the strictest TPOT routed (Eqs. O6, O7):
-    sum_i s[i,d] L_out_i / c[d,i,t] <= n[d] for each TPOT level t of pool d; gated like prefill.
-    A class that cannot meet level t at its context is shut out while t is active."""
-    rows: list[tuple[str, int]] = []
-    gated: list[tuple[str, int]] = []
-    routes_of_pool: dict[str, list[str]] = {}
-    for w, d in data.decode_routes:
-        routes_of_pool.setdefault(d, []).append(w)
-    for d, levels in data.decode_levels.items():
-        for t in range(len(levels)):
-            rows.append((d, t))
-            if t < len(levels) - 1:
-                gated.append((d, t))
-    m.DECODE_ROWS = pyo.Set(initialize=rows, dimen=2, ordered=True)
-    m.DECODE_GATED = pyo.Set(initialize=gated, dimen=2, ordered=True)
-    m.y_decode = pyo.Var(m.DECODE_GATED, domain=pyo.Binary)
-
-    def load(w: str, d: str, t: int) -> float | None:
-        cap = data.decode_tokens_per_s[(w, d, t)]
-        return None if cap is None else data.workload(w).output_tokens / cap
-
-    def row(_m: pyo.ConcreteModel, d: str, t: int) -> object:
-        terms = [(w, load(w, d, t)) for w in routes_of_pool[d]]
-        lhs = sum(a * _m.s[w, d] for w, a in terms if a is not None)
-        if (d, t) in gated:
-            big = sum(data.demand_requests_per_s[w] * a for w, a in terms if a is not None)
-            return lhs <= _m.n[d] + big * (1 - _m.y_decode[d, t])
-        return lhs <= _m.n[d]
-
-    m.decode_capacity = pyo.Constraint(m.DECODE_ROWS, rule=row)
-    links = []
-    shut = []
-    for w, d in data.decode_routes:
-        lvl = data.decode_level_of(w, d)
-        if (d, lvl) in gated:
-            links.append((w, d, lvl))
-        for t in range(len(data.decode_levels[d])):
-            if (d, t) in gated and data.decode_tokens_per_s[(w, d, t)] is None:
-                shut.append((w, d, t))
-    m.DECODE_LINKS = pyo.Set(initialize=links, dimen=3, ordered=True)
-    m.decode_link = pyo.Constraint(
-        m.DECODE_LINKS,
-        rule=lambda _m, w, d, t: _m.s[w, d] <= data.demand_requests_per_s[w] * _m.y_decode[d, t],
-    )
-    m.DECODE_SHUT = pyo.Set(initialize=shut, dimen=3, ordered=True)
-    m.decode_shut = pyo.Constraint(
-        m.DECODE_SHUT,
-        rule=lambda _m, w, d, t: _m.s[w, d]
-        <= data.demand_requests_per_s[w] * (1 - _m.y_decode[d, t]),
-    )
+def define_decode_groups(m: pyo.ConcreteModel, data: FleetData) -> None:
+    """Group t of decode pool d runs within TPOT level tau_t (Eq. O6):
+    sum_w v[w,d,t] L_out,w / c[d,w,t] <= n[d,t]."""
+    members: dict[tuple[str, int], list[str]] = {}
+    for w, d, t in m.DECODE_SHARES:
+        members.setdefault((d, t), []).append(w)
+    m.DECODE_GROUP_ROWS = pyo.Set(initialize=sorted(members), dimen=2, ordered=True)
+    m.decode_capacity = pyo.Constraint(
+        m.DECODE_GROUP_ROWS,
+        rule=lambda _m, d, t: sum(
+            data.workload(w).output_tokens / data.decode_tokens_per_s[(w, d, t)]  # type: ignore
+            * _m.v[w, d, t] for w in members[(d, t)]) <= _m.n[d, t])
 
 
 def gpus_expr(m: pyo.ConcreteModel, data: FleetData, gpu: str | None = None) -> object:
-    return sum(data.pools[p].gpus_per_instance * m.n[p] for p in m.POOLS
+    return sum(data.pools[p].gpus_per_instance * m.n[p, lvl] for p, lvl in m.GROUPS
                if gpu is None or data.pools[p].gpu == gpu)
 
 
 def cost_expr(m: pyo.ConcreteModel, data: FleetData) -> object:
-    return sum(data.pools[p].cost_per_hour * m.n[p] for p in m.POOLS)
+    return sum(data.pools[p].cost_per_hour * m.n[p, lvl] for p, lvl in m.GROUPS)
 
 
 def define_inventory(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -> None:
