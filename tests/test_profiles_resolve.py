@@ -152,6 +152,25 @@ def test_check_reports_each_problem_where_it_is() -> None:
     assert str(e.value.problems[0]).startswith("instances[0].profile.estimate.model: unknown")
 
 
+def test_gpu_key_that_is_not_a_catalog_name() -> None:
+    d = data(gpus={"h200-spot": {"cost_per_hour": 2.0}})
+    for inst in d["instances"]:
+        inst["gpu"] = "h200-spot"
+    d["instances"][0]["profile"]["estimate"]["gpu"] = "H200"  # says which catalog GPU it is
+    problems = check_profiles(scenario_from_data(d))
+    assert [str(p) for p in problems] == [
+        "instances[1].profile.estimate.gpu: unknown GPU type 'h200-spot' (the catalog has: A100, "
+        "H100, H200, B200, GB200, L40S, H20, MI300X); the instance's gpu 'h200-spot' is not a "
+        "catalog name, so give gpu here"]
+    d["instances"][1]["profile"] = {"aiconfigurator": {"model": "Qwen/Qwen3-32B"}}
+    problems = check_profiles(scenario_from_data(d))
+    assert [p.location for p in problems] == ["instances[1].profile.aiconfigurator.system"]
+    d["instances"][1]["profile"]["aiconfigurator"].update(system="h200_sxm", attention_dp=3)
+    problems = check_profiles(scenario_from_data(d))
+    assert [str(p) for p in problems] == [
+        "instances[1].profile.aiconfigurator.attention_dp: must divide gpus_per_instance (1)"]
+
+
 # --- the command line ----------------------------------------------------------------------------
 
 def run(*args: str) -> Any:

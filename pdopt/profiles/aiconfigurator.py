@@ -73,7 +73,12 @@ def resolve_run(spec: AiconfiguratorProfile, instance_gpu: str, gpus: int) -> Ai
     model_path = bundled.aiconfigurator if bundled and bundled.aiconfigurator else spec.model
     system = spec.system
     if system is None:
-        gpu = gpu_spec(instance_gpu)
+        try:
+            gpu = gpu_spec(instance_gpu)
+        except ScenarioError:
+            raise ScenarioError([Problem("system", f"the instance's gpu '{instance_gpu}' is not a "
+                                         "catalog name; give the AIConfigurator system "
+                                         "(e.g. h200_sxm)")]) from None
         if gpu.aiconfigurator_system is None:
             raise ScenarioError([Problem("system", f"AIConfigurator has no system for "
                                          f"{gpu.name}; give `system`")])

@@ -78,8 +78,16 @@ def _factors(spec: EstimateProfile, scenario: Scenario) -> EstimateFactors:
 def build_estimate(spec: EstimateProfile, instance: Instance, scenario: Scenario,
                    base_dir: Path | None) -> Estimate:
     """The estimator for an instance's `profile.estimate` block (reads the model config)."""
-    shape = InstanceShape(gpu_spec(spec.gpu or instance.gpu), instance.gpus_per_instance,
-                          spec.weight_dtype, spec.kv_dtype, spec.attention)
+    try:
+        gpu = gpu_spec(spec.gpu or instance.gpu)
+    except ScenarioError as e:
+        if spec.gpu is not None:
+            raise
+        raise ScenarioError([Problem("gpu", f"{e.problems[0].message}; the instance's gpu "
+                                     f"'{instance.gpu}' is not a catalog name, so give gpu here")]
+                            ) from None
+    shape = InstanceShape(gpu, instance.gpus_per_instance, spec.weight_dtype, spec.kv_dtype,
+                          spec.attention)
     return Estimate(model_arch(spec.model, base_dir), shape, _factors(spec, scenario))
 
 
