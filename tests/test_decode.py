@@ -323,3 +323,14 @@ def test_superlinear_table_runs_at_the_best_batch_not_the_largest() -> None:
     cap = decode_capacity(curve, 2.0)
     assert (cap.tpot_batch, cap.batch) == (3, 2)
     assert cap.tokens_per_s == pytest.approx(2000.0)
+
+
+def test_kv_transfer_default_bandwidth_and_missing_facts(paper_data: dict[str, Any]) -> None:
+    paper_data["gpus"]["H100"] = {"cost_per_hour": 2.5}
+    paper_data["kv_transfer"] = {"default_gbit_per_s": 50}
+    sc = scenario_from_data(paper_data)
+    assert kv_transfer_ms(sc, "deepseek-v3.1", "H200", "H100", 6144) is None  # no KV bytes known
+    paper_data["models"] = {"deepseek-v3.1": {"kv_bytes_per_token": 70272}}
+    sc = scenario_from_data(paper_data)
+    # 6144 x 70,272 bytes x 8 / 50 Gbit/s = 69.08 ms, both ways
+    assert kv_transfer_ms(sc, "deepseek-v3.1", "H100", "H200", 6144) == pytest.approx(69.080187)
