@@ -259,3 +259,18 @@ def test_aiconfigurator_missing_is_a_clean_error() -> None:
     assert result.exit_code == 2
     assert result.stderr == ("error: AIConfigurator is not installed: pip install "
                              "'pdopt[aiconfigurator]' (tested with aiconfigurator 0.12.0)\n")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aiconfigurator") is not None,
+                    reason="aiconfigurator is installed")
+def test_aiconfigurator_block_without_the_extra(tmp_path: Path) -> None:
+    d = data()
+    d["instances"][1]["profile"] = {"aiconfigurator": {"model": "llama-3.1-70b"}}
+    path = tmp_path / "aic.yaml"
+    path.write_text(yaml.safe_dump(d))
+    assert run("check", str(path)).exit_code == 0  # valid; computing it needs the extra
+    result = run("ratio", str(path))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {path}: instance 'd' (instances[1].profile.aiconfigurator): AIConfigurator is "
+        "not installed: pip install 'pdopt[aiconfigurator]' (tested with aiconfigurator 0.12.0)\n")

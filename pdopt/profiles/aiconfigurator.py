@@ -30,9 +30,9 @@ DEFAULT_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class AiconfiguratorMissing(PdoptError):
     """The optional dependency is not installed."""
 
-    def __init__(self) -> None:
-        super().__init__("AIConfigurator is not installed: pip install 'pdopt[aiconfigurator]' "
-                         f"(tested with aiconfigurator {TESTED_VERSION})")
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or "AIConfigurator is not installed: pip install "
+                         f"'pdopt[aiconfigurator]' (tested with aiconfigurator {TESTED_VERSION})")
 
 
 def installed_version() -> str | None:
