@@ -226,6 +226,24 @@ def test_qwen_moe_layer_selection() -> None:
     assert a.moe_layers == 23
 
 
+def test_qwen2_moe_shared_expert_by_hand() -> None:
+    # Qwen1.5-MoE-A2.7B's config.json (huggingface.co/Qwen/Qwen1.5-MoE-A2.7B): 14.3B total,
+    # 2.7B activated per its model card.
+    config = {"model_type": "qwen2_moe", "hidden_size": 2048, "intermediate_size": 5632,
+              "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
+              "vocab_size": 151936, "tie_word_embeddings": False, "num_experts": 60,
+              "num_experts_per_tok": 4, "moe_intermediate_size": 1408,
+              "shared_expert_intermediate_size": 5632, "decoder_sparse_step": 1,
+              "mlp_only_layers": []}
+    a = arch_from_config(config, "qwen1.5-moe")
+    # per layer: attention 16,777,216 + 60 experts x 8,650,752 + shared 34,603,008 + router
+    # 122,880 = 570,548,224; x 24 layers + 2 x 311,164,928 (embedding, head)
+    assert a.total_params == 24 * 570_548_224 + 2 * 311_164_928 == 14_315_487_232
+    # active: attention + 4 experts + shared + router = 86,106,112 per layer, + head
+    assert a.active_params == 24 * 86_106_112 + 311_164_928
+    assert (a.active_params + a.embedding_params) / 1e9 == pytest.approx(2.7, rel=0.01)
+
+
 # --- the bundled GPU catalog -------------------------------------------------------------------
 
 def test_catalog_has_the_required_gpus_each_with_sources() -> None:
