@@ -152,10 +152,11 @@ def read_document(path: str | Path) -> dict[str, Any]:
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    """Pydantic error location -> dotted path with [i] for list indices."""
+    """Pydantic error location -> dotted path with [i] for list indices and integer table keys
+    (JSON and TOML write those keys as text: `tpot_ms_by_batch["10"]` reads `[10]` as in YAML)."""
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)

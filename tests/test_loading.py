@@ -229,3 +229,11 @@ def test_a_key_given_twice_is_an_error(tmp_path: Path, paper_scenario_path: Path
     # a merge key may still be overridden: that is what merges are for
     assert parse_text("base: &b {x: 1}\nother: {<<: *b, x: 2}\n", ".yaml") == {
         "base": {"x": 1}, "other": {"x": 2}}
+
+
+def test_table_keys_read_the_same_in_every_format(
+    tmp_path: Path, paper_data: dict[str, Any]
+) -> None:
+    paper_data["instances"][1]["tpot_ms_by_batch"][20] = -1
+    path = write(tmp_path, "neg.json", json.dumps(paper_data))
+    assert errors(path) == [f"{path}: instances[1].tpot_ms_by_batch[20]: must be > 0"]
