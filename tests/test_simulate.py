@@ -321,3 +321,18 @@ def test_empirical_lengths_from_a_csv(tmp_path: Any) -> None:
     sc = small(length_distribution=dist)
     i, o = sample_lengths(sc.workloads[0], 1000, np.random.default_rng(2), base_dir=tmp_path)
     assert set(i.tolist()) == {250, 750}
+
+
+def test_profiled_instance_types_are_resolved_like_the_optimizer(
+        project_root: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shipped estimate-based scenario has `profile:` blocks instead of tables; the simulator
+    # resolves them (as pdopt.optimize.solve does) and simulates the answer's MI300X fleet.
+    monkeypatch.setenv("PDOPT_CACHE_DIR", str(tmp_path / "cache"))
+    from pdopt.loading import load_scenario
+
+    sc = load_scenario(project_root / "scenarios" / "gpu-choice-estimated.yaml")
+    plan = plan_from_counts(sc, {"mi300x-prefill": 8, "mi300x-decode": 3})
+    res = simulate_plan(sc, plan, SimulationOptions(duration_s=60, warmup_s=10, cooldown_s=30))
+    assert res.workloads[0].requests > 0 and res.workloads[0].unfinished == 0
+    decode = next(p for p in res.pools if p.role == "decode")
+    assert decode.kv_utilization is not None and 0 < decode.kv_utilization < 1

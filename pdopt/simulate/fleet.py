@@ -106,6 +106,8 @@ def _decode_pool(scenario: Scenario, pool: PoolPlan, max_decode_batch: int | Non
                  messages: list[str]) -> DecodePool:
     inst = scenario.instance(pool.instance)
     tables = inst.decode_tables
+    if not tables:
+        raise SimulationError(f"decode instance type '{inst.name}' has no TPOT table to simulate")
     contexts = [t.context_tokens for t in tables]
     if len(tables) == 1:
         # One table: it holds at any context (there is nothing to interpolate between).

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from pdopt.plan import Plan
+from pdopt.profiles.resolve import resolve_profiles
 from pdopt.schema import Scenario
 from pdopt.simulate.engine import RawResult, run
 from pdopt.simulate.fleet import Fleet, SimulationError, build_fleet
@@ -152,6 +153,7 @@ def simulate_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | N
     or the requests of `trace` (already mapped to workload indices)."""
     options = options or SimulationOptions()
     started = time.perf_counter()
+    scenario = resolve_profiles(scenario)  # `profile:` blocks -> tables, as the optimizer does
     fleet = build_fleet(scenario, plan, options.max_decode_batch)
     seeds = np.random.SeedSequence(options.seed).spawn(2)
     arrivals_rng, routing_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])

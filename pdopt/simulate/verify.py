@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pdopt.plan import Flow, Plan
+from pdopt.profiles.resolve import resolve_profiles
 from pdopt.schema import Scenario
 from pdopt.simulate.simulator import SimulationOptions, SimulationResult, simulate_plan
 
@@ -143,6 +144,7 @@ def verify_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | Non
     """Simulate a plan and its one-fewer neighbours; with `search`, walk to the smallest counts
     that meet the SLOs in simulation (docs/simulation.md, "Verify")."""
     options = options or SimulationOptions()
+    scenario = resolve_profiles(scenario)  # once, not in every simulation
     base = Candidate(counts_of(plan), plan.cost_per_hour,
                      simulate_plan(scenario, plan, options, base_dir=base_dir), "plan")
     neighbours: list[Candidate] = []
