@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,8 @@ def _is_union_branch(part: Any) -> bool:
     )
 
 
+#: A field path opening a validator's message: `tpot_ms_by_batch`, `tpot_tables[1].measured_at`.
+_FIELD_PATH = re.compile(r"[A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*")
 #: Pydantic error types that only say "the value has the wrong type".
 _TYPE_ERRORS: dict[str, str] = {
     "float_type": "a number", "float_parsing": "a number",
@@ -311,7 +314,7 @@ def problems_from_validation(err: ValidationError, data: Any = None) -> list[Pro
         # Model validators report "field: message; field: message" for fields of the model.
         for chunk in msg.split("; "):
             head, sep, tail = chunk.partition(": ")
-            if sep and head.isidentifier():
+            if sep and _FIELD_PATH.fullmatch(head):
                 add(f"{location}.{head}" if location else head, tail)
             else:
                 add(location, chunk[:1].lower() + chunk[1:])

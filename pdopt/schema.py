@@ -191,6 +191,22 @@ class Instance(StrictModel):
                 problems.append("tpot_ms_by_batch: required for a decode instance")
             elif self.tpot_tables is not None and not self.tpot_tables:
                 problems.append("tpot_tables: must have at least one table")
+            elif self.tpot_tables is not None and len(self.tpot_tables) > 1:
+                # Several tables are interpolated by context (docs/method.md, Eq. D2).
+                at_context: dict[float, int] = {}
+                for k, table in enumerate(self.tpot_tables):
+                    context = table.context_tokens
+                    if context is None:
+                        problems.append(f"tpot_tables[{k}].measured_at: required when there are "
+                                        "several tables")
+                    elif context in at_context:
+                        problems.append(
+                            f"tpot_tables[{k}].measured_at: same context ({context:g} tokens, "
+                            f"input + output/2) as tpot_tables[{at_context[context]}] (give one "
+                            "table per context)"
+                        )
+                    else:
+                        at_context[context] = k
             elif self.tpot_ms_by_batch is not None:
                 TpotTable(measured_at=self.measured_at, tpot_ms_by_batch=self.tpot_ms_by_batch)
         if self.max_count is not None and self.max_count < self.min_count:

@@ -369,3 +369,17 @@ def test_tagged_union_locations_leave_out_the_tag(
 ) -> None:
     paper_data["workloads"][0]["length_distribution"] = value
     assert problems(paper_data) == [f"workloads[0].length_distribution{message}"]
+
+
+def test_several_tpot_tables_need_distinct_contexts(paper_data: dict[str, Any]) -> None:
+    decode = paper_data["instances"][1]
+    table = decode.pop("tpot_ms_by_batch")
+    at_6400 = {"measured_at": decode.pop("measured_at"), "tpot_ms_by_batch": table}
+    decode["tpot_tables"] = [{"tpot_ms_by_batch": table}, at_6400, dict(at_6400)]
+    assert problems(paper_data) == [
+        "instances[1].tpot_tables[0].measured_at: required when there are several tables",
+        "instances[1].tpot_tables[2].measured_at: same context (6400 tokens, input + output/2) "
+        "as tpot_tables[1] (give one table per context)",
+    ]
+    decode["tpot_tables"] = [{"tpot_ms_by_batch": table}]  # one table may hold at any context
+    assert scenario_from_data(paper_data).instances[1].decode_tables[0].context_tokens is None
