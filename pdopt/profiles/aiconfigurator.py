@@ -92,14 +92,17 @@ def resolve_run(spec: AiconfiguratorProfile, instance_gpu: str, gpus: int) -> Ai
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """AIConfigurator logs database loading at INFO/WARNING; keep pdopt's output clean."""
-    logger = logging.getLogger("aiconfigurator")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """Hide AIConfigurator's INFO chatter; its warnings (low-fidelity data, dtype fallbacks)
+    still reach stderr, since they qualify the numbers."""
+    loggers = [logging.getLogger(name) for name in ("aiconfigurator", "aiconfigurator_core")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _estimate(run: AicRun, mode: str, isl: int, osl: int, batch: int) -> Any:
