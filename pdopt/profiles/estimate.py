@@ -26,7 +26,8 @@ ACTIVATION_BYTES = 2
 # attention and after the MLP); MoE dispatch + combine is counted as the same volume.
 ALL_REDUCES_PER_LAYER = 2
 # Upper end of the estimated decode tables when KV memory allows more (docs/profiles.md): engines
-# cap concurrent sequences too (SGLang's and vLLM's max running requests are of this order).
+# cap concurrent sequences too; vLLM's default max_num_seqs is 1024 on GPUs with 70 GiB or more
+# other than A100 (vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults).
 DEFAULT_MAX_BATCH = 1024
 
 
