@@ -178,6 +178,12 @@ def decode_curve(
         )
     for k in range(1, len(tpot)):  # interpolation of monotone tables stays monotone; keep it exact
         tpot[k] = max(tpot[k], tpot[k - 1])
+    if tpot[0] <= 0:  # only linear extrapolation in context can get here
+        raise ExtrapolationError(
+            f"decode context {context_tokens:g} extrapolated linearly from the tables at "
+            f"{contexts[0]:g}..{contexts[-1]:g} gives a TPOT of {tpot[0]:.3g} ms at batch "
+            f"{batches[0]:g}, not a time (measure at this context, or use extrapolation: nearest)"
+        )
     return DecodeCurve(tuple(map(float, batches)), tuple(tpot), extrapolation == "linear")
 
 

@@ -334,3 +334,13 @@ def test_kv_transfer_default_bandwidth_and_missing_facts(paper_data: dict[str, A
     sc = scenario_from_data(paper_data)
     # 6144 x 70,272 bytes x 8 / 50 Gbit/s = 69.08 ms, both ways
     assert kv_transfer_ms(sc, "deepseek-v3.1", "H100", "H200", 6144) == pytest.approx(69.080187)
+
+
+def test_linear_context_extrapolation_that_gives_no_time_is_an_error() -> None:
+    # TPOT falls with context between the tables (noise): 2 ms at context 3.5, 1 ms at 2. The line
+    # through them gives 1 + (1.25 - 2) x (2 - 1)/(3.5 - 2) = 0.5 ms at context 1.25 and 0 at 0.5.
+    slow = MeasuredTable(3.5, {1: 2.0})
+    fast = MeasuredTable(2.0, {1: 1.0})
+    assert decode_curve([slow, fast], 1.25, "linear").tpot_at(1) == pytest.approx(0.5)
+    with pytest.raises(ExtrapolationError, match=r"gives a TPOT of 0 ms at batch 1, not a time"):
+        decode_curve([slow, fast], 0.5, "linear")

@@ -177,3 +177,67 @@ def test_looser_targets_never_need_more_instances(
     assert loose.decode_tokens_per_s >= tight.decode_tokens_per_s
     assert loose.prefill_instances <= tight.prefill_instances
     assert loose.decode_instances <= tight.decode_instances
+
+
+# --- any valid one-workload scenario gives a result or a clean error, never a crash ----------
+
+@st.composite
+def one_workload_scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    lengths = st.integers(1, 50_000)
+    positive = st.floats(0.5, 1e5)
+    policy = draw(st.sampled_from(["error", "nearest", "linear"]))
+    if draw(st.booleans()):
+        prefill: Any = draw(positive)
+    else:
+        prefill = draw(st.dictionaries(lengths, positive, min_size=1, max_size=4))
+    tables = []
+    contexts = draw(st.lists(st.tuples(lengths, lengths), min_size=1, max_size=3,
+                             unique_by=lambda io: io[0] + io[1] / 2))
+    for l_in, l_out in contexts:
+        batches = sorted(draw(st.sets(st.integers(1, 300), min_size=1, max_size=5)))
+        tpot, table = draw(st.floats(1, 50)), {}
+        for b in batches:
+            tpot += draw(st.floats(0, 30))
+            table[b] = tpot
+        tables.append({"measured_at": {"input_tokens": l_in, "output_tokens": l_out},
+                       "tpot_ms_by_batch": table})
+    if len(tables) == 1 and draw(st.booleans()):
+        del tables[0]["measured_at"]
+    data: dict[str, Any] = {
+        "name": "fuzz",
+        "gpus": {"G": {"cost_per_hour": 1.0, "memory_gib": draw(st.floats(8, 200))}},
+        "instances": [
+            {"name": "p", "model": "m", "role": "prefill", "gpu": "G", "gpus_per_instance": 1,
+             "prefill_tokens_per_s": prefill, "extrapolation": policy},
+            {"name": "d", "model": "m", "role": "decode", "gpu": "G",
+             "gpus_per_instance": draw(st.integers(1, 8)), "tpot_tables": tables,
+             "extrapolation": policy},
+        ],
+        "workloads": [{
+            "name": "w", "model": "m", "requests_per_s": draw(st.floats(0.01, 1e4)),
+            "input_tokens": draw(lengths), "output_tokens": draw(lengths),
+            "slo": {"ttft_ms": draw(st.floats(1, 1e5)), "tpot_ms": draw(st.floats(1, 300)),
+                    "ttft_percentile": draw(st.one_of(st.none(), st.floats(1, 99.9)))},
+            "ttft_overhead_ms": draw(st.floats(0, 1000)),
+        }],
+    }
+    if draw(st.booleans()):
+        data["models"] = {"m": {"kv_bytes_per_token": draw(st.floats(1e3, 1e6)),
+                                "weight_gib": draw(st.floats(0, 300))}}
+    return data
+
+
+@given(one_workload_scenarios(), st.sampled_from(["ceil", "nearest"]))
+def test_any_scenario_gives_a_plan_or_a_clean_error(data: dict[str, Any], rounding: str) -> None:
+    from pdopt.errors import PdoptError
+
+    try:
+        r = ratio_from_scenario(scenario_from_data(data), rounding)  # type: ignore[arg-type]
+    except PdoptError as e:
+        assert str(e)
+        return
+    assert r.prefill_instances >= 1 and r.decode_instances >= 1
+    assert 0 < r.prefill_tokens_per_s < r.saturated_prefill_tokens_per_s
+    assert r.decode_batch >= 1 and r.decode_tokens_per_s > 0
+    if rounding == "ceil":
+        assert r.sustainable_tokens_per_s >= r.demand_tokens_per_s * (1 - 1e-9)
