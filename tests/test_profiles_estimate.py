@@ -107,6 +107,17 @@ def test_decode_step_eq_e11_by_hand() -> None:
     assert est.decode_step_ms(4, 1000) == pytest.approx(9.5938, abs=1e-4)
 
 
+def test_tpot_with_mtp_eq_e11b() -> None:
+    plain = llama8b()
+    mtp = llama8b(tokens_per_step=1.875)
+    assert mtp.decode_step_ms(4, 1000) == plain.decode_step_ms(4, 1000)
+    assert mtp.tpot_ms(4, 1000) == pytest.approx(9.5938 / 1.875, abs=1e-4)
+    assert mtp.tpot_table(1000, 100, max_batch=4)[4] == pytest.approx(mtp.tpot_ms(4, 1050),
+                                                                       abs=1e-3)
+    with pytest.raises(ScenarioError, match="tokens_per_step: must be >= 1"):
+        llama8b(tokens_per_step=0.5)
+
+
 def test_decode_turns_compute_bound_at_large_batch() -> None:
     est = llama8b()
     batch = 4096

@@ -113,16 +113,19 @@ def _with_common(f: Any) -> Any:
               help="Attention parallelism: tensor parallel or data-parallel attention.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Largest batch of the decode tables (the KV cache may allow less).")
+@click.option("--tokens-per-step", type=click.FloatRange(min=1), default=1.0, show_default=True,
+              help="Decode tokens per step and sequence (MTP/speculative: 1 + accepted drafts).")
 @_with_common
 @handle_errors
 def estimate(model: str, gpu: str, gpus: int, weight_dtype: str, kv_dtype: str, attention: str,
-             max_batch: int, role: str, lengths: list[tuple[int, int]],
+             max_batch: int, tokens_per_step: float, role: str, lengths: list[tuple[int, int]],
              input_tokens: list[int] | None, fmt: str, output: str | None) -> None:
     """First-principles instance types for MODEL on GPU: prefill tokens/s by input length and
     TPOT by batch, with `source: estimate ...` (docs/profiles.md, "Estimates")."""
     items, est = estimated_instances(
         model, gpu, gpus, roles=ROLES[role], lengths=lengths, input_tokens=input_tokens,
-        weight_dtype=weight_dtype, kv_dtype=kv_dtype, attention=attention, max_batch=max_batch)
+        weight_dtype=weight_dtype, kv_dtype=kv_dtype, attention=attention, max_batch=max_batch,
+        tokens_per_step=tokens_per_step)
     s = est.summary()
     summary = [
         ("model", s["model"]), ("GPU", f"{gpus} x {s['gpu']}"),

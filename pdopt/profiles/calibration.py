@@ -71,7 +71,8 @@ class PointError:
 
 
 def paper_estimate(factors: EstimateFactors) -> Estimate:
-    shape = InstanceShape(gpu_spec(PAPER_GPU), PAPER_GPUS, PAPER_WEIGHT_DTYPE, PAPER_KV_DTYPE)
+    shape = InstanceShape(gpu_spec(PAPER_GPU), PAPER_GPUS, PAPER_WEIGHT_DTYPE, PAPER_KV_DTYPE,
+                          tokens_per_step=PAPER_MTP_TOKENS_PER_STEP)
     return Estimate(model_arch(PAPER_MODEL), shape, factors)
 
 
@@ -84,7 +85,7 @@ def paper_errors(factors: EstimateFactors = DEFAULT_FACTORS) -> list[PointError]
                       est.prefill_tokens_per_s(PAPER_INPUT_TOKENS))]
     for batch, tpot in PAPER_TPOT_MS_BY_BATCH.items():
         out.append(PointError(f"TPOT ms at batch {batch}", tpot,
-                              est.decode_step_ms(batch, context) / PAPER_MTP_TOKENS_PER_STEP))
+                              est.tpot_ms(batch, context)))
     return out
 
 
@@ -116,13 +117,13 @@ def aggregated_output_tokens_per_s(est: Estimate, isl: int, osl: int,
                                    max_batch: int = DEFAULT_MAX_BATCH) -> float:
     """Eq. V1: output tokens/s of aggregated (in-flight batched) serving at the largest batch
     that fits: each request costs isl / prefill rate of GPU time plus osl steps shared by B
-    sequences, osl / (isl / TP_max(isl) + osl x step(B, isl + osl/2) / B)."""
+    sequences, osl / (isl / TP_max(isl) + osl x TPOT(B, isl + osl/2) / B) (TPOT: Eq. E11b)."""
     context = isl + osl / 2
     batch = est.max_batch(context, max_batch)
     if batch < 1:
         return 0.0
     per_request_s = (isl / est.prefill_tokens_per_s(isl)
-                     + osl * est.decode_step_ms(batch, context) / 1e3 / batch)
+                     + osl * est.tpot_ms(batch, context) / 1e3 / batch)
     return osl / per_request_s
 
 

@@ -53,13 +53,15 @@ DEFAULT_FACTORS = EstimateFactors(
 
 @dataclass(frozen=True)
 class InstanceShape:
-    """How one instance runs the model: GPU type, GPU count, dtypes and attention parallelism."""
+    """How one instance runs the model: GPU type, GPU count, dtypes, attention parallelism, and
+    the tokens a decode step emits per sequence (1; more with MTP or speculative decoding)."""
 
     gpu: GpuSpec
     gpus: int
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     attention: AttentionParallel = "tp"
+    tokens_per_step: float = 1.0
 
     def check(self) -> None:
         problems = []
@@ -72,6 +74,8 @@ class InstanceShape:
             problems.append(Problem("kv_dtype", f"must be one of {', '.join(KV_DTYPE_BYTES)}"))
         if self.gpus < 1:
             problems.append(Problem("gpus_per_instance", "must be >= 1"))
+        if not self.tokens_per_step >= 1:
+            problems.append(Problem("tokens_per_step", "must be >= 1"))
         if problems:
             raise ScenarioError(problems)
 
@@ -181,6 +185,11 @@ class Estimate:
         overhead = self.arch.layers * f.layer_overhead_us * 1e-6
         return 1e3 * (max(memory, compute) + comm + overhead)
 
+    def tpot_ms(self, batch: float, context_tokens: float) -> float:
+        """Eq. E11b: time per output token = step time / tokens per step (1 without MTP or
+        speculative decoding; the draft's own cost is left out, as in the memory-bound regime)."""
+        return self.decode_step_ms(batch, context_tokens) / self.shape.tokens_per_step
+
     def max_batch(self, context_tokens: float, limit: int = DEFAULT_MAX_BATCH) -> int:
         """Eq. E13: the largest batch whose KV fits: KV tokens // context, at most `limit`."""
         return min(limit, self.kv_cache_tokens() // max(1, int(round(context_tokens))))
@@ -200,14 +209,14 @@ class Estimate:
             raise UnreachableTargetError(
                 f"{self.arch.name} on {self.shape.gpus} x {self.shape.gpu.name}: the KV cache "
                 f"({self.kv_cache_tokens()} tokens) cannot hold one request of {context:g} tokens")
-        return {b: round(self.decode_step_ms(b, context), 3) for b in batch_grid(top)}
+        return {b: round(self.tpot_ms(b, context), 3) for b in batch_grid(top)}
 
     def summary(self) -> dict[str, Any]:
         a = self.arch
         return {
             "model": a.name, "gpu": self.shape.gpu.name, "gpus_per_instance": self.shape.gpus,
             "weight_dtype": self.shape.weight_dtype, "kv_dtype": self.shape.kv_dtype,
-            "attention": self.shape.attention,
+            "attention": self.shape.attention, "tokens_per_step": self.shape.tokens_per_step,
             "total_params": a.total_params, "active_params": a.active_params,
             "weight_gb": self.total_weight_bytes / 1e9,
             "weight_gb_per_gpu": self.weight_bytes_per_gpu / 1e9,

@@ -87,14 +87,16 @@ def build_estimate(spec: EstimateProfile, instance: Instance, scenario: Scenario
                                      f"'{instance.gpu}' is not a catalog name, so give gpu here")]
                             ) from None
     shape = InstanceShape(gpu, instance.gpus_per_instance, spec.weight_dtype, spec.kv_dtype,
-                          spec.attention)
+                          spec.attention, spec.tokens_per_step)
     return Estimate(model_arch(spec.model, base_dir), shape, _factors(spec, scenario))
 
 
 def estimate_source(est: Estimate) -> str:
     f, s = est.factors, est.shape
+    mtp = f", {s.tokens_per_step:g} tokens per step" if s.tokens_per_step != 1 else ""
     return (f"estimate pdopt {est.arch.name} on {s.gpus} x {s.gpu.name}, weights {s.weight_dtype}, "
-            f"KV {s.kv_dtype}, attention {s.attention}; factors compute {f.compute_efficiency:g}, "
+            f"KV {s.kv_dtype}, attention {s.attention}{mtp}; factors compute "
+            f"{f.compute_efficiency:g}, "
             f"bandwidth {f.bandwidth_efficiency:g}, overhead {f.layer_overhead_us:g} us/layer "
             "(docs/profiles.md)")
 
@@ -272,13 +274,15 @@ def estimated_instances(model: str, gpu: str, gpus: int, *, roles: tuple[str, ..
                         lengths: list[tuple[int, int]], input_tokens: list[int] | None = None,
                         weight_dtype: str = "bf16", kv_dtype: str = "bf16",
                         attention: str = "tp", max_batch: int = 1024,
+                        tokens_per_step: float = 1.0,
                         factors: EstimateFactors = DEFAULT_FACTORS,
                         base_dir: Path | None = None) -> tuple[list[dict[str, Any]], Estimate]:
     """Instance-type blocks (plain data) estimated for each role, and the estimator used."""
     spec = EstimateProfile.model_validate(
         {"model": model, "gpu": gpu, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
-         "attention": attention, "max_batch": max_batch})
-    shape = InstanceShape(gpu_spec(gpu), gpus, spec.weight_dtype, spec.kv_dtype, spec.attention)
+         "attention": attention, "max_batch": max_batch, "tokens_per_step": tokens_per_step})
+    shape = InstanceShape(gpu_spec(gpu), gpus, spec.weight_dtype, spec.kv_dtype, spec.attention,
+                          spec.tokens_per_step)
     est = Estimate(model_arch(model, base_dir), shape, factors)
     inputs = sorted(set(input_tokens or [i for i, _ in lengths]))
     items = []

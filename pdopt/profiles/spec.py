@@ -45,6 +45,10 @@ class EstimateProfile(_Block):
     kv_dtype: KvDtype = Field(default="bf16", description="Data type of the KV cache.")
     attention: Literal["tp", "dp"] = Field(default="tp", description=(
         "Attention parallelism: `tp` (tensor parallel) or `dp` (data-parallel attention)."))
+    tokens_per_step: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
+        default=1.0, description=(
+            "Decode: tokens a step emits per sequence: 1, or 1 + accepted draft tokens with MTP "
+            "or speculative decoding (DeepSeek-V3 MTP: 1.875)."))
     input_tokens: list[Count] | None = Field(default=None, description=(
         "Prefill: input lengths of the estimated table; absent: the scenario's workload lengths "
         "for this model."))
