@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pdopt import loading
 from pdopt.errors import ScenarioError
@@ -237,3 +239,36 @@ def test_table_keys_read_the_same_in_every_format(
     paper_data["instances"][1]["tpot_ms_by_batch"][20] = -1
     path = write(tmp_path, "neg.json", json.dumps(paper_data))
     assert errors(path) == [f"{path}: instances[1].tpot_ms_by_batch[20]: must be > 0"]
+
+
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)),
+       st.sampled_from([".yaml", ".json", ".toml"]))
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_bytes_give_a_scenario_or_clean_errors(
+    tmp_path: Path, content: bytes, suffix: str
+) -> None:
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_bytes(content)
+    try:
+        load_scenario(path)
+    except ScenarioError as e:
+        assert e.lines() and all(line.startswith(f"{path}: ") for line in e.lines())
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(["name", "gpus", "instances", "workloads", "slo", "role",
+                                       "ttft_ms", "tpot_ms_by_batch", "models", "x"]),
+                      children, max_size=4),
+    max_leaves=30,
+))
+def test_any_document_gives_a_scenario_or_clean_problems(data: Any) -> None:
+    from pdopt.loading import scenario_from_data
+
+    if not isinstance(data, dict):
+        return
+    try:
+        scenario_from_data(data, "f")
+    except ScenarioError as e:
+        assert e.problems and all(p.message for p in e.problems)
