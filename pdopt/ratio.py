@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pdopt.capacity import instance_decode_capacity, instance_prefill_capacity
 from pdopt.decode import DecodeCurve, decode_capacity
-from pdopt.errors import Problem, ScenarioError
+from pdopt.errors import PdoptError, Problem, ScenarioError
 from pdopt.queueing import prefill_capacity
 from pdopt.schema import Scenario
 
@@ -77,6 +77,9 @@ def compute_ratio(
     total = input_tokens + output_tokens
     n_prefill = demand_tokens_per_s * input_tokens / (total * prefill_tokens_per_s)
     n_decode = demand_tokens_per_s * output_tokens / (total * decode_tokens_per_s)
+    if not (math.isfinite(n_prefill) and math.isfinite(n_decode)):
+        raise PdoptError(f"a demand of {demand_tokens_per_s:g} tokens/s is too large to count "
+                         "instances for")
     p, d = round_count(n_prefill, rounding), round_count(n_decode, rounding)
     sustainable, bottleneck = sustainable_tokens_per_s(
         p, d, input_tokens=input_tokens, output_tokens=output_tokens,

@@ -241,3 +241,10 @@ def test_any_scenario_gives_a_plan_or_a_clean_error(data: dict[str, Any], roundi
     assert r.decode_batch >= 1 and r.decode_tokens_per_s > 0
     if rounding == "ceil":
         assert r.sustainable_tokens_per_s >= r.demand_tokens_per_s * (1 - 1e-9)
+
+
+def test_absurd_demand_is_a_clean_error() -> None:
+    from pdopt.errors import PdoptError
+
+    with pytest.raises(PdoptError, match="too large to count instances"):
+        paper(demand_tokens_per_s=1e308 * 10)
