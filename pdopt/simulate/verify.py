@@ -101,7 +101,7 @@ class VerifyResult:
     plan: Candidate
     neighbours: list[Candidate]
     search: list[Candidate] = field(default_factory=list)
-    smallest: dict[str, int] | None = None  # counts the search ended at (None: none met)
+    smallest: dict[str, int] | None = None  # cheapest counts found that meet the SLOs (None: none)
 
     @property
     def plan_meets_slo(self) -> bool:
@@ -162,10 +162,12 @@ def verify_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | Non
         if cand.meets_slo:
             passing.append((cand, nb))
     out = VerifyResult(base, neighbours)
-    if base.meets_slo:
-        out.smallest = base.counts
+    meeting = [c for c in (base, *neighbours) if c.meets_slo]
+    if meeting:  # without the walk: the cheapest of the plan and its neighbours that holds
+        out.smallest = min(meeting, key=_cost).counts
     if not search:
         return out
+    out.smallest = base.counts if base.meets_slo else None
 
     if base.meets_slo:  # downwards while some neighbour still meets the SLOs
         while passing:
