@@ -48,6 +48,14 @@ def test_prefill_and_decode_tables() -> None:
         f"aiconfigurator {aic.TESTED_VERSION} h200_sxm sglang 0.5.14 Qwen/Qwen3-32B 2 GPUs")
 
 
+def test_moe_model_with_expert_parallel() -> None:
+    spec = AiconfiguratorProfile(model="qwen3-30b-a3b", moe_ep=2)
+    run = aic.resolve_run(spec, "H100", 2)
+    assert run.parallel_kwargs()["moe_ep_size"] == 2 and run.model_path == "Qwen/Qwen3-30B-A3B"
+    tpot, _ = aic.tpot_table(run, 1024, 128, [1, 32])
+    assert 0 < tpot[1] <= tpot[32]
+
+
 def test_out_of_memory_ends_the_table() -> None:
     run = aic.resolve_run(AiconfiguratorProfile(model="Qwen/Qwen3-32B"), "H100", 1)
     tpot, _ = aic.tpot_table(run, 8192, 1024, [1, 4096])
