@@ -229,6 +229,10 @@ def test_ratio_of_an_estimated_scenario(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["saturated_prefill_tokens_per_s"] == pytest.approx(5985.7, abs=0.1)
+    assert set(out["unmeasured"]) == {"p", "d"}
+    assert out["unmeasured"]["p"].startswith("estimate pdopt llama-3.1-70b on 1 x H200")
+    table = run("ratio", str(path)).stdout
+    assert "unmeasured: instance 'd': estimate pdopt llama-3.1-70b" in table
 
 
 def test_estimate_command_prints_loadable_blocks() -> None:

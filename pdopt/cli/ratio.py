@@ -9,7 +9,7 @@ import click
 from pdopt.cli.common import emit, format_option, handle_errors, output_option
 from pdopt.errors import PdoptError, Problem, ScenarioError
 from pdopt.loading import load_scenario
-from pdopt.profiles.resolve import resolve_profiles
+from pdopt.profiles.resolve import resolve_profiles, unmeasured
 from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario
 from pdopt.report import Report, Table
 
@@ -110,9 +110,14 @@ def ratio(scenario: str | None, fmt: str, output: str | None, rounding: str,
             raise e.with_source(scenario) from None
         except PdoptError as e:
             raise type(e)(f"{scenario}: {e}") from None
+        estimated = unmeasured(sc)
     else:
-        result = _ratio_from_flags(rounding, flags)
-    emit(ratio_report(result), fmt, output)
+        result, estimated = _ratio_from_flags(rounding, flags), {}
+    report = ratio_report(result)
+    if estimated:  # say which numbers nobody measured
+        report.data["unmeasured"] = estimated
+        report.notes += [f"unmeasured: instance '{n}': {s}" for n, s in estimated.items()]
+    emit(report, fmt, output)
 
 
 def _ratio_from_flags(rounding: str, flags: dict[str, object]) -> RatioResult:

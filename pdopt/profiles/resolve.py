@@ -233,6 +233,16 @@ def resolve_profiles(scenario: Scenario, *, base_dir: Path | None = None,
     return scenario.model_copy(update={"instances": instances, "models": models})
 
 
+ESTIMATED_SOURCES = ("estimate", "aiconfigurator")
+
+
+def unmeasured(scenario: Scenario) -> dict[str, str]:
+    """Instance name -> source, for every instance type whose numbers are estimated (their
+    `source` starts with `estimate` or `aiconfigurator`): what a plan should flag."""
+    return {i.name: i.source for i in scenario.instances
+            if isinstance(i.source, str) and i.source.startswith(ESTIMATED_SOURCES)}
+
+
 def check_profiles(scenario: Scenario, *, base_dir: Path | None = None) -> list[Problem]:
     """Validate every `profile:` block without computing tables: the model config reads and is
     a supported family, the GPU is in the catalog and has the weight dtype, the weights fit,
