@@ -336,3 +336,23 @@ def test_profiled_instance_types_are_resolved_like_the_optimizer(
     assert res.workloads[0].requests > 0 and res.workloads[0].unfinished == 0
     decode = next(p for p in res.pools if p.role == "decode")
     assert decode.kv_utilization is not None and 0 < decode.kv_utilization < 1
+
+
+def test_trace_replaces_only_its_workloads_arrivals() -> None:
+    data = small_data(output_tokens=2, input_tokens=100, requests_per_s=2.0)
+    data["workloads"].append(dict(data["workloads"][0], name="other"))
+    sc = scenario_from_data(data)
+    plan = plan_from_counts(sc, {"pre": 1, "dec": 1})
+    trace = stream([float(k) for k in range(101)], [100] * 101, [2] * 101)  # workload 0, 1/s
+    res = simulate_plan(sc, plan, SimulationOptions(duration_s=None, warmup_s=0.0), trace=trace)
+    traced, other = res.workload("w"), res.workload("other")
+    assert traced.requests == 100  # arrivals 0..99 in the window [0, 100)
+    assert other.requests / 100 == pytest.approx(2.0, rel=0.3)  # Poisson at its own rate
+
+
+def test_a_workload_without_requests_is_flagged() -> None:
+    sc = small(requests_per_s=1e-6)
+    res = simulate_plan(sc, plan_from_counts(sc, {"pre": 1, "dec": 1}),
+                        SimulationOptions(duration_s=10, warmup_s=0, cooldown_s=0))
+    assert res.workloads[0].requests == 0 and res.meets_slo
+    assert any("no request arrived" in m for m in res.messages)

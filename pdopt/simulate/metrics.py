@@ -161,8 +161,8 @@ def workload_stats(
         tokens_per_s=float(tokens[finished].sum()) / window_s if window_s > 0 else math.nan,
         predicted_ttft_ms=predicted_ttft_ms,
         predicted_tpot_ms=predicted_tpot_ms,
-        meets_ttft=bool(n > 0 and at_target <= ttft_target_ms),
-        meets_tpot=bool(n > 0 and (tpot_valid.size == 0 or mean_tpot <= tpot_target_ms)),
+        meets_ttft=bool(n == 0 or at_target <= ttft_target_ms),
+        meets_tpot=bool(tpot_valid.size == 0 or mean_tpot <= tpot_target_ms),
     )
 
 

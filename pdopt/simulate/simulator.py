@@ -176,6 +176,14 @@ def simulate_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | N
                 f"({options.warmup_s:g} s): nothing to measure"
             )
         requests = requests.window(0.0, end + options.cooldown_s)
+        # The trace replaces its workloads' Poisson arrivals; the others keep theirs.
+        traced = set(np.unique(requests.workload).tolist())
+        others = [
+            poisson_requests(w, k, w.rate_requests_per_s * options.rate_scale,
+                             end + options.cooldown_s, arrivals_rng, base_dir)
+            for k, w in enumerate(scenario.workloads) if k not in traced
+        ]
+        requests = merge([requests, *others])
         source = trace_name or "trace"
     bad = sorted(set(np.unique(requests.workload).tolist()) - set(range(len(scenario.workloads))))
     if bad:
@@ -205,6 +213,9 @@ def simulate_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | N
         ))
     messages = list(fleet.messages)
     for s in stats:
+        if s.requests == 0:
+            messages.append(f"workload '{s.workload}': no request arrived in the measured window "
+                            "(its SLOs count as met; lengthen --duration)")
         if s.unfinished:
             messages.append(
                 f"workload '{s.workload}': {s.unfinished} of {s.requests} measured requests did "
