@@ -13,6 +13,7 @@ better at decode, bigger instances for bigger models):
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -82,14 +83,17 @@ def fleet(models: int, gpu_types: int, sizes: int, classes: int, seed: int = 0,
                     "extrapolation": "nearest",
                 })
         for name, li, lo, ttft, tpot in CLASSES[:classes]:
-            rate = round(rnd.uniform(0.5, 20.0), 2)
+            # log-uniform 5-500 requests/s per class: the span of ServeGen's per-model-class
+            # aggregate rates (../shared/data/load/length_summary_rate_weighted.csv: means of 196
+            # and 1,790 requests/s for its large and mid language-model classes)
+            rate = round(10 ** rnd.uniform(math.log10(5), math.log10(500)), 2)
             data["workloads"].append({
                 "name": f"{model}-{name}", "model": model, "requests_per_s": rate,
                 "input_tokens": li, "output_tokens": lo,
                 "slo": {"ttft_ms": ttft, "tpot_ms": tpot}, "ttft_overhead_ms": 50,
             })
             for g in gpus:
-                total_gpus[g] += rate * (li + lo) / 2000  # rough GPUs of demand, for inventories
+                total_gpus[g] += rate * li / 20000  # rough GPUs of demand, for inventories
     if inventory:
         # Inventories that bind: the two cheapest-per-FLOP types get about a third of the rough
         # demand each, so the optimum has to spill onto dearer types.

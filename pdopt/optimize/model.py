@@ -11,6 +11,7 @@ constraint with its own integer count, so no binaries or big-M terms are needed 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pyomo.environ as pyo
@@ -43,6 +44,7 @@ def create_model(data: FleetData, objective: str, relax: Relaxation | None = Non
     define_flow_balance(m, data)
     define_prefill_groups(m, data)
     define_decode_groups(m, data)
+    define_cover_cuts(m, data)
     define_inventory(m, data, relax)
     define_budget(m, data, relax)
     define_objective(m, data, objective, relax)
@@ -182,6 +184,49 @@ def define_decode_groups(m: pyo.ConcreteModel, data: FleetData) -> None:
         rule=lambda _m, d, t: sum(
             data.workload(w).output_tokens / data.decode_tokens_per_s[(w, d, t)]  # type: ignore
             * _m.v[w, d, t] for w in members[(d, t)]) <= _m.n[d, t])
+
+
+def _per_instance_requests_per_s(data: FleetData, w: str, pool: str, lvl: int) -> float:
+    """Requests/s one instance of a group serves of workload w alone (Eqs. P5, D6)."""
+    if data.pools[pool].role == "prefill":
+        budget = data.prefill_levels[pool][lvl]
+        s, m2 = data.service_s[(w, pool)], data.second_moment_s2[(w, pool)]
+        return 2 * budget / (m2 + 2 * budget * s)
+    return data.decode_tokens_per_s[(w, pool, lvl)] / data.workload(w).output_tokens  # type: ignore
+
+
+def define_cover_cuts(m: pyo.ConcreteModel, data: FleetData) -> None:
+    """Valid inequalities that tighten the LP relaxation (Eq. O11). An instance's shares of the
+    workloads it serves, each over the most that one instance of any admitting group can serve of
+    it, add up to at most 1; so the instances of a model's role number at least
+    ceil(sum_w demand_w / best_w), and those admitting w at least ceil(demand_w / best_w)."""
+    admitting: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for w, p, lvl in list(m.PREFILL_SHARES) + list(m.DECODE_SHARES):
+        admitting.setdefault((w, data.pools[p].role), []).append((p, lvl))
+    need: dict[tuple[str, str], float] = {}  # (w, role) -> demand in best-instance units
+    for (w, role), groups in admitting.items():
+        best = max(_per_instance_requests_per_s(data, w, p, lvl) for p, lvl in groups)
+        need[(w, role)] = data.demand_requests_per_s[w] / best
+    m.COVER = pyo.Set(initialize=sorted(admitting), dimen=2, ordered=True)
+    m.cover = pyo.Constraint(
+        m.COVER, rule=lambda _m, w, role: sum(_m.n[g] for g in admitting[(w, role)])
+        >= _ceil(need[(w, role)]))
+    by_model: dict[tuple[str, str], float] = {}
+    for (w, role), units in need.items():
+        key = (data.workload(w).model, role)
+        by_model[key] = by_model.get(key, 0.0) + units
+    groups_of = {key: sorted({g for (w, role), gs in admitting.items()
+                              if (data.workload(w).model, role) == key for g in gs})
+                 for key in by_model}
+    m.MODEL_COVER = pyo.Set(initialize=sorted(by_model), dimen=2, ordered=True)
+    m.model_cover = pyo.Constraint(
+        m.MODEL_COVER, rule=lambda _m, model, role: sum(_m.n[g] for g in groups_of[(model, role)])
+        >= _ceil(by_model[(model, role)]))
+
+
+def _ceil(x: float) -> int:
+    """Ceiling that ignores floating-point excess below 1e-9 (as Eq. C1's rounding)."""
+    return max(0, math.ceil(x - 1e-9))
 
 
 def gpus_expr(m: pyo.ConcreteModel, data: FleetData, gpu: str | None = None) -> object:
