@@ -222,7 +222,7 @@ def simulate(scenario: str, plan_path: str | None, trace_path: str | None,
     each workload's predicted TTFT/TPOT next to the simulated p50/p90/p99 and SLO attainment.
 
     Exit codes: 0 simulated (whether or not the SLOs were met: see the report); 2 invalid input;
-    3 the scenario has no plan.
+    3 the scenario has no plan; 4 the solver found no plan in time.
     """
     sc = load_scenario(scenario)
     trace = None
@@ -262,7 +262,8 @@ def verify(scenario: str, plan_path: str | None, search: bool, fmt: str, output:
     """Simulate a plan of SCENARIO and its neighbours (one instance fewer in each pool): is the
     plan the smallest that meets the SLOs in simulation? If not, which counts are?
 
-    Exit codes: 0 verified (the answer is in the report); 2 invalid input; 3 no plan.
+    Exit codes: 0 verified (the answer is in the report); 2 invalid input; 3 no plan; 4 no plan
+    in time.
     """
     sc = load_scenario(scenario)
     options = make_options(trace=False, **sim)
