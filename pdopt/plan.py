@@ -74,6 +74,8 @@ class Plan:
     build_seconds: float
     diagnosis: list[str] = field(default_factory=list)  # why infeasible / notes on limits hit
     messages: list[str] = field(default_factory=list)  # warnings a planner should read
+    # pools of the plan whose numbers are estimates, not measurements: instance -> source
+    estimated: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_plan(self) -> bool:

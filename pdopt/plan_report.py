@@ -41,4 +41,8 @@ def plan_report(plan: Plan) -> Report:
     notes = [f"objective: {plan.objective}; dual bound {bound}; gap {gap}; "
              f"build {plan.build_seconds:.3f} s, solve {plan.solve_seconds:.3f} s"]
     notes += plan.messages
+    if plan.estimated:
+        notes.append(f"unmeasured: {len(plan.estimated)} pools use estimated numbers ("
+                     + ", ".join(plan.estimated) + "); their sources are in the JSON's "
+                     "`estimated`")
     return Report(data, [pools, workloads, totals], notes)

@@ -77,18 +77,38 @@ def test_optimum_equals_brute_force(seed: int, kwargs: dict[str, Any]) -> None:
 
 
 def test_pool_split_into_slo_groups() -> None:
-    """Seed 11: one decode pool serves its two workloads in two TPOT groups (docs/method.md, O7),
-    and the brute force over group counts agrees on the cost."""
-    scenario = scenario_from_data(random_fleet(11))
+    """A decode type serving a 20 ms and a 40 ms class: 0.9 instance each at their own TPOT, but
+    2.7 instances if the loose class ran at the tight TPOT. Two SLO groups of one instance each
+    (docs/method.md, O7) beat one shared group of three; the brute force agrees."""
+    data = {
+        "name": "split-groups",
+        "gpus": {"G": {"cost_per_hour": 1.0}},
+        "instances": [
+            {"name": "pre", "model": "m", "role": "prefill", "gpu": "G", "gpus_per_instance": 1,
+             "prefill_tokens_per_s": 1_000_000},
+            {"name": "dec", "model": "m", "role": "decode", "gpu": "G", "gpus_per_instance": 1,
+             "tpot_ms_by_batch": {1: 10.0, 64: 20.0, 256: 40.0}},
+        ],
+        "workloads": [
+            # 64 / 20 ms = 3,200 tokens/s per instance; 0.9 x 3,200 / 100 = 28.8 requests/s
+            {"name": "tight", "model": "m", "requests_per_s": 28.8, "input_tokens": 100,
+             "output_tokens": 100, "slo": {"ttft_ms": 1000, "tpot_ms": 20}},
+            # 256 / 40 ms = 6,400 tokens/s per instance; 0.9 x 6,400 / 100 = 57.6 requests/s
+            {"name": "loose", "model": "m", "requests_per_s": 57.6, "input_tokens": 100,
+             "output_tokens": 100, "slo": {"ttft_ms": 1000, "tpot_ms": 40}},
+        ],
+    }
+    scenario = scenario_from_data(data)
     plan = solve(scenario, mip_gap=0.0)
-    split = [p for p in plan.pools if len(p.groups) > 1]
-    assert split, [p.groups for p in plan.pools]
-    for pool in split:
-        assert sum(g["count"] for g in pool.groups) == pool.count
-        assert all(g["utilization"] <= 1 + 1e-6 for g in pool.groups)
-        levels = [g.get("tpot_target_ms", g.get("ttft_waiting_budget_ms")) for g in pool.groups]
-        assert levels == sorted(levels)
+    dec = plan.pool("dec")
+    assert dec.count == 2
+    assert [(g["tpot_target_ms"], g["count"]) for g in dec.groups] == [(20.0, 1), (40.0, 1)]
+    assert [g["utilization"] for g in dec.groups] == pytest.approx([0.9, 0.9])
+    assert [g["routed_requests_per_s"] for g in dec.groups] == [
+        {"tight": pytest.approx(28.8)}, {"loose": pytest.approx(57.6)}]
     assert plan.cost_per_hour == pytest.approx(brute_force_cost(scenario))
+    tpot = {w.workload: w.expected_tpot_ms for w in plan.workloads}
+    assert tpot["tight"] <= 20 and 20 < tpot["loose"] <= 40
 
 
 def test_shared_pool_is_cheaper_than_dedicated_pools() -> None:

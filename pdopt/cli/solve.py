@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -41,7 +42,8 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None, time_limit_s
     for path in scenarios:
         try:
             plan = solve_scenario(load_scenario(path), time_limit_s=time_limit_s,
-                                  mip_gap=mip_gap, objective=objective)
+                                  mip_gap=mip_gap, objective=objective,
+                                  base_dir=Path(path).parent)
         except ScenarioError as e:
             raise e if e.source else e.with_source(path) from None
         plans.append(plan)

@@ -8,6 +8,7 @@ plan, say which requirement cannot be met and why (`diagnose`).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from pdopt.optimize.data import FleetData, build_fleet_data
 from pdopt.optimize.diagnose import diagnose, unroutable_workloads
@@ -27,23 +28,24 @@ from pdopt.schema import Scenario
 __all__ = ["solve", "build_fleet_data", "create_model", "FleetData", "SolverReport"]
 
 
-def _resolve(scenario: Scenario) -> Scenario:
-    """Replace `profile:` blocks by numbers when the profiles package supports them."""
-    try:
-        from pdopt.profiles.resolve import resolve_profiles
-    except ImportError:
-        return scenario
-    return resolve_profiles(scenario)
+def _resolve(scenario: Scenario, base_dir: Path | None) -> tuple[Scenario, dict[str, str]]:
+    """Replace `profile:` blocks by numbers; say which instance types are estimates."""
+    from pdopt.profiles.resolve import resolve_profiles, unmeasured
+
+    resolved = resolve_profiles(scenario, base_dir=base_dir)
+    return resolved, unmeasured(resolved)
 
 
 def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: float | None = None,
-          objective: str | None = None, threads: int | None = None) -> Plan:
+          objective: str | None = None, threads: int | None = None,
+          base_dir: Path | None = None) -> Plan:
     """Cheapest (or fewest-GPU) plan that serves every workload within its SLOs.
 
     Never raises for an infeasible scenario: the Plan's status is `infeasible` and `diagnosis`
-    says why. Raises pdopt errors for invalid input (e.g. a table lookup outside its range)."""
+    says why. Raises pdopt errors for invalid input (e.g. a table lookup outside its range).
+    `base_dir` is where relative paths in `profile:` blocks are found (the scenario's folder)."""
     start = time.perf_counter()
-    scenario = _resolve(scenario)
+    scenario, estimated = _resolve(scenario, base_dir)
     objective = objective or scenario.options.objective
     time_limit_s = time_limit_s if time_limit_s is not None else scenario.options.time_limit_s
     mip_gap = mip_gap if mip_gap is not None else scenario.options.mip_gap
@@ -64,7 +66,10 @@ def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: flo
         plan = _no_plan(scenario, objective, report.status, reasons, start, report.solve_seconds)
         plan.build_seconds = build_seconds
         return plan
-    return _plan(data, model, objective, report, build_seconds)
+    plan = _plan(data, model, objective, report, build_seconds)
+    plan.estimated = {p.instance: estimated[p.instance] for p in plan.pools
+                      if p.instance in estimated}
+    return plan
 
 
 def _plan(data: FleetData, model: object, objective: str, report: SolverReport,
