@@ -94,9 +94,9 @@ def fleet(models: int, gpu_types: int, sizes: int, classes: int, seed: int = 0,
             })
             for g in gpus:
                 total_gpus[g] += rate * li / 20000  # rough GPUs of demand, for inventories
-    if inventory:
-        # Inventories that bind: the two cheapest-per-FLOP types get about a third of the rough
-        # demand each, so the optimum has to spill onto dearer types.
+    if inventory and gpu_types >= 4:
+        # Inventories that bind (with 4 or more GPU types): the first two types get about a
+        # third of their share of the rough demand, so the optimum has to spill onto others.
         for g in gpus[:2]:
             data["gpus"][g]["count"] = max(8, int(total_gpus[g] / (3 * len(gpus))) * 8)
     return data

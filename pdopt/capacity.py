@@ -122,14 +122,25 @@ def instance_decode_capacity(
     instance: Instance,
     workload: Workload,
     tpot_ms: float | None = None,
+    *,
+    cache: dict[tuple[str, float], tuple[DecodeCurve, int | None]] | None = None,
 ) -> DecodeCapacity:
     """Per-instance decode capacity for a workload's lengths under a TPOT target (the workload's
-    own unless `tpot_ms` is given), capped by KV-cache memory (Eqs. D3-D6)."""
+    own unless `tpot_ms` is given), capped by KV-cache memory (Eqs. D3-D6).
+
+    `cache` (optional, owned by the caller) keeps the curve and KV size per (instance, context)
+    for callers that ask about many targets and workloads of one scenario."""
     target = workload.slo.tpot_ms if tpot_ms is None else tpot_ms
     context = decode_context_tokens(workload.input_tokens, workload.output_tokens)
     try:
-        curve = instance_decode_curve(instance, context)
-        kv_tokens = instance_kv_cache_tokens(scenario, instance)
+        key = (instance.name, context)
+        if cache is not None and key in cache:
+            curve, kv_tokens = cache[key]
+        else:
+            curve = instance_decode_curve(instance, context)
+            kv_tokens = instance_kv_cache_tokens(scenario, instance)
+            if cache is not None:
+                cache[key] = (curve, kv_tokens)
         kv_batch = None if kv_tokens is None else kv_batch_cap(kv_tokens, context)
         return decode_capacity(curve, target, kv_batch)
     except PdoptError as e:

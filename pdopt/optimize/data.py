@@ -66,8 +66,11 @@ class FleetData:
     decode_tokens_per_s: dict[tuple[str, str, int], float | None] = field(default_factory=dict)
     exclusions: dict[str, list[str]] = field(default_factory=dict)  # workload -> reasons
 
+    def __post_init__(self) -> None:
+        self._workloads = {w.name: w for w in self.scenario.workloads}
+
     def workload(self, name: str) -> Workload:
-        return self.scenario.workload(name)
+        return self._workloads[name]
 
     def pools_of(self, role: str) -> list[Pool]:
         return [p for p in self.pools.values() if p.role == role]
@@ -130,9 +133,10 @@ def build_fleet_data(scenario: Scenario) -> FleetData:
         data.exclusions[w.name] = []
 
     usable = [i for i in scenario.instances if _allowed(scenario, i)]
+    usable_names = {i.name for i in usable}
     for w in scenario.workloads:
         for i in scenario.instances:
-            if i.model == w.model and i not in usable:
+            if i.model == w.model and i.name not in usable_names:
                 data.exclusions[w.name].append(
                     f"instance '{i.name}' is on GPU type {i.gpu}, not allowed for model "
                     f"'{i.model}' as {i.role}"
@@ -144,12 +148,13 @@ def build_fleet_data(scenario: Scenario) -> FleetData:
 
 
 def _add_decode(data: FleetData, scenario: Scenario, decode: list[Instance]) -> None:
+    cache: dict = {}  # decode curve and KV size per (instance, context)
     for inst in decode:
         ws = [w for w in scenario.workloads if w.model == inst.model]
         routable: list[Workload] = []
         for w in ws:
             try:
-                instance_decode_capacity(scenario, inst, w)
+                instance_decode_capacity(scenario, inst, w, cache=cache)
             except PdoptError as e:
                 data.exclusions[w.name].append(str(e))
             else:
@@ -162,7 +167,8 @@ def _add_decode(data: FleetData, scenario: Scenario, decode: list[Instance]) -> 
             caps = []
             for t, target in enumerate(levels):
                 try:
-                    cap = instance_decode_capacity(scenario, inst, i, tpot_ms=target).tokens_per_s
+                    cap = instance_decode_capacity(scenario, inst, i, tpot_ms=target,
+                                                   cache=cache).tokens_per_s
                 except PdoptError:
                     cap = None
                 data.decode_tokens_per_s[(i.name, inst.name, t)] = cap
