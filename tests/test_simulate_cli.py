@@ -144,3 +144,19 @@ def test_commands_have_help() -> None:
     for command in ("simulate", "verify"):
         code, out, _ = invoke(command, "--help")
         assert code == 0 and "--routing" in out and "--seed" in out
+
+
+def test_empirical_lengths_are_read_beside_the_scenario(tmp_path: Path, paper_data: dict,
+                                                        plan_file: Path) -> None:
+    import yaml
+
+    paper_data["workloads"][0]["length_distribution"] = {"kind": "empirical", "file": "pairs.csv"}
+    scenario = tmp_path / "sc.yaml"
+    scenario.write_text(yaml.safe_dump(paper_data))
+    code, _, err = invoke("simulate", str(scenario), "--plan", str(plan_file), *FAST)
+    assert code == 2 and "pairs.csv: cannot read file" in err
+    (tmp_path / "pairs.csv").write_text("input_tokens,output_tokens\n3000,256\n9288,768\n")
+    code, out, err = invoke("simulate", str(scenario), "--plan", str(plan_file), *FAST,
+                            "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["workloads"][0]["requests"] > 0
