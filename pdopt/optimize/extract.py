@@ -89,9 +89,12 @@ def decode_points(data: FleetData, sol: Solution) -> dict[tuple[str, int], Group
         count = max(sol.n.get((d, t), 0), 1)
         out = {w: rate * data.workload(w).output_tokens for w, rate in by_w.items()}
         total = sum(out.values())
-        context = sum(out[w] * decode_context_tokens(data.workload(w).input_tokens,
-                                                     data.workload(w).output_tokens)
-                      for w in by_w) / total
+        contexts = {w: decode_context_tokens(data.workload(w).input_tokens,
+                                             data.workload(w).output_tokens) for w in by_w}
+        # a weighted mean of contexts each inside the measured range is inside it too; the clamp
+        # only removes floating-point noise
+        context = min(max(sum(out[w] * contexts[w] for w in by_w) / total,
+                          min(contexts.values())), max(contexts.values()))
         curve = instance_decode_curve(data.scenario.instance(d), context)
         batch = curve.batch_at_throughput(total / count)
         load = sum(out[w] / data.decode_tokens_per_s[(w, d, t)] for w in by_w)  # type: ignore
