@@ -332,3 +332,61 @@ def test_time_limit_returns_incumbent_or_says_none() -> None:
         assert plan.mip_gap is not None and plan.messages
     if plan.status == "no_solution":
         assert "time limit" in plan.diagnosis[0]
+
+
+# ---- many models: model by model (docs/method.md, O.2) ------------------------------------------
+
+def _two_models(seed: int, inventory: dict[str, int] | None = None) -> dict[str, Any]:
+    a, b = random_fleet(seed), random_fleet(seed + 100)
+    for inst in b["instances"]:
+        inst["name"] += "-m2"
+        inst["model"] = "m2"
+    for w in b["workloads"]:
+        w["name"] += "-m2"
+        w["model"] = "m2"
+    a["instances"] += b["instances"]
+    a["workloads"] += b["workloads"]
+    a["models"]["m2"] = b["models"]["m"]
+    for g, n in (inventory or {}).items():
+        a["gpus"][g]["count"] = n
+    return a
+
+
+def _monolithic_cost(data: dict[str, Any]) -> float:
+    from pdopt.optimize import create_model
+    from pdopt.optimize.solver import solve_model
+
+    fleet = build_fleet_data(scenario_from_data(data))
+    model = create_model(fleet, "cost")
+    report = solve_model(model, time_limit_s=60, mip_gap=0.0)
+    assert report.status == "optimal"
+    return sum(fleet.pools[p].cost_per_hour * round(model.n[p, lvl].value)
+               for p, lvl in model.GROUPS)
+
+
+def test_models_solved_apart_when_limits_do_not_bind() -> None:
+    data = _two_models(2)
+    plan = _solve(data, mip_gap=0.0)
+    alone = []
+    for model in ("m", "m2"):
+        part = copy.deepcopy(data)
+        part["instances"] = [i for i in data["instances"] if i["model"] == model]
+        part["workloads"] = [w for w in data["workloads"] if w["model"] == model]
+        part["models"] = {model: data["models"][model]}
+        alone.append(_solve(part, mip_gap=0.0).cost_per_hour)
+    assert plan.status == "optimal"
+    assert plan.cost_per_hour == pytest.approx(sum(alone))  # type: ignore[arg-type]
+    assert plan.cost_per_hour == pytest.approx(_monolithic_cost(data))
+    assert [w.workload for w in plan.workloads] == [w["name"] for w in data["workloads"]]
+    assert plan.dual_bound is not None and plan.mip_gap is not None and plan.mip_gap <= 1e-6
+
+
+def test_shared_inventory_couples_models() -> None:
+    free = _solve(_two_models(2), mip_gap=0.0)
+    used = free.gpus_by_type["GA"]
+    data = _two_models(2, inventory={"GA": used - 1})
+    plan = _solve(data, mip_gap=0.0)
+    assert plan.status == "optimal"
+    assert plan.gpus_by_type.get("GA", 0) <= used - 1
+    assert plan.cost_per_hour > free.cost_per_hour  # type: ignore[operator]
+    assert plan.cost_per_hour == pytest.approx(_monolithic_cost(data))

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from pdopt.optimize.data import FleetData, build_fleet_data
+from pdopt.optimize.decompose import fits_limits, model_names, solve_parts
 from pdopt.optimize.diagnose import diagnose, unroutable_workloads
 from pdopt.optimize.extract import (
     decode_points,
@@ -20,8 +21,8 @@ from pdopt.optimize.extract import (
     read_solution,
     workload_plans,
 )
-from pdopt.optimize.model import create_model
-from pdopt.optimize.solver import SolverReport, solve_model
+from pdopt.optimize.model import TIE_BREAK_WEIGHT, create_model
+from pdopt.optimize.solver import SolverReport, relative_gap, solve_model
 from pdopt.plan import Plan
 from pdopt.schema import Scenario
 
@@ -54,8 +55,28 @@ def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: flo
     blocked = unroutable_workloads(data)
     if blocked:
         return _no_plan(scenario, objective, "infeasible", blocked, start, 0.0)
-    model = create_model(data, objective)
-    build_seconds = time.perf_counter() - start
+
+    bounds: dict[str, float] = {}
+    decomposed_seconds = 0.0
+    if len(model_names(scenario)) > 1:
+        # Solve model by model first (O.2): often the parts together are the answer.
+        parts = solve_parts(scenario, objective, time_limit_s=time_limit_s / 2, mip_gap=mip_gap,
+                            threads=threads)
+        decomposed_seconds = sum(part.report.solve_seconds for part in parts)
+        if all(part.has_plan for part in parts):
+            if fits_limits(scenario, parts):
+                plan = _merge([_plan(part.data, part.model, objective, part.report, 0.0)
+                               for part in parts], scenario, objective)
+                plan.build_seconds = time.perf_counter() - start - decomposed_seconds
+                plan.estimated = {p.instance: estimated[p.instance] for p in plan.pools
+                                  if p.instance in estimated}
+                return plan
+            bounds = {part.model_name: part.report.dual_bound for part in parts
+                      if part.report.dual_bound is not None}
+        time_limit_s = max(time_limit_s - (time.perf_counter() - start), 1.0)
+
+    model = create_model(data, objective, model_bounds=bounds)
+    build_seconds = time.perf_counter() - start - decomposed_seconds
     report = solve_model(model, time_limit_s=time_limit_s, mip_gap=mip_gap, threads=threads)
     if report.status in ("infeasible", "no_solution"):
         if report.status == "infeasible":
@@ -67,9 +88,47 @@ def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: flo
         plan.build_seconds = build_seconds
         return plan
     plan = _plan(data, model, objective, report, build_seconds)
+    plan.solve_seconds += decomposed_seconds
     plan.estimated = {p.instance: estimated[p.instance] for p in plan.pools
                       if p.instance in estimated}
     return plan
+
+
+def _merge(plans: list[Plan], scenario: Scenario, objective: str) -> Plan:
+    """The fleet's plan from its models' plans (O.2): lists joined, totals and bounds added."""
+    gpus: dict[str, int] = {}
+    roles = {"prefill": 0, "decode": 0}
+    for plan in plans:
+        for g, n in plan.gpus_by_type.items():
+            gpus[g] = gpus.get(g, 0) + n
+        for r, n in plan.instances_by_role.items():
+            roles[r] = roles.get(r, 0) + n
+    order = {w.name: k for k, w in enumerate(scenario.workloads)}
+    bounds = [p.dual_bound for p in plans]
+    bound = None if any(b is None for b in bounds) else sum(bounds)  # type: ignore[arg-type]
+    cost = sum(p.cost_per_hour for p in plans)  # type: ignore[misc]
+    n_gpus = sum(gpus.values())
+    value = (cost + TIE_BREAK_WEIGHT * n_gpus if objective == "cost"
+             else n_gpus + TIE_BREAK_WEIGHT * cost)  # the objective of Eq. O10
+    gap = relative_gap(value, bound)
+    # each part within the gap of its bound puts the sum within the gap of the summed bound
+    status = "optimal" if all(p.status == "optimal" for p in plans) else "feasible"
+    messages = [] if status == "optimal" else [
+        f"time limit reached: best plan found, gap to the bound "
+        f"{'unknown' if gap is None else f'{100 * gap:.2f}%'}"]
+    return Plan(
+        scenario=scenario.name, status=status, objective=objective,  # type: ignore[arg-type]
+        cost_per_hour=sum(p.cost_per_hour for p in plans),  # type: ignore[misc]
+        total_gpus=sum(gpus.values()), gpus_by_type=dict(sorted(gpus.items())),
+        instances_by_role=roles,
+        pools=sorted((pool for p in plans for pool in p.pools), key=lambda pool: pool.instance),
+        workloads=sorted((w for p in plans for w in p.workloads),
+                         key=lambda w: order[w.workload]),
+        flows=[f for p in plans for f in p.flows],
+        dual_bound=bound, mip_gap=gap,
+        solve_seconds=sum(p.solve_seconds for p in plans), build_seconds=0.0,
+        messages=messages,
+    )
 
 
 def _plan(data: FleetData, model: object, objective: str, report: SolverReport,

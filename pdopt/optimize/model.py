@@ -33,8 +33,10 @@ class Relaxation:
     max_count: bool = False  # drop per-pool maxima
 
 
-def create_model(data: FleetData, objective: str, relax: Relaxation | None = None
-                 ) -> pyo.ConcreteModel:
+def create_model(data: FleetData, objective: str, relax: Relaxation | None = None,
+                 model_bounds: dict[str, float] | None = None) -> pyo.ConcreteModel:
+    """The program of section O. `model_bounds` are lower bounds of each model's share of the
+    objective, from solving the models alone (Eq. O12)."""
     relax = relax or Relaxation()
     m = pyo.ConcreteModel(name=data.scenario.name)
     define_group_counts(m, data)
@@ -48,6 +50,7 @@ def create_model(data: FleetData, objective: str, relax: Relaxation | None = Non
     define_inventory(m, data, relax)
     define_budget(m, data, relax)
     define_objective(m, data, objective, relax)
+    define_model_bounds(m, data, objective, model_bounds or {})
     return m
 
 
@@ -259,6 +262,27 @@ def define_budget(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -> N
     if relax.budget or data.scenario.budget_per_hour is None:
         return
     m.budget = pyo.Constraint(expr=cost_expr(m, data) <= data.scenario.budget_per_hour)
+
+
+def objective_coefficient(data: FleetData, pool: str, objective: str) -> float:
+    """What one instance of a pool adds to the objective, tie-break included (Eq. O10)."""
+    p = data.pools[pool]
+    cost, gpus = p.cost_per_hour, p.gpus_per_instance
+    return cost + TIE_BREAK_WEIGHT * gpus if objective == "cost" else gpus + TIE_BREAK_WEIGHT * cost
+
+
+def define_model_bounds(m: pyo.ConcreteModel, data: FleetData, objective: str,
+                        bounds: dict[str, float]) -> None:
+    """Each model's share of the objective is at least its bound when solved alone (Eq. O12)."""
+    models = sorted(k for k in bounds if any(p.model == k for p in data.pools.values()))
+    if not models:
+        return
+    m.BOUNDED_MODELS = pyo.Set(initialize=models, ordered=True)
+    m.model_bound = pyo.Constraint(
+        m.BOUNDED_MODELS,
+        rule=lambda _m, model: sum(objective_coefficient(data, p, objective) * _m.n[p, lvl]
+                                   for p, lvl in _m.GROUPS if data.pools[p].model == model)
+        >= bounds[model] - 1e-9 * max(1.0, abs(bounds[model])))
 
 
 def define_objective(m: pyo.ConcreteModel, data: FleetData, objective: str,
