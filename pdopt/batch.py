@@ -234,6 +234,7 @@ def process_executor(jobs: int) -> Executor:
         pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint)
         pending: dict[Future[Outcome], int] = {}
         queue = iter(enumerate(tasks))
+        finished = False
         try:
             while True:
                 for k, task in queue:
@@ -241,6 +242,7 @@ def process_executor(jobs: int) -> Executor:
                     if len(pending) >= 2 * jobs:
                         break
                 if not pending:
+                    finished = True
                     return
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=pending.__getitem__):
@@ -251,7 +253,11 @@ def process_executor(jobs: int) -> Executor:
                         yield k, Outcome(tasks[k].id, "error", None,
                                          f"worker process failed: {type(e).__name__}: {e}", 0.0)
         finally:
+            workers = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
+            if not finished:  # Ctrl-C: a solve still running would hold up the exit until done
+                for process in workers:
+                    process.terminate()
 
     return execute
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ def fake_solve(scenario: Scenario, *, time_limit_s: float | None = None,
     target below 10 ms is 'infeasible'; a description of 'boom' raises like a bug would."""
     if scenario.description == "boom":
         raise RuntimeError("boom")
+    if scenario.description == "slow":
+        time.sleep(60)
     w = scenario.workloads[0]
     gpu = scenario.instances[0].gpu
     if w.slo.tpot_ms < 10:
@@ -323,6 +327,26 @@ def test_a_killed_runs_temporary_files_are_removed(scenarios: Path, tmp_path: Pa
     stale.write_text('{"half": ')
     run_batch(collect_entries([str(scenarios)]), fake_solve, out)
     assert not stale.exists()
+
+
+def test_ctrl_c_does_not_wait_for_running_solves(paper_data: dict[str, Any],
+                                                 tmp_path: Path) -> None:
+    entries = [Entry("fast", "a.yaml", data=paper_data),
+               Entry("slow", "b.yaml", data=dict(paper_data, description="slow"))]
+
+    def interrupt_after_first(tasks: list[Task], solve: Any) -> Iterator[tuple[int, Outcome]]:
+        for item in process_executor(2)(tasks, solve):
+            yield item
+            raise KeyboardInterrupt
+
+    start = time.monotonic()
+    result = run_batch(entries, fake_solve, tmp_path, executor=interrupt_after_first)
+    assert result.interrupted and [r["id"] for r in result.rows] == ["fast"]
+    assert time.monotonic() - start < 20
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not multiprocessing.active_children()  # the slow solve (60 s) was stopped
 
 
 # --- progress -----------------------------------------------------------------------------------
