@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cases = [("paper", paper_sweep(args.variants), args.repeat)]
     notes = []
-    if FLEET.exists():
+    if FLEET.exists() and args.fleet_variants > 0:
         cases.append(("fleet-heterogeneous", fleet_sweep(args.fleet_variants), 1))
-    else:
+    elif not FLEET.exists():
         notes.append(f"{FLEET.relative_to(ROOT)} is absent: paper scenario only")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,6 +19,7 @@ import glob
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -227,11 +228,23 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers start from a fork server, not by forking this process: a process that has run
+    HiGHS (its thread pool) cannot be forked safely, and a solve in such a child can hang. The
+    server imports the solver once; each worker forks from it, so startup stays cheap."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")  # Windows
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pdopt.batch", "pdopt.optimize"])
+    return context
+
+
 def process_executor(jobs: int) -> Executor:
     """`jobs` local worker processes (--jobs N); at most 2 x jobs tasks in flight."""
 
     def execute(tasks: list[Task], solve: SolveFn) -> Iterator[tuple[int, Outcome]]:
-        pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint)
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context(),
+                                   initializer=_ignore_sigint)
         pending: dict[Future[Outcome], int] = {}
         queue = iter(enumerate(tasks))
         finished = False
