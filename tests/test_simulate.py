@@ -229,8 +229,9 @@ def test_seeded_and_reproducible() -> None:
 
 
 def test_overload_is_reported_as_unfinished_misses() -> None:
-    # rho = 2: the queue grows without bound; measured requests late in the window never finish.
-    sc = small(input_tokens=100, output_tokens=2, requests_per_s=20.0)
+    # rho = 3: the window's 60 s of arrivals bring 180 s of prefill work; by the end of the 5 s
+    # cool-down and a 60 s drain only 125 s of it are done: late requests never finish.
+    sc = small(input_tokens=100, output_tokens=2, requests_per_s=30.0)
     res = simulate_plan(sc, plan_from_counts(sc, {"pre": 1, "dec": 1}),
                         SimulationOptions(duration_s=60, warmup_s=0, cooldown_s=5))
     w = res.workloads[0]
@@ -368,3 +369,15 @@ def test_percentile_target_is_judged_on_the_percentile() -> None:
     w = res.workloads[0]
     assert w.requests == 2 and w.ttft_ms.mean == pytest.approx(850.0)
     assert w.ttft_at_target_ms == pytest.approx(1100.0) and not w.meets_ttft
+
+
+def test_long_outputs_finish_in_the_drain_after_the_cool_down() -> None:
+    # One request of 2001 output tokens at 10 ms per step needs 20 s of decode, more than the 5 s
+    # cool-down: the run drains (no more arrivals) until it is done instead of counting it lost.
+    sc = small(output_tokens=2001, requests_per_s=0.05)
+    trace = stream([1.0, 10.0], [500, 500], [2001, 2])  # window [0, 10): the first one
+    res = simulate_plan(sc, plan_from_counts(sc, {"pre": 1, "dec": 1}),
+                        SimulationOptions(duration_s=30, warmup_s=0, cooldown_s=5), trace=trace)
+    w = res.workload("w")
+    # 2000 steps of 10 ms, one of them at batch 2 (20 ms) with the second request: 10.005 ms.
+    assert w.requests == 1 and w.unfinished == 0 and w.tpot_ms.mean == pytest.approx(10.005)

@@ -55,11 +55,13 @@ class RawResult:
 
 
 def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.random.Generator,
-        window: tuple[float, float], stop_s: float,
+        window: tuple[float, float], stop_s: float, drain_s: float = 0.0,
         max_prefill_tokens_per_batch: int | None = None) -> RawResult:
-    """Simulate `requests` on `fleet` until every request is done or time `stop_s`.
+    """Simulate `requests` on `fleet`.
 
-    `window` (start, end) is the measurement window for the per-instance accumulators."""
+    `window` (start, end) is the measurement window: its requests are the measured ones, and the
+    per-instance accumulators cover it. The run goes on past `stop_s` (the last arrival) only while
+    measured requests are unfinished, and at most `drain_s` more."""
     n = len(requests)
     arrival = requests.arrival_s.tolist()
     inp = requests.input_tokens.tolist()
@@ -75,6 +77,10 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
 
     # Per request.
     first_token = [math.nan] * n
+    w0, w1 = window
+    measured = [w0 <= a < w1 for a in arrival]
+    measured_left = sum(measured)
+    hard_stop = stop_s + drain_s
     finish = [math.nan] * n
     rejected = [False] * n
     service = [0.0] * n
@@ -196,7 +202,7 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
             i += 1
         else:
             break
-        if t > stop_s:
+        if t > stop_s and (measured_left == 0 or t > hard_stop):
             break
         events += 1
 
@@ -214,6 +220,7 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
             if done is not None:
                 for r in done:
                     finish[r] = t
+                    measured_left -= measured[r]
                     d_run[d] -= 1
                     d_kv[d] -= need_kv[r]
                     d_load[d] -= need_kv[r]
@@ -263,6 +270,7 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
                 first_token[r] = ready
                 if out[r] <= 1:
                     finish[r] = ready
+                    measured_left -= measured[r]
                     continue
                 d = dec_pickers[spec.decode_pool].pick(d_load)
                 d_of[r] = d
@@ -282,6 +290,7 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
             kvcap = d_kvcap[d]
             if kvcap is not None and need_kv[r] > kvcap:
                 rejected[r] = True
+                measured_left -= measured[r]
                 d_load[d] -= need_kv[r]
                 continue
             d_waiting[d].append(r)

@@ -27,7 +27,7 @@ class SimulationOptions:
 
     duration_s: float | None = 600.0  # measurement window; None with a trace: the whole trace
     warmup_s: float = 60.0  # arrivals before the window fill the queues and are not measured
-    cooldown_s: float = 120.0  # arrivals go on after the window; the run stops at its end
+    cooldown_s: float = 120.0  # arrivals go on after the window, then stop (the run drains)
     seed: int = 0
     routing: RoutingPolicy = "round-robin"
     rate_scale: float = 1.0  # multiplies the workloads' rates (Poisson) or a trace's rate
@@ -189,10 +189,12 @@ def simulate_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | N
     if bad:
         raise SimulationError(f"requests name workload index {bad[0]}, but the scenario has "
                               f"{len(scenario.workloads)} workload(s)")
-    stop = (end + options.cooldown_s) if trace is not None else (
-        options.warmup_s + options.duration_s + options.cooldown_s)  # type: ignore[operator]
+    # Arrivals stop at the end of the cool-down; then the run drains while measured requests are
+    # unfinished, for at most one more window length (longer: the plan is overloaded).
+    stop = end + options.cooldown_s
     raw = run(fleet, requests, policy=options.routing, rng=routing_rng, window=(start, end),
-              stop_s=stop, max_prefill_tokens_per_batch=options.max_prefill_tokens_per_batch)
+              stop_s=stop, drain_s=end - start,
+              max_prefill_tokens_per_batch=options.max_prefill_tokens_per_batch)
 
     ttft, tpot, e2e = request_times_ms(requests.arrival_s, raw.first_token_s, raw.finish_s,
                                        requests.output_tokens)
@@ -219,8 +221,8 @@ def simulate_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | N
         if s.unfinished:
             messages.append(
                 f"workload '{s.workload}': {s.unfinished} of {s.requests} measured requests did "
-                f"not finish within the {options.cooldown_s:g} s cool-down (counted as misses; "
-                "the plan is overloaded or the cool-down is too short)"
+                f"not finish within the cool-down and a drain as long as the window (counted as "
+                "misses; the plan is overloaded)"
             )
         if s.rejected:
             messages.append(f"workload '{s.workload}': {s.rejected} requests are larger than a "
