@@ -80,7 +80,8 @@ def simulation_options(f: F) -> F:
                      show_default=True, help="Unmeasured start, simulated seconds."),
         click.option("--cooldown", "cooldown_s", type=click.FloatRange(min=0), default=120.0,
                      show_default=True,
-                     help="Arrivals go on this long after the window so measured requests finish."),
+                     help="Arrivals go on this long after the window (then the run drains until "
+                     "the measured requests finish)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
         click.option("--routing", type=click.Choice(ROUTING_POLICIES), default="round-robin",
                      show_default=True, help="How requests are spread over instances."),
