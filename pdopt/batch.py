@@ -229,9 +229,10 @@ def _ignore_sigint() -> None:
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
-    """Workers start from a fork server, not by forking this process: a process that has run
-    HiGHS (its thread pool) cannot be forked safely, and a solve in such a child can hang. The
-    server imports the solver once; each worker forks from it, so startup stays cheap."""
+    """Workers start from a fork server, not by forking this process, so they never inherit the
+    solver's threads or state from a process that has already solved in-process (a benchmark run
+    forked that way stalled once; not reproduced in isolation). The server imports the solver
+    once; each worker forks from it, so startup stays cheap. Python 3.14 makes this the default."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")  # Windows
     context = multiprocessing.get_context("forkserver")
