@@ -75,9 +75,10 @@ def _report_failures(result: BatchResult, output: Path) -> None:
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--output", "-o", "output_dir", required=True,
+@click.option("--output", "-o", "output_dir", default=None,
               type=click.Path(file_okay=False, writable=True),
-              help="Folder for summary.csv, summary.jsonl and plans/<id>.json.")
+              help="Folder for summary.csv, summary.jsonl and plans/<id>.json (required unless "
+                   "--dry-run).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Parallel local processes [default: the number of cores; 1 runs in-process].")
 @click.option("--dask-scheduler", metavar="ADDRESS", default=None,
@@ -94,9 +95,9 @@ def _report_failures(result: BatchResult, output: Path) -> None:
 @click.option("--dry-run", is_flag=True,
               help="Expand and validate every variant, print the ids, solve nothing.")
 @handle_errors
-def batch(paths: tuple[str, ...], output_dir: str, jobs: int | None, dask_scheduler: str | None,
-          resume: bool, quiet: bool, fmt: str, time_limit_s: float | None, mip_gap: float | None,
-          dry_run: bool) -> None:
+def batch(paths: tuple[str, ...], output_dir: str | None, jobs: int | None,
+          dask_scheduler: str | None, resume: bool, quiet: bool, fmt: str,
+          time_limit_s: float | None, mip_gap: float | None, dry_run: bool) -> None:
     """Solve every scenario variant in PATHS: files, folders (all *.yaml|*.yml|*.json|*.toml
     inside, recursively, except names starting with _ or .) or globs; a file's `sweep:` gives one
     variant per grid point.
@@ -110,12 +111,14 @@ def batch(paths: tuple[str, ...], output_dir: str, jobs: int | None, dask_schedu
     """
     if jobs is not None and dask_scheduler:
         raise click.UsageError("give --jobs or --dask-scheduler, not both")
-    output = Path(output_dir)
+    if output_dir is None and not dry_run:
+        raise click.UsageError("Missing option '--output' / '-o' (the results folder).")
+    output = Path(output_dir) if output_dir is not None else None
     try:
         entries = collect_entries(paths, exclude=output)
     except BatchSetupError as e:
         raise click.UsageError(str(e)) from None
-    if dry_run:
+    if dry_run or output is None:
         sys.exit(_dry_run(entries))
     executor = make_executor(jobs, dask_scheduler)
     from pdopt.optimize import solve  # Pyomo loads only when something is solved
