@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -139,10 +140,14 @@ def test_set_path_errors_say_what_is_there(paper_data: dict[str, Any]) -> None:
         set_path(paper_data, "name.first", "x")
 
 
-def test_overrides_apply_after_merge_and_are_recorded(tmp_path: Path, base: Path) -> None:
+def test_overrides_apply_after_merge_and_are_recorded(tmp_path: Path, base: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     child = write(tmp_path / "o.yaml", {"extends": "fleets/base.yaml", "overrides": {
         "workloads.chat.tokens_per_minute": 6e6, "gpus.H200.cost_per_hour": 3.5}})
-    [variant] = expand_file(child)
+    with caplog.at_level(logging.INFO, logger="pdopt.variants"):
+        [variant] = expand_file(child)
+    assert caplog.messages == [f"{child}: workloads.chat.tokens_per_minute: 5000000 -> 6e6",
+                               f"{child}: gpus.H200.cost_per_hour: 3.99 -> 3.5"]
     assert variant.id == "o" and variant.params == {}
     assert variant.changes == ["workloads.chat.tokens_per_minute: 5000000 -> 6e6",
                                "gpus.H200.cost_per_hour: 3.99 -> 3.5"]
