@@ -11,16 +11,9 @@ import time
 from pathlib import Path
 
 from pdopt.optimize.data import FleetData, build_fleet_data
-from pdopt.optimize.decompose import fits_limits, model_names, solve_parts
+from pdopt.optimize.decompose import better, fits_limits, model_names, solve_parts
 from pdopt.optimize.diagnose import diagnose, unroutable_workloads
-from pdopt.optimize.extract import (
-    decode_points,
-    flows,
-    pool_plans,
-    prefill_points,
-    read_solution,
-    workload_plans,
-)
+from pdopt.optimize.extract import build_plan
 from pdopt.optimize.model import TIE_BREAK_WEIGHT, create_model
 from pdopt.optimize.solver import SolverReport, relative_gap, solve_model
 from pdopt.plan import Plan
@@ -60,19 +53,31 @@ def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: flo
     decomposed_seconds = 0.0
     if len(model_names(scenario)) > 1:
         # Solve model by model first (O.2): often the parts together are the answer.
-        parts = solve_parts(scenario, objective, time_limit_s=time_limit_s / 2, mip_gap=mip_gap,
-                            threads=threads)
-        decomposed_seconds = sum(part.report.solve_seconds for part in parts)
-        if all(part.has_plan for part in parts):
-            if fits_limits(scenario, parts):
-                plan = _merge([_plan(part.data, part.model, objective, part.report, 0.0)
-                               for part in parts], scenario, objective)
-                plan.build_seconds = time.perf_counter() - start - decomposed_seconds
-                plan.estimated = {p.instance: estimated[p.instance] for p in plan.pools
-                                  if p.instance in estimated}
-                return plan
-            bounds = {part.model_name: part.report.dual_bound for part in parts
-                      if part.report.dual_bound is not None}
+        t0 = time.perf_counter()
+        parts = solve_parts(scenario, objective, time_limit_s=time_limit_s / 2, mip_gap=mip_gap)
+        decomposed_seconds = time.perf_counter() - t0
+        plans = [part.plan for part in parts if part.plan is not None]
+        if len(plans) == len(parts) and fits_limits(scenario, plans):
+            # the parts fit together: spend the rest of the time on the parts not yet proven
+            unproven = [part.model_name for part in parts if part.plan.status != "optimal"]
+            remaining = time_limit_s - (time.perf_counter() - start)
+            if unproven and remaining > 1.0:
+                again = {part.model_name: part for part in solve_parts(
+                    scenario, objective, time_limit_s=remaining, mip_gap=mip_gap,
+                    names=unproven)}
+                parts = [better(part, again[part.model_name], objective, mip_gap)
+                         if part.model_name in again else part for part in parts]
+                plans = [part.plan for part in parts if part.plan is not None]
+                decomposed_seconds = time.perf_counter() - t0
+        if len(plans) == len(parts) and fits_limits(scenario, plans):
+            plan = _merge(plans, scenario, objective, mip_gap)
+            plan.solve_seconds = decomposed_seconds
+            plan.build_seconds = time.perf_counter() - start - decomposed_seconds
+            plan.estimated = {p.instance: estimated[p.instance] for p in plan.pools
+                              if p.instance in estimated}
+            return plan
+        bounds = {part.model_name: part.dual_bound for part in parts
+                  if part.dual_bound is not None}
         time_limit_s = max(time_limit_s - (time.perf_counter() - start), 1.0)
 
     model = create_model(data, objective, model_bounds=bounds)
@@ -87,14 +92,14 @@ def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: flo
         plan = _no_plan(scenario, objective, report.status, reasons, start, report.solve_seconds)
         plan.build_seconds = build_seconds
         return plan
-    plan = _plan(data, model, objective, report, build_seconds)
+    plan = build_plan(data, model, objective, report, build_seconds)
     plan.solve_seconds += decomposed_seconds
     plan.estimated = {p.instance: estimated[p.instance] for p in plan.pools
                       if p.instance in estimated}
     return plan
 
 
-def _merge(plans: list[Plan], scenario: Scenario, objective: str) -> Plan:
+def _merge(plans: list[Plan], scenario: Scenario, objective: str, mip_gap: float) -> Plan:
     """The fleet's plan from its models' plans (O.2): lists joined, totals and bounds added."""
     gpus: dict[str, int] = {}
     roles = {"prefill": 0, "decode": 0}
@@ -111,8 +116,10 @@ def _merge(plans: list[Plan], scenario: Scenario, objective: str) -> Plan:
     value = (cost + TIE_BREAK_WEIGHT * n_gpus if objective == "cost"
              else n_gpus + TIE_BREAK_WEIGHT * cost)  # the objective of Eq. O10
     gap = relative_gap(value, bound)
-    # each part within the gap of its bound puts the sum within the gap of the summed bound
-    status = "optimal" if all(p.status == "optimal" for p in plans) else "feasible"
+    # each part within the gap of its bound puts the sum within the gap of the summed bound; the
+    # sum can be within the gap even when some parts are not
+    proven = all(p.status == "optimal" for p in plans)
+    status = "optimal" if proven or (gap is not None and gap <= mip_gap) else "feasible"
     messages = [] if status == "optimal" else [
         f"time limit reached: best plan found, gap to the bound "
         f"{'unknown' if gap is None else f'{100 * gap:.2f}%'}"]
@@ -127,39 +134,6 @@ def _merge(plans: list[Plan], scenario: Scenario, objective: str) -> Plan:
         flows=[f for p in plans for f in p.flows],
         dual_bound=bound, mip_gap=gap,
         solve_seconds=sum(p.solve_seconds for p in plans), build_seconds=0.0,
-        messages=messages,
-    )
-
-
-def _plan(data: FleetData, model: object, objective: str, report: SolverReport,
-          build_seconds: float) -> Plan:
-    sol = read_solution(model)  # type: ignore[arg-type]
-    pre, dec = prefill_points(data, sol), decode_points(data, sol)
-    pools = pool_plans(data, sol, pre, dec)
-    gpus_by_type: dict[str, int] = {}
-    by_role = {"prefill": 0, "decode": 0}
-    for p in pools:
-        gpus_by_type[p.gpu] = gpus_by_type.get(p.gpu, 0) + p.count * p.gpus_per_instance
-        by_role[p.role] += p.count
-    messages = []
-    if report.status == "feasible":
-        gap = f"{100 * report.mip_gap:.2f}%" if report.mip_gap is not None else "unknown"
-        messages.append(f"time limit reached: best plan found, gap to the bound {gap}")
-    return Plan(
-        scenario=data.scenario.name,
-        status=report.status,
-        objective=objective,  # type: ignore[arg-type]
-        cost_per_hour=sum(p.cost_per_hour for p in pools),
-        total_gpus=sum(gpus_by_type.values()),
-        gpus_by_type=dict(sorted(gpus_by_type.items())),
-        instances_by_role=by_role,
-        pools=pools,
-        workloads=workload_plans(data, sol, pre, dec),
-        flows=flows(data, sol),
-        dual_bound=report.dual_bound,
-        mip_gap=report.mip_gap,
-        solve_seconds=report.solve_seconds,
-        build_seconds=build_seconds,
         messages=messages,
     )
 

@@ -12,7 +12,8 @@ import pyomo.environ as pyo
 
 from pdopt.capacity import decode_context_tokens, instance_decode_curve, instance_kv_cache_tokens
 from pdopt.optimize.data import FleetData
-from pdopt.plan import Flow, PoolPlan, WorkloadPlan
+from pdopt.optimize.solver import SolverReport
+from pdopt.plan import Flow, Plan, PoolPlan, WorkloadPlan
 from pdopt.queueing import percentile_factor
 
 # Flows below this are solver noise (HiGHS's primal feasibility tolerance is 1e-7).
@@ -219,3 +220,37 @@ def flows(data: FleetData, sol: Solution) -> list[Flow]:
             if share > ZERO_RATE:
                 out.append(Flow(w, p, d, share, transfer[(w, p, g)]))
     return out
+
+
+def build_plan(data: FleetData, model: pyo.ConcreteModel, objective: str, report: SolverReport,
+               build_seconds: float) -> Plan:
+    """The plan of a solved model, with its predictions (O.1) and the solver's report."""
+    sol = read_solution(model)
+    pre, dec = prefill_points(data, sol), decode_points(data, sol)
+    pools = pool_plans(data, sol, pre, dec)
+    gpus_by_type: dict[str, int] = {}
+    by_role = {"prefill": 0, "decode": 0}
+    for p in pools:
+        gpus_by_type[p.gpu] = gpus_by_type.get(p.gpu, 0) + p.count * p.gpus_per_instance
+        by_role[p.role] += p.count
+    messages = []
+    if report.status == "feasible":
+        gap = f"{100 * report.mip_gap:.2f}%" if report.mip_gap is not None else "unknown"
+        messages.append(f"time limit reached: best plan found, gap to the bound {gap}")
+    return Plan(
+        scenario=data.scenario.name,
+        status=report.status,
+        objective=objective,  # type: ignore[arg-type]
+        cost_per_hour=sum(p.cost_per_hour for p in pools),
+        total_gpus=sum(gpus_by_type.values()),
+        gpus_by_type=dict(sorted(gpus_by_type.items())),
+        instances_by_role=by_role,
+        pools=pools,
+        workloads=workload_plans(data, sol, pre, dec),
+        flows=flows(data, sol),
+        dual_bound=report.dual_bound,
+        mip_gap=report.mip_gap,
+        solve_seconds=report.solve_seconds,
+        build_seconds=build_seconds,
+        messages=messages,
+    )

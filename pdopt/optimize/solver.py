@@ -16,6 +16,8 @@ import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
 
+from pdopt.errors import PdoptError
+
 SolveStatus = Literal["optimal", "feasible", "infeasible", "no_solution"]
 
 
@@ -56,6 +58,8 @@ def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float, mip_gap: float
     )
     seconds = time.perf_counter() - start
     tc = results.termination_condition
+    if tc == TerminationCondition.error:
+        raise PdoptError("HiGHS stopped with an error (run with --debug and report it)")
     has_solution = results.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
     if has_solution:
         results.solution_loader.load_vars()
