@@ -59,11 +59,12 @@ def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: flo
         plans = [part.plan for part in parts if part.plan is not None]
         if len(plans) == len(parts) and fits_limits(scenario, plans):
             # the parts fit together: spend the rest of the time on the parts not yet proven
+            # (most of it: the fallback of O.3 and starting workers take some too)
             unproven = [part.model_name for part in parts if part.plan.status != "optimal"]
             remaining = time_limit_s - (time.perf_counter() - start)
             if unproven and remaining > 1.0:
                 again = {part.model_name: part for part in solve_parts(
-                    scenario, objective, time_limit_s=remaining, mip_gap=mip_gap,
+                    scenario, objective, time_limit_s=0.8 * remaining, mip_gap=mip_gap,
                     names=unproven)}
                 parts = [better(part, again[part.model_name], objective, mip_gap)
                          if part.model_name in again else part for part in parts]

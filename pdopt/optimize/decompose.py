@@ -71,7 +71,7 @@ def solve_part(scenario: Scenario, model_name: str, objective: str, time_limit_s
         # out of time: the rounded LP relaxation may beat a weak incumbent (O.3)
         rounded = rounded_up(data, objective, Relaxation(budget=True, inventory="drop"),
                              time_limit_s=max(time_limit_s, ROUNDING_MIN_SECONDS),
-                             dual_bound=report.dual_bound)
+                             dual_bound=report.dual_bound, near_time_s=max(time_limit_s, 1.0))
         if rounded is not None and (report.objective is None
                                     or rounded[1].objective < report.objective):  # type: ignore
             model, report = rounded
