@@ -390,3 +390,53 @@ def test_shared_inventory_couples_models() -> None:
     assert plan.gpus_by_type.get("GA", 0) <= used - 1
     assert plan.cost_per_hour > free.cost_per_hour  # type: ignore[operator]
     assert plan.cost_per_hour == pytest.approx(_monolithic_cost(data))
+
+
+def _many_models(count: int) -> dict[str, Any]:
+    fleets = [random_fleet(seed) for seed in range(count)]
+    merged = fleets[0]
+    for k, other in enumerate(fleets[1:], start=2):
+        for inst in other["instances"]:
+            inst["name"] += f"-m{k}"
+            inst["model"] = f"m{k}"
+        for w in other["workloads"]:
+            w["name"] += f"-m{k}"
+            w["model"] = f"m{k}"
+        merged["instances"] += other["instances"]
+        merged["workloads"] += other["workloads"]
+        merged["models"][f"m{k}"] = other["models"]["m"]
+        for g, spec in other["gpus"].items():
+            merged["gpus"].setdefault(g, spec)
+    return merged
+
+
+def test_models_in_parallel_workers_match_the_whole_program() -> None:
+    from pdopt.optimize.decompose import PARALLEL_FROM_MODELS
+
+    data = _many_models(PARALLEL_FROM_MODELS)
+    plan = _solve(data, mip_gap=0.0)
+    assert plan.status == "optimal"
+    assert plan.cost_per_hour == pytest.approx(_monolithic_cost(data))
+    assert {p.model for p in plan.pools} == {"m"} | {f"m{k}" for k in
+                                                    range(2, PARALLEL_FROM_MODELS + 1)}
+
+
+def test_rounded_lp_fallback_is_a_valid_plan() -> None:
+    from pdopt.optimize.extract import build_plan
+    from pdopt.optimize.model import Relaxation
+    from pdopt.optimize.rounding import rounded_up
+
+    scenario = scenario_from_data(random_fleet(6, cross_links=True))
+    fleet = build_fleet_data(scenario)
+    result = rounded_up(fleet, "cost", Relaxation(), time_limit_s=30, dual_bound=None)
+    assert result is not None
+    model, report = result
+    plan = build_plan(fleet, model, "cost", report, 0.0)
+    optimum = solve(scenario, mip_gap=0.0).cost_per_hour
+    assert report.dual_bound is not None
+    assert report.dual_bound <= optimum + 1e-6 <= plan.cost_per_hour + 2e-6  # type: ignore
+    for pool in plan.pools:
+        assert all(g["utilization"] <= 1 + 1e-6 for g in pool.groups)
+    for w in plan.workloads:
+        assert w.expected_ttft_ms <= w.ttft_target_ms + 1e-6
+        assert w.expected_tpot_ms <= w.tpot_target_ms + 1e-6
