@@ -74,9 +74,7 @@ def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: flo
             plan = _merge(plans, scenario, objective, mip_gap)
             plan.solve_seconds = decomposed_seconds
             plan.build_seconds = time.perf_counter() - start - decomposed_seconds
-            plan.estimated = {p.instance: estimated[p.instance] for p in plan.pools
-                              if p.instance in estimated}
-            return plan
+            return _flag_estimates(plan, estimated)
         bounds = {part.model_name: part.dual_bound for part in parts
                   if part.dual_bound is not None}
         time_limit_s = max(time_limit_s - (time.perf_counter() - start), 1.0)
@@ -95,6 +93,11 @@ def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: flo
         return plan
     plan = build_plan(data, model, objective, report, build_seconds)
     plan.solve_seconds += decomposed_seconds
+    return _flag_estimates(plan, estimated)
+
+
+def _flag_estimates(plan: Plan, estimated: dict[str, str]) -> Plan:
+    """Name the plan's pools whose numbers are estimates, with their sources."""
     plan.estimated = {p.instance: estimated[p.instance] for p in plan.pools
                       if p.instance in estimated}
     return plan
