@@ -177,6 +177,19 @@ def _failed_from_errors(obj: dict[str, Any]) -> int | None:
     return None
 
 
+def _duration_and_lengths(obj: dict[str, Any], completed: int, where: str
+                          ) -> tuple[float, float, float]:
+    """A run's duration and mean input/output lengths; no completed request is an error."""
+    if completed == 0:
+        raise ProfileImportError([f"{where}: no request completed (completed: 0)"])
+    duration = _number(obj, "duration", where)
+    assert duration is not None
+    if duration <= 0:
+        raise ProfileImportError([f"{where}: field 'duration' must be > 0"])
+    mean_in, mean_out = _lengths(obj, completed, where)
+    return duration, mean_in, mean_out
+
+
 def _lengths(obj: dict[str, Any], completed: int, where: str) -> tuple[float, float]:
     total_in = _number(obj, "total_input_tokens", where)
     total_out = _number(obj, "total_output_tokens", where)
@@ -222,13 +235,7 @@ def _vllm_run(obj: dict[str, Any], path: Path, where: str) -> Run:
     from_errors = _failed_from_errors(obj)
     if from_errors is not None:
         failed = max(failed or 0, from_errors)
-    if completed == 0:
-        raise ProfileImportError([f"{where}: no request completed (completed: 0)"])
-    duration = _number(obj, "duration", where)
-    assert duration is not None
-    if duration <= 0:
-        raise ProfileImportError([f"{where}: field 'duration' must be > 0"])
-    mean_in, mean_out = _lengths(obj, completed, where)
+    duration, mean_in, mean_out = _duration_and_lengths(obj, completed, where)
     rate = _number(obj, "request_rate", where, allow_inf=True)
     assert rate is not None
     cap = obj.get("max_concurrency")
@@ -301,13 +308,7 @@ def _sglang_run(obj: dict[str, Any], path: Path, where: str) -> Run:
         raise ProfileImportError([f"{where}: this is a vLLM benchmark result (it has model_id "
                                   "and date): use 'vllm'"])
     completed = int(_number(obj, "completed", where) or 0)
-    if completed == 0:
-        raise ProfileImportError([f"{where}: no request completed (completed: 0)"])
-    duration = _number(obj, "duration", where)
-    assert duration is not None
-    if duration <= 0:
-        raise ProfileImportError([f"{where}: field 'duration' must be > 0"])
-    mean_in, mean_out = _lengths(obj, completed, where)
+    duration, mean_in, mean_out = _duration_and_lengths(obj, completed, where)
     if obj.get("request_rate") == "trace":
         raise ProfileImportError([f"{where}: a trace-timed run (request_rate: trace) has no "
                                   "fixed load; profile runs need a rate or a concurrency"])
