@@ -34,9 +34,9 @@ from typing import Any
 import yaml
 
 from pdopt.batch import collect_entries, make_executor, run_batch
-from pdopt.loading import load_scenario
 from pdopt.optimize import solve
 from pdopt.report import Report, Table, render
+from pdopt.scenario.loading import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "scenarios" / "paper-deepseek-v31-h200.yaml"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pdopt.profiles import aiconfigurator as aic
 from pdopt.profiles.catalog import gpu_spec, model_arch
 from pdopt.profiles.estimate import Estimate, InstanceShape
-from pdopt.profiles.spec import AiconfiguratorProfile
+from pdopt.scenario.profile_spec import AiconfiguratorProfile
 
 PREFILL_INPUTS = (2048, 8192)
 DECODE_LENGTHS = (2048, 256)

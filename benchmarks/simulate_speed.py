@@ -13,8 +13,8 @@ import argparse
 import time
 from pathlib import Path
 
-from pdopt.loading import load_scenario, scenario_from_data
-from pdopt.schema import Scenario
+from pdopt.scenario.loading import load_scenario, scenario_from_data
+from pdopt.scenario.schema import Scenario
 from pdopt.simulate import SimulationOptions, plan_from_counts, read_trace, simulate_plan
 
 ROOT = Path(__file__).resolve().parents[1]

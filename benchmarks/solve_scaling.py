@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fleetgen import fleet  # noqa: E402
 
-from pdopt.loading import scenario_from_data  # noqa: E402
 from pdopt.optimize import build_fleet_data, create_model, solve  # noqa: E402
+from pdopt.scenario.loading import scenario_from_data  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "scenarios" / "paper-deepseek-v31-h200.yaml"

@@ -32,9 +32,9 @@ import numpy as np
 
 from pdopt.capacity import instance_decode_curve
 from pdopt.errors import PdoptError
-from pdopt.loading import load_scenario, scenario_from_data
 from pdopt.queueing import service_second_moment_s2, ttft_at_load_ms
-from pdopt.schema import Scenario
+from pdopt.scenario.loading import load_scenario, scenario_from_data
+from pdopt.scenario.schema import Scenario
 from pdopt.simulate import SimulationOptions, plan_from_counts, simulate_plan
 from pdopt.simulate.verify import verify_plan
 

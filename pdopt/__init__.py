@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pdopt.loading import load_scenario
 from pdopt.plan import Plan
 from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario
-from pdopt.schema import Scenario
+from pdopt.scenario.loading import load_scenario
+from pdopt.scenario.schema import Scenario
 
 if TYPE_CHECKING:
     from pdopt.optimize import solve

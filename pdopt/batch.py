@@ -34,12 +34,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TextIO
 
-from pdopt.errors import PdoptError, ScenarioError
+from pdopt.errors import PdoptError
 from pdopt.fileio import write_atomic
-from pdopt.loading import SCENARIO_SUFFIXES, scenario_from_data
 from pdopt.plan import Plan
 from pdopt.report import _clean_floats, to_json
-from pdopt.variants import expand_file
+from pdopt.scenario.loading import SCENARIO_SUFFIXES, scenario_from_data
+from pdopt.scenario.problems import ScenarioError
+from pdopt.scenario.variants import expand_file
 
 SolveFn = Callable[..., Plan]
 # Outcomes that count as failures for the exit code (1 when any row has one).

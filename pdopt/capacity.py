@@ -1,7 +1,7 @@
 """Per-instance capacities of scenario instance types for scenario workloads.
 
-The glue between the scenario objects (`pdopt.schema`) and the pure formulas (`pdopt.queueing`,
-`pdopt.decode`): it looks measured numbers up at a workload's lengths and applies the targets.
+The glue between the scenario objects (`pdopt.scenario.schema`) and the pure formulas
+(`pdopt.queueing`, `pdopt.decode`): it looks measured numbers up at a workload's lengths and applies the targets.
 No Pyomo and no I/O here.
 """
 
@@ -19,7 +19,7 @@ from pdopt.decode import (
 )
 from pdopt.errors import PdoptError, UnreachableTargetError
 from pdopt.queueing import PrefillCapacity, prefill_capacity
-from pdopt.schema import Instance, Scenario, Workload
+from pdopt.scenario.schema import Instance, Scenario, Workload
 
 BITS_PER_BYTE = 8
 

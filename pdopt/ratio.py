@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 from pdopt.capacity import instance_decode_capacity, instance_prefill_capacity
 from pdopt.decode import DecodeCurve, decode_capacity
-from pdopt.errors import PdoptError, Problem, ScenarioError
+from pdopt.errors import PdoptError
 from pdopt.queueing import prefill_capacity
-from pdopt.schema import Scenario
+from pdopt.scenario.problems import Problem, ScenarioError
+from pdopt.scenario.schema import Scenario
 
 Rounding = Literal["ceil", "nearest"]
 

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from pdopt.optimize.data import FleetData, build_fleet_data
-from pdopt.schema import Scenario
+from pdopt.scenario.schema import Scenario
 
 GPU_TYPES = {"GA": 1.0, "GB": 1.7, "GC": 2.9}  # cost per GPU-hour
 

@@ -39,7 +39,7 @@ from pdopt.batch import (
 )
 from pdopt.cli import main
 from pdopt.plan import Plan
-from pdopt.schema import Scenario
+from pdopt.scenario.schema import Scenario
 
 TIMING = ("solve_seconds", "build_seconds")
 

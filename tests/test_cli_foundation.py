@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from pdopt.cli import main
 from pdopt.errors import ExitCode, UnreachableTargetError
-from pdopt.schema import Scenario
+from pdopt.scenario.schema import Scenario
 
 PAPER_FLAGS = [
     "--input-tokens", "6144", "--output-tokens", "512", "--ttft-ms", "2000", "--tpot-ms", "20",

@@ -27,7 +27,7 @@ from pdopt.decode import (
     table_lookup,
 )
 from pdopt.errors import ExtrapolationError, UnreachableTargetError
-from pdopt.loading import scenario_from_data
+from pdopt.scenario.loading import scenario_from_data
 
 
 def paper_curve(extrapolation: str = "error") -> DecodeCurve:

@@ -1,5 +1,5 @@
 """Reading scenario files: YAML, JSON and TOML; every kind of broken file gives clean `FILE: ...`
-lines (pdopt/loading.py, docs/scenario-format.md "Errors")."""
+lines (pdopt/scenario/loading.py, docs/scenario-format.md "Errors")."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pdopt import loading
-from pdopt.errors import ScenarioError
-from pdopt.loading import expanded_size, load_scenario, parse_text, read_document
+from pdopt.scenario import loading
+from pdopt.scenario.loading import expanded_size, load_scenario, parse_text, read_document
+from pdopt.scenario.problems import ScenarioError
 
 PAPER_TOML = """\
 name = "paper-deepseek-v31-h200"
@@ -264,7 +264,7 @@ def test_any_bytes_give_a_scenario_or_clean_errors(
     max_leaves=30,
 ))
 def test_any_document_gives_a_scenario_or_clean_problems(data: Any) -> None:
-    from pdopt.loading import scenario_from_data
+    from pdopt.scenario.loading import scenario_from_data
 
     if not isinstance(data, dict):
         return

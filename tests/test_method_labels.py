@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-FOUNDATION = ["schema.py", "queueing.py", "decode.py", "capacity.py", "ratio.py"]
+FOUNDATION = ["scenario/schema.py", "queueing.py", "decode.py", "capacity.py", "ratio.py"]
 CITATION = re.compile(r"Eqs?\.\s+([A-Z]\d+[a-z]?(?:\s*[-,]\s*[A-Z]\d+[a-z]?)*)")
 
 

@@ -11,12 +11,12 @@ from fleet_cases import brute_force_cost, random_fleet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pdopt.loading import load_scenario, scenario_from_data
 from pdopt.optimize import solve
 from pdopt.optimize.data import build_fleet_data
 from pdopt.optimize.solver import relative_gap
 from pdopt.plan import Plan
 from pdopt.ratio import ratio_from_scenario
+from pdopt.scenario.loading import load_scenario, scenario_from_data
 
 SLOW = settings(max_examples=12, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])

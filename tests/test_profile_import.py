@@ -16,7 +16,6 @@ import yaml
 from click.testing import CliRunner
 
 from pdopt.cli import main
-from pdopt.loading import load_scenario
 from pdopt.profiles.import_append import append_instance
 from pdopt.profiles.import_tables import (
     build_instance,
@@ -26,7 +25,8 @@ from pdopt.profiles.import_tables import (
     saturated_prefill,
 )
 from pdopt.profiles.importers import ProfileImportError, Run, read_csv, read_runs, read_vllm
-from pdopt.schema import Instance
+from pdopt.scenario.loading import load_scenario
+from pdopt.scenario.schema import Instance
 
 FIX = Path(__file__).parent / "fixtures" / "profiles"
 VLLM_DECODE = sorted(str(p) for p in (FIX / "vllm" / "decode").glob("*.json"))

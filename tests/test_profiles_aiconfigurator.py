@@ -13,10 +13,10 @@ from click.testing import CliRunner
 pytest.importorskip("aiconfigurator")
 
 from pdopt.cli import main  # noqa: E402
-from pdopt.loading import scenario_from_data  # noqa: E402
 from pdopt.profiles import aiconfigurator as aic  # noqa: E402
 from pdopt.profiles.resolve import resolve_profiles  # noqa: E402
-from pdopt.profiles.spec import AiconfiguratorProfile  # noqa: E402
+from pdopt.scenario.loading import scenario_from_data  # noqa: E402
+from pdopt.scenario.profile_spec import AiconfiguratorProfile  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pdopt.errors import ScenarioError, UnreachableTargetError
+from pdopt.errors import UnreachableTargetError
 from pdopt.profiles.architecture import arch_from_config
 from pdopt.profiles.catalog import bundled_models, gpu_catalog, gpu_spec, model_arch
 from pdopt.profiles.estimate import (
@@ -18,7 +18,8 @@ from pdopt.profiles.estimate import (
     batch_grid,
     estimate_tables,
 )
-from pdopt.schema import Instance
+from pdopt.scenario.problems import ScenarioError
+from pdopt.scenario.schema import Instance
 
 FACTORS = EstimateFactors(compute_efficiency=0.5, bandwidth_efficiency=0.5,
                           layer_overhead_us=10.0, memory_utilization=0.9)

@@ -13,11 +13,11 @@ import yaml
 from click.testing import CliRunner
 
 from pdopt.cli import main
-from pdopt.errors import ScenarioError
-from pdopt.loading import load_scenario, scenario_from_data
 from pdopt.profiles import resolve as resolve_module
 from pdopt.profiles.resolve import check_profiles, resolve_profiles
 from pdopt.ratio import ratio_from_scenario
+from pdopt.scenario.loading import load_scenario, scenario_from_data
+from pdopt.scenario.problems import ScenarioError
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "scenarios" / "gpu-choice-estimated.yaml"

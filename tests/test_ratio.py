@@ -14,10 +14,11 @@ from conftest import PAPER_TPOT_MS_BY_BATCH
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pdopt.errors import ScenarioError, UnreachableTargetError
-from pdopt.loading import load_scenario, scenario_from_data
+from pdopt.errors import UnreachableTargetError
 from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario, round_count
 from pdopt.ratio import sustainable_tokens_per_s as sustainable
+from pdopt.scenario.loading import load_scenario, scenario_from_data
+from pdopt.scenario.problems import ScenarioError
 
 PAPER: dict[str, Any] = dict(
     demand_tokens_per_s=5_000_000 / 60, input_tokens=6144, output_tokens=512, ttft_ms=2000,

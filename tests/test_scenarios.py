@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pdopt.loading import load_scenario, scenario_from_data
 from pdopt.optimize import solve
+from pdopt.scenario.loading import load_scenario, scenario_from_data
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))

@@ -1,5 +1,5 @@
-"""The scenario format (pdopt/schema.py, docs/scenario-format.md): fields, units, defaults and the
-validation rules, each invalid kind giving one `location: message` problem."""
+"""The scenario format (pdopt/scenario/schema.py, docs/scenario-format.md): fields, units, defaults
+and the validation rules, each invalid kind giving one `location: message` problem."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pdopt.errors import ScenarioError
-from pdopt.loading import load_scenario, scenario_from_data
-from pdopt.schema import ModelSpec, Scenario
+from pdopt.scenario.loading import load_scenario, scenario_from_data
+from pdopt.scenario.problems import ScenarioError
+from pdopt.scenario.schema import ModelSpec, Scenario
 
 
 def problems(data: dict[str, Any]) -> list[str]:
@@ -326,10 +326,10 @@ def test_json_schema_forbids_unknown_fields() -> None:
 # --- docs/scenario-format.md stays in step with the models ------------------------------------
 
 def scenario_models() -> list[type]:
-    import pdopt.schema as schema
+    import pdopt.scenario.schema as schema
 
     return [m for m in vars(schema).values() if isinstance(m, type)
-            and issubclass(m, schema.StrictModel) and m.__module__ == "pdopt.schema"
+            and issubclass(m, schema.StrictModel) and m.__module__ == "pdopt.scenario.schema"
             and m is not schema.StrictModel]
 
 

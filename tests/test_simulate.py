@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pdopt.loading import scenario_from_data
-from pdopt.schema import Scenario
+from pdopt.scenario.loading import scenario_from_data
+from pdopt.scenario.schema import Scenario
 from pdopt.simulate import (
     Requests,
     SimulationError,
@@ -329,7 +329,7 @@ def test_profiled_instance_types_are_resolved_like_the_optimizer(
     # The shipped estimate-based scenario has `profile:` blocks instead of tables; the simulator
     # resolves them (as pdopt.optimize.solve does) and simulates the answer's MI300X fleet.
     monkeypatch.setenv("PDOPT_CACHE_DIR", str(tmp_path / "cache"))
-    from pdopt.loading import load_scenario
+    from pdopt.scenario.loading import load_scenario
 
     sc = load_scenario(project_root / "scenarios" / "gpu-choice-estimated.yaml")
     plan = plan_from_counts(sc, {"mi300x-prefill": 8, "mi300x-decode": 3})

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pdopt.cli import main
-from pdopt.loading import load_scenario
+from pdopt.scenario.loading import load_scenario
 from pdopt.simulate import plan_from_counts
 
 PAPER_3P4D = {"ds-prefill-8xh200": 3, "ds-decode-8xh200": 4}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_simulate import small, small_data
 
-from pdopt.loading import scenario_from_data
+from pdopt.scenario.loading import scenario_from_data
 from pdopt.simulate import SimulationOptions, plan_from_counts
 from pdopt.simulate.verify import counts_of, neighbour, verify_plan
 

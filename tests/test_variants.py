@@ -1,4 +1,4 @@
-"""extends / overrides / sweep (pdopt.variants): pure data, no solver."""
+"""extends / overrides / sweep (pdopt.scenario.variants): pure data, no solver."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import yaml
 from click.testing import CliRunner
 
 from pdopt.cli import main
-from pdopt.errors import ScenarioError
-from pdopt.loading import load_scenario, scenario_from_data
-from pdopt.variants import (
+from pdopt.scenario.loading import load_scenario, scenario_from_data
+from pdopt.scenario.problems import ScenarioError
+from pdopt.scenario.variants import (
     deep_merge,
     expand_file,
     format_value,
@@ -144,7 +144,7 @@ def test_overrides_apply_after_merge_and_are_recorded(tmp_path: Path, base: Path
                                                       caplog: pytest.LogCaptureFixture) -> None:
     child = write(tmp_path / "o.yaml", {"extends": "fleets/base.yaml", "overrides": {
         "workloads.chat.tokens_per_minute": 6e6, "gpus.H200.cost_per_hour": 3.5}})
-    with caplog.at_level(logging.INFO, logger="pdopt.variants"):
+    with caplog.at_level(logging.INFO, logger="pdopt.scenario.variants"):
         [variant] = expand_file(child)
     assert caplog.messages == [f"{child}: workloads.chat.tokens_per_minute: 5000000 -> 6e6",
                                f"{child}: gpus.H200.cost_per_hour: 3.99 -> 3.5"]

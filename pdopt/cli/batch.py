@@ -18,9 +18,10 @@ from pdopt.batch import (
     run_batch,
 )
 from pdopt.cli.common import emit, format_option, handle_errors
-from pdopt.errors import ExitCode, ScenarioError
-from pdopt.loading import scenario_from_data
+from pdopt.errors import ExitCode
 from pdopt.report import FORMATS, Report, Table
+from pdopt.scenario.loading import scenario_from_data
+from pdopt.scenario.problems import ScenarioError
 
 MAX_FAILURES_SHOWN = 20
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 
 from pdopt.cli.common import handle_errors
-from pdopt.errors import ExitCode, ScenarioError
-from pdopt.loading import load_scenario
+from pdopt.errors import ExitCode
 from pdopt.profiles.resolve import check_profiles
-from pdopt.schema import Scenario
+from pdopt.scenario.loading import load_scenario
+from pdopt.scenario.problems import ScenarioError
+from pdopt.scenario.schema import Scenario
 
 
 @click.command()

@@ -9,9 +9,10 @@ from typing import Any, TypeVar
 
 import click
 
-from pdopt.errors import ExitCode, PdoptError, ScenarioError
+from pdopt.errors import ExitCode, PdoptError
 from pdopt.fileio import write_atomic  # re-exported: commands import it from here
 from pdopt.report import FORMATS, Report, render
+from pdopt.scenario.problems import ScenarioError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

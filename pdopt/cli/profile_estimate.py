@@ -11,13 +11,13 @@ from typing import Any
 import click
 
 from pdopt.cli.common import emit, handle_errors, write_atomic
-from pdopt.errors import ScenarioError
 from pdopt.profiles.architecture import arch_from_config
 from pdopt.profiles.catalog import bundled_models, gpu_catalog, gpu_spec
 from pdopt.profiles.import_append import instance_yaml
 from pdopt.profiles.resolve import aiconfigurator_instances, estimated_instances
-from pdopt.profiles.spec import AiconfiguratorProfile
 from pdopt.report import Report, Table, to_json
+from pdopt.scenario.problems import ScenarioError
+from pdopt.scenario.profile_spec import AiconfiguratorProfile
 
 ROLES = {"prefill": ("prefill",), "decode": ("decode",), "both": ("prefill", "decode")}
 

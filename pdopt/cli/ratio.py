@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from pdopt.cli.common import emit, format_option, handle_errors, output_option
-from pdopt.errors import PdoptError, Problem, ScenarioError
-from pdopt.loading import load_scenario
+from pdopt.errors import PdoptError
 from pdopt.profiles.resolve import resolve_profiles, unmeasured
 from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario
 from pdopt.report import Report, Table
+from pdopt.scenario.loading import load_scenario
+from pdopt.scenario.problems import Problem, ScenarioError
 
 POSITIVE = click.FloatRange(min=0, min_open=True)
 

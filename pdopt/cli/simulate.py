@@ -13,10 +13,10 @@ import click
 
 from pdopt.cli.common import emit, format_option, handle_errors, output_option
 from pdopt.errors import ExitCode, PdoptError
-from pdopt.loading import load_scenario
 from pdopt.plan import Plan
 from pdopt.report import Report, Table
-from pdopt.schema import Scenario
+from pdopt.scenario.loading import load_scenario
+from pdopt.scenario.schema import Scenario
 from pdopt.simulate import (
     TRACE_FORMATS,
     SimulationError,

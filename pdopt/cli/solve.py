@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from pdopt.cli.common import format_option, handle_errors, write_atomic
-from pdopt.errors import ExitCode, ScenarioError
-from pdopt.loading import load_scenario
+from pdopt.errors import ExitCode
 from pdopt.plan_report import plan_report
 from pdopt.report import render, to_json
+from pdopt.scenario.loading import load_scenario
+from pdopt.scenario.problems import ScenarioError
 
 
 @click.command()

@@ -17,7 +17,7 @@ from pdopt.optimize.extract import build_plan
 from pdopt.optimize.model import TIE_BREAK_WEIGHT, create_model
 from pdopt.optimize.solver import SolverReport, relative_gap, solve_model
 from pdopt.plan import Plan
-from pdopt.schema import Scenario
+from pdopt.scenario.schema import Scenario
 
 __all__ = ["solve", "build_fleet_data", "create_model", "FleetData", "SolverReport"]
 

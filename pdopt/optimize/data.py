@@ -18,7 +18,7 @@ from pdopt.capacity import (
 )
 from pdopt.errors import PdoptError
 from pdopt.queueing import service_scv, service_second_moment_s2, service_time_s
-from pdopt.schema import Instance, Scenario, Workload
+from pdopt.scenario.schema import Instance, Scenario, Workload
 
 
 @dataclass(frozen=True)

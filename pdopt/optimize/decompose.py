@@ -27,7 +27,7 @@ from pdopt.optimize.model import Relaxation, create_model
 from pdopt.optimize.rounding import rounded_up
 from pdopt.optimize.solver import relative_gap, solve_model
 from pdopt.plan import Plan
-from pdopt.schema import Scenario
+from pdopt.scenario.schema import Scenario
 
 # Below this many models, starting worker processes costs more than it saves.
 PARALLEL_FROM_MODELS = 4

@@ -17,9 +17,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pdopt.errors import PdoptError, Problem, ScenarioError
+from pdopt.errors import PdoptError
 from pdopt.profiles.catalog import bundled_models, gpu_spec
-from pdopt.profiles.spec import AiconfiguratorProfile
+from pdopt.scenario.problems import Problem, ScenarioError
+from pdopt.scenario.profile_spec import AiconfiguratorProfile
 
 TESTED_VERSION = "0.12.0"
 # SGLang's default --max-prefill-tokens (16384): the tokens one prefill step batches at most.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pdopt.errors import Problem, ScenarioError
+from pdopt.scenario.problems import Problem, ScenarioError
 
 DENSE_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 MOE_TYPES = {"mixtral", "qwen2_moe", "qwen3_moe"}

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from pdopt.errors import Problem, ScenarioError
 from pdopt.profiles.architecture import ModelArch, arch_from_config, read_config_file
+from pdopt.scenario.problems import Problem, ScenarioError
 
 TERA = 1e12
 GIGA = 1e9

@@ -13,10 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pdopt.errors import Problem, ScenarioError, UnreachableTargetError
+from pdopt.errors import UnreachableTargetError
 from pdopt.profiles.architecture import ModelArch
 from pdopt.profiles.catalog import GpuSpec
-from pdopt.schema import KV_DTYPE_BYTES
+from pdopt.scenario.problems import Problem, ScenarioError
+from pdopt.scenario.schema import KV_DTYPE_BYTES
 
 AttentionParallel = Literal["tp", "dp"]
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "fp4")

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from pdopt.errors import ScenarioError
-from pdopt.loading import parse_text, read_document, scenario_from_data
 from pdopt.profiles.importers import ProfileImportError
+from pdopt.scenario.loading import parse_text, read_document, scenario_from_data
+from pdopt.scenario.problems import ScenarioError
 
 _INSTANCES_BLOCK = re.compile(r"^instances\s*:\s*(#.*)?$")
 _INSTANCES_EMPTY_FLOW = re.compile(r"^instances\s*:\s*\[\s*\]\s*(#.*)?$")

@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pdopt.loading import problems_from_validation
 from pdopt.profiles.importers import ProfileImportError, Run
-from pdopt.schema import Instance
+from pdopt.scenario.loading import problems_from_validation
+from pdopt.scenario.schema import Instance
 
 # Runs whose mean lengths are within this relative distance of each other form one table (one
 # input length for prefill, one context length input + output/2 for decode, Eq. D3).

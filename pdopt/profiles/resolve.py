@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pdopt.errors import PdoptError, Problem, ScenarioError
+from pdopt.errors import PdoptError
 from pdopt.fileio import write_atomic
 from pdopt.profiles import aiconfigurator as aic
 from pdopt.profiles.catalog import config_digest, gpu_spec, model_arch, model_config
@@ -31,8 +31,9 @@ from pdopt.profiles.estimate import (
     InstanceShape,
     estimate_tables,
 )
-from pdopt.profiles.spec import AiconfiguratorProfile, EstimateProfile
-from pdopt.schema import Instance, ModelSpec, Scenario
+from pdopt.scenario.problems import Problem, ScenarioError
+from pdopt.scenario.profile_spec import AiconfiguratorProfile, EstimateProfile
+from pdopt.scenario.schema import Instance, ModelSpec, Scenario
 
 # Bump when the estimator's equations change, so cached estimates are recomputed.
 ESTIMATOR_VERSION = "1"

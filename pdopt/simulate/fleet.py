@@ -19,7 +19,7 @@ from pdopt.capacity import (
 )
 from pdopt.errors import PdoptError
 from pdopt.plan import Flow, Plan, PoolPlan, WorkloadPlan
-from pdopt.schema import Instance, Scenario
+from pdopt.scenario.schema import Instance, Scenario
 
 
 class SimulationError(PdoptError):

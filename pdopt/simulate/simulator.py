@@ -13,7 +13,7 @@ import numpy as np
 
 from pdopt.plan import Plan
 from pdopt.profiles.resolve import resolve_profiles
-from pdopt.schema import Scenario
+from pdopt.scenario.schema import Scenario
 from pdopt.simulate.engine import RawResult, run
 from pdopt.simulate.fleet import Fleet, SimulationError, build_fleet
 from pdopt.simulate.metrics import PoolStats, WorkloadStats, request_times_ms, workload_stats

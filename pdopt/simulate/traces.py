@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from pdopt.errors import PdoptError
-from pdopt.schema import EmpiricalLengths, LognormalLengths, Workload
+from pdopt.scenario.schema import EmpiricalLengths, LognormalLengths, Workload
 
 TraceFormat = Literal["azure", "mooncake", "csv"]
 TRACE_FORMATS: tuple[str, ...] = ("azure", "mooncake", "csv")

@@ -17,7 +17,7 @@ from typing import Any
 
 from pdopt.plan import Flow, Plan
 from pdopt.profiles.resolve import resolve_profiles
-from pdopt.schema import Scenario
+from pdopt.scenario.schema import Scenario
 from pdopt.simulate.simulator import SimulationOptions, SimulationResult, simulate_plan
 
 #: At most this many greedy steps upwards from a plan that misses its SLOs.

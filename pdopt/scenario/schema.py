@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from pdopt.errors import Problem
-from pdopt.profiles.spec import ProfileSpec
+from pdopt.scenario.problems import Problem
+from pdopt.scenario.profile_spec import ProfileSpec
 
 
 def _not_bool(value: Any) -> Any:

@@ -5,7 +5,7 @@
 
 Validated with the scenario (pydantic, unknown fields are errors); `pdopt.profiles.resolve`
 turns it into measured-style numbers before anything is solved (docs/profiles.md). This module
-must not import pdopt.schema (the schema imports it).
+must not import pdopt.scenario.schema (the schema imports it).
 """
 
 from __future__ import annotations

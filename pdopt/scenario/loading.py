@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pdopt.errors import Problem, ScenarioError
-from pdopt.schema import Scenario, StrictModel, check_references
+from pdopt.scenario.problems import Problem, ScenarioError
+from pdopt.scenario.schema import Scenario, StrictModel, check_references
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 # A hand-written scenario of 50 models x 8 GPU types x 4 sizes has ~100k nodes; 2M is far beyond
@@ -336,8 +336,10 @@ def scenario_from_data(data: dict[str, Any], source: str | None = None) -> Scena
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate one scenario file. Raises ScenarioError with `FILE: loc: msg` lines.
 
-    `extends:` and `overrides:` are resolved first (pdopt.variants, docs/batch.md); a file with a
-    `sweep:` stands for many scenarios and is an error here (it points to `pdopt batch`)."""
-    from pdopt.variants import resolve_scenario_data  # pdopt.variants reads files through here
+    `extends:` and `overrides:` are resolved first (pdopt.scenario.variants, docs/batch.md); a file
+    with a `sweep:` stands for many scenarios and is an error here (it points to `pdopt batch`)."""
+    from pdopt.scenario.variants import (
+        resolve_scenario_data,  # pdopt.scenario.variants reads files through here
+    )
 
     return scenario_from_data(resolve_scenario_data(path), str(path))

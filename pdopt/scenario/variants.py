@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pdopt.errors import Problem, ScenarioError
+from pdopt.scenario.problems import Problem, ScenarioError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,9 @@ def read_with_extends(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[s
     The result is plain data without `extends`; `overrides` and `sweep` are left in it (they merge
     like any mapping, so a child may add sweep axes to its base's or remove one with `null`).
     """
-    from pdopt.loading import read_document  # pdopt.loading calls back into this module
+    from pdopt.scenario.loading import (
+        read_document,  # pdopt.scenario.loading calls back into this module
+    )
 
     path = Path(path)
     source = str(path)
@@ -360,7 +362,7 @@ class Variant:
 
     id: str
     source: str
-    data: dict[str, Any]  # plain scenario data, ready for pdopt.loading.scenario_from_data
+    data: dict[str, Any]  # plain scenario data, ready for pdopt.scenario.loading.scenario_from_data
     params: dict[str, Any] = field(default_factory=dict)  # axis label -> value
     changes: list[str] = field(default_factory=list)  # 'loc: old -> new', overrides then sweep
 
