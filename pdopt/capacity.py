@@ -1,7 +1,8 @@
 """Per-instance capacities of scenario instance types for scenario workloads.
 
 The glue between the scenario objects (`pdopt.scenario.schema`) and the pure formulas
-(`pdopt.queueing`, `pdopt.decode`): it looks measured numbers up at a workload's lengths and applies the targets.
+(`pdopt.queueing`, `pdopt.decode`): it looks measured numbers up at a workload's lengths and
+applies the targets.
 No Pyomo and no I/O here.
 """
 
