@@ -1,64 +1,90 @@
-"""Refit the estimator's efficiency factors and print the calibration error (docs/profiles.md).
+"""Fit the estimator's per-engine factors on measured serving runs and print the error tables
+(docs/profiles.md, "Calibration" and "Validation on measured runs").
 
-    python benchmarks/calibrate_estimate.py [--trtllm PATH]
+    python benchmarks/calibrate_estimate.py [--silicon PATH] [--write]
 
-PATH defaults to ../shared/data/hardware/trtllm_perf_overview_throughput.csv.
-
-Prints the fitted factors (to compare with pdopt.profiles.estimate.DEFAULT_FACTORS), the error
-summary on each data set, the error per model and GPU, and the paper's points one by one.
+PATH defaults to the installed aiconfigurator-core's systems/silicon_sample.csv (no network).
+Prints: how many rows were read, de-duplicated and describable (and why the rest are not); the
+error of the shipped factors by engine, mode, batch bucket, model family and GPU; then the fitted
+factors per engine. --write stores them in pdopt/data/estimate_factors.yaml with provenance.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pdopt.profiles.calibration import (
-    error_summary,
-    fit_factors,
-    paper_errors,
-    read_trtllm_rows,
-    trtllm_errors,
+from pdopt.profiles.silicon import (
+    SiliconRun,
+    batch_bucket,
+    describable,
+    evaluate,
+    ratios,
+    read_silicon,
+    silicon_csv_path,
+    why_not_describable,
 )
-from pdopt.profiles.estimate import DEFAULT_FACTORS
 
-DEFAULT_CSV = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "hardware"
-               / "trtllm_perf_overview_throughput.csv")
-
-
-def _summary_line(name: str, s: dict[str, float]) -> str:
-    return (f"| {name} | {int(s['points'])} | {100 * s['median_abs_error']:.1f}% | "
-            f"{100 * s['mean_abs_error']:.1f}% | {100 * s['max_abs_error']:.1f}% | "
-            f"{100 * s['median_signed_error']:+.1f}% |")
+GROUPINGS: dict[str, Callable[[SiliconRun], str]] = {
+    "engine": lambda r: r.engine,
+    "mode": lambda r: r.mode,
+    "decode batch": lambda r: batch_bucket(r.batch),
+    "model family": lambda r: r.family,
+    "GPU": lambda r: r.gpu or r.system,
+}
 
 
-def main() -> None:
+def summary_row(name: str, values: Sequence[float]) -> str:
+    s = ratios(values)
+    if not s["runs"]:
+        return f"| {name} | 0 | | | | | |"
+    return (f"| {name} | {s['runs']} | {s['median_ratio']:.2f} | "
+            f"{100 * s['median_abs_error']:.0f}% | {100 * s['p90_abs_error']:.0f}% | "
+            f"{100 * s['within_10']:.0f}% | {100 * s['within_25']:.0f}% |")
+
+
+HEADER = ("| group | runs | median predicted/measured | median abs error | p90 abs error | "
+          "within 10% | within 25% |\n|---|---|---|---|---|---|---|")
+
+
+def print_error_tables(pairs: Sequence[tuple[SiliconRun, float]], title: str) -> None:
+    print(f"\n## {title}\n\n{HEADER}")
+    print(summary_row("all", [p / r.tpot_ms for r, p in pairs]))
+    for label, key in GROUPINGS.items():
+        groups: dict[str, list[float]] = collections.defaultdict(list)
+        for r, p in pairs:
+            groups[key(r)].append(p / r.tpot_ms)
+        for name, values in sorted(groups.items()):
+            print(summary_row(f"{label}: {name}", values))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trtllm", type=Path, default=DEFAULT_CSV)
-    args = parser.parse_args()
-    rows = read_trtllm_rows(args.trtllm)
-    fitted = fit_factors(rows)
-    print(f"fitted:   {fitted}")
-    print(f"defaults: {DEFAULT_FACTORS}")
-    header = ("| set | points | median abs error | mean abs error | max abs error | "
-              "median signed error |\n|---|---|---|---|---|---|")
-    print(header)
-    trt = trtllm_errors(rows, DEFAULT_FACTORS)
-    paper = paper_errors(DEFAULT_FACTORS)
-    print(_summary_line("TensorRT-LLM perf-overview", error_summary(trt)))
-    print(_summary_line("paper, DeepSeek-V3.1 8xH200", error_summary(paper)))
-    groups: dict[str, list] = collections.defaultdict(list)
-    for e in trt:
-        model, gpu = e.what.split()[:2]
-        groups[f"{model} on {gpu}"].append(e)
-    print(header)
-    for name, errs in sorted(groups.items()):
-        print(_summary_line(name, error_summary(errs)))
-    print("| paper figure | measured | estimated | error |\n|---|---|---|---|")
-    for e in paper:
-        print(f"| {e.what} | {e.measured:g} | {e.estimated:.1f} | "
-              f"{100 * e.relative_error:+.1f}% |")
+    parser.add_argument("--silicon", type=Path, default=None,
+                        help="silicon_sample.csv [default: the installed aiconfigurator-core's]")
+    args = parser.parse_args(argv)
+    path = args.silicon or silicon_csv_path()
+    if path is None:
+        sys.exit("aiconfigurator-core is not installed: pip install 'pdopt[test]' or --silicon")
+    t0 = time.perf_counter()
+    runs, rows, parsed = read_silicon(path)
+    usable = describable(runs)
+    print(f"{path}: {rows} rows, {parsed} with a TPOT and a decode layout, {len(runs)} after "
+          f"removing {parsed - len(runs)} repeats of another row's numbers, {len(usable)} "
+          "describable")
+    reasons = collections.Counter(why_not_describable(r) for r in runs if r not in usable)
+    for reason, count in reasons.most_common():
+        print(f"  not describable: {count:5d}  {reason}")
+    pairs, refused = evaluate(usable)
+    print(f"refused as not fitting: {len(refused)}"
+          + "".join(f"\n  {n} x {k}" for k, n in collections.Counter(
+              f"{r.model} {r.precision} on {r.gpus} x {r.gpu}" for r in refused).most_common()))
+    print_error_tables(pairs, "decode TPOT, shipped factors")
+    print(f"\n({time.perf_counter() - t0:.1f} s)")
 
 
 if __name__ == "__main__":

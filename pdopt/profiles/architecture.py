@@ -2,8 +2,10 @@
 
 Pure functions over the few config fields that matter for serving cost (docs/profiles.md,
 "Estimates", Eqs. E1-E8). Families: Llama, Mistral, Qwen2/Qwen3 (dense and MoE), Mixtral,
-DeepSeek-V2/V3 (MLA attention, MoE with shared experts). Norms, biases and rotary tables are left
-out: they are well under 0.1% of the parameters of every bundled model.
+MiniMax-M2, gpt-oss, DeepSeek-V2/V3 and Kimi-K2 (MLA attention, MoE with shared experts).
+gpt-oss's alternate sliding-window layers are counted as full attention (KV overstated). Norms,
+biases and rotary tables are left out: they are well under 0.1% of the parameters of every
+bundled model.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from typing import Any
 from pdopt.scenario.problems import Problem, ScenarioError
 
 DENSE_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
-MOE_TYPES = {"mixtral", "qwen2_moe", "qwen3_moe"}
-MLA_TYPES = {"deepseek_v2", "deepseek_v3"}
+# Every layer an MoE of `num_local_experts` experts of width `intermediate_size`, no shared expert
+# (MiniMax-M2 and gpt-oss lay out their configs as Mixtral does).
+MIXTRAL_LIKE_TYPES = {"mixtral", "minimax_m2", "gpt_oss"}
+MOE_TYPES = MIXTRAL_LIKE_TYPES | {"qwen2_moe", "qwen3_moe"}
+MLA_TYPES = {"deepseek_v2", "deepseek_v3", "kimi_k2"}  # Kimi-K2 is DeepSeek-V3's architecture
 SUPPORTED_TYPES = DENSE_TYPES | MOE_TYPES | MLA_TYPES
 GATED_MLP_MATRICES = 3  # gate, up and down projections of a SwiGLU MLP
 
@@ -205,7 +210,7 @@ def arch_from_config(config: Mapping[str, Any], name: str, source: str | None = 
     )
     if model_type in DENSE_TYPES:
         return ModelArch(**common)
-    if model_type == "mixtral":
+    if model_type in MIXTRAL_LIKE_TYPES:
         return ModelArch(
             **common, moe_layers=layers,
             experts=_field(config, "num_local_experts", src),

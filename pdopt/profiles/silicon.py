@@ -1,0 +1,315 @@
+"""Measured serving runs of NVIDIA AIConfigurator's `systems/silicon_sample.csv`, mapped to the
+estimator's terms (docs/profiles.md, "Validation on measured runs").
+
+The CSV (aiconfigurator-core 0.12.0, installed with `pdopt[aiconfigurator]` or the `test` extra)
+holds ~5,200 vLLM, SGLang and TensorRT-LLM runs: aggregated (`agg`) and disaggregated (`disagg`)
+serving, TTFT and TPOT at a known concurrency, with the parallel layout of each worker. Rows that
+repeat another row's measured numbers (DeepSeek-R1 filed again as DeepSeek-V3, the same run from
+two dumps) are dropped: `dedupe` keeps the first of each (engine, GPU, layout, lengths, batch,
+TTFT, TPOT) group.
+
+A row is *describable* when its model is a bundled architecture, its GPU is in the catalog with
+tensor cores for its weight dtype, and its attention layout is plain tensor parallel or plain
+data-parallel attention. Field meanings (checked against the `silicon_concurrency` recorded in
+`silicon_data_source`): `batch_size` is per attention-DP rank, so the instance's batch is
+`batch_size x attention_dp_size`; GPUs per instance are `tp_size x attention_dp_size`. No I/O
+beyond reading the given file.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pdopt.errors import UnreachableTargetError
+from pdopt.profiles.catalog import gpu_spec, model_arch
+from pdopt.profiles.estimate import Estimate, EstimateFactors, InstanceShape, engine_factors
+from pdopt.scenario.problems import ScenarioError
+
+ENGINES = ("vllm", "sglang", "trtllm")
+
+# AIConfigurator model paths -> bundled architectures (pdopt profile models). R1 and V3(.1) share
+# DeepSeek-V3's architecture; NVIDIA's FP8/NVFP4 checkpoints share their base model's.
+SILICON_MODELS = {
+    "deepseek-ai/DeepSeek-R1": "deepseek-v3", "deepseek-ai/DeepSeek-V3": "deepseek-v3",
+    "nvidia/DeepSeek-R1-NVFP4": "deepseek-v3", "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",
+    "meta-llama/Llama-3.1-70B": "llama-3.1-70b",
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
+    "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b",
+    "Qwen/Qwen3-32B": "qwen3-32b", "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "moonshotai/Kimi-K2.5": "kimi-k2.5", "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
+    "openai/gpt-oss-120b": "gpt-oss-120b",
+}
+# Model families for leave-one-family-out cross-validation.
+FAMILIES = {
+    "deepseek-v3": "deepseek", "kimi-k2.5": "kimi", "llama-3.1-70b": "llama",
+    "llama-3.1-8b": "llama", "qwen3-32b": "qwen3", "qwen3-235b-a22b": "qwen3-moe",
+    "minimax-m2.5": "minimax", "gpt-oss-120b": "gpt-oss",
+}
+# The CSV's `precision` -> the estimator's weight dtype (int4 weight-only has no tensor cores; an
+# empty precision with an empty gemm_quant_mode is an unquantised bf16 checkpoint).
+WEIGHT_DTYPES = {"bf16": "bf16", "fp8": "fp8", "fp4": "fp4", "": "bf16"}
+
+
+def kv_dtype_for(engine: str, weight_dtype: str) -> str:
+    """The KV-cache dtype the runs most likely used; the CSV does not record it. TensorRT-LLM
+    serves NVIDIA's FP8/FP4 checkpoints with the FP8 KV cache their quant config names; vLLM and
+    SGLang default to the activation dtype (bf16) except for NVFP4 checkpoints (FP8 KV)."""
+    if weight_dtype == "bf16":
+        return "bf16"
+    if engine == "trtllm" or weight_dtype == "fp4":
+        return "fp8"
+    return "bf16"
+
+
+def silicon_csv_path() -> Path | None:
+    """The installed aiconfigurator-core's systems/silicon_sample.csv, or None."""
+    spec = importlib.util.find_spec("aiconfigurator_core")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "systems" / "silicon_sample.csv"
+        if path.is_file():
+            return path
+    return None
+
+
+@dataclass(frozen=True)
+class SiliconRun:
+    """One measured run, reduced to what the estimator needs. Lengths in tokens, times in ms.
+
+    `gpus`, `attention_dp`, `moe_ep` and `batch` describe the instance whose TPOT was measured:
+    the aggregated worker, or the decode worker of a disaggregated deployment (whose batch is
+    the decode worker's). `prefill_*` describe a disaggregated deployment's prefill worker."""
+
+    run_id: str
+    engine: str
+    engine_version: str
+    model_path: str
+    model: str | None  # bundled architecture, None when not describable
+    gpu: str | None  # catalog GPU type
+    system: str
+    precision: str
+    mode: str  # agg | disagg
+    input_tokens: int
+    output_tokens: int
+    gpus: int
+    tensor_parallel: int
+    attention_dp: int
+    moe_ep: int
+    batch: int
+    concurrency: int
+    ttft_ms: float
+    tpot_ms: float
+    prefill_gpus: int = 0
+    prefill_attention_dp: int = 1
+    prefill_moe_ep: int = 1
+
+    @property
+    def family(self) -> str:
+        return FAMILIES.get(self.model or "", self.model_path)
+
+    @property
+    def weight_dtype(self) -> str | None:
+        return WEIGHT_DTYPES.get(self.precision)
+
+    @property
+    def kv_dtype(self) -> str:
+        return kv_dtype_for(self.engine, self.weight_dtype or "bf16")
+
+    @property
+    def attention(self) -> str | None:
+        """'tp', 'dp', or None for a hybrid (attention-DP ranks of several GPUs each)."""
+        if self.attention_dp == 1:
+            return "tp"
+        if self.attention_dp == self.gpus:
+            return "dp"
+        return None
+
+    @property
+    def context_tokens(self) -> float:
+        """Mean resident context of a sequence in decode (method.md Eq. D3)."""
+        return self.input_tokens + self.output_tokens / 2
+
+
+def _int(row: dict[str, str], key: str) -> int:
+    value = row.get(key) or ""
+    return int(float(value)) if value.strip() else 0
+
+
+def _concurrency(source: str) -> int:
+    for part in source.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "silicon_concurrency" and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _catalog_gpu(system: str) -> str | None:
+    try:
+        return gpu_spec(system).name
+    except ScenarioError:
+        return None
+
+
+def parse_row(row: dict[str, str]) -> SiliconRun | None:
+    """A CSV row as a SiliconRun; None for rows without TPOT or without a decode layout."""
+    try:
+        tpot, ttft = float(row["silicon_tpot_ms"]), float(row["silicon_ttft_ms"])
+    except (KeyError, ValueError):
+        return None
+    if not (math.isfinite(tpot) and tpot > 0):
+        return None
+    mode = row["mode"]
+    prefix = "" if mode == "agg" else "decode_"
+    tp = _int(row, f"{prefix}tp_size")
+    adp = max(1, _int(row, f"{prefix}attention_dp_size"))
+    per_rank_batch = _int(row, f"{prefix}batch_size")
+    if tp < 1 or per_rank_batch < 1:
+        return None
+    extra = {}
+    if mode == "disagg":
+        p_adp = max(1, _int(row, "prefill_attention_dp_size"))
+        extra = {"prefill_gpus": _int(row, "prefill_tp_size") * p_adp,
+                 "prefill_attention_dp": p_adp,
+                 "prefill_moe_ep": max(1, _int(row, "prefill_moe_ep_size"))}
+    return SiliconRun(
+        run_id=row["id"], engine=row["backend"], engine_version=row["backend_version"],
+        model_path=row["model_path"], model=SILICON_MODELS.get(row["model_path"]),
+        gpu=_catalog_gpu(row["system"]), system=row["system"], precision=row["precision"],
+        mode=mode, input_tokens=int(row["isl"]), output_tokens=int(row["osl"]),
+        gpus=tp * adp, tensor_parallel=tp, attention_dp=adp,
+        moe_ep=max(1, _int(row, f"{prefix}moe_ep_size")), batch=per_rank_batch * adp,
+        concurrency=_concurrency(row.get("silicon_data_source", "")), ttft_ms=ttft,
+        tpot_ms=tpot, **extra)
+
+
+def dedupe_key(run: SiliconRun) -> tuple[object, ...]:
+    """Two rows with this key equal are the same measurement filed twice."""
+    return (run.engine, run.system, run.precision, run.mode, run.input_tokens,
+            run.output_tokens, run.gpus, run.attention_dp, run.moe_ep, run.batch,
+            run.prefill_gpus, round(run.ttft_ms, 4), round(run.tpot_ms, 4))
+
+
+def dedupe(runs: Iterable[SiliconRun]) -> list[SiliconRun]:
+    """The runs without repeats of an earlier run's numbers (first one kept)."""
+    seen: set[tuple[object, ...]] = set()
+    out = []
+    for r in runs:
+        key = dedupe_key(r)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def read_silicon(path: str | Path) -> tuple[list[SiliconRun], int, int]:
+    """The de-duplicated runs of a silicon CSV, the number of rows read and of rows parsed
+    (with a TPOT and a decode layout) before removing repeats."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    runs = [r for r in (parse_row(row) for row in rows) if r is not None]
+    return dedupe(runs), len(rows), len(runs)
+
+
+def why_not_describable(run: SiliconRun) -> str | None:
+    """None when the estimator can describe the run, else the reason (for the tally)."""
+    if run.model is None:
+        return f"model {run.model_path} not a supported architecture"
+    if run.gpu is None:
+        return f"system {run.system} not in the catalog"
+    if run.weight_dtype is None:
+        return f"precision {run.precision} (weight-only) not modelled"
+    if run.weight_dtype not in gpu_spec(run.gpu).dense_tflops:
+        return f"{run.gpu} has no {run.weight_dtype} tensor cores"
+    if run.attention is None:
+        return "hybrid attention-DP (ranks of several GPUs)"
+    return None
+
+
+def describable(runs: Iterable[SiliconRun]) -> list[SiliconRun]:
+    return [r for r in runs if why_not_describable(r) is None]
+
+
+def run_estimate(run: SiliconRun, factors: EstimateFactors) -> Estimate:
+    """The estimator of the run's measured instance (aggregated worker or decode worker)."""
+    assert run.model is not None and run.gpu is not None and run.weight_dtype is not None
+    attention = "dp" if run.attention == "dp" else "tp"
+    shape = InstanceShape(gpu_spec(run.gpu), run.gpus, run.weight_dtype, run.kv_dtype,
+                          attention)  # type: ignore[arg-type]
+    return Estimate(model_arch(run.model), shape, factors)
+
+
+def fits(run: SiliconRun, factors: EstimateFactors) -> bool:
+    """Whether the estimator accepts the run's instance (its weights fit, Eq. E12)."""
+    try:
+        run_estimate(run, factors).kv_cache_tokens()
+    except UnreachableTargetError:
+        return False
+    return True
+
+
+def predicted_tpot_ms(run: SiliconRun, factors: EstimateFactors) -> float:
+    """The estimate of the run's measured TPOT (Eq. V3): a decode worker's step time at its
+    batch; an aggregated worker's step time plus the prefill it interleaves, B x L_in / L_out
+    prompt tokens per step at the saturated prefill rate (the same account as Eq. V1)."""
+    est = run_estimate(run, factors)
+    step = est.tpot_ms(run.batch, run.context_tokens)
+    if run.mode == "agg":
+        prefill_s = run.input_tokens / est.prefill_tokens_per_s(run.input_tokens)
+        step += 1e3 * run.batch * prefill_s / run.output_tokens
+    return step
+
+
+def evaluate(runs: Iterable[SiliconRun],
+             factors: Callable[[SiliconRun], EstimateFactors] | EstimateFactors | None = None
+             ) -> tuple[list[tuple[SiliconRun, float]], list[SiliconRun]]:
+    """(run, predicted TPOT ms) for every run the estimator accepts, and the refused runs.
+    `factors`: one set, or a function of the run (per-engine factors); default: the shipped
+    factors of each run's engine."""
+    pairs, refused = [], []
+    for run in runs:
+        if factors is None:
+            f = engine_factors(run.engine)
+        elif isinstance(factors, EstimateFactors):
+            f = factors
+        else:
+            f = factors(run)
+        if not fits(run, f):
+            refused.append(run)
+            continue
+        pairs.append((run, predicted_tpot_ms(run, f)))
+    return pairs, refused
+
+
+def ratios(values: Sequence[float]) -> dict[str, float]:
+    """Error summary of predicted/measured ratios: count, median ratio, median |error|, p90
+    |error|, share within +-10% and +-25%."""
+    if not values:
+        return {"runs": 0}
+    errors = sorted(abs(v - 1) for v in values)
+    n = len(values)
+    return {
+        "runs": n, "median_ratio": _median(values), "median_abs_error": _median(errors),
+        "p90_abs_error": errors[min(n - 1, int(math.ceil(0.9 * n)) - 1)],
+        "within_10": sum(e <= 0.10 for e in errors) / n,
+        "within_25": sum(e <= 0.25 for e in errors) / n,
+    }
+
+
+def _median(values: Sequence[float]) -> float:
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def batch_bucket(batch: int) -> str:
+    for top, name in ((8, "1-8"), (64, "9-64"), (256, "65-256")):
+        if batch <= top:
+            return name
+    return ">256"
