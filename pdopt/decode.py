@@ -251,3 +251,89 @@ def decode_capacity(
         tpot_batch=tpot_batch,
         kv_batch=kv_batch,
     )
+
+
+# --- Decode with a fluctuating batch (docs/method.md, section F) -------------------------------
+
+#: The running batch may exceed its mean by this many standard deviations before requests queue
+#: for a slot (Eq. F4).
+ADMISSION_SIGMAS = 2.0
+
+
+def batch_peakedness(arrival_scv: float, output_scv: float) -> float:
+    """Variance over mean of the running batch (Eq. F1): z = 1 + (c_a^2 - 1) kappa with
+    kappa = 1 / (1 + c_out^2) (1 for fixed output lengths, 1/2 for exponential ones)."""
+    return max(0.0, 1.0 + (arrival_scv - 1.0) / (1.0 + output_scv))
+
+
+def segment_slope_ms(curve: DecodeCurve, batch: float) -> float:
+    """dTPOT/db (ms per request) of the measured segment that holds `batch` (right-hand slope at a
+    measured batch); 0 below the first or beyond the last measured batch unless extended."""
+    xs, ys = curve.batches, curve.tpot_ms
+    if len(xs) < 2 or batch < xs[0]:
+        return 0.0
+    if batch >= xs[-1]:
+        if not curve.extend_linearly:
+            return 0.0
+        return (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    j = min(bisect.bisect_right(xs, batch) - 1, len(xs) - 2)
+    return (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
+
+
+def request_tpot_ms(curve: DecodeCurve, mean_batch: float, peakedness: float) -> float:
+    """Mean TPOT a request sees when the running batch B fluctuates with mean b and variance z b
+    (Eq. F2): a request is in a step in proportion to the step's batch, so with TPOT linear around
+    b, E[B TPOT(B)] / E[B] = TPOT(b) + z TPOT'(b)."""
+    return curve.tpot_at(mean_batch) + peakedness * segment_slope_ms(curve, mean_batch)
+
+
+def fluctuating_decode_capacity(curve: DecodeCurve, tpot_target_ms: float, peakedness: float,
+                                batch_cap: float | None) -> DecodeCapacity:
+    """Per-instance decode capacity when the batch fluctuates (Eqs. F2-F4): the mean batch b of
+    highest throughput b / T(b), T(b) = request_tpot_ms (Little's law with the TPOT requests see),
+    among those with T(b) <= target and b + ADMISSION_SIGMAS sqrt(z b) <= batch_cap (the slot or
+    KV limit at which requests would queue for admission). Raises UnreachableTargetError when no
+    batch qualifies."""
+    if tpot_target_ms < curve.tpot_ms[0]:
+        raise UnreachableTargetError(
+            f"TPOT target {tpot_target_ms:g} ms is below the fastest TPOT measured "
+            f"({curve.tpot_ms[0]:g} ms at batch {curve.batches[0]:g})"
+        )
+    top = math.inf if curve.extend_linearly else float(curve.batches[-1])
+    if batch_cap is not None:
+        top = min(top, batch_cap)
+    if math.isfinite(top):  # admission: b + k sqrt(z b) <= top, solved for sqrt(b)
+        k = ADMISSION_SIGMAS * math.sqrt(peakedness)
+        root = (-k + math.sqrt(k * k + 4.0 * top)) / 2.0
+        top = root * root
+    if top < 1.0:
+        raise UnreachableTargetError(
+            "the batch cannot average one request with room for its fluctuation (KV cache or "
+            "largest measured batch)"
+        )
+    # T(b) is linear on each measured segment: the largest b of each segment with T(b) <= target.
+    edges = sorted({1.0, *[b for b in curve.batches if 1.0 < b < top], top})
+    candidates: list[float] = []
+    for lo, hi in zip(edges, edges[1:] + [edges[-1]], strict=True):
+        t_lo = request_tpot_ms(curve, lo, peakedness)
+        if t_lo > tpot_target_ms:
+            continue
+        slope = segment_slope_ms(curve, lo)
+        if hi <= lo or slope <= 0:
+            candidates.append(hi if request_tpot_ms(curve, hi, peakedness) <= tpot_target_ms
+                              or hi <= lo else lo)
+            continue
+        candidates.append(min(hi, lo + (tpot_target_ms - t_lo) / slope))
+    if not candidates:
+        raise UnreachableTargetError(
+            f"TPOT target {tpot_target_ms:g} ms is below the TPOT a fluctuating batch of one "
+            f"request sees ({request_tpot_ms(curve, 1.0, peakedness):.3g} ms)"
+        )
+    batch = max(candidates, key=lambda b: (b / request_tpot_ms(curve, b, peakedness), b))
+    tpot = request_tpot_ms(curve, batch, peakedness)
+    limited = "tpot" if batch < top - 1e-9 or batch_cap is None else "kv_cache"
+    return DecodeCapacity(
+        batch=int(math.floor(batch)), tpot_ms=tpot, tokens_per_s=batch / (tpot / 1e3),
+        limited_by=limited,  # type: ignore[arg-type]
+        tpot_batch=int(math.floor(batch)), kv_batch=None if batch_cap is None else int(batch_cap),
+    )

@@ -9,7 +9,9 @@ class and M/M/1 at the mean this is exactly the paper's
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 from pdopt.errors import UnreachableTargetError
 
@@ -143,3 +145,219 @@ def ttft_at_load_ms(
     rates: o + k (Wq + S_own) (Eqs. P3, P4). k = 1 gives the mean."""
     wq = mean_waiting_time_s(rates_per_s, services_s, second_moments_s2)
     return overhead_ms + 1e3 * percentile_factor(ttft_percentile) * (wq + own_service_s)
+
+
+# --- Queueing that matches the deployment (docs/method.md, section Q) -------------------------
+
+#: How the router spreads a pool's requests over its instances (docs/method.md, section Q).
+ROUTINGS: tuple[str, ...] = ("round-robin", "random", "least-loaded")
+
+
+@dataclass(frozen=True)
+class ServiceMoments:
+    """First two moments of the prefill service time S = L / TP_max(L) over the input-length
+    distribution (Eq. Q1), and the distribution itself as equally likely points (for percentiles).
+    """
+
+    mean_s: float  # E[S]
+    second_moment_s2: float  # E[S^2]
+    points_s: tuple[float, ...]  # equally likely service times (one point for fixed lengths)
+
+    @property
+    def scv(self) -> float:
+        """c_s^2 = E[S^2] / E[S]^2 - 1 (Eq. Q1)."""
+        return max(0.0, self.second_moment_s2 / (self.mean_s * self.mean_s) - 1.0)
+
+
+def lognormal_quantile_lengths(mean_tokens: float, cv: float, points: int = 256) -> list[float]:
+    """Input lengths at the midpoint quantiles (k - 1/2)/K, k = 1..K, of a lognormal with this mean
+    and coefficient of variation (Eq. Q2); cv = 0 gives the mean K times."""
+    if cv <= 0:
+        return [float(mean_tokens)] * points
+    sigma2 = math.log1p(cv * cv)
+    mu, sigma = math.log(mean_tokens) - sigma2 / 2.0, math.sqrt(sigma2)
+    normal = NormalDist()
+    return [math.exp(mu + sigma * normal.inv_cdf((k + 0.5) / points)) for k in range(points)]
+
+
+def service_moments(
+    lengths_tokens: Sequence[float], tokens_per_s_at: Callable[[float], float]
+) -> ServiceMoments:
+    """E[S] and E[S^2] of S = L / TP_max(L) over equally likely lengths (Eq. Q1): fixed lengths
+    (one point), lognormal quantiles (Eq. Q2) or an empirical file's lengths."""
+    if not lengths_tokens:
+        raise ValueError("service_moments needs at least one length")
+    cache: dict[float, float] = {}
+    times = []
+    for length in lengths_tokens:
+        s = cache.get(length)
+        if s is None:
+            s = cache[length] = length / tokens_per_s_at(length)
+        times.append(s)
+    mean = math.fsum(times) / len(times)
+    second = math.fsum(s * s for s in times) / len(times)
+    return ServiceMoments(mean, second, tuple(times))
+
+
+def lognormal_service_moments(
+    mean_tokens: float, cv: float, tokens_per_s_at: Callable[[float], float], points: int = 256
+) -> ServiceMoments:
+    """Eq. Q1 over the lognormal quantiles of Eq. Q2, with the midpoint rule's missing tail put
+    back: E[S] and E[S^2] are scaled by the exact-over-quadrature ratios of E[L] and E[L^2]
+    (E[L] = mean, E[L^2] = mean^2 (1 + cv^2)), which makes them exact when TP_max is flat."""
+    lengths = lognormal_quantile_lengths(mean_tokens, cv, points)
+    raw = service_moments(lengths, tokens_per_s_at)
+    if cv <= 0:
+        return raw
+    first = math.fsum(lengths) / len(lengths)
+    second = math.fsum(x * x for x in lengths) / len(lengths)
+    exact_second = mean_tokens * mean_tokens * (1.0 + cv * cv)
+    return ServiceMoments(raw.mean_s * mean_tokens / first,
+                          raw.second_moment_s2 * exact_second / second, raw.points_s)
+
+
+def arrival_scv(routing: str, count: int) -> float:
+    """Squared coefficient of variation of one instance's interarrival times when a Poisson
+    stream is split over `count` instances (Eq. Q3): every count-th arrival (round-robin) is an
+    Erlang-count interval, c_a^2 = 1/count; a random split stays Poisson, c_a^2 = 1."""
+    if count < 1:
+        raise ValueError("count must be >= 1")
+    return 1.0 / count if routing == "round-robin" else 1.0
+
+
+def klb_correction(utilization: float, arrival_scv_: float, service_scv_: float) -> float:
+    """Kraemer-Langenbach-Belz factor g <= 1 on Kingman's GI/G/1 wait for c_a^2 <= 1 (Eq. Q4):
+    g = exp(-2 (1 - rho) (1 - c_a^2)^2 / (3 rho (c_a^2 + c_s^2)))."""
+    if arrival_scv_ >= 1.0 or utilization <= 0.0:
+        return 1.0
+    denominator = 3.0 * utilization * (arrival_scv_ + service_scv_)
+    if denominator <= 0.0:
+        return 0.0
+    return math.exp(-2.0 * (1.0 - utilization) * (1.0 - arrival_scv_) ** 2 / denominator)
+
+
+def gig1_mean_wait_s(rate_per_s: float, service: ServiceMoments, arrival_scv_: float) -> float:
+    """Mean wait of a GI/G/1 FCFS queue, Kingman / Allen-Cunneen with the KLB correction (Eq. Q5):
+    Wq = g (c_a^2 + c_s^2)/2 rho/(1 - rho) E[S]. With c_a^2 = 1 it is Pollaczek-Khinchine (P3)."""
+    rho = rate_per_s * service.mean_s
+    if rho >= 1.0:
+        return math.inf
+    if rho <= 0.0:
+        return 0.0
+    cs2 = service.scv
+    g = klb_correction(rho, arrival_scv_, cs2)
+    return g * (arrival_scv_ + cs2) / 2.0 * rho / (1.0 - rho) * service.mean_s
+
+
+def erlang_c(servers: int, offered_load: float) -> float:
+    """Probability that an arrival waits in an M/M/c queue, c servers, offered load a = lambda E[S]
+    (Erlang's C formula, Eq. Q6), by the stable Erlang-B recursion. 1 when a >= c."""
+    if offered_load >= servers:
+        return 1.0
+    if offered_load <= 0.0:
+        return 0.0
+    blocking = 1.0
+    for k in range(1, servers + 1):
+        blocking = offered_load * blocking / (k + offered_load * blocking)
+    rho = offered_load / servers
+    return blocking / (1.0 - rho + rho * blocking)
+
+
+def mgc_mean_wait_s(total_rate_per_s: float, servers: int, service: ServiceMoments) -> float:
+    """Mean wait of an M/G/c FCFS queue (one queue in front of c instances), Allen-Cunneen
+    (Eq. Q7): Wq = C(c, a) E[S^2] / (2 E[S] c (1 - rho)), rho = a / c. With c = 1 it is P3."""
+    a = total_rate_per_s * service.mean_s
+    rho = a / servers
+    if rho >= 1.0:
+        return math.inf
+    if rho <= 0.0:
+        return 0.0
+    return (erlang_c(servers, a) * service.second_moment_s2
+            / (2.0 * service.mean_s * servers * (1.0 - rho)))
+
+
+def wait_probability(routing: str, per_instance_rate_per_s: float, count: int,
+                     service: ServiceMoments) -> float:
+    """P(W > 0): rho for one FCFS instance (exact for M/G/1, the usual GI/G/1 approximation),
+    Erlang's C for the pooled least-loaded queue (Eqs. Q6, Q8)."""
+    if routing == "least-loaded":
+        return erlang_c(count, per_instance_rate_per_s * count * service.mean_s)
+    return min(1.0, per_instance_rate_per_s * service.mean_s)
+
+
+def mean_wait_s(routing: str, per_instance_rate_per_s: float, count: int,
+                service: ServiceMoments) -> float:
+    """Mean prefill wait at `per_instance_rate_per_s` on each of `count` instances under a routing
+    (Eqs. Q5, Q7): round-robin GI/G/1 with c_a^2 = 1/count, random M/G/1 (P-K), least-loaded
+    M/G/c over the pool."""
+    if routing == "least-loaded":
+        return mgc_mean_wait_s(per_instance_rate_per_s * count, count, service)
+    return gig1_mean_wait_s(per_instance_rate_per_s, service, arrival_scv(routing, count))
+
+
+def ttft_quantile_s(mean_wait: float, wait_prob: float, service: ServiceMoments,
+                    percentile: float) -> float:
+    """p-quantile of W + S, without the overhead (Eq. Q8): W is 0 with probability 1 - P_W and
+    otherwise exponential with mean Wq / P_W; S takes the distribution's points. Solved by
+    bisection on P(W + S > t) = 1 - p/100."""
+    tail = 1.0 - percentile / 100.0
+    points = service.points_s
+    if not math.isfinite(mean_wait):
+        return math.inf
+    scale = mean_wait / wait_prob if wait_prob > 0 and mean_wait > 0 else 0.0
+
+    def exceed(t: float) -> float:
+        total = 0.0
+        for s in points:
+            u = t - s
+            total += 1.0 if u < 0 else (wait_prob * math.exp(-u / scale) if scale > 0 else 0.0)
+        return total / len(points)
+
+    lo, hi = 0.0, max(points) + (scale * max(1.0, math.log(max(wait_prob, 1e-300) / tail))
+                                  if scale > 0 else 0.0)
+    while exceed(hi) > tail:
+        hi = 2.0 * hi + 1e-9
+    for _ in range(80):
+        mid = (lo + hi) / 2.0
+        if exceed(mid) > tail:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def ttft_statistic_s(routing: str, per_instance_rate_per_s: float, count: int,
+                     service: ServiceMoments, percentile: float | None = None) -> float:
+    """Mean (Wq + E[S]) or p-quantile (Eq. Q8) of the prefill part of TTFT, overhead excluded."""
+    wait = mean_wait_s(routing, per_instance_rate_per_s, count, service)
+    if percentile is None:
+        return wait + service.mean_s
+    prob = wait_probability(routing, per_instance_rate_per_s, count, service)
+    return ttft_quantile_s(wait, prob, service, percentile)
+
+
+def max_rate_per_instance(routing: str, count: int, service: ServiceMoments, limit_s: float,
+                          percentile: float | None = None, *, rel_tol: float = 1e-9) -> float:
+    """Largest per-instance arrival rate a(count) whose TTFT statistic (mean or percentile, Eq. Q8)
+    stays within `limit_s` = (TTFT target - overhead) (Eq. Q9). The statistic rises with the rate,
+    so bisection over [0, 1/E[S]); 0 when even an empty pool misses the target."""
+    if ttft_statistic_s(routing, 0.0, count, service, percentile) > limit_s:
+        return 0.0
+    lo, hi = 0.0, 1.0 / service.mean_s
+    while hi - lo > rel_tol * hi:
+        mid = (lo + hi) / 2.0
+        if ttft_statistic_s(routing, mid, count, service, percentile) <= limit_s:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def capacity_table(routing: str, counts: int, service: ServiceMoments, limit_s: float,
+                   percentile: float | None = None) -> list[float]:
+    """a(n) for n = 1..counts, per-instance requests/s within the target (Eq. Q9). Random routing
+    gives one value for every n; round-robin and least-loaded rise with n."""
+    if routing == "random":
+        return [max_rate_per_instance(routing, 1, service, limit_s, percentile)] * counts
+    return [max_rate_per_instance(routing, n, service, limit_s, percentile)
+            for n in range(1, counts + 1)]

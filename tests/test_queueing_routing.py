@@ -1,0 +1,211 @@
+"""Queueing that matches the deployment and decode with a fluctuating batch (docs/method.md,
+sections Q and F): hand-computed values, monotonicity, and agreement with the simulator."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pdopt.decode import (
+    DecodeCurve,
+    batch_peakedness,
+    fluctuating_decode_capacity,
+    request_tpot_ms,
+)
+from pdopt.queueing import (
+    ServiceMoments,
+    arrival_scv,
+    capacity_table,
+    erlang_c,
+    gig1_mean_wait_s,
+    klb_correction,
+    lognormal_service_moments,
+    max_arrival_rate_per_s,
+    max_rate_per_instance,
+    mean_wait_s,
+    mgc_mean_wait_s,
+    service_moments,
+    ttft_quantile_s,
+    ttft_statistic_s,
+)
+from pdopt.simulate import SimulationOptions, plan_from_counts, simulate_plan
+
+FIXED_1S = ServiceMoments(1.0, 1.0, (1.0,))  # S = 1 s, deterministic
+PAPER_CURVE = DecodeCurve((10.0, 20.0, 30.0, 40.0, 50.0, 60.0),
+                          (12.8, 16.4, 18.8, 21.6, 23.9, 26.2), False)
+
+
+def flat(tokens_per_s: float):  # noqa: ANN201
+    return lambda _length: tokens_per_s
+
+
+def test_service_moments_over_lengths() -> None:
+    # Eq. Q1: lengths 1000 and 3000 at 1000 tokens/s: S = 1, 3 s; E[S] = 2, E[S^2] = 5, c^2 = 1/4.
+    m = service_moments([1000, 3000], flat(1000))
+    assert (m.mean_s, m.second_moment_s2) == (2.0, 5.0)
+    assert m.scv == pytest.approx(0.25)
+    # a table over length: S(1000) = 1000/500 = 2, S(3000) = 3000/1000 = 3: E[S] 2.5, E[S^2] 6.5
+    m = service_moments([1000, 3000], lambda x: 500.0 if x < 2000 else 1000.0)
+    assert (m.mean_s, m.second_moment_s2) == (2.5, 6.5)
+
+
+@pytest.mark.parametrize("cv", [0.0, 0.5, 1.0, 1.5])
+def test_lognormal_moments_exact_for_flat_throughput(cv: float) -> None:
+    # Eqs. Q1, Q2: E[S] = L / TP and c_s^2 = cv^2 when TP_max does not depend on length.
+    m = lognormal_service_moments(6144, cv, flat(28309))
+    assert m.mean_s == pytest.approx(6144 / 28309, rel=1e-12)
+    assert m.scv == pytest.approx(cv * cv, rel=1e-9, abs=1e-12)
+
+
+def test_arrival_scv() -> None:
+    # Eq. Q3: every 4th of a Poisson stream is Erlang-4, SCV 1/4; a random split stays Poisson.
+    assert arrival_scv("round-robin", 4) == 0.25
+    assert arrival_scv("random", 4) == 1.0
+    assert arrival_scv("round-robin", 1) == 1.0
+
+
+def test_gig1_hand_values() -> None:
+    # Eq. Q4: rho 0.5, c_a^2 1/3, c_s^2 0: g = exp(-2 x 0.5 x (2/3)^2 / (3 x 0.5 x 1/3)) = e^(-8/9)
+    assert klb_correction(0.5, 1 / 3, 0.0) == pytest.approx(math.exp(-8 / 9), rel=1e-12)
+    # Eq. Q5: Kingman (1/3 + 0)/2 x 0.5/0.5 x 1 s = 1/6 s, times g
+    assert gig1_mean_wait_s(0.5, FIXED_1S, 1 / 3) == pytest.approx(math.exp(-8 / 9) / 6)
+    # c_a^2 = 1 is Pollaczek-Khinchine (P3): 0.5 x 1 / (2 x 0.5) = 0.5 s
+    assert gig1_mean_wait_s(0.5, FIXED_1S, 1.0) == pytest.approx(0.5)
+    assert gig1_mean_wait_s(1.0, FIXED_1S, 0.5) == math.inf
+
+
+def test_erlang_c_and_mgc_hand_values() -> None:
+    # Eq. Q6: c = 2, a = 1: C = 1/3; c = 1: C = rho.
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert erlang_c(1, 0.5) == pytest.approx(0.5)
+    assert erlang_c(3, 3.0) == 1.0
+    # Eq. Q7: c = 2, total rate 1, S = 1 fixed: (1/3) x 1 / (2 x 1 x 2 x 0.5) = 1/6 s
+    assert mgc_mean_wait_s(1.0, 2, FIXED_1S) == pytest.approx(1 / 6)
+    # c = 1 is P3: exponential S = 1 (E[S^2] = 2) at rate 0.5: 0.5 x 2 / (2 x 0.5) = 1 s
+    assert mgc_mean_wait_s(0.5, 1, ServiceMoments(1.0, 2.0, (1.0,))) == pytest.approx(1.0)
+    # least-loaded per-instance rate 0.5 on 2 instances is the M/G/2 at total rate 1
+    assert mean_wait_s("least-loaded", 0.5, 2, FIXED_1S) == pytest.approx(1 / 6)
+
+
+def test_percentile_hand_value() -> None:
+    # Eq. Q8 with fixed S = 1: t = 1 + (Wq/P_W) ln(P_W / 0.1) = 1 + 2 ln 5 for Wq 1, P_W 0.5, p90
+    assert ttft_quantile_s(1.0, 0.5, FIXED_1S, 90) == pytest.approx(1 + 2 * math.log(5), rel=1e-9)
+    # no wait beyond the tail: P_W = 0.05 < 0.1, the p90 is the service time
+    assert ttft_quantile_s(1.0, 0.05, FIXED_1S, 90) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_capacity_random_is_p5() -> None:
+    # Eq. Q9 under random routing and a mean target is P5 with Q1's moments: B = 3 - 1 = 2 s,
+    # E[S^2] = 1: 2 x 2 / (1 + 2 x 2 x 1) = 0.8 requests/s.
+    assert max_rate_per_instance("random", 5, FIXED_1S, 3.0) == pytest.approx(0.8, rel=1e-8)
+    assert max_rate_per_instance("random", 1, FIXED_1S, 3.0) == pytest.approx(
+        max_arrival_rate_per_s(2.0, 1.0, 1.0), rel=1e-8)
+    # one round-robin instance is a Poisson stream too
+    assert max_rate_per_instance("round-robin", 1, FIXED_1S, 3.0) == pytest.approx(0.8, rel=1e-8)
+    assert max_rate_per_instance("random", 1, FIXED_1S, 0.9) == 0.0  # S alone exceeds the limit
+
+
+def test_paper_capacity_table() -> None:
+    # docs/method.md Q9: fixed 6144-token prompts at 28,309 tokens/s, TTFT - o = 1.9 s.
+    m = service_moments([6144], flat(28309))
+    table = capacity_table("round-robin", 4, m, 1.9)
+    assert table[0] * 6144 == pytest.approx(26594.2, rel=1e-5)  # M/D/1 (Section P, md1)
+    assert table[1:] == pytest.approx([4.4652, 4.5124, 4.5362], abs=1e-4)
+    assert 3 * table[2] > 5e6 / 60 / 6656 > 3 * 4.0813  # 3 instances hold; M/M/1 needs 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(rho=st.floats(0.05, 0.95), cs2=st.floats(0.0, 2.0), n=st.integers(1, 12))
+def test_waits_monotone(rho: float, cs2: float, n: int) -> None:
+    m = ServiceMoments(1.0, 1.0 + cs2, (1.0,))
+    for routing in ("round-robin", "random", "least-loaded"):
+        w = mean_wait_s(routing, rho, n, m)
+        assert mean_wait_s(routing, min(rho * 1.05, 0.99), n, m) >= w - 1e-12  # more load
+        assert mean_wait_s(routing, rho, n + 1, m) <= w + 1e-12  # more instances sharing
+        assert mean_wait_s(routing, rho, n, ServiceMoments(1.0, 1.5 + cs2, (1.0,))) >= w - 1e-12
+    # round-robin never waits longer than random (smoother arrivals), random is P-K
+    assert mean_wait_s("round-robin", rho, n, m) <= mean_wait_s("random", rho, n, m) + 1e-12
+
+
+@settings(max_examples=25, deadline=None)
+@given(limit=st.floats(1.2, 10.0), cs2=st.floats(0.0, 1.5), pct=st.sampled_from([None, 90.0]))
+def test_capacity_monotone(limit: float, cs2: float, pct: float | None) -> None:
+    m = ServiceMoments(1.0, 1.0 + cs2, (1.0,))
+    for routing in ("round-robin", "least-loaded"):
+        table = capacity_table(routing, 6, m, limit, pct)
+        assert all(b >= a - 1e-9 for a, b in zip(table, table[1:], strict=False))
+        looser = capacity_table(routing, 6, m, limit * 1.1, pct)
+        assert all(b >= a - 1e-9 for a, b in zip(table, looser, strict=True))
+
+
+def test_decode_peakedness_hand_values() -> None:
+    # Eq. F1: fixed outputs (kappa 1): z = c_a^2; exponential outputs (kappa 1/2): (1 + c_a^2)/2
+    assert batch_peakedness(0.25, 0.0) == 0.25
+    assert batch_peakedness(0.0, 1.0) == 0.5
+    assert batch_peakedness(1.0, 0.3) == 1.0
+
+
+def test_request_tpot_and_capacity_hand_values() -> None:
+    # Eq. F2: TPOT(35) = 20.2 ms, slope 0.28 ms per request: z = 1 adds 0.28 ms.
+    assert request_tpot_ms(PAPER_CURVE, 35.0, 1.0) == pytest.approx(20.48)
+    # Eq. F3 at 20 ms, z = 1/4: 18.8 + 0.28 (b - 30) + 0.07 = 20 -> b = 34.0357, x = b / 20 ms
+    cap = fluctuating_decode_capacity(PAPER_CURVE, 20.0, 0.25, None)
+    assert cap.tokens_per_s == pytest.approx((30 + 1.13 / 0.28) / 0.020, rel=1e-9)
+    # z = 1: b = 30 + 0.92 / 0.28 = 33.286, 1,664.3 tokens/s
+    assert fluctuating_decode_capacity(PAPER_CURVE, 20.0, 1.0, None).tokens_per_s == \
+        pytest.approx((30 + 0.92 / 0.28) / 0.020, rel=1e-9)
+    # Eq. F4: cap 20, z = 1: sqrt(b) = (-2 + sqrt(84)) / 2, b = 12.835; T = TPOT(b) + 0.36
+    b = ((-2 + math.sqrt(84)) / 2) ** 2
+    cap = fluctuating_decode_capacity(PAPER_CURVE, 30.0, 1.0, 20.0)
+    assert cap.tokens_per_s == pytest.approx(b / ((12.8 + 0.36 * (b - 10) + 0.36) / 1e3))
+
+
+@settings(max_examples=30, deadline=None)
+@given(target=st.floats(13.5, 30.0), z=st.floats(0.0, 1.5))
+def test_fluctuating_capacity_monotone(target: float, z: float) -> None:
+    x = fluctuating_decode_capacity(PAPER_CURVE, target, z, None).tokens_per_s
+    assert fluctuating_decode_capacity(PAPER_CURVE, target * 1.05, z, None).tokens_per_s >= x
+    assert fluctuating_decode_capacity(PAPER_CURVE, target, z + 0.2, None).tokens_per_s <= x + 1e-9
+
+
+def _prefill_only(routing: str, rho: float, count: int, cv: float) -> tuple[float, float]:
+    """Simulated and predicted mean prefill time (TTFT - overhead) on `count` instances."""
+    from pdopt.scenario.loading import scenario_from_data
+
+    s_mean = 1000 / 5000  # 0.2 s
+    rate = rho * count / s_mean
+    dist = {"kind": "lognormal", "input_cv": cv, "output_cv": 0.0} if cv else {"kind": "fixed"}
+    sc = scenario_from_data({
+        "name": "q", "gpus": {"g": {"cost_per_hour": 1.0}},
+        "instances": [
+            {"name": "pre", "model": "m", "role": "prefill", "gpu": "g", "gpus_per_instance": 1,
+             "prefill_tokens_per_s": 5000},
+            {"name": "dec", "model": "m", "role": "decode", "gpu": "g", "gpus_per_instance": 1,
+             "tpot_ms_by_batch": {1: 1.0, 512: 1.0}},
+        ],
+        "workloads": [{"name": "w", "model": "m", "requests_per_s": rate, "input_tokens": 1000,
+                       "output_tokens": 2, "slo": {"ttft_ms": 10000, "tpot_ms": 50},
+                       "length_distribution": dist}],
+    })
+    plan = plan_from_counts(sc, {"pre": count, "dec": 1})
+    res = simulate_plan(sc, plan, SimulationOptions(duration_s=3000, warmup_s=100, cooldown_s=10,
+                                                    seed=3, routing=routing))  # type: ignore
+    sim = res.workload("w").ttft_ms.mean / 1e3
+    m = lognormal_service_moments(1000, cv, flat(5000))
+    return sim, ttft_statistic_s(routing, rho / s_mean, count, m)
+
+
+@pytest.mark.parametrize(("routing", "cv"), [("round-robin", 0.0), ("round-robin", 0.5),
+                                             ("least-loaded", 0.5), ("random", 0.5)])
+def test_models_against_the_simulator(routing: str, cv: float) -> None:
+    # 3 instances at 85 % utilisation, 50 simulated minutes (about 38,000 requests): the model's
+    # mean prefill time (wait + service) is within 8 % of the simulated one, and at most 7 % below
+    # it. At this load one run's mean moves by 3-4 % from seed to seed (random routing, seeds 1, 2,
+    # 5: 0.894, 0.920, 0.878 s for a model 0.908 s); least-loaded's Allen-Cunneen M/G/c reads
+    # 2-3 % low with lognormal prompts (0.403 s against 0.411-0.416 s).
+    sim, model = _prefill_only(routing, 0.85, 3, cv)
+    assert model == pytest.approx(sim, rel=0.08)
+    assert model >= 0.93 * sim
