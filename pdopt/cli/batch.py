@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
 from pdopt.batch import (
+    DASK_CONNECT_TIMEOUT_S,
     BatchResult,
     BatchSetupError,
     Entry,
-    Progress,
+    OutputError,
     collect_entries,
     make_executor,
     run_batch,
@@ -24,6 +25,28 @@ from pdopt.scenario.loading import scenario_from_data
 from pdopt.scenario.problems import ScenarioError
 
 MAX_FAILURES_SHOWN = 20
+
+
+class BatchProgress:
+    """Variants done / total, failures, resumed, rate and ETA as a tqdm bar on stderr when it is
+    a terminal; nothing otherwise (the last line of the command says how it went)."""
+
+    def __init__(self, total: int, stream: TextIO | None = None):
+        from tqdm import tqdm
+
+        stream = stream if stream is not None else sys.stderr
+        self.failed = self.resumed = 0
+        self.bar = tqdm(total=total, file=stream, disable=not stream.isatty(), unit="variant",
+                        desc="batch", dynamic_ncols=True, leave=True, mininterval=0.2)
+
+    def advance(self, failed: bool, resumed: bool = False) -> None:
+        self.failed += failed
+        self.resumed += resumed
+        self.bar.set_postfix(failed=self.failed, resumed=self.resumed, refresh=False)
+        self.bar.update(1)
+
+    def finish(self) -> None:
+        self.bar.close()
 
 
 def _short(text: str | None, width: int = 100) -> str | None:
@@ -70,7 +93,8 @@ def _report_failures(result: BatchResult, output: Path) -> None:
     if len(failed) > MAX_FAILURES_SHOWN:
         click.echo(f"... and {len(failed) - MAX_FAILURES_SHOWN} more (see {output}/summary.csv)",
                    err=True)
-    click.echo(f"{len(result.rows) - len(failed)} of {result.total} variants solved, "
+    resumed = f" ({result.resumed} resumed)" if result.resumed else ""
+    click.echo(f"{len(result.rows) - len(failed)} of {result.total} variants solved{resumed}, "
                f"{len(failed)} failed; results in {output}/", err=True)
 
 
@@ -79,12 +103,15 @@ def _report_failures(result: BatchResult, output: Path) -> None:
 @click.option("--output", "-o", "output_dir", default=None,
               type=click.Path(file_okay=False, writable=True),
               help="Folder for summary.csv, summary.jsonl and plans/<id>.json (required unless "
-                   "--dry-run).")
+                   "--dry-run). One batch at a time per folder (a lock file in it).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Parallel local processes [default: the number of cores; 1 runs in-process].")
 @click.option("--dask-scheduler", metavar="ADDRESS", default=None,
               help="Run on this Dask distributed scheduler (tcp://host:8786) instead; needs "
                    "pip install 'pdopt[dask]' here and pdopt on the workers.")
+@click.option("--dask-timeout", "dask_timeout_s", default=DASK_CONNECT_TIMEOUT_S,
+              show_default=True, type=click.FloatRange(min=0, min_open=True, max=3600),
+              help="Seconds to wait for the Dask scheduler to answer.")
 @click.option("--resume", is_flag=True,
               help="Skip variants whose plan in the output folder matches their content hash.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or failure lines on stderr.")
@@ -97,7 +124,7 @@ def _report_failures(result: BatchResult, output: Path) -> None:
               help="Expand and validate every variant, print the ids, solve nothing.")
 @handle_errors
 def batch(paths: tuple[str, ...], output_dir: str | None, jobs: int | None,
-          dask_scheduler: str | None, resume: bool, quiet: bool, fmt: str,
+          dask_scheduler: str | None, dask_timeout_s: float, resume: bool, quiet: bool, fmt: str,
           time_limit_s: float | None, mip_gap: float | None, dry_run: bool) -> None:
     """Solve every scenario variant in PATHS: files, folders (all *.yaml|*.yml|*.json|*.toml
     inside, recursively, except names starting with _ or .) or globs; a file's `sweep:` gives one
@@ -105,10 +132,13 @@ def batch(paths: tuple[str, ...], output_dir: str | None, jobs: int | None,
 
     Writes DIR/plans/<id>.json (the JSON of `pdopt solve`) as variants finish, and
     DIR/summary.csv and DIR/summary.jsonl (one row per variant, in input order) at the end.
-    --format table|markdown|csv|json also prints the summary on stdout.
+    --format table|markdown|csv|json also prints the summary on stdout. A progress bar shows on
+    stderr when it is a terminal.
 
     Exit codes: 0 every variant solved; 1 some failed (invalid, infeasible, no plan in time: the
-    summary says which); 2 usage errors; 130 interrupted (rerun with --resume).
+    summary says which); 2 usage errors, an unreachable Dask scheduler, an output folder that
+    cannot be written or that another batch is using; 130 interrupted by Ctrl-C or SIGTERM
+    (summaries written for what finished; rerun with --resume).
     """
     if jobs is not None and dask_scheduler:
         raise click.UsageError("give --jobs or --dask-scheduler, not both")
@@ -121,12 +151,17 @@ def batch(paths: tuple[str, ...], output_dir: str | None, jobs: int | None,
         raise click.UsageError(str(e)) from None
     if dry_run or output is None:
         sys.exit(_dry_run(entries))
-    executor = make_executor(jobs, dask_scheduler)
+    executor = make_executor(jobs, dask_scheduler, dask_timeout_s)
     from pdopt.optimize import solve  # Pyomo loads only when something is solved
 
-    progress = None if quiet else Progress(len(entries))
-    result = run_batch(entries, solve, output, executor=executor, resume=resume,
-                       time_limit_s=time_limit_s, mip_gap=mip_gap, progress=progress)
+    progress = None if quiet else BatchProgress(len(entries))
+    try:
+        result = run_batch(entries, solve, output, executor=executor, resume=resume,
+                           time_limit_s=time_limit_s, mip_gap=mip_gap, progress=progress)
+    except OutputError:
+        if progress:
+            progress.finish()
+        raise
     if result.interrupted:
         click.echo(f"interrupted: {len(result.rows)} of {result.total} variants done, summaries "
                    f"written for them; rerun with --resume to finish", err=True)
