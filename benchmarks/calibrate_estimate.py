@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pdopt.profiles.calibration import FITTED_FACTORS, fit_engines, write_factors
+from pdopt.profiles.estimate import FACTORS_PATH
 from pdopt.profiles.silicon import (
     SiliconRun,
     batch_bucket,
@@ -66,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--silicon", type=Path, default=None,
                         help="silicon_sample.csv [default: the installed aiconfigurator-core's]")
+    parser.add_argument("--write", action="store_true",
+                        help=f"store the fitted factors in {FACTORS_PATH}")
     args = parser.parse_args(argv)
     path = args.silicon or silicon_csv_path()
     if path is None:
@@ -83,7 +87,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"refused as not fitting: {len(refused)}"
           + "".join(f"\n  {n} x {k}" for k, n in collections.Counter(
               f"{r.model} {r.precision} on {r.gpus} x {r.gpu}" for r in refused).most_common()))
-    print_error_tables(pairs, "decode TPOT, shipped factors")
+    print_error_tables(pairs, "decode TPOT, shipped factors (in-sample)")
+    fitted = fit_engines(usable)
+    for name, f in fitted.items():
+        print(f"fitted {name}: " + ", ".join(f"{k} {getattr(f, k):g}" for k in FITTED_FACTORS))
+    pairs, refused = evaluate(usable, lambda r: fitted[r.engine])
+    print(f"refused with the fitted factors: {len(refused)}")
+    print_error_tables(pairs, "decode TPOT, fitted per-engine factors (in-sample)")
+    if args.write:
+        write_factors(fitted, path, len(usable))
+        print(f"wrote {FACTORS_PATH}")
     print(f"\n({time.perf_counter() - t0:.1f} s)")
 
 

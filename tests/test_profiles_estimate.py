@@ -120,11 +120,22 @@ def test_tpot_with_mtp_eq_e11b() -> None:
 
 
 def test_decode_turns_compute_bound_at_large_batch() -> None:
+    # Eq. E11 at batch 4096, context 100, per operator class (1 x H100, bf16, e_c = e_b = 0.5):
+    # attention: HBM 32 x 41,943,040 x 2 + 4096 x 100 x 131,072 bytes = 56,371,445,760 bytes
+    #   -> 33.655 ms; FLOPs 4096 x (2 x 1,342,177,280 + 2 x 32 x 32 x 256 x 100) = 1.1209e16
+    #   -> 22.656 ms: memory-bound
+    # MLP: HBM 32 x 176,160,768 x 2 bytes -> 6.731 ms; FLOPs 4096 x 2 x 5,637,144,576
+    #   -> 93.341 ms: compute-bound
+    # head: HBM 525,336,576 x 2 -> 0.627 ms; FLOPs 4096 x 2 x 525,336,576 -> 8.699 ms
     est = llama8b()
-    batch = 4096
-    compute_ms = batch * model_arch("llama-3.1-8b").decode_flops_per_token(100) / (
-        989.5e12 * 0.5) * 1e3
-    assert est.decode_step_ms(batch, 100) == pytest.approx(compute_ms + 0.32)
+    hbm, flops = 3.35e12 * 0.5, 989.5e12 * 0.5
+    attention = max(56_371_445_760 / hbm, 4096 * (2 * 1_342_177_280 + 2 * 32 * 32 * 256 * 100)
+                    / flops)
+    mlp = max(32 * 176_160_768 * 2 / hbm, 4096 * 2 * 5_637_144_576 / flops)
+    head = max(525_336_576 * 2 / hbm, 4096 * 2 * 525_336_576 / flops)
+    expected_ms = 1e3 * (attention + mlp + head) + 32 * 10e-3
+    assert expected_ms == pytest.approx(33.655 + 93.341 + 8.699 + 0.32, abs=5e-3)
+    assert est.decode_step_ms(4096, 100) == pytest.approx(expected_ms)
 
 
 def test_distinct_experts_eq_e10a() -> None:
@@ -144,10 +155,22 @@ def test_moe_decode_reads_only_touched_experts() -> None:
 
 
 def test_kv_cache_tokens_eq_e12() -> None:
-    # (80e9 x 0.9 - 16,059,990,016 bytes of weights) / 131,072 bytes per token
-    assert llama8b().kv_cache_tokens() == 426_788
+    # 0.9 x (80e9 - 4e9 reserve - 16,059,990,016 bytes of weights) / 131,072 bytes per token
+    assert llama8b().kv_cache_tokens() == 411_575
     # TP 2: each GPU holds half the weights and half the KV heads
-    assert llama8b(gpus=2).kv_cache_tokens() == int(2 * (72e9 - 8_029_995_008) // 131_072)
+    assert llama8b(gpus=2).kv_cache_tokens() == int(2 * 0.9 * (76e9 - 8_029_995_008)
+                                                    // 131_072)
+
+
+def test_weights_above_the_utilisation_cap_still_fit_eq_e12a() -> None:
+    # DeepSeek-V3 FP8 on 4 x B200 runs in the silicon CSV: 168.7 GB of weights per GPU is more
+    # than 0.9 x 180 GB, but less than 180 - 4 GB reserve, so the engine keeps 0.9 x the rest.
+    est = Estimate(model_arch("deepseek-v3"), InstanceShape(gpu_spec("B200"), 4, "fp8", "fp8"),
+                   FACTORS)
+    per_gpu = model_arch("deepseek-v3").total_params / 4
+    assert est.weight_bytes_per_gpu == per_gpu > 0.9 * 180e9
+    assert est.kv_memory_bytes_per_gpu() == pytest.approx(0.9 * (176e9 - per_gpu))
+    assert est.kv_cache_tokens() == int(0.9 * (176e9 - per_gpu) // (61 * 576))
 
 
 def test_kv_sharding_mla_and_dp_attention() -> None:
@@ -192,7 +215,7 @@ def test_batch_grid_and_tables() -> None:
 def test_kv_limit_caps_the_table() -> None:
     est = llama8b()
     tpot = est.tpot_table(100_000, 1000, max_batch=1024)
-    assert max(tpot) == 426_788 // 100_500 == 4
+    assert max(tpot) == 411_575 // 100_500 == 4
 
 
 # --- config.json parsing ---------------------------------------------------------------------

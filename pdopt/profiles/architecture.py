@@ -166,6 +166,10 @@ class ModelArch:
         qk, v = self._attention_dims(prefill=False)
         return 2 * self.active_params + 2 * self.layers * self.heads * (qk + v) * context_tokens
 
+    def decode_attention_dims(self) -> tuple[int, int]:
+        """(query-key, value) dims per head of decode attention (MLA: the absorbed form)."""
+        return self._attention_dims(prefill=False)
+
     def _attention_dims(self, prefill: bool) -> tuple[int, int]:
         if not self.is_mla:
             return self.head_dim, self.head_dim

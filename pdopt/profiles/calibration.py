@@ -16,22 +16,28 @@ point weighted alike (scipy least squares, bounded to physical ranges).
 from __future__ import annotations
 
 import csv
+import datetime
 import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import yaml
 from scipy.optimize import least_squares
 
 from pdopt.profiles.catalog import gpu_spec, model_arch
 from pdopt.profiles.estimate import (
     DEFAULT_FACTORS,
     DEFAULT_MAX_BATCH,
+    FACTORS_PATH,
     Estimate,
     EstimateFactors,
     InstanceShape,
 )
+from pdopt.profiles.silicon import ENGINES, RunTerms, SiliconRun, fits, run_terms
 
 # The paper's evaluation case (arXiv 2603.04716; ../shared/reference/method.md quotes it).
 PAPER_MODEL = "deepseek-v3.1"
@@ -174,3 +180,91 @@ def fit_factors(rows: Sequence[TrtllmRow], base: EstimateFactors = DEFAULT_FACTO
     return replace(base, compute_efficiency=round(float(fit.x[0]), 4),
                    bandwidth_efficiency=round(float(fit.x[1]), 4),
                    layer_overhead_us=round(float(fit.x[2]), 2))
+
+
+# --- measured serving runs (docs/profiles.md, "Calibration", Eq. C1) -------------------------
+
+# The factors fitted on measured runs and their bounds: no kernel reaches more than 90% of peak
+# FLOP/s or 95% of peak HBM bandwidth in practice, so the fit may not claim more.
+FITTED_FACTORS = ("compute_efficiency", "bandwidth_efficiency", "moe_gemm_efficiency",
+                  "step_overhead_us", "layer_overhead_us", "sequence_overhead_us")
+FACTOR_BOUNDS = {
+    "compute_efficiency": (0.05, 0.9), "bandwidth_efficiency": (0.05, 0.95),
+    "moe_gemm_efficiency": (0.02, 1.0), "step_overhead_us": (0.0, 50_000.0),
+    "layer_overhead_us": (0.0, 2_000.0), "sequence_overhead_us": (0.0, 500.0),
+}
+# Robust loss: residuals beyond ~10% in log ratio count linearly (soft L1), so a few runs the
+# model cannot describe (engine bugs, throttled runs) do not pull the fit.
+LOSS_SCALE = 0.1
+ROUNDING = {"compute_efficiency": 4, "bandwidth_efficiency": 4, "moe_gemm_efficiency": 4,
+            "step_overhead_us": 1, "layer_overhead_us": 2, "sequence_overhead_us": 3}
+
+
+def fit_to_runs(terms: RunTerms, base: EstimateFactors,
+                names: Sequence[str] = FITTED_FACTORS) -> EstimateFactors:
+    """Eq. C1: the factors `names` minimising the soft-L1 sum of log(predicted / measured TPOT)
+    over the runs (scipy least squares within FACTOR_BOUNDS), the others as in `base`."""
+    if not len(terms.runs):
+        return base
+    measured = terms.measured_tpot_ms
+
+    def with_x(x: Sequence[float]) -> EstimateFactors:
+        return replace(base, **{n: float(v) for n, v in zip(names, x, strict=True)})
+
+    def residuals(x: Sequence[float]) -> np.ndarray:
+        return np.log(terms.predict_tpot_ms(with_x(x)) / measured)
+
+    lower = [FACTOR_BOUNDS[n][0] for n in names]
+    upper = [FACTOR_BOUNDS[n][1] for n in names]
+    start = [min(max(getattr(base, n), lo), hi) for n, lo, hi in zip(names, lower, upper,
+                                                                   strict=True)]
+    fit = least_squares(residuals, start, bounds=(lower, upper), loss="soft_l1",
+                        f_scale=LOSS_SCALE)
+    return replace(base, **{n: round(float(v), ROUNDING[n])
+                            for n, v in zip(names, fit.x, strict=True)})
+
+
+def fit_engines(runs: Sequence[SiliconRun], base: EstimateFactors | None = None
+                ) -> dict[str, EstimateFactors]:
+    """Generic factors fitted on every run, then each engine's fitted on its own runs starting
+    from the generic ones (Eq. C1). Runs whose weights do not fit are left out."""
+    start = base or EstimateFactors(compute_efficiency=0.4, bandwidth_efficiency=0.7,
+                                    moe_gemm_efficiency=0.5, step_overhead_us=100.0,
+                                    layer_overhead_us=20.0, sequence_overhead_us=1.0)
+    usable = [r for r in runs if fits(r, start)]
+    out = {"generic": fit_to_runs(run_terms(usable, start), start)}
+    for engine in ENGINES:
+        mine = [r for r in usable if r.engine == engine]
+        if mine:
+            out[engine] = fit_to_runs(run_terms(mine, out["generic"]), out["generic"])
+    return out
+
+
+def write_factors(fitted: dict[str, EstimateFactors], source: Path, runs: int,
+                  path: Path = FACTORS_PATH) -> None:
+    """Store fitted factors with their provenance as pdopt/data/estimate_factors.yaml."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        aic_version = version("aiconfigurator-core")
+    except PackageNotFoundError:
+        aic_version = "unknown"
+    fitted_on = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    data: dict[str, Any] = {"engines": {}}
+    for name, f in fitted.items():
+        data["engines"][name] = {
+            "factors": {k: getattr(f, k) for k in FITTED_FACTORS},
+            "provenance": {
+                "fitted_on": fitted_on,
+                "runs": "every engine's" if name == "generic" else f"{name} runs only",
+                "data": f"aiconfigurator-core {aic_version} systems/silicon_sample.csv "
+                        f"({runs} describable de-duplicated runs of all engines)",
+                "method": "docs/profiles.md Eq. C1 (python benchmarks/calibrate_estimate.py "
+                          "--write)",
+            },
+        }
+    header = ("# Calibrated factors of the first-principles estimator (docs/profiles.md, "
+              "\"Calibration\").\n# Written by `python benchmarks/calibrate_estimate.py "
+              "--write`; do not edit by hand.\n")
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=100),
+                    encoding="utf-8")

@@ -1,17 +1,24 @@
 """First-principles profiles: prefill throughput and decode TPOT from a model and a GPU type.
 
-A roofline model with three calibrated factors (docs/profiles.md, "Estimates", Eqs. E9-E13):
-prefill is compute-bound (FLOPs per token over peak dense FLOP/s x efficiency, plus tensor-parallel
-communication); a decode step reads the weights it touches and every sequence's KV cache over HBM
-bandwidth x efficiency, or is compute-bound at large batches, plus communication and a fixed
-per-layer overhead. KV capacity is memory after weights. No I/O here.
+A roofline model with factors calibrated per serving engine on measured runs (docs/profiles.md,
+"Estimates", Eqs. E9-E13): prefill is compute-bound (FLOPs per token over peak dense FLOP/s x
+efficiency, routed experts at a lower grouped-GEMM efficiency, plus tensor-parallel all-reduces
+and expert-parallel all-to-all); a decode step is, per operator class, the larger of its HBM time
+(the weights it touches: distinct experts grow with the batch, and the KV cache) and its FLOP
+time, plus link time and overheads per step, per layer and per sequence. KV capacity is what the
+engine leaves after weights and a reserve. The only file read is the package's calibrated factors.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
+import yaml
 
 from pdopt.errors import UnreachableTargetError
 from pdopt.profiles.architecture import ModelArch
@@ -20,12 +27,10 @@ from pdopt.scenario.problems import Problem, ScenarioError
 from pdopt.scenario.schema import KV_DTYPE_BYTES
 
 AttentionParallel = Literal["tp", "dp"]
+SERVING_ENGINES = ("vllm", "sglang", "trtllm")
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "fp4")
 # Activations cross GPUs in bf16 (2 bytes) in the engines pdopt targets (vLLM, SGLang, TRT-LLM).
 ACTIVATION_BYTES = 2
-# A ring all-reduce moves 2 (G-1)/G of the message per GPU; a TP transformer layer has two (after
-# attention and after the MLP); MoE dispatch + combine is counted as the same volume.
-ALL_REDUCES_PER_LAYER = 2
 # Upper end of the estimated decode tables when KV memory allows more (docs/profiles.md): engines
 # cap concurrent sequences too; vLLM's default max_num_seqs is 1024 on GPUs with 70 GiB or more
 # other than A100 (vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults).
@@ -34,33 +39,54 @@ DEFAULT_MAX_BATCH = 1024
 
 @dataclass(frozen=True)
 class EstimateFactors:
-    """Efficiency factors of the roofline model, calibrated in docs/profiles.md (Table C1)."""
+    """Efficiency and overhead factors of the roofline model, fitted per serving engine on
+    measured runs (docs/profiles.md, "Calibration", Table C1; pdopt/data/estimate_factors.yaml)."""
 
-    compute_efficiency: float  # achieved share of dense peak FLOP/s
+    compute_efficiency: float  # achieved share of dense peak FLOP/s (dense GEMMs, attention)
     bandwidth_efficiency: float  # achieved share of peak HBM bandwidth
-    layer_overhead_us: float  # fixed time per layer per decode step, microseconds
-    memory_utilization: float = 0.9  # share of GPU memory for weights + KV (vLLM's default 0.9)
+    moe_gemm_efficiency: float = 1.0  # routed-expert grouped GEMMs relative to compute_efficiency
+    step_overhead_us: float = 0.0  # fixed time per decode step (scheduling, sampling, launch)
+    layer_overhead_us: float = 0.0  # time per layer per decode step (kernels, collectives)
+    sequence_overhead_us: float = 0.0  # time per sequence per decode step (batch bookkeeping)
+    memory_utilization: float = 0.9  # share of the memory left after weights + reserve for KV
+    memory_reserve_gb: float = 4.0  # per GPU: CUDA context, activations, CUDA graphs, NCCL
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
-# Least-squares fit to TensorRT-LLM's published throughputs and the paper's 8xH200 DeepSeek-V3.1
-# figures (docs/profiles.md, "Calibration"; `python benchmarks/calibrate_estimate.py` refits them).
-DEFAULT_FACTORS = EstimateFactors(
-    compute_efficiency=0.4222, bandwidth_efficiency=0.6497, layer_overhead_us=221.86,
-)
+FACTOR_NAMES = tuple(f.name for f in fields(EstimateFactors))
+FACTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "estimate_factors.yaml"
+
+
+@functools.cache
+def calibrated_factors() -> dict[str, Any]:
+    """pdopt/data/estimate_factors.yaml: per-engine factors with their provenance."""
+    return yaml.safe_load(FACTORS_PATH.read_text(encoding="utf-8"))
 
 
 def engine_factors(engine: str | None = None) -> EstimateFactors:
-    """The calibrated factors of a serving engine (vllm, sglang, trtllm), or the generic ones."""
-    return DEFAULT_FACTORS
+    """The calibrated factors of a serving engine (vllm, sglang, trtllm), or the generic ones
+    (fitted on every engine's runs) for None / 'generic'."""
+    engines = calibrated_factors()["engines"]
+    key = engine or "generic"
+    if key not in (*SERVING_ENGINES, "generic"):
+        raise ScenarioError([Problem("engine", f"unknown engine '{engine}' (one of "
+                                     f"{', '.join(SERVING_ENGINES)})")])
+    if key not in engines:  # an engine without runs of its own: the generic fit
+        key = "generic"
+    values = {k: float(v) for k, v in engines[key]["factors"].items() if k in FACTOR_NAMES}
+    return EstimateFactors(**values)
+
+
+DEFAULT_FACTORS = engine_factors()
 
 
 @dataclass(frozen=True)
 class InstanceShape:
-    """How one instance runs the model: GPU type, GPU count, dtypes, attention parallelism, and
-    the tokens a decode step emits per sequence (1; more with MTP or speculative decoding)."""
+    """How one instance runs the model: GPU type, GPU count, dtypes, attention parallelism, the
+    expert-parallel size of MoE layers (None: every GPU), and the tokens a decode step emits per
+    sequence (1; more with MTP or speculative decoding)."""
 
     gpu: GpuSpec
     gpus: int
@@ -68,6 +94,11 @@ class InstanceShape:
     kv_dtype: str = "bf16"
     attention: AttentionParallel = "tp"
     tokens_per_step: float = 1.0
+    moe_ep: int | None = None
+
+    @property
+    def expert_parallel(self) -> int:
+        return self.gpus if self.moe_ep is None else self.moe_ep
 
     def check(self) -> None:
         problems = []
@@ -80,10 +111,56 @@ class InstanceShape:
             problems.append(Problem("kv_dtype", f"must be one of {', '.join(KV_DTYPE_BYTES)}"))
         if self.gpus < 1:
             problems.append(Problem("gpus_per_instance", "must be >= 1"))
+        elif self.moe_ep is not None and (self.moe_ep < 1 or self.gpus % self.moe_ep):
+            problems.append(Problem("moe_ep", f"must divide the {self.gpus} GPUs"))
         if not self.tokens_per_step >= 1:
             problems.append(Problem("tokens_per_step", "must be >= 1"))
         if problems:
             raise ScenarioError(problems)
+
+
+@dataclass(frozen=True)
+class DecodeTerms:
+    """The factor-free parts of one decode step (Eq. E11), seconds at 100% efficiency: HBM time
+    and peak-FLOP time of each operator class (attention incl. KV, always-active MLPs, routed
+    experts, output head), link time, and the counts the overheads multiply. Arrays work too
+    (the calibration evaluates thousands of runs at once)."""
+
+    memory_s: tuple[Any, Any, Any, Any]  # attention + KV, dense MLP, routed experts, head
+    compute_s: tuple[Any, Any, Any, Any]
+    comm_s: Any
+    layers: Any
+    batch: Any
+    tokens_per_step: Any
+
+
+@dataclass(frozen=True)
+class PrefillTerms:
+    """The factor-free parts of prefill time per prompt token (Eq. E9), seconds: peak-FLOP time
+    of the non-expert and the routed-expert FLOPs, and link time."""
+
+    dense_s: Any
+    moe_s: Any
+    comm_s: Any
+
+
+def decode_step_seconds(t: DecodeTerms, f: EstimateFactors) -> Any:
+    """Eq. E11: sum over operator classes of max(HBM time / e_b, FLOP time / e_c (x e_moe for
+    routed experts)) + link time + o_step + o_layer L + o_seq B."""
+    moe = (False, False, True, False)
+    total: Any = 0.0
+    for m, c, is_moe in zip(t.memory_s, t.compute_s, moe, strict=True):
+        e = f.compute_efficiency * (f.moe_gemm_efficiency if is_moe else 1.0)
+        total = total + np.maximum(m / f.bandwidth_efficiency, c / e)
+    overhead = (f.step_overhead_us + f.layer_overhead_us * t.layers
+                + f.sequence_overhead_us * t.batch) * 1e-6
+    return total + t.comm_s + overhead
+
+
+def prefill_seconds_per_token(t: PrefillTerms, f: EstimateFactors) -> Any:
+    """Eq. E9 (inverse): FLOP time / e_c (routed experts / (e_c e_moe)) + link time."""
+    return (t.dense_s / f.compute_efficiency
+            + t.moe_s / (f.compute_efficiency * f.moe_gemm_efficiency) + t.comm_s)
 
 
 class Estimate:
@@ -124,76 +201,110 @@ class Estimate:
     def total_weight_bytes(self) -> float:
         return self.arch.total_params * self.weight_bytes
 
-    def kv_cache_tokens(self) -> int:
-        """Eq. E12: KV tokens one instance holds:
-        shards x (memory x utilisation - weights per GPU) / KV bytes per token."""
-        free = (self.shape.gpu.memory_bytes * self.factors.memory_utilization
+    def kv_memory_bytes_per_gpu(self) -> float:
+        """Eq. E12a: memory per GPU the engine gives the KV cache: u x (memory - reserve -
+        weights per GPU), TensorRT-LLM's rule (free_gpu_memory_fraction of what is left after
+        the weights and activations); refused only when nothing is left."""
+        f = self.factors
+        left = (self.shape.gpu.memory_bytes - f.memory_reserve_gb * 1e9
                 - self.weight_bytes_per_gpu)
-        if free <= 0:
+        if left <= 0:
             raise UnreachableTargetError(
                 f"{self.arch.name} weights ({self.weight_bytes_per_gpu / 1e9:.1f} GB per GPU at "
                 f"{self.shape.weight_dtype}) do not fit in {self.shape.gpus} x "
-                f"{self.shape.gpu.name} ({self.shape.gpu.memory_gb:g} GB x "
-                f"{self.factors.memory_utilization:g} usable); use more GPUs per instance or a "
+                f"{self.shape.gpu.name} ({self.shape.gpu.memory_gb:g} GB less "
+                f"{f.memory_reserve_gb:g} GB reserve); use more GPUs per instance or a "
                 "smaller weight dtype")
-        return int(self.kv_shards * free // self.kv_bytes)
+        return f.memory_utilization * left
+
+    def kv_cache_tokens(self) -> int:
+        """Eq. E12: KV tokens one instance holds: shards x E12a / KV bytes per token."""
+        return int(self.kv_shards * self.kv_memory_bytes_per_gpu() // self.kv_bytes)
+
+    # --- communication -----------------------------------------------------------------------
+
+    def comm_seconds_per_token(self) -> float:
+        """Eq. E11a: link time per token over the per-direction link bandwidth N, 0 on one GPU:
+        an all-reduce moves 2 (G-1)/G x d x 2 bytes per GPU; one after attention under TP
+        attention, one after each dense MLP; an MoE layer's expert-parallel dispatch + combine
+        (all-to-all over `ep` GPUs) moves 2 k (ep-1)/ep x d x 2 bytes, plus an all-reduce over
+        its G/ep tensor-parallel GPUs."""
+        a, g = self.arch, self.shape.gpus
+        if g == 1:
+            return 0.0
+        d_bytes = a.hidden_size * ACTIVATION_BYTES
+
+        def all_reduce(n: int) -> float:
+            return 2 * (n - 1) / n * d_bytes
+
+        attention = a.layers * all_reduce(g) if self.shape.attention == "tp" else 0.0
+        dense = a.dense_layers * all_reduce(g)
+        ep = self.shape.expert_parallel
+        moe = a.moe_layers * (2 * a.experts_per_token * (ep - 1) / ep * d_bytes
+                              + all_reduce(g // ep))
+        return (attention + dense + moe) / self.shape.gpu.link_bytes_per_s
 
     # --- prefill -----------------------------------------------------------------------------
 
-    def comm_seconds_per_token(self) -> float:
-        """Eq. E11a: tensor-parallel traffic per token: layers x 2 all-reduces x 2(G-1)/G x
-        hidden x activation bytes over the per-direction link bandwidth (0 on one GPU)."""
-        g = self.shape.gpus
-        if g == 1:
-            return 0.0
-        volume = (self.arch.layers * ALL_REDUCES_PER_LAYER * 2 * (g - 1) / g
-                  * self.arch.hidden_size * ACTIVATION_BYTES)
-        return volume / self.shape.gpu.link_bytes_per_s
+    def prefill_terms(self, input_tokens: float) -> PrefillTerms:
+        a, gf = self.arch, self.shape.gpus * self.peak_flops
+        flops = a.prefill_flops_per_token(input_tokens)
+        moe = 2.0 * a.moe_layers * a.experts_per_token * a.expert_params
+        return PrefillTerms((flops - moe) / gf, moe / gf, self.comm_seconds_per_token())
 
     def prefill_tokens_per_s(self, input_tokens: float) -> float:
         """Eq. E9: saturated prefill throughput of one instance in input tokens/s:
-        1 / (FLOPs per token / (G x peak x compute efficiency) + communication per token)."""
-        flops = self.arch.prefill_flops_per_token(input_tokens)
-        compute = flops / (self.shape.gpus * self.peak_flops * self.factors.compute_efficiency)
-        return 1.0 / (compute + self.comm_seconds_per_token())
+        1 / (dense FLOPs / (G F e_c) + expert FLOPs / (G F e_c e_moe) + link time per token)."""
+        return 1.0 / prefill_seconds_per_token(self.prefill_terms(input_tokens), self.factors)
 
     # --- decode ------------------------------------------------------------------------------
 
-    def distinct_experts(self, batch: float) -> float:
-        """Eq. E10a: expected routed experts per MoE layer that a batch of tokens touches, each
-        token picking k of E uniformly: E (1 - (1 - k/E)^B)."""
+    def distinct_experts(self, tokens: float) -> float:
+        """Eq. E10a: expected routed experts per MoE layer that `tokens` tokens touch, each
+        picking k of E uniformly: E (1 - (1 - k/E)^tokens)."""
         e, k = self.arch.experts, self.arch.experts_per_token
         if e == 0:
             return 0.0
-        return e * (1.0 - (1.0 - k / e) ** batch)
+        return e * (1.0 - (1.0 - k / e) ** tokens)
+
+    def decode_terms(self, batch: float, context_tokens: float) -> DecodeTerms:
+        """The HBM bytes (Eq. E10b) and FLOPs (Eq. E8) of one decode step of `batch` sequences,
+        each verifying `tokens_per_step` tokens, per operator class, as seconds on one GPU."""
+        a, s = self.arch, self.shape
+        g, wb = s.gpus, self.weight_bytes
+        tokens = batch * s.tokens_per_step
+        hbm, flops = s.gpu.hbm_bytes_per_s, self.peak_flops * g
+        attention_w = a.attention_params * self._attention_copies() / g * wb
+        kv = batch * context_tokens * self.kv_bytes / self.kv_shards
+        qk, v = a.decode_attention_dims()
+        attention_f = tokens * (2 * a.attention_params
+                                + 2 * a.layers * a.heads * (qk + v) * context_tokens)
+        dense_params = a.always_active_mlp_params
+        expert_w = a.moe_layers * self.distinct_experts(tokens) * a.expert_params / g * wb
+        expert_f = tokens * 2 * a.moe_layers * a.experts_per_token * a.expert_params
+        return DecodeTerms(
+            memory_s=((attention_w + kv) / hbm, dense_params / g * wb / hbm, expert_w / hbm,
+                      a.lm_head_params / g * wb / hbm),
+            compute_s=(attention_f / flops, tokens * 2 * dense_params / flops,
+                       expert_f / flops, tokens * 2 * a.lm_head_params / flops),
+            comm_s=tokens * self.comm_seconds_per_token(), layers=a.layers, batch=batch,
+            tokens_per_step=s.tokens_per_step)
 
     def decode_bytes_per_gpu(self, batch: float, context_tokens: float) -> float:
-        """Eq. E10b: HBM bytes one GPU reads in a decode step: its weights except the routed
-        experts no token of the batch picked, plus its share of the batch's KV cache."""
-        a = self.arch
-        untouched = a.moe_layers * (a.experts - self.distinct_experts(batch)) * a.expert_params
-        embedding_lookup = a.embedding_params if not a.tie_word_embeddings else 0
-        weights = (self.weight_bytes_per_gpu
-                   - (untouched + embedding_lookup) * self.weight_bytes / self.shape.gpus)
-        kv = batch * context_tokens * self.kv_bytes / self.kv_shards
-        return weights + kv
+        """Eq. E10b: HBM bytes one GPU reads in a decode step: its attention, dense-MLP and
+        head weights, the routed experts the step's tokens touch (Eq. E10a at batch x tokens
+        per step), and its share of the batch's KV cache (the embedding table is a lookup)."""
+        t = self.decode_terms(batch, context_tokens)
+        return sum(t.memory_s) * self.shape.gpu.hbm_bytes_per_s
 
     def decode_step_ms(self, batch: float, context_tokens: float) -> float:
-        """Eq. E11: one decode step (the TPOT of every sequence in the batch), ms:
-        max(bytes / (HBM x bw efficiency), B x FLOPs / (G x peak x compute efficiency))
-        + B x communication per token + layers x overhead per layer."""
-        f, g = self.factors, self.shape
-        memory = self.decode_bytes_per_gpu(batch, context_tokens) / (
-            g.gpu.hbm_bytes_per_s * f.bandwidth_efficiency)
-        compute = batch * self.arch.decode_flops_per_token(context_tokens) / (
-            g.gpus * self.peak_flops * f.compute_efficiency)
-        comm = batch * self.comm_seconds_per_token()
-        overhead = self.arch.layers * f.layer_overhead_us * 1e-6
-        return 1e3 * (max(memory, compute) + comm + overhead)
+        """Eq. E11: one decode step (every sequence of the batch advances), ms."""
+        return 1e3 * float(decode_step_seconds(self.decode_terms(batch, context_tokens),
+                                               self.factors))
 
     def tpot_ms(self, batch: float, context_tokens: float) -> float:
         """Eq. E11b: time per output token = step time / tokens per step (1 without MTP or
-        speculative decoding; the draft's own cost is left out, as in the memory-bound regime)."""
+        speculative decoding; the step verifies batch x tokens per step tokens)."""
         return self.decode_step_ms(batch, context_tokens) / self.shape.tokens_per_step
 
     def max_batch(self, context_tokens: float, limit: int = DEFAULT_MAX_BATCH) -> int:
@@ -223,6 +334,7 @@ class Estimate:
             "model": a.name, "gpu": self.shape.gpu.name, "gpus_per_instance": self.shape.gpus,
             "weight_dtype": self.shape.weight_dtype, "kv_dtype": self.shape.kv_dtype,
             "attention": self.shape.attention, "tokens_per_step": self.shape.tokens_per_step,
+            "moe_ep": self.shape.expert_parallel if a.is_moe else None,
             "total_params": a.total_params, "active_params": a.active_params,
             "weight_gb": self.total_weight_bytes / 1e9,
             "weight_gb_per_gpu": self.weight_bytes_per_gpu / 1e9,

@@ -25,9 +25,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pdopt.errors import UnreachableTargetError
 from pdopt.profiles.catalog import gpu_spec, model_arch
-from pdopt.profiles.estimate import Estimate, EstimateFactors, InstanceShape, engine_factors
+from pdopt.profiles.estimate import (
+    DecodeTerms,
+    Estimate,
+    EstimateFactors,
+    InstanceShape,
+    PrefillTerms,
+    decode_step_seconds,
+    engine_factors,
+    prefill_seconds_per_token,
+)
 from pdopt.scenario.problems import ScenarioError
 
 ENGINES = ("vllm", "sglang", "trtllm")
@@ -169,9 +180,13 @@ def parse_row(row: dict[str, str]) -> SiliconRun | None:
     prefix = "" if mode == "agg" else "decode_"
     tp = _int(row, f"{prefix}tp_size")
     adp = max(1, _int(row, f"{prefix}attention_dp_size"))
+    moe_ep = max(1, _int(row, f"{prefix}moe_ep_size"))
     per_rank_batch = _int(row, f"{prefix}batch_size")
     if tp < 1 or per_rank_batch < 1:
         return None
+    # A few vLLM rows give tp_size 1 beside moe_tp_size 4 (the run id says tp1, yet the FP8
+    # weights need the 4 GPUs): the larger of the attention and the MoE layout counts.
+    gpus = max(tp * adp, _int(row, f"{prefix}moe_tp_size") * moe_ep)
     extra = {}
     if mode == "disagg":
         p_adp = max(1, _int(row, "prefill_attention_dp_size"))
@@ -183,8 +198,8 @@ def parse_row(row: dict[str, str]) -> SiliconRun | None:
         model_path=row["model_path"], model=SILICON_MODELS.get(row["model_path"]),
         gpu=_catalog_gpu(row["system"]), system=row["system"], precision=row["precision"],
         mode=mode, input_tokens=int(row["isl"]), output_tokens=int(row["osl"]),
-        gpus=tp * adp, tensor_parallel=tp, attention_dp=adp,
-        moe_ep=max(1, _int(row, f"{prefix}moe_ep_size")), batch=per_rank_batch * adp,
+        gpus=gpus, tensor_parallel=tp, attention_dp=adp,
+        moe_ep=moe_ep if gpus % moe_ep == 0 else 1, batch=per_rank_batch * adp,
         concurrency=_concurrency(row.get("silicon_data_source", "")), ttft_ms=ttft,
         tpot_ms=tpot, **extra)
 
@@ -240,9 +255,10 @@ def run_estimate(run: SiliconRun, factors: EstimateFactors) -> Estimate:
     """The estimator of the run's measured instance (aggregated worker or decode worker)."""
     assert run.model is not None and run.gpu is not None and run.weight_dtype is not None
     attention = "dp" if run.attention == "dp" else "tp"
+    arch = model_arch(run.model)
     shape = InstanceShape(gpu_spec(run.gpu), run.gpus, run.weight_dtype, run.kv_dtype,
-                          attention)  # type: ignore[arg-type]
-    return Estimate(model_arch(run.model), shape, factors)
+                          attention, moe_ep=run.moe_ep if arch.is_moe else None)  # type: ignore[arg-type]
+    return Estimate(arch, shape, factors)
 
 
 def fits(run: SiliconRun, factors: EstimateFactors) -> bool:
@@ -264,6 +280,45 @@ def predicted_tpot_ms(run: SiliconRun, factors: EstimateFactors) -> float:
         prefill_s = run.input_tokens / est.prefill_tokens_per_s(run.input_tokens)
         step += 1e3 * run.batch * prefill_s / run.output_tokens
     return step
+
+
+@dataclass(frozen=True)
+class RunTerms:
+    """The factor-free terms of many runs as arrays (one entry per run), so that a set of
+    factors predicts all of them at once (the calibration's inner loop)."""
+
+    runs: list[SiliconRun]
+    decode: DecodeTerms
+    prefill: PrefillTerms
+    prompt_tokens_per_step: np.ndarray  # aggregated runs: B x L_in / L_out (Eq. V3); else 0
+    measured_tpot_ms: np.ndarray
+
+    def predict_tpot_ms(self, f: EstimateFactors) -> np.ndarray:
+        step = decode_step_seconds(self.decode, f) / self.decode.tokens_per_step
+        return 1e3 * (step + self.prompt_tokens_per_step * prefill_seconds_per_token(
+            self.prefill, f))
+
+
+def run_terms(runs: Sequence[SiliconRun], factors: EstimateFactors) -> RunTerms:
+    """RunTerms of runs the estimator describes (`factors` only builds the estimators)."""
+    decode, prefill, agg = [], [], []
+    for r in runs:
+        est = run_estimate(r, factors)
+        decode.append(est.decode_terms(r.batch, r.context_tokens))
+        prefill.append(est.prefill_terms(r.input_tokens))
+        agg.append(r.batch * r.input_tokens / r.output_tokens if r.mode == "agg" else 0.0)
+
+    def col(values: Iterable[float]) -> np.ndarray:
+        return np.asarray(list(values), dtype=float)
+
+    d = DecodeTerms(
+        memory_s=tuple(col(t.memory_s[i] for t in decode) for i in range(4)),  # type: ignore[arg-type]
+        compute_s=tuple(col(t.compute_s[i] for t in decode) for i in range(4)),  # type: ignore[arg-type]
+        comm_s=col(t.comm_s for t in decode), layers=col(t.layers for t in decode),
+        batch=col(t.batch for t in decode), tokens_per_step=col(t.tokens_per_step for t in decode))
+    p = PrefillTerms(col(t.dense_s for t in prefill), col(t.moe_s for t in prefill),
+                     col(t.comm_s for t in prefill))
+    return RunTerms(list(runs), d, p, col(agg), col(r.tpot_ms for r in runs))
 
 
 def evaluate(runs: Iterable[SiliconRun],
