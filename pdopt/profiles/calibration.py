@@ -37,7 +37,16 @@ from pdopt.profiles.estimate import (
     EstimateFactors,
     InstanceShape,
 )
-from pdopt.profiles.silicon import ENGINES, RunTerms, SiliconRun, fits, run_terms
+from pdopt.profiles.silicon import (
+    ENGINES,
+    PairTerms,
+    RunTerms,
+    SiliconRun,
+    fits,
+    pair_terms,
+    prefill_pairs,
+    run_terms,
+)
 
 # The paper's evaluation case (arXiv 2603.04716; ../shared/reference/method.md quotes it).
 PAPER_MODEL = "deepseek-v3.1"
@@ -200,19 +209,33 @@ ROUNDING = {"compute_efficiency": 4, "bandwidth_efficiency": 4, "moe_gemm_effici
             "step_overhead_us": 1, "layer_overhead_us": 2, "sequence_overhead_us": 3}
 
 
+# Weight of one prefill pair's residual against one run's TPOT residual: the ~80 pairs are the
+# only direct prefill evidence beside ~2,600 TPOT runs, so each counts as PAIR_WEIGHT^2 runs.
+PAIR_WEIGHT = 4.0
+
+
 def fit_to_runs(terms: RunTerms, base: EstimateFactors,
-                names: Sequence[str] = FITTED_FACTORS) -> EstimateFactors:
+                names: Sequence[str] = FITTED_FACTORS, pairs: PairTerms | None = None
+                ) -> EstimateFactors:
     """Eq. C1: the factors `names` minimising the soft-L1 sum of log(predicted / measured TPOT)
-    over the runs (scipy least squares within FACTOR_BOUNDS), the others as in `base`."""
+    over the runs and PAIR_WEIGHT x log(predicted / measured prefill time) over the prompt
+    pairs (Eq. V4; scipy least squares within FACTOR_BOUNDS), the others as in `base`."""
     if not len(terms.runs):
         return base
     measured = terms.measured_tpot_ms
+    has_pairs = pairs is not None and len(pairs.pairs) > 0
 
     def with_x(x: Sequence[float]) -> EstimateFactors:
         return replace(base, **{n: float(v) for n, v in zip(names, x, strict=True)})
 
     def residuals(x: Sequence[float]) -> np.ndarray:
-        return np.log(terms.predict_tpot_ms(with_x(x)) / measured)
+        f = with_x(x)
+        out = np.log(terms.predict_tpot_ms(f) / measured)
+        if has_pairs:
+            assert pairs is not None
+            predicted = np.maximum(pairs.predict_ms(f), 1e-6)
+            out = np.concatenate([out, PAIR_WEIGHT * np.log(predicted / pairs.measured_ms)])
+        return out
 
     lower = [FACTOR_BOUNDS[n][0] for n in names]
     upper = [FACTOR_BOUNDS[n][1] for n in names]
@@ -232,11 +255,15 @@ def fit_engines(runs: Sequence[SiliconRun], base: EstimateFactors | None = None
                                     moe_gemm_efficiency=0.5, step_overhead_us=100.0,
                                     layer_overhead_us=20.0, sequence_overhead_us=1.0)
     usable = [r for r in runs if fits(r, start)]
-    out = {"generic": fit_to_runs(run_terms(usable, start), start)}
+    pairs = prefill_pairs(usable)
+    out = {"generic": fit_to_runs(run_terms(usable, start), start,
+                                  pairs=pair_terms(pairs, start))}
     for engine in ENGINES:
         mine = [r for r in usable if r.engine == engine]
         if mine:
-            out[engine] = fit_to_runs(run_terms(mine, out["generic"]), out["generic"])
+            g = out["generic"]
+            mine_pairs = [p for p in pairs if p[0].engine == engine]
+            out[engine] = fit_to_runs(run_terms(mine, g), g, pairs=pair_terms(mine_pairs, g))
     return out
 
 

@@ -22,7 +22,7 @@ import csv
 import importlib.util
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -272,14 +272,9 @@ def fits(run: SiliconRun, factors: EstimateFactors) -> bool:
 
 def predicted_tpot_ms(run: SiliconRun, factors: EstimateFactors) -> float:
     """The estimate of the run's measured TPOT (Eq. V3): a decode worker's step time at its
-    batch; an aggregated worker's step time plus the prefill it interleaves, B x L_in / L_out
-    prompt tokens per step at the saturated prefill rate (the same account as Eq. V1)."""
-    est = run_estimate(run, factors)
-    step = est.tpot_ms(run.batch, run.context_tokens)
-    if run.mode == "agg":
-        prefill_s = run.input_tokens / est.prefill_tokens_per_s(run.input_tokens)
-        step += 1e3 * run.batch * prefill_s / run.output_tokens
-    return step
+    batch; an aggregated worker's step also carries the prompts it prefills in chunks beside
+    decode, B x L_in / L_out prompt tokens per step, whose FLOPs join the step's FLOPs."""
+    return float(run_terms([run], factors).predict_tpot_ms(factors)[0])
 
 
 @dataclass(frozen=True)
@@ -288,25 +283,26 @@ class RunTerms:
     factors predicts all of them at once (the calibration's inner loop)."""
 
     runs: list[SiliconRun]
-    decode: DecodeTerms
-    prefill: PrefillTerms
-    prompt_tokens_per_step: np.ndarray  # aggregated runs: B x L_in / L_out (Eq. V3); else 0
+    decode: DecodeTerms  # aggregated runs: with the chunked prompts' FLOPs and link time
     measured_tpot_ms: np.ndarray
 
     def predict_tpot_ms(self, f: EstimateFactors) -> np.ndarray:
-        step = decode_step_seconds(self.decode, f) / self.decode.tokens_per_step
-        return 1e3 * (step + self.prompt_tokens_per_step * prefill_seconds_per_token(
-            self.prefill, f))
+        return 1e3 * decode_step_seconds(self.decode, f) / self.decode.tokens_per_step
 
 
 def run_terms(runs: Sequence[SiliconRun], factors: EstimateFactors) -> RunTerms:
     """RunTerms of runs the estimator describes (`factors` only builds the estimators)."""
-    decode, prefill, agg = [], [], []
+    decode = []
     for r in runs:
         est = run_estimate(r, factors)
-        decode.append(est.decode_terms(r.batch, r.context_tokens))
-        prefill.append(est.prefill_terms(r.input_tokens))
-        agg.append(r.batch * r.input_tokens / r.output_tokens if r.mode == "agg" else 0.0)
+        t = est.decode_terms(r.batch, r.context_tokens)
+        if r.mode == "agg":  # Eq. V3: B x L_in / L_out prompt tokens ride along each step
+            prompt = r.batch * r.input_tokens / r.output_tokens
+            p = est.prefill_terms(r.input_tokens)
+            c = t.compute_s
+            t = replace(t, compute_s=(c[0], c[1] + prompt * p.dense_s, c[2] + prompt * p.moe_s,
+                                      c[3]), comm_s=t.comm_s + prompt * p.comm_s)
+        decode.append(t)
 
     def col(values: Iterable[float]) -> np.ndarray:
         return np.asarray(list(values), dtype=float)
@@ -316,9 +312,7 @@ def run_terms(runs: Sequence[SiliconRun], factors: EstimateFactors) -> RunTerms:
         compute_s=tuple(col(t.compute_s[i] for t in decode) for i in range(4)),  # type: ignore[arg-type]
         comm_s=col(t.comm_s for t in decode), layers=col(t.layers for t in decode),
         batch=col(t.batch for t in decode), tokens_per_step=col(t.tokens_per_step for t in decode))
-    p = PrefillTerms(col(t.dense_s for t in prefill), col(t.moe_s for t in prefill),
-                     col(t.comm_s for t in prefill))
-    return RunTerms(list(runs), d, p, col(agg), col(r.tpot_ms for r in runs))
+    return RunTerms(list(runs), d, col(r.tpot_ms for r in runs))
 
 
 def evaluate(runs: Iterable[SiliconRun],
@@ -368,3 +362,60 @@ def batch_bucket(batch: int) -> str:
         if batch <= top:
             return name
     return ">256"
+
+
+# Aggregated runs at this concurrency or less hold at most this many prompts in prefill at once,
+# so TTFT is (close to) one prompt's prefill plus fixed costs.
+PAIR_MAX_BATCH = 4
+
+
+def prefill_pairs(runs: Iterable[SiliconRun]) -> list[tuple[SiliconRun, SiliconRun]]:
+    """(shorter, longer) prompt runs of one deployment at low concurrency (aggregated, batch
+    <= 4, same engine, version, model, GPU, layout, batch and output length, input lengths
+    differing by 4x or more): their TTFT difference is prefill time without the fixed costs."""
+    groups: dict[tuple[object, ...], list[SiliconRun]] = {}
+    for r in runs:
+        if r.mode != "agg" or r.batch > PAIR_MAX_BATCH:
+            continue
+        key = (r.engine, r.engine_version, r.model_path, r.system, r.precision, r.gpus,
+               r.attention_dp, r.moe_ep, r.batch, r.output_tokens)
+        groups.setdefault(key, []).append(r)
+    pairs = []
+    for members in groups.values():
+        members.sort(key=lambda r: r.input_tokens)
+        short, long = members[0], members[-1]
+        if long.input_tokens >= 4 * short.input_tokens and long.ttft_ms > short.ttft_ms:
+            pairs.append((short, long))
+    return pairs
+
+
+@dataclass(frozen=True)
+class PairTerms:
+    """Factor-free prefill terms of (short, long) prompt pairs, for Eq. V4."""
+
+    pairs: list[tuple[SiliconRun, SiliconRun]]
+    short: PrefillTerms
+    long: PrefillTerms
+    short_tokens: np.ndarray
+    long_tokens: np.ndarray
+    measured_ms: np.ndarray  # TTFT(long) - TTFT(short)
+
+    def predict_ms(self, f: EstimateFactors) -> np.ndarray:
+        """Eq. V4: L_long x E9^-1(L_long) - L_short x E9^-1(L_short), ms."""
+        return 1e3 * (self.long_tokens * prefill_seconds_per_token(self.long, f)
+                      - self.short_tokens * prefill_seconds_per_token(self.short, f))
+
+
+def pair_terms(pairs: Sequence[tuple[SiliconRun, SiliconRun]], factors: EstimateFactors
+               ) -> PairTerms:
+    def terms(runs: Iterable[SiliconRun]) -> PrefillTerms:
+        ts = [run_estimate(r, factors).prefill_terms(r.input_tokens) for r in runs]
+        return PrefillTerms(np.asarray([t.dense_s for t in ts]),
+                            np.asarray([t.moe_s for t in ts]),
+                            np.asarray([t.comm_s for t in ts]))
+
+    return PairTerms(
+        list(pairs), terms(s for s, _ in pairs), terms(long for _, long in pairs),
+        np.asarray([s.input_tokens for s, _ in pairs], dtype=float),
+        np.asarray([long.input_tokens for _, long in pairs], dtype=float),
+        np.asarray([long.ttft_ms - s.ttft_ms for s, long in pairs], dtype=float))
