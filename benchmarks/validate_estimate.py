@@ -1,0 +1,103 @@
+"""Cross-validate the estimator on measured serving runs by whole groups (docs/profiles.md,
+"Validation on measured runs").
+
+    python benchmarks/validate_estimate.py [--silicon PATH]
+
+For each GPU type, the per-engine factors are fitted (Eq. C1) on the runs of every other GPU type
+and predict the held-out GPU's runs; separately the same with model families. A held-out group
+is never in its own fit. Prints decode TPOT error tables (overall, by engine, mode, batch bucket,
+family, GPU) and the prefill error on two-length prompt pairs (Eq. V4), for both splits, and the
+in-sample error of the shipped factors beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from calibrate_estimate import HEADER, print_error_tables, summary_row
+
+from pdopt.profiles.calibration import fit_engines
+from pdopt.profiles.estimate import EstimateFactors, engine_factors
+from pdopt.profiles.silicon import (
+    SiliconRun,
+    describable,
+    evaluate,
+    fits,
+    pair_terms,
+    prefill_pairs,
+    read_silicon,
+    silicon_csv_path,
+)
+
+
+def cross_validate(runs: Sequence[SiliconRun], group: Callable[[SiliconRun], str]
+                   ) -> tuple[list[tuple[SiliconRun, float]], list[tuple[SiliconRun, float]],
+                              list[SiliconRun]]:
+    """Held-out predictions of every run: (run, TPOT ms), (short run of a prompt pair, the
+    pair's predicted / measured prefill time), and refused runs."""
+    tpot: list[tuple[SiliconRun, float]] = []
+    prefill: list[tuple[SiliconRun, float]] = []
+    refused: list[SiliconRun] = []
+    pairs = prefill_pairs(runs)
+    for name in sorted({group(r) for r in runs}):
+        train = [r for r in runs if group(r) != name]
+        test = [r for r in runs if group(r) == name]
+        fitted = fit_engines(train)
+
+        def factors(r: SiliconRun, fitted: dict[str, EstimateFactors] = fitted
+                    ) -> EstimateFactors:
+            return fitted.get(r.engine, fitted["generic"])
+
+        got, bad = evaluate(test, factors)
+        tpot += got
+        refused += bad
+        for p in pairs:
+            if group(p[0]) == name and fits(p[0], factors(p[0])):
+                t = pair_terms([p], factors(p[0]))
+                prefill.append((p[0], float(t.predict_ms(factors(p[0]))[0] / t.measured_ms[0])))
+    return tpot, prefill, refused
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--silicon", type=Path, default=None)
+    args = parser.parse_args(argv)
+    path = args.silicon or silicon_csv_path()
+    if path is None:
+        sys.exit("aiconfigurator-core is not installed: pip install 'pdopt[test]' or --silicon")
+    t0 = time.perf_counter()
+    runs = describable(read_silicon(path)[0])
+    print(f"{path}: {len(runs)} describable de-duplicated runs")
+    shipped, refused = evaluate(runs)
+    print(f"shipped factors refuse {len(refused)} runs")
+    print_error_tables(shipped, "decode TPOT, shipped factors (in-sample)")
+    pairs = prefill_pairs(runs)
+    in_sample = []
+    for p in pairs:
+        f = engine_factors(p[0].engine)
+        t = pair_terms([p], f)
+        in_sample.append((p[0], float(t.predict_ms(f)[0] / t.measured_ms[0])))
+    splits: dict[str, Callable[[SiliconRun], str]] = {
+        "leave one GPU type out": lambda r: r.gpu or r.system,
+        "leave one model family out": lambda r: r.family,
+    }
+    prefill_rows = [summary_row("shipped factors (in-sample)", [x for _, x in in_sample])]
+    for title, group in splits.items():
+        tpot, prefill, refused = cross_validate(runs, group)
+        print_error_tables(tpot, f"decode TPOT, {title}")
+        if refused:
+            print(f"refused: {len(refused)}")
+        prefill_rows.append(summary_row(title, [x for _, x in prefill]))
+        moe = [x for r, x in prefill if r.family not in ("llama", "qwen3")]
+        prefill_rows.append(summary_row(f"{title}, MoE models", moe))
+    print(f"\n## prefill time, two-length prompt pairs (Eq. V4)\n\n{HEADER}")
+    print("\n".join(prefill_rows))
+    print(f"\n({time.perf_counter() - t0:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
