@@ -141,8 +141,10 @@ def test_a_damaged_cache_entry_is_recomputed(_cache: Path) -> None:
     assert resolve_profiles(scenario) == first
 
 
-def test_config_path_relative_to_the_scenario(tmp_path: Path) -> None:
+def test_config_path_relative_to_the_scenario(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from pdopt.profiles.catalog import bundled_models
+    from pdopt.scenario.prepare import prepare
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "config.json").write_text(
@@ -150,12 +152,17 @@ def test_config_path_relative_to_the_scenario(tmp_path: Path) -> None:
     d = data()
     for inst in d["instances"]:
         inst["profile"]["estimate"]["model"] = "models/config.json"
-    scenario = scenario_from_data(d)
-    assert check_profiles(scenario, base_dir=tmp_path) == []
-    problems = check_profiles(scenario, base_dir=tmp_path / "elsewhere")
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump(d))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    # read from the file: the path is the file's; as bare data: the working directory's
+    assert check_profiles(load_scenario(tmp_path / "scenario.yaml")) == []
+    problems = check_profiles(scenario_from_data(d))
     assert len(problems) == 2 and "cannot read model config" in problems[0].message
-    resolved = resolve_profiles(scenario, base_dir=tmp_path)
-    assert resolved.instances[1].kv_cache_tokens == 343_918
+    prepared = prepare(tmp_path / "scenario.yaml")
+    assert prepared.scenario.instances[1].kv_cache_tokens == 343_918
+    assert prepared.estimated == {i["name"]: "estimate" for i in d["instances"]}
 
 
 def test_check_reports_each_problem_where_it_is() -> None:

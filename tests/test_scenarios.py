@@ -11,6 +11,7 @@ import yaml
 
 from pdopt.optimize import solve
 from pdopt.scenario.loading import load_scenario, scenario_from_data
+from pdopt.scenario.paths import absolutize_document
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -18,7 +19,7 @@ SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_shipped_scenario_solves(path: Path) -> None:
-    plan = solve(load_scenario(path), mip_gap=0.01, base_dir=path.parent)
+    plan = solve(path, mip_gap=0.01)
     assert plan.status in ("optimal", "feasible"), plan.diagnosis
     assert plan.cost_per_hour and plan.cost_per_hour > 0
     for w in plan.workloads:
@@ -27,7 +28,10 @@ def test_shipped_scenario_solves(path: Path) -> None:
 
 
 def _data(name: str) -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "scenarios" / name).read_text(encoding="utf-8"))
+    """A shipped scenario as plain data, its relative paths made absolute as prepare does."""
+    data = yaml.safe_load((ROOT / "scenarios" / name).read_text(encoding="utf-8"))
+    absolutize_document(data, ROOT / "scenarios")
+    return data
 
 
 def _only(data: dict[str, Any], model: str, gpu: str) -> dict[str, Any]:
@@ -38,13 +42,12 @@ def _only(data: dict[str, Any], model: str, gpu: str) -> dict[str, Any]:
 
 def test_split_is_cheaper_than_either_gpu_alone() -> None:
     data = _data("split-prefill-decode.yaml")
-    plan = solve(scenario_from_data(data), base_dir=ROOT / "scenarios")
+    plan = solve(scenario_from_data(data))
     assert {(p.role, p.gpu) for p in plan.pools} == {("prefill", "L40S"), ("decode", "H100")}
     (flow,) = plan.flows
     assert flow.kv_transfer_ms == pytest.approx(4096 * 65536 * 8 / 100e9 * 1e3)
     for gpu in ("L40S", "H100"):
-        alone = solve(scenario_from_data(_only(data, "llama-3.1-8b", gpu)),
-                      base_dir=ROOT / "scenarios")
+        alone = solve(scenario_from_data(_only(data, "llama-3.1-8b", gpu)))
         assert alone.has_plan
         assert plan.cost_per_hour < alone.cost_per_hour  # type: ignore[operator]
 
@@ -56,7 +59,7 @@ def test_heterogeneous_fleet_has_the_promised_shape_and_binds_inventory() -> Non
     for model in models:
         slos = {(w.slo.ttft_ms, w.slo.tpot_ms) for w in scenario.workloads if w.model == model}
         assert len(slos) >= 3
-    plan = solve(scenario, mip_gap=0.01, base_dir=ROOT / "scenarios")
+    plan = solve(scenario, mip_gap=0.01)
     assert plan.has_plan
     for g, spec in scenario.gpus.items():
         assert spec.count is None or plan.gpus_by_type.get(g, 0) <= spec.count
@@ -65,6 +68,6 @@ def test_heterogeneous_fleet_has_the_promised_shape_and_binds_inventory() -> Non
     # proven lower bound of the constrained problem): the inventories bind
     free = scenario.model_copy(update={"gpus": {g: s.model_copy(update={"count": None})
                                                 for g, s in scenario.gpus.items()}})
-    unlimited = solve(free, mip_gap=0.01, base_dir=ROOT / "scenarios")
+    unlimited = solve(free, mip_gap=0.01)
     assert plan.dual_bound is not None
     assert unlimited.cost_per_hour < plan.dual_bound  # type: ignore[operator]

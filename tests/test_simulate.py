@@ -314,13 +314,13 @@ def test_lognormal_lengths_have_the_workload_means_and_cv() -> None:
 
 def test_empirical_lengths_from_a_csv(tmp_path: Any) -> None:
     (tmp_path / "pairs.csv").write_text("input_tokens,output_tokens\n100,10\n300,30\n")
-    dist = {"kind": "empirical", "file": "pairs.csv", "scale_to_means": False}
+    dist = {"kind": "empirical", "file": str(tmp_path / "pairs.csv"), "scale_to_means": False}
     sc = small(length_distribution=dist)
-    i, o = sample_lengths(sc.workloads[0], 1000, np.random.default_rng(2), base_dir=tmp_path)
+    i, o = sample_lengths(sc.workloads[0], 1000, np.random.default_rng(2))
     assert set(i.tolist()) == {100, 300} and set(o.tolist()) == {10, 30}
     dist["scale_to_means"] = True  # scaled so the means are the workload's 500 / 11
     sc = small(length_distribution=dist)
-    i, o = sample_lengths(sc.workloads[0], 1000, np.random.default_rng(2), base_dir=tmp_path)
+    i, o = sample_lengths(sc.workloads[0], 1000, np.random.default_rng(2))
     assert set(i.tolist()) == {250, 750}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -25,7 +24,7 @@ def check(files: tuple[str, ...]) -> None:
     for path in files:
         try:
             sc = load_scenario(path)
-            problems = check_profiles(sc, base_dir=Path(path).parent)  # validated, not computed
+            problems = check_profiles(sc)  # validated, not computed
             if problems:
                 raise ScenarioError(problems, path)
         except ScenarioError as e:

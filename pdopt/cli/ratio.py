@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from pdopt.cli.common import emit, format_option, handle_errors, output_option
 from pdopt.errors import PdoptError
-from pdopt.profiles.resolve import resolve_profiles, unmeasured
 from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario
 from pdopt.report import Report, Table
-from pdopt.scenario.loading import load_scenario
+from pdopt.scenario.prepare import prepare
 from pdopt.scenario.problems import Problem, ScenarioError
 
 POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -103,15 +100,15 @@ def ratio(scenario: str | None, fmt: str, output: str | None, rounding: str,
         if given or flags["ttft_overhead_ms"]:
             flag = (given or ["ttft_overhead_ms"])[0].replace("_", "-")
             raise click.UsageError(f"give a SCENARIO file or flags, not both (got --{flag})")
-        sc = load_scenario(scenario)
         try:
-            sc = resolve_profiles(sc, base_dir=Path(scenario).parent)  # profile: blocks -> numbers
+            prepared = prepare(scenario)  # profile: blocks -> numbers
+            sc = prepared.scenario
             result = ratio_from_scenario(sc, rounding)  # type: ignore[arg-type]
         except ScenarioError as e:
             raise e.with_source(scenario) from None
         except PdoptError as e:
             raise type(e)(f"{scenario}: {e}") from None
-        estimated = unmeasured(sc)
+        estimated = prepared.estimated_sources()
     else:
         result, estimated = _ratio_from_flags(rounding, flags), {}
     report = ratio_report(result)

@@ -15,8 +15,7 @@ from pdopt.cli.common import emit, format_option, handle_errors, output_option
 from pdopt.errors import ExitCode, PdoptError
 from pdopt.plan import Plan
 from pdopt.report import Report, Table
-from pdopt.scenario.loading import load_scenario
-from pdopt.scenario.schema import Scenario
+from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.simulate import (
     TRACE_FORMATS,
     SimulationError,
@@ -53,7 +52,7 @@ def read_plan(path: str) -> Plan:
         raise PlanFileError(f"{path}: not a plan from `pdopt solve --format json` ({e})") from None
 
 
-def plan_for(scenario: Scenario, scenario_path: str, plan_path: str | None) -> Plan:
+def plan_for(scenario: PreparedScenario, scenario_path: str, plan_path: str | None) -> Plan:
     """The plan to simulate: read from --plan, or solved now. Exits 3 when there is none."""
     if plan_path is not None:
         return read_plan(plan_path)
@@ -225,7 +224,8 @@ def simulate(scenario: str, plan_path: str | None, trace_path: str | None,
     Exit codes: 0 simulated (whether or not the SLOs were met: see the report); 2 invalid input;
     3 the scenario has no plan; 4 the solver found no plan in time.
     """
-    sc = load_scenario(scenario)
+    prepared = prepare(scenario)
+    sc = prepared.scenario
     trace = None
     if trace_path is not None:
         names = [w.name for w in sc.workloads]
@@ -241,10 +241,9 @@ def simulate(scenario: str, plan_path: str | None, trace_path: str | None,
     elif trace_format is not None or trace_workload is not None:
         raise click.UsageError("--trace-format and --trace-workload need --trace")
     options = make_options(trace=trace is not None, **sim)
-    plan = plan_for(sc, scenario, plan_path)
+    plan = plan_for(prepared, scenario, plan_path)
     try:
-        result = simulate_plan(sc, plan, options, trace=trace, trace_name=trace_path,
-                               base_dir=Path(scenario).parent)
+        result = simulate_plan(prepared, plan, options, trace=trace, trace_name=trace_path)
     except SimulationError as e:
         raise _with_source(e, plan_path or scenario) from None
     emit(simulation_report(result), fmt, output)
@@ -266,11 +265,11 @@ def verify(scenario: str, plan_path: str | None, search: bool, fmt: str, output:
     Exit codes: 0 verified (the answer is in the report); 2 invalid input; 3 no plan; 4 no plan
     in time.
     """
-    sc = load_scenario(scenario)
+    prepared = prepare(scenario)
     options = make_options(trace=False, **sim)
-    plan = plan_for(sc, scenario, plan_path)
+    plan = plan_for(prepared, scenario, plan_path)
     try:
-        result = verify_plan(sc, plan, options, search=search, base_dir=Path(scenario).parent)
+        result = verify_plan(prepared, plan, options, search=search)
     except SimulationError as e:
         raise _with_source(e, plan_path or scenario) from None
     emit(verify_report(result), fmt, output)

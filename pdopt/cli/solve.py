@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -11,7 +10,7 @@ from pdopt.cli.common import format_option, handle_errors, write_atomic
 from pdopt.errors import ExitCode
 from pdopt.plan_report import plan_report
 from pdopt.report import render, to_json
-from pdopt.scenario.loading import load_scenario
+from pdopt.scenario.prepare import prepare
 from pdopt.scenario.problems import ScenarioError
 
 
@@ -42,9 +41,8 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None, time_limit_s
     worst = ExitCode.OK
     for path in scenarios:
         try:
-            plan = solve_scenario(load_scenario(path), time_limit_s=time_limit_s,
-                                  mip_gap=mip_gap, objective=objective,
-                                  base_dir=Path(path).parent)
+            plan = solve_scenario(prepare(path), time_limit_s=time_limit_s,
+                                  mip_gap=mip_gap, objective=objective)
         except ScenarioError as e:
             raise e if e.source else e.with_source(path) from None
         plans.append(plan)

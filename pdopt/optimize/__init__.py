@@ -17,29 +17,24 @@ from pdopt.optimize.extract import build_plan
 from pdopt.optimize.model import TIE_BREAK_WEIGHT, create_model
 from pdopt.optimize.solver import SolverReport, relative_gap, solve_model
 from pdopt.plan import Plan
+from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import Scenario
 
 __all__ = ["solve", "build_fleet_data", "create_model", "FleetData", "SolverReport"]
 
 
-def _resolve(scenario: Scenario, base_dir: Path | None) -> tuple[Scenario, dict[str, str]]:
-    """Replace `profile:` blocks by numbers; say which instance types are estimates."""
-    from pdopt.profiles.resolve import resolve_profiles, unmeasured
-
-    resolved = resolve_profiles(scenario, base_dir=base_dir)
-    return resolved, unmeasured(resolved)
-
-
-def solve(scenario: Scenario, *, time_limit_s: float | None = None, mip_gap: float | None = None,
-          objective: str | None = None, threads: int | None = None,
-          base_dir: Path | None = None) -> Plan:
+def solve(scenario: PreparedScenario | Scenario | str | Path, *,
+          time_limit_s: float | None = None, mip_gap: float | None = None,
+          objective: str | None = None, threads: int | None = None) -> Plan:
     """Cheapest (or fewest-GPU) plan that serves every workload within its SLOs.
 
-    Never raises for an infeasible scenario: the Plan's status is `infeasible` and `diagnosis`
-    says why. Raises pdopt errors for invalid input (e.g. a table lookup outside its range).
-    `base_dir` is where relative paths in `profile:` blocks are found (the scenario's folder)."""
+    `scenario` is prepared first (`pdopt.scenario.prepare`: a path is read, `profile:` blocks
+    resolved) unless it already is. Never raises for an infeasible scenario: the Plan's status
+    is `infeasible` and `diagnosis` says why. Raises pdopt errors for invalid input (e.g. a
+    table lookup outside its range)."""
     start = time.perf_counter()
-    scenario, estimated = _resolve(scenario, base_dir)
+    prepared = prepare(scenario)
+    scenario, estimated = prepared.scenario, prepared.estimated_sources()
     objective = objective or scenario.options.objective
     time_limit_s = time_limit_s if time_limit_s is not None else scenario.options.time_limit_s
     mip_gap = mip_gap if mip_gap is not None else scenario.options.mip_gap

@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,7 +35,16 @@ from pdopt.profiles.estimate import (
 )
 from pdopt.scenario.problems import Problem, ScenarioError
 from pdopt.scenario.profile_spec import AiconfiguratorProfile, EstimateProfile
-from pdopt.scenario.schema import Instance, ModelSpec, Scenario
+from pdopt.scenario.schema import (
+    EmpiricalLengths,
+    EstimatedBy,
+    Instance,
+    LognormalLengths,
+    ModelSpec,
+    Scenario,
+    Workload,
+)
+from pdopt.simulate.traces import lognormal_params, read_length_pairs
 
 # Bump when the estimator's equations change, so cached estimates are recomputed.
 ESTIMATOR_VERSION = "1"
@@ -76,8 +87,7 @@ def _factors(spec: EstimateProfile, scenario: Scenario) -> EstimateFactors:
     return f
 
 
-def build_estimate(spec: EstimateProfile, instance: Instance, scenario: Scenario,
-                   base_dir: Path | None) -> Estimate:
+def build_estimate(spec: EstimateProfile, instance: Instance, scenario: Scenario) -> Estimate:
     """The estimator for an instance's `profile.estimate` block (reads the model config)."""
     try:
         gpu = gpu_spec(spec.gpu or instance.gpu)
@@ -89,7 +99,7 @@ def build_estimate(spec: EstimateProfile, instance: Instance, scenario: Scenario
                             ) from None
     shape = InstanceShape(gpu, instance.gpus_per_instance, spec.weight_dtype, spec.kv_dtype,
                           spec.attention, spec.tokens_per_step)
-    return Estimate(model_arch(spec.model, base_dir), shape, _factors(spec, scenario))
+    return Estimate(model_arch(spec.model), shape, _factors(spec, scenario))
 
 
 def estimate_source(est: Estimate) -> str:
@@ -102,10 +112,60 @@ def estimate_source(est: Estimate) -> str:
             "(docs/profiles.md)")
 
 
-def _lengths_for(instance: Instance, scenario: Scenario, input_tokens: list[int] | None
+#: Upper-tail probability of an unbounded (lognormal) input-length distribution that an estimated
+#: prefill table leaves out: one request in 10^12, beyond any simulation's request cap.
+UNCOVERED_TAIL = 1e-12
+#: Input lengths per decade in an estimated prefill table between its shortest and longest.
+GRID_POINTS_PER_DECADE = 8
+
+
+def input_length_range(workload: Workload) -> tuple[int, int]:
+    """Shortest and longest input length the workload's `length_distribution` can produce as the
+    simulator samples it (docs/profiles.md, "Estimated tables cover the length distribution")."""
+    dist, mean = workload.length_distribution, workload.input_tokens
+    if isinstance(dist, LognormalLengths) and dist.input_cv > 0:
+        mu, sigma = lognormal_params(mean, dist.input_cv)
+        z = NormalDist().inv_cdf(1.0 - UNCOVERED_TAIL)
+        return 1, max(mean, math.ceil(math.exp(mu + z * sigma)) + 1)
+    if isinstance(dist, EmpiricalLengths):
+        inputs, _ = read_length_pairs(dist.file)
+        if inputs.size == 0:
+            return mean, mean
+        scale = mean / max(float(inputs.mean()), 1e-9) if dist.scale_to_means else 1.0
+        return (max(1, math.floor(float(inputs.min()) * scale)),
+                max(1, math.ceil(float(inputs.max()) * scale)))
+    return mean, mean
+
+
+def log_grid(shortest: int, longest: int) -> list[int]:
+    """Integers from `shortest` to `longest`, GRID_POINTS_PER_DECADE per decade, ends included."""
+    if longest <= shortest:
+        return [shortest]
+    steps = max(1, math.ceil(GRID_POINTS_PER_DECADE * math.log10(longest / shortest)))
+    ratio = (longest / shortest) ** (1.0 / steps)
+    return sorted({shortest, longest, *(round(shortest * ratio ** k) for k in range(1, steps))})
+
+
+def _prefill_inputs(scenario: Scenario, model: str) -> list[int]:
+    """The workloads' mean input lengths and a grid over every length they can produce."""
+    inputs: set[int] = set()
+    for w in scenario.workloads:
+        if w.model == model:
+            inputs.add(w.input_tokens)
+            inputs.update(log_grid(*input_length_range(w)))
+    return sorted(inputs)
+
+
+def _lengths_for(instance: Instance, scenario: Scenario, input_tokens: list[int] | None,
+                 *, cover_distribution: bool = False
                  ) -> tuple[list[int], list[tuple[int, int]]]:
     lengths = _workload_lengths(scenario, instance.model)
-    inputs = sorted(set(input_tokens)) if input_tokens else sorted({i for i, _ in lengths})
+    if input_tokens:
+        inputs = sorted(set(input_tokens))
+    elif cover_distribution:
+        inputs = _prefill_inputs(scenario, instance.model)
+    else:
+        inputs = sorted({i for i, _ in lengths})
     if instance.role == "prefill" and not inputs:
         raise ScenarioError([Problem("input_tokens", f"no workload uses model "
                                      f"'{instance.model}'; give input_tokens")])
@@ -140,10 +200,11 @@ def aiconfigurator_numbers(run: aic.AicRun, role: str, inputs: list[int],
 
 
 def _resolve_estimate(spec: EstimateProfile, instance: Instance, scenario: Scenario,
-                      base_dir: Path | None, use_cache: bool) -> dict[str, Any]:
-    est = build_estimate(spec, instance, scenario, base_dir)
-    inputs, lengths = _lengths_for(instance, scenario, spec.input_tokens)
-    _, config, _ = model_config(spec.model, base_dir)
+                      use_cache: bool) -> dict[str, Any]:
+    est = build_estimate(spec, instance, scenario)
+    inputs, lengths = _lengths_for(instance, scenario, spec.input_tokens,
+                                   cover_distribution=instance.role == "prefill")
+    _, config, _ = model_config(spec.model)
     key = {"kind": "estimate", "version": ESTIMATOR_VERSION, "role": instance.role,
            "config": config_digest(config), "gpu": asdict(est.shape.gpu),
            "gpus": est.shape.gpus, "spec": spec.model_dump(mode="json", exclude={"model"}),
@@ -190,12 +251,12 @@ def _profile_loc(i: int, instance: Instance) -> str:
     return f"instances[{i}].profile.{instance.profile.kind}"
 
 
-def resolve_profiles(scenario: Scenario, *, base_dir: Path | None = None,
-                     use_cache: bool = True) -> Scenario:
+def resolve_profiles(scenario: Scenario, *, use_cache: bool = True) -> Scenario:
     """The scenario with every `profile:` block replaced by numbers (see the module docstring).
 
-    Config paths in estimate blocks are relative to `base_dir` (the scenario file's folder;
-    absent: the working directory). Raises ScenarioError naming the instance and field."""
+    Called by `pdopt.scenario.prepare`, after relative paths were made absolute against the file
+    that wrote them (a path still relative is read from the working directory). Raises
+    ScenarioError naming the instance and field."""
     if not any(inst.profile is not None for inst in scenario.instances):
         return scenario
     instances: list[Instance] = []
@@ -207,8 +268,7 @@ def resolve_profiles(scenario: Scenario, *, base_dir: Path | None = None,
         loc = _profile_loc(i, inst)
         try:
             if inst.profile.estimate is not None:
-                result = _resolve_estimate(inst.profile.estimate, inst, scenario, base_dir,
-                                           use_cache)
+                result = _resolve_estimate(inst.profile.estimate, inst, scenario, use_cache)
                 kv_bytes.setdefault(inst.model, result["kv_bytes_per_token"])
             else:
                 assert inst.profile.aiconfigurator is not None
@@ -219,7 +279,8 @@ def resolve_profiles(scenario: Scenario, *, base_dir: Path | None = None,
         except PdoptError as e:
             raise type(e)(f"instance '{inst.name}' ({loc}): {e}") from None
         data = inst.model_dump(exclude_none=True, exclude={"profile", "source"})
-        data.update(result["numbers"], source=result["source"])
+        data.update(result["numbers"], source=result["source"],
+                    estimated_by=inst.profile.kind)
         try:
             instances.append(Instance.model_validate(data))
         except ValidationError as e:  # estimated numbers that break the format: a bug to report
@@ -234,17 +295,14 @@ def resolve_profiles(scenario: Scenario, *, base_dir: Path | None = None,
     return scenario.model_copy(update={"instances": instances, "models": models})
 
 
-ESTIMATED_SOURCES = ("estimate", "aiconfigurator")
-
-
 def unmeasured(scenario: Scenario) -> dict[str, str]:
-    """Instance name -> source, for every instance type whose numbers are estimated (their
-    `source` starts with `estimate` or `aiconfigurator`): what a plan should flag."""
-    return {i.name: i.source for i in scenario.instances
-            if isinstance(i.source, str) and i.source.startswith(ESTIMATED_SOURCES)}
+    """Instance name -> source, for every instance type whose numbers are estimated
+    (`estimated_by` set): what a plan should flag."""
+    return {i.name: str(i.source or i.estimated_by) for i in scenario.instances
+            if i.estimated_by is not None}
 
 
-def check_profiles(scenario: Scenario, *, base_dir: Path | None = None) -> list[Problem]:
+def check_profiles(scenario: Scenario) -> list[Problem]:
     """Validate every `profile:` block without computing tables: the model config reads and is
     a supported family, the GPU is in the catalog and has the weight dtype, the weights fit,
     AIConfigurator parallel sizes divide the GPU count. One Problem per thing wrong."""
@@ -256,7 +314,7 @@ def check_profiles(scenario: Scenario, *, base_dir: Path | None = None) -> list[
         try:
             if inst.profile.estimate is not None:
                 spec = inst.profile.estimate
-                est = build_estimate(spec, inst, scenario, base_dir)
+                est = build_estimate(spec, inst, scenario)
                 est.kv_cache_tokens()  # weights fit in memory
                 _lengths_for(inst, scenario, spec.input_tokens)
             else:
@@ -272,11 +330,13 @@ def check_profiles(scenario: Scenario, *, base_dir: Path | None = None) -> list[
 
 
 def _instance_item(name: str, model: str, role: str, gpu: str, gpus: int,
-                   numbers: dict[str, Any], source: str) -> dict[str, Any]:
+                   numbers: dict[str, Any], source: str, estimated_by: EstimatedBy
+                   ) -> dict[str, Any]:
     item: dict[str, Any] = {"name": name, "model": model, "role": role, "gpu": gpu,
                             "gpus_per_instance": gpus}
     item.update(numbers)
     item["source"] = source
+    item["estimated_by"] = estimated_by
     Instance.model_validate(item)  # what is printed must load
     return item
 
@@ -287,21 +347,21 @@ def estimated_instances(model: str, gpu: str, gpus: int, *, roles: tuple[str, ..
                         attention: str = "tp", max_batch: int = 1024,
                         tokens_per_step: float = 1.0,
                         factors: EstimateFactors = DEFAULT_FACTORS,
-                        base_dir: Path | None = None) -> tuple[list[dict[str, Any]], Estimate]:
+                        ) -> tuple[list[dict[str, Any]], Estimate]:
     """Instance-type blocks (plain data) estimated for each role, and the estimator used."""
     spec = EstimateProfile.model_validate(
         {"model": model, "gpu": gpu, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
          "attention": attention, "max_batch": max_batch, "tokens_per_step": tokens_per_step})
     shape = InstanceShape(gpu_spec(gpu), gpus, spec.weight_dtype, spec.kv_dtype, spec.attention,
                           spec.tokens_per_step)
-    est = Estimate(model_arch(model, base_dir), shape, factors)
+    est = Estimate(model_arch(model), shape, factors)
     inputs = sorted(set(input_tokens or [i for i, _ in lengths]))
     items = []
     for role in roles:
         numbers = estimate_numbers(est, role, inputs, lengths, max_batch)
         name = f"{est.arch.name}-{role}-{gpus}x{shape.gpu.name}".lower()
         items.append(_instance_item(name, est.arch.name, role, shape.gpu.name, gpus, numbers,
-                                    estimate_source(est)))
+                                    estimate_source(est), "estimate"))
     return items, est
 
 
@@ -318,5 +378,6 @@ def aiconfigurator_instances(spec: AiconfiguratorProfile, gpu: str, gpus: int, *
     for role in roles:
         numbers, source = aiconfigurator_numbers(run, role, inputs, lengths, batches)
         name = f"{model_name}-{role}-{gpus}x{gpu}-aic".lower().replace("/", "-")
-        items.append(_instance_item(name, model_name, role, gpu, gpus, numbers, source))
+        items.append(_instance_item(name, model_name, role, gpu, gpus, numbers, source,
+                                    "aiconfigurator"))
     return items

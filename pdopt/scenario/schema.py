@@ -108,6 +108,12 @@ class TpotTable(StrictModel):
         return None if self.measured_at is None else self.measured_at.context_tokens
 
 
+EstimatedBy = Literal["estimate", "aiconfigurator"]
+#: how pdopt 0.1 began the `source` of the instance blocks it estimated (read for old files only)
+LEGACY_ESTIMATE_SOURCES: tuple[tuple[str, EstimatedBy], ...] = (
+    ("estimate pdopt ", "estimate"), ("aiconfigurator ", "aiconfigurator"))
+
+
 class Instance(StrictModel):
     """A benchmarked instance type: one model served by `gpus_per_instance` GPUs in one role."""
 
@@ -161,6 +167,23 @@ class Instance(StrictModel):
         description="Estimate the numbers instead of giving measured ones: `{estimate: {...}}` or "
         "`{aiconfigurator: {...}}` (docs/profiles.md); resolved before solving.",
     )
+    estimated_by: EstimatedBy | None = Field(
+        default=None,
+        description="The numbers are an estimate, not a measurement: `estimate` (pdopt's "
+        "estimator) or `aiconfigurator`. Set by pdopt when it resolves a `profile:` block and in "
+        "the blocks `pdopt profile estimate` prints; plans name the pools that use such numbers.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_estimated(cls, data: Any) -> Any:
+        """Blocks printed by pdopt 0.1 say they are estimates only in `source`."""
+        if isinstance(data, dict) and data.get("estimated_by") is None:
+            source = data.get("source")
+            for prefix, kind in LEGACY_ESTIMATE_SOURCES:
+                if isinstance(source, str) and source.startswith(prefix):
+                    return {**data, "estimated_by": kind}
+        return data
 
     @model_validator(mode="after")
     def _role_fields(self) -> Instance:

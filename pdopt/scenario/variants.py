@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pdopt.scenario.paths import absolutize_document
 from pdopt.scenario.problems import Problem, ScenarioError
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def read_with_extends(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[s
     path = Path(path)
     source = str(path)
     data = read_document(path)
+    absolutize_document(data, path.resolve().parent)  # relative to the file that wrote them
     ref = data.pop("extends", None)
     if ref is None:
         return data
@@ -464,6 +466,11 @@ def _grid(stem: str, source: str, data: dict[str, Any], changes: list[str],
 
 def resolve_scenario_data(path: str | Path) -> dict[str, Any]:
     """One scenario's plain data (extends merged, overrides applied); a sweep file is an error."""
+    return resolve_scenario_data_with_changes(path)[0]
+
+
+def resolve_scenario_data_with_changes(path: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """`resolve_scenario_data` and the `key: old -> new` lines of the overrides it applied."""
     data, changes, axes = resolve_file(path)
     for line in changes:
         log.info("%s: %s", path, line)
@@ -472,4 +479,4 @@ def resolve_scenario_data(path: str | Path) -> dict[str, Any]:
         raise ScenarioError([Problem("sweep", f"this file is a sweep of {n} variants; run it with "
                                      f"`pdopt batch {path}` (or `pdopt batch --dry-run` to check "
                                      "every variant)")], str(path))
-    return data
+    return data, changes

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pdopt.plan import Plan
-from pdopt.profiles.resolve import resolve_profiles
+from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import Scenario
 from pdopt.simulate.engine import RawResult, run
 from pdopt.simulate.fleet import Fleet, SimulationError, build_fleet
@@ -102,14 +102,14 @@ class SimulationResult:
         }
 
 
-def poisson_stream(scenario: Scenario, options: SimulationOptions, rng: np.random.Generator,
-                   base_dir: Path | None = None) -> Requests:
+def poisson_stream(scenario: Scenario, options: SimulationOptions, rng: np.random.Generator
+                   ) -> Requests:
     """Poisson arrivals of every workload at its demand x rate_scale over warm-up + window +
     cool-down (demand without headroom: the load the SLOs must hold at)."""
     assert options.duration_s is not None
     horizon = options.warmup_s + options.duration_s + options.cooldown_s
     streams = [
-        poisson_requests(w, k, w.rate_requests_per_s * options.rate_scale, horizon, rng, base_dir)
+        poisson_requests(w, k, w.rate_requests_per_s * options.rate_scale, horizon, rng)
         for k, w in enumerate(scenario.workloads)
     ]
     return merge(streams)
@@ -146,21 +146,23 @@ def _pool_stats(fleet: Fleet, raw: RawResult) -> list[PoolStats]:
     return out
 
 
-def simulate_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | None = None, *,
-                  trace: Requests | None = None, trace_name: str | None = None,
-                  base_dir: Path | None = None) -> SimulationResult:
-    """Simulate `plan` serving `scenario`'s workloads: Poisson arrivals at the workloads' demand,
-    or the requests of `trace` (already mapped to workload indices)."""
+def simulate_plan(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
+                  options: SimulationOptions | None = None, *,
+                  trace: Requests | None = None, trace_name: str | None = None
+                  ) -> SimulationResult:
+    """Simulate `plan` serving the scenario's workloads: Poisson arrivals at the workloads'
+    demand, or the requests of `trace` (already mapped to workload indices). The scenario is
+    prepared first (`pdopt.scenario.prepare`) unless it already is."""
     options = options or SimulationOptions()
     started = time.perf_counter()
-    scenario = resolve_profiles(scenario)  # `profile:` blocks -> tables, as the optimizer does
+    scenario = prepare(scenario).scenario
     fleet = build_fleet(scenario, plan, options.max_decode_batch)
     seeds = np.random.SeedSequence(options.seed).spawn(2)
     arrivals_rng, routing_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
     if trace is None:
         if options.duration_s is None:
             raise SimulationError("simulation option duration_s: required without a trace")
-        requests = poisson_stream(scenario, options, arrivals_rng, base_dir)
+        requests = poisson_stream(scenario, options, arrivals_rng)
         start, end = options.warmup_s, options.warmup_s + options.duration_s
         source = "poisson"
     else:
@@ -180,7 +182,7 @@ def simulate_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | N
         traced = set(np.unique(requests.workload).tolist())
         others = [
             poisson_requests(w, k, w.rate_requests_per_s * options.rate_scale,
-                             end + options.cooldown_s, arrivals_rng, base_dir)
+                             end + options.cooldown_s, arrivals_rng)
             for k, w in enumerate(scenario.workloads) if k not in traced
         ]
         requests = merge([requests, *others])

@@ -235,8 +235,8 @@ def _round_tokens(x: np.ndarray) -> np.ndarray:
     return np.maximum(np.rint(x), 1).astype(np.int64)
 
 
-def sample_lengths(workload: Workload, n: int, rng: np.random.Generator,
-                   base_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def sample_lengths(workload: Workload, n: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Input and output lengths of n requests of a workload, from its length_distribution
     (absent or fixed: the means)."""
     dist = workload.length_distribution
@@ -251,10 +251,8 @@ def sample_lengths(workload: Workload, n: int, rng: np.random.Generator,
                 out.append(rng.lognormal(mu, sigma, n))
         return _round_tokens(out[0]), _round_tokens(out[1])
     if isinstance(dist, EmpiricalLengths):
-        path = Path(dist.file)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        inputs, outputs = read_length_pairs(path)
+        # absolute once prepared (pdopt.scenario.prepare); else from the working directory
+        inputs, outputs = read_length_pairs(dist.file)
         pick = rng.integers(0, inputs.size, n)
         i, o = inputs[pick], outputs[pick]
         if dist.scale_to_means:
@@ -265,8 +263,7 @@ def sample_lengths(workload: Workload, n: int, rng: np.random.Generator,
 
 
 def poisson_requests(workload: Workload, workload_index: int, rate_per_s: float,
-                     duration_s: float, rng: np.random.Generator,
-                     base_dir: Path | None = None) -> Requests:
+                     duration_s: float, rng: np.random.Generator) -> Requests:
     """Poisson arrivals at `rate_per_s` over [0, duration_s) with lengths from the workload."""
     if rate_per_s <= 0 or duration_s <= 0:
         return merge([])
@@ -282,6 +279,6 @@ def poisson_requests(workload: Workload, workload_index: int, rate_per_s: float,
         t = float(arr[-1])
     arrival = np.concatenate(times)
     arrival = arrival[arrival < duration_s]
-    inputs, outputs = sample_lengths(workload, arrival.size, rng, base_dir)
+    inputs, outputs = sample_lengths(workload, arrival.size, rng)
     return Requests(arrival, inputs, outputs,
                     np.full(arrival.shape, workload_index, dtype=np.int64))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pdopt.plan import Flow, Plan
-from pdopt.profiles.resolve import resolve_profiles
+from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import Scenario
 from pdopt.simulate.simulator import SimulationOptions, SimulationResult, simulate_plan
 
@@ -118,15 +118,15 @@ class VerifyResult:
                 "search": [c.to_dict() for c in self.search]}
 
 
-def _step(scenario: Scenario, plan: Plan, delta: int, options: SimulationOptions,
-          base_dir: Path | None) -> list[tuple[Candidate, Plan]]:
+def _step(scenario: PreparedScenario, plan: Plan, delta: int, options: SimulationOptions
+          ) -> list[tuple[Candidate, Plan]]:
     """Simulate every plan one instance away (delta -1 or +1) in one pool."""
     out = []
     for pool in [p.instance for p in plan.pools if p.count > 0]:
         nb = neighbour(plan, pool, delta)
         if nb is not None:
             out.append((Candidate(counts_of(nb), nb.cost_per_hour,
-                                  simulate_plan(scenario, nb, options, base_dir=base_dir),
+                                  simulate_plan(scenario, nb, options),
                                   "search"), nb))
     return out
 
@@ -139,14 +139,15 @@ def _ratio(c: Candidate) -> float:
     return math.inf if c.result is None else slo_ratio(c.result)
 
 
-def verify_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | None = None,
-                *, search: bool = True, base_dir: Path | None = None) -> VerifyResult:
+def verify_plan(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
+                options: SimulationOptions | None = None, *, search: bool = True
+                ) -> VerifyResult:
     """Simulate a plan and its one-fewer neighbours; with `search`, walk to the smallest counts
     that meet the SLOs in simulation (docs/simulation.md, "Verify")."""
     options = options or SimulationOptions()
-    scenario = resolve_profiles(scenario)  # once, not in every simulation
+    scenario = prepare(scenario)  # once, not in every simulation
     base = Candidate(counts_of(plan), plan.cost_per_hour,
-                     simulate_plan(scenario, plan, options, base_dir=base_dir), "plan")
+                     simulate_plan(scenario, plan, options), "plan")
     neighbours: list[Candidate] = []
     passing: list[tuple[Candidate, Plan]] = []
     for pool in [p.instance for p in plan.pools if p.count > 0]:
@@ -157,7 +158,7 @@ def verify_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | Non
             neighbours.append(Candidate(counts, None, None, "neighbour"))
             continue
         cand = Candidate(counts_of(nb), nb.cost_per_hour,
-                         simulate_plan(scenario, nb, options, base_dir=base_dir), "neighbour")
+                         simulate_plan(scenario, nb, options), "neighbour")
         neighbours.append(cand)
         if cand.meets_slo:
             passing.append((cand, nb))
@@ -173,14 +174,14 @@ def verify_plan(scenario: Scenario, plan: Plan, options: SimulationOptions | Non
         while passing:
             best, best_plan = min(passing, key=lambda cp: (_cost(cp[0]), _ratio(cp[0])))
             out.smallest = best.counts
-            tried = _step(scenario, best_plan, -1, options, base_dir)
+            tried = _step(scenario, best_plan, -1, options)
             out.search += [c for c, _ in tried]
             passing = [(c, p) for c, p in tried if c.meets_slo]
         return out
 
     current = plan  # upwards: add the instance that most improves the worst SLO ratio
     for _ in range(MAX_STEPS_UP):
-        tried = _step(scenario, current, +1, options, base_dir)
+        tried = _step(scenario, current, +1, options)
         out.search += [c for c, _ in tried]
         if not tried:
             break
