@@ -40,9 +40,13 @@ def _parent_death_signal() -> None:
         pass
 
 
-def die_with_parent(owner_pid: int | None = None, poll_s: float = POLL_SECONDS) -> None:
-    """End this process (exit status 1, no cleanup) when its parent or `owner_pid` exits."""
-    parent = os.getppid()
+def die_with_parent(parent_pid: int | None = None, owner_pid: int | None = None,
+                    poll_s: float = POLL_SECONDS) -> None:
+    """End this process (exit status 1, no cleanup) when its parent or `owner_pid` exits.
+
+    `parent_pid` is the pid the parent gave its child (say on the command line): with it, a
+    parent that died before this call is noticed too (the child has been re-parented by then)."""
+    parent = parent_pid if parent_pid is not None else os.getppid()
     _parent_death_signal()
 
     def orphaned() -> bool:

@@ -39,15 +39,16 @@ from pdopt.batch import (
 from pdopt.cli import main
 from pdopt.cli.batch import BatchProgress
 from pdopt.plan import Plan
-from pdopt.scenario.schema import Scenario
+from pdopt.scenario.prepare import PreparedScenario
 
 TIMING = ("solve_seconds", "build_seconds")
 
 
-def fake_solve(scenario: Scenario, *, time_limit_s: float | None = None,
+def fake_solve(prepared: PreparedScenario, *, time_limit_s: float | None = None,
                mip_gap: float | None = None, objective: str | None = None) -> Plan:
     """One 8-GPU instance per started 1,000 requests/s... of tokens: deterministic, and a TPOT
     target below 10 ms is 'infeasible'; a description of 'boom' raises like a bug would."""
+    scenario = prepared.scenario
     if scenario.description == "boom":
         raise RuntimeError("boom")
     if scenario.description == "slow":
@@ -246,9 +247,9 @@ class CountingSolve:
     def __init__(self) -> None:
         self.solved: list[str] = []
 
-    def __call__(self, scenario: Scenario, **kwargs: Any) -> Plan:
-        self.solved.append(scenario.name)
-        return fake_solve(scenario, **kwargs)
+    def __call__(self, prepared: PreparedScenario, **kwargs: Any) -> Plan:
+        self.solved.append(prepared.name)
+        return fake_solve(prepared, **kwargs)
 
 
 def test_resume_skips_matching_plans_only(scenarios: Path, tmp_path: Path) -> None:

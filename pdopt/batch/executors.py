@@ -26,7 +26,7 @@ from pdopt.batch.inputs import BatchSetupError
 from pdopt.children import die_with_parent
 from pdopt.errors import PdoptError
 from pdopt.plan import Plan
-from pdopt.scenario.loading import scenario_from_data
+from pdopt.scenario.prepare import prepare
 from pdopt.scenario.problems import ScenarioError
 
 SolveFn = Callable[..., Plan]
@@ -52,16 +52,16 @@ class Outcome:
 
 
 def run_variant(task: Task, solve: SolveFn) -> Outcome:
-    """Validate and solve one variant; every failure becomes an Outcome, never an exception
-    (KeyboardInterrupt, which stops the batch, excepted)."""
+    """Prepare (validate, resolve profiles) and solve one variant; every failure becomes an
+    Outcome, never an exception (KeyboardInterrupt, which stops the batch, excepted)."""
     start = time.perf_counter()
 
     def failed(status: str, message: str) -> Outcome:
         return Outcome(task.id, status, None, message, time.perf_counter() - start)
 
     try:
-        scenario = scenario_from_data(task.data, task.source)
-        plan = solve(scenario, time_limit_s=task.time_limit_s, mip_gap=task.mip_gap)
+        prepared = prepare(task.data, source_name=task.source)
+        plan = solve(prepared, time_limit_s=task.time_limit_s, mip_gap=task.mip_gap)
     except ScenarioError as e:
         return failed("invalid", "; ".join(str(p) for p in e.problems))
     except PdoptError as e:
@@ -95,7 +95,7 @@ def serial_executor(tasks: list[Task], solve: SolveFn) -> Iterator[tuple[int, Ou
 def _init_worker(owner_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    die_with_parent(owner_pid)
+    die_with_parent(owner_pid=owner_pid)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:

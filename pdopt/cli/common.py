@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,6 +27,12 @@ def main(ctx: click.Context, debug: bool) -> None:
     """pdopt: size prefill/decode disaggregated LLM serving fleets at the lowest cost."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)  # SIGTERM stops a command as Ctrl-C does
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def format_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -> Callable[[F], F]:
@@ -76,5 +84,9 @@ def handle_errors(f: F) -> F:
             if debug:
                 raise
             fail(f"error: {e}", e.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            fail("interrupted", ExitCode.INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]

@@ -29,6 +29,9 @@ from pdopt.optimize.solver import relative_gap, solve_model
 from pdopt.plan import Plan
 from pdopt.scenario.schema import Scenario
 
+# Workers in a process group of their own: the terminal's Ctrl-C reaches pdopt only, which stops
+# them (a worker that got it would print a traceback of its own).
+OWN_PROCESS_GROUP: dict[str, int] = {"process_group": 0} if os.name == "posix" else {}
 # Below this many models, starting worker processes costs more than it saves.
 PARALLEL_FROM_MODELS = 4
 # The rounding fallback solves two LPs of one model (well under a second alone); on a loaded
@@ -94,20 +97,42 @@ def solve_parts(scenario: Scenario, objective: str, *, time_limit_s: float, mip_
     # Fresh interpreters, not forked ones (a fork would inherit HiGHS's thread-pool state without
     # its threads) and not multiprocessing's spawn (which re-runs the caller's main module).
     chunks = [names[k::workers] for k in range(workers)]
-    procs = [subprocess.Popen([sys.executable, "-m", "pdopt.optimize.part_worker"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-             for _ in chunks]
-    for proc, chunk in zip(procs, chunks, strict=True):
-        assert proc.stdin is not None
-        proc.stdin.write(pickle.dumps((scenario, chunk, objective, time_limit_s, mip_gap)))
-        proc.stdin.close()
-    parts: dict[str, Part] = {}
-    for proc in procs:
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        if proc.wait() != 0:
-            raise RuntimeError("a worker solving models alone failed")
-        parts.update({part.model_name: part for part in pickle.loads(out)})
+    return run_part_workers(
+        [pickle.dumps((scenario, chunk, objective, time_limit_s, mip_gap)) for chunk in chunks],
+        names)
+
+
+def run_part_workers(inputs: list[bytes], names: list[str]) -> list[Part]:
+    """One `pdopt.optimize.part_worker` process per input; their parts in the order of `names`.
+
+    The workers ignore Ctrl-C and die with this process (pdopt.children); when this process
+    stops early (Ctrl-C, SIGTERM, an error) they are killed and reaped before the exception goes
+    on, so none is left to finish a solve nobody reads (or to print a BrokenPipe traceback)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for payload in inputs:
+            proc = subprocess.Popen([sys.executable, "-m", "pdopt.optimize.part_worker",
+                                     str(os.getpid())],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    **OWN_PROCESS_GROUP)
+            procs.append(proc)
+            assert proc.stdin is not None
+            proc.stdin.write(payload)
+            proc.stdin.close()
+        parts: dict[str, Part] = {}
+        for proc in procs:
+            assert proc.stdout is not None
+            out = proc.stdout.read()
+            if proc.wait() != 0:
+                raise RuntimeError("a worker solving models alone failed")
+            parts.update({part.model_name: part for part in pickle.loads(out)})
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
     return [parts[name] for name in names]
 
 

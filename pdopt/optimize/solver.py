@@ -8,7 +8,11 @@ itself, so a time limit returns the best plan found with its gap.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,19 +47,45 @@ def relative_gap(objective: float | None, bound: float | None) -> float | None:
     return max(0.0, abs(objective - bound) / abs(objective))
 
 
+@contextmanager
+def _interrupts_noted() -> Iterator[list[int]]:
+    """HiGHS stops on Ctrl-C (or a SIGTERM the CLI turns into one) but reports it as an error and
+    swallows the KeyboardInterrupt: note the signal here so the solve can raise it again."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            def noted(signum: int, frame: object, handler: object = handler) -> None:
+                caught.append(signum)
+                handler(signum, frame)  # type: ignore[operator]
+            previous[sig] = signal.signal(sig, noted)
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float, mip_gap: float,
                 threads: int | None = None) -> SolverReport:
     """Solve with HiGHS; load the incumbent into the model when there is one."""
     options = {"threads": threads} if threads else {}
     start = time.perf_counter()
-    results = Highs().solve(
-        model,
-        time_limit=time_limit_s,
-        rel_gap=mip_gap,
-        load_solutions=False,
-        raise_exception_on_nonoptimal_result=False,
-        solver_options=options,
-    )
+    with _interrupts_noted() as interrupted:
+        results = Highs().solve(
+            model,
+            time_limit=time_limit_s,
+            rel_gap=mip_gap,
+            load_solutions=False,
+            raise_exception_on_nonoptimal_result=False,
+            solver_options=options,
+        )
+    if interrupted:
+        raise KeyboardInterrupt
     seconds = time.perf_counter() - start
     tc = results.termination_condition
     if tc == TerminationCondition.error:
