@@ -71,8 +71,8 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
     pre_pools, dec_pools = fleet.prefill_pools, fleet.decode_pools
     n_pre, n_dec = fleet.prefill_instances, fleet.decode_instances
     flow_pickers = [FlowPicker([f.share for f in fl], policy, rng) for fl in fleet.flows]
-    pre_pickers = [InstancePicker(p.members, policy, rng) for p in pre_pools]
-    dec_pickers = [InstancePicker(d.members, policy, rng) for d in dec_pools]
+    pre_pickers = [InstancePicker(pool.members, policy, rng) for pool in pre_pools]
+    dec_pickers = [InstancePicker(pool.members, policy, rng) for pool in dec_pools]
     chunk = max_prefill_tokens_per_batch or 0
 
     # Per request.
@@ -92,8 +92,8 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
 
     # Prefill instances.
     p_pool = [0] * n_pre
-    for k, p in enumerate(pre_pools):
-        for m in p.members:
+    for k, pool in enumerate(pre_pools):
+        for m in pool.members:
             p_pool[m] = k
     p_queue: list[deque[int]] = [deque() for _ in range(n_pre)]
     p_busy = [False] * n_pre
@@ -108,8 +108,8 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
 
     # Decode instances.
     d_pool = [0] * n_dec
-    for k, d in enumerate(dec_pools):
-        for m in d.members:
+    for k, dpool in enumerate(dec_pools):
+        for m in dpool.members:
             d_pool[m] = k
     d_cap = [dec_pools[d_pool[m]].max_batch for m in range(n_dec)]
     d_kvcap = [dec_pools[d_pool[m]].kv_cache_tokens for m in range(n_dec)]
