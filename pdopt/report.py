@@ -19,7 +19,7 @@ FORMATS: tuple[str, ...] = ("table", "json", "markdown", "csv")
 class Table:
     title: str
     columns: Sequence[str]
-    rows: list[Sequence[Any]]
+    rows: Sequence[Sequence[Any]]
 
 
 @dataclass

@@ -35,6 +35,7 @@ class PreparedScenario:
     source: str | None = None  # the file it was read from (None: data or an object)
     changes: tuple[str, ...] = ()  # overrides applied, `key: old -> new`
     estimated: Mapping[str, EstimatedBy] = field(default_factory=dict)  # instance -> estimator
+    overridden: tuple[str, ...] = ()  # those of `changes` that `overrides=` (--set) made
 
     @property
     def name(self) -> str:
@@ -52,7 +53,7 @@ class PreparedScenario:
         """The same preparation around a changed (already resolved) scenario, e.g. options
         changed by a command-line flag."""
         return PreparedScenario(scenario, self.source, self.changes,
-                                _estimated(scenario.instances))
+                                _estimated(scenario.instances), self.overridden)
 
 
 def _estimated(instances: Sequence[Instance]) -> dict[str, EstimatedBy]:
@@ -104,6 +105,7 @@ def prepare(source: str | Path | Mapping[str, Any] | Scenario | PreparedScenario
             return source
         source = source.scenario
     changes: list[str] = []
+    name: str | None
     if isinstance(source, str | Path):
         name = source_name or str(source)
         data, changes = _read(Path(source))
@@ -120,18 +122,19 @@ def prepare(source: str | Path | Mapping[str, Any] | Scenario | PreparedScenario
         log.info("%s: %s", name or "scenario", line)
     changes += extra
     scenario = scenario_from_data(data, name)
-    return _resolved(scenario, name, changes, use_cache)
+    return _resolved(scenario, name, changes, use_cache, extra)
 
 
 def _resolved(scenario: Scenario, name: str | None, changes: list[str],
-              use_cache: bool) -> PreparedScenario:
+              use_cache: bool, overridden: Sequence[str] = ()) -> PreparedScenario:
     from pdopt.profiles.resolve import resolve_profiles
 
     try:
         resolved = resolve_profiles(scenario, use_cache=use_cache)
     except ScenarioError as e:
         raise (e if e.source or name is None else e.with_source(name)) from None
-    return PreparedScenario(resolved, name, tuple(changes), _estimated(resolved.instances))
+    return PreparedScenario(resolved, name, tuple(changes), _estimated(resolved.instances),
+                            tuple(overridden))
 
 
 def scenario_of(source: Scenario | PreparedScenario) -> Scenario:
