@@ -1,20 +1,27 @@
-"""Shared pieces of every command: the group, `--format`/`--output`, clean errors, exit codes."""
+"""Shared pieces of every command: the group, `--format`/`--output` and `emit` (the one output
+path), `--set KEY=VALUE`, clean errors, exit codes."""
 
 from __future__ import annotations
 
 import functools
+import json
+import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+import yaml
 
 from pdopt.errors import ExitCode, PdoptError
 from pdopt.fileio import write_atomic  # re-exported: commands import it from here
-from pdopt.report import FORMATS, Report, render
+from pdopt.report import FORMATS, Report, render, to_json
 from pdopt.scenario.problems import ScenarioError
+
+if TYPE_CHECKING:
+    from pdopt.scenario.prepare import PreparedScenario
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,13 +59,107 @@ def output_option(f: F) -> F:
     )(f)
 
 
-def emit(report: Report, fmt: str, output: str | None = None) -> None:
-    """Render a report and print it (or write it to --output)."""
-    text = render(report, "table" if fmt == "text" else fmt)  # type: ignore[arg-type]
+def output_options(default: str = "table", *, formats: tuple[str, ...] = FORMATS,
+                   with_yaml: bool = False, output: bool = True) -> Callable[[F], F]:
+    """The output options of every command that prints: `--format` (table|json|markdown|csv;
+    `text` is another name for table; `yaml` too where a scenario block is printed) and
+    `-o/--output FILE` (not where `--output` names a results folder: pdopt batch). The command
+    takes `fmt` (and `output`) and hands them to `emit`."""
+    choices = (*formats, "yaml") if with_yaml and "yaml" not in formats else formats
+
+    def decorate(f: F) -> F:
+        if output:
+            f = output_option(f)
+        return format_option(default, choices)(f)
+
+    return decorate
+
+
+Renderable = Report | Sequence[Report] | str
+
+
+def render_text(what: Renderable, fmt: str) -> str:
+    """The text `emit` prints: a Report rendered in `fmt`; several reports one after the other
+    (as JSON, a list of their data); a string (a document already written, e.g. YAML blocks) as
+    it is."""
+    fmt = "table" if fmt == "text" else fmt
+    if isinstance(what, str):
+        return what.rstrip("\n")
+    reports = [what] if isinstance(what, Report) else list(what)
+    if fmt == "json":
+        return to_json(reports[0].data if len(reports) == 1 else [r.data for r in reports])
+    if fmt == "yaml":
+        data = reports[0].data if len(reports) == 1 else [r.data for r in reports]
+        return yaml.safe_dump(json.loads(to_json(data)), sort_keys=False,
+                              allow_unicode=True).rstrip("\n")
+    return "\n\n".join(render(r, fmt) for r in reports)  # type: ignore[arg-type]
+
+
+def emit(what: Renderable, fmt: str, output: str | None = None) -> None:
+    """Render and print (or write to --output, atomically): the one output path of every
+    command."""
+    text = render_text(what, fmt) + "\n"
     if output:
-        write_atomic(output, text + "\n")
+        write_atomic(output, text)
     else:
-        click.echo(text)
+        click.echo(text, nl=False)
+
+
+# --- --set KEY=VALUE ----------------------------------------------------------------------------
+
+class _ValueLoader(yaml.SafeLoader):
+    """YAML for one --set value; numbers as YAML 1.2 reads them (`1e6` is a number, not text)."""
+
+
+_ValueLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+"
+               r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?)$"),
+    list("-+0123456789."),
+)
+
+
+def parse_set_value(text: str) -> Any:
+    """A --set VALUE: a YAML scalar or flow collection (25, 1e6, true, [a, b], {x: 1}, text)."""
+    try:
+        return yaml.load(text, Loader=_ValueLoader)  # a SafeLoader: no Python tags
+    except yaml.YAMLError as e:
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"'{text}' is not a YAML value ({what})") from None
+
+
+def _parse_sets(_ctx: click.Context, _param: click.Parameter,
+                values: tuple[str, ...]) -> list[tuple[str, Any]]:
+    pairs = []
+    for item in values:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"'{item}' is not KEY=VALUE (e.g. options.mip_gap=0.01)")
+        try:
+            pairs.append((key, parse_set_value(text)))
+        except ValueError as e:
+            raise click.BadParameter(f"{key}: {e}") from None
+    return pairs
+
+
+def set_option(f: F) -> F:
+    """`--set KEY=VALUE` (repeatable): the command's `overrides`, a list of (dotted key, value)
+    for `prepare(..., overrides=...)`, applied after the file (its `extends:`, `overrides:` and
+    sweep point)."""
+    return click.option(
+        "--set", "overrides", multiple=True, metavar="KEY=VALUE", callback=_parse_sets,
+        help="Change the scenario after reading it: a dotted key as in `overrides:` "
+             "(workloads.chat.slo.tpot_ms=25, models.llama-3.1-8b.kv_bytes_per_token=65536, "
+             "gpus.*.count=8); VALUE is YAML (25, 1e6, true, [a, b], {k: v}). Repeatable; each "
+             "change is printed on stderr as `KEY: OLD -> NEW`.",
+    )(f)
+
+
+def echo_changes(source: str, lines: Sequence[str]) -> None:
+    """The `key: old -> new` lines of --set on stderr, naming the file."""
+    for line in lines:
+        click.echo(f"{source}: set {line}", err=True)
 
 
 def fail(message: str, code: ExitCode = ExitCode.INVALID_INPUT) -> None:
@@ -90,3 +191,16 @@ def handle_errors(f: F) -> F:
             fail("interrupted", ExitCode.INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]
+
+
+def prepare_scenario(path: str, overrides: Sequence[tuple[str, Any]] = ()) -> PreparedScenario:
+    """`prepare(path, overrides=...)` with the --set changes printed on stderr; a problem raises
+    ScenarioError naming the file (and `--set KEY`)."""
+    from pdopt.scenario.prepare import prepare
+
+    try:
+        prepared = prepare(path, overrides=list(overrides))
+    except ScenarioError as e:
+        raise e if e.source else e.with_source(path) from None
+    echo_changes(path, prepared.overridden)
+    return prepared

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from pdopt.cli.common import emit, format_option, handle_errors, output_option
+from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenario, set_option
 from pdopt.errors import PdoptError
 from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario
 from pdopt.report import Report, Table
-from pdopt.scenario.prepare import prepare
 from pdopt.scenario.problems import Problem, ScenarioError
 
 POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -84,24 +83,26 @@ def ratio_report(r: RatioResult) -> Report:
 @click.option("--rounding", type=click.Choice(["ceil", "nearest"]), default="ceil",
               show_default=True,
               help="ceil meets the full demand; nearest is the paper's rounding.")
-@format_option("table", ("table", "text", "json", "markdown", "csv"))
-@output_option
+@set_option
+@output_options("table")
 @handle_errors
 def ratio(scenario: str | None, fmt: str, output: str | None, rounding: str,
-          **flags: object) -> None:
+          overrides: list[tuple[str, object]], **flags: object) -> None:
     """The paper's P/D calculator for one model on one instance type.
 
     Either give SCENARIO (a one-workload scenario file) or every number as flags:
     --input-tokens --output-tokens --ttft-ms --tpot-ms --prefill-tokens-per-s --tpot-table and one
-    of --tokens-per-minute / --tokens-per-s / --requests-per-s.
+    of --tokens-per-minute / --tokens-per-s / --requests-per-s. With a file, --queue,
+    --service-scv and --ttft-percentile change its workload's settings, and --set KEY=VALUE any
+    field.
+
+    Exit codes: 0 computed; 2 invalid input (a bad file or flag, flags together with a file, a
+    scenario that is not a one-workload one, an unreachable target).
     """
     if scenario is not None:
-        given = [k for k, v in flags.items() if v is not None and k != "ttft_overhead_ms"]
-        if given or flags["ttft_overhead_ms"]:
-            flag = (given or ["ttft_overhead_ms"])[0].replace("_", "-")
-            raise click.UsageError(f"give a SCENARIO file or flags, not both (got --{flag})")
+        overrides = _file_overrides(flags) + list(overrides)
         try:
-            prepared = prepare(scenario)  # profile: blocks -> numbers
+            prepared = prepare_scenario(scenario, overrides)  # profile: blocks -> numbers
             sc = prepared.scenario
             result = ratio_from_scenario(sc, rounding)  # type: ignore[arg-type]
         except ScenarioError as e:
@@ -110,12 +111,31 @@ def ratio(scenario: str | None, fmt: str, output: str | None, rounding: str,
             raise type(e)(f"{scenario}: {e}") from None
         estimated = prepared.estimated_sources()
     else:
+        if overrides:
+            raise click.UsageError("--set needs a SCENARIO file")
         result, estimated = _ratio_from_flags(rounding, flags), {}
     report = ratio_report(result)
     if estimated:  # say which numbers nobody measured
         report.data["unmeasured"] = estimated
         report.notes += [f"unmeasured: instance '{n}': {s}" for n, s in estimated.items()]
     emit(report, fmt, output)
+
+
+# flags that change a scenario file's one workload (as --set would) instead of being refused
+FILE_FLAGS = {"queue": "workloads.*.queue", "service_scv": "workloads.*.service_scv",
+              "ttft_percentile": "workloads.*.slo.ttft_percentile"}
+
+
+def _file_overrides(flags: dict[str, object]) -> list[tuple[str, object]]:
+    """--queue/--service-scv/--ttft-percentile given with a file, as overrides; any other
+    number flag is a usage error (the file has those numbers)."""
+    given = [k for k, v in flags.items() if v is not None and k != "ttft_overhead_ms"
+             and k not in FILE_FLAGS]
+    if given or flags["ttft_overhead_ms"]:
+        flag = (given or ["ttft_overhead_ms"])[0].replace("_", "-")
+        raise click.UsageError(f"give a SCENARIO file or flags, not both (got --{flag}); change "
+                               "the file's numbers with --set KEY=VALUE")
+    return [(key, flags[name]) for name, key in FILE_FLAGS.items() if flags[name] is not None]
 
 
 def _ratio_from_flags(rounding: str, flags: dict[str, object]) -> RatioResult:

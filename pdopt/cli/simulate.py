@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 
 import click
 
-from pdopt.cli.common import emit, format_option, handle_errors, output_option
+from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenario, set_option
 from pdopt.errors import ExitCode, PdoptError
 from pdopt.plan import Plan
 from pdopt.report import Report, Table
-from pdopt.scenario.prepare import PreparedScenario, prepare
+from pdopt.scenario.prepare import PreparedScenario
 from pdopt.simulate import (
     TRACE_FORMATS,
     SimulationError,
@@ -212,19 +212,19 @@ def _with_source(e: PdoptError, source: str) -> PdoptError:
               "output_tokens) [default: from the file].")
 @click.option("--trace-workload", default=None,
               help="Workload the trace's requests belong to [default: the only one].")
-@format_option("table")
-@output_option
+@set_option
+@output_options("table")
 @handle_errors
 def simulate(scenario: str, plan_path: str | None, trace_path: str | None,
              trace_format: str | None, trace_workload: str | None, fmt: str,
-             output: str | None, **sim: Any) -> None:
+             output: str | None, overrides: list[tuple[str, Any]], **sim: Any) -> None:
     """Simulate a plan of SCENARIO (solved now, or --plan) on Poisson arrivals or a trace; print
     each workload's predicted TTFT/TPOT next to the simulated p50/p90/p99 and SLO attainment.
 
     Exit codes: 0 simulated (whether or not the SLOs were met: see the report); 2 invalid input;
-    3 the scenario has no plan; 4 the solver found no plan in time.
+    3 the scenario has no plan; 4 the solver found no plan in time; 130 interrupted.
     """
-    prepared = prepare(scenario)
+    prepared = prepare_scenario(scenario, overrides)
     sc = prepared.scenario
     trace = None
     if trace_path is not None:
@@ -254,18 +254,18 @@ def simulate(scenario: str, plan_path: str | None, trace_path: str | None,
 @simulation_options
 @click.option("--search/--no-search", default=True, show_default=True,
               help="Walk from the plan to the smallest counts that meet the SLOs in simulation.")
-@format_option("table")
-@output_option
+@set_option
+@output_options("table")
 @handle_errors
 def verify(scenario: str, plan_path: str | None, search: bool, fmt: str, output: str | None,
-           **sim: Any) -> None:
+           overrides: list[tuple[str, Any]], **sim: Any) -> None:
     """Simulate a plan of SCENARIO and its neighbours (one instance fewer in each pool): is the
     plan the smallest that meets the SLOs in simulation? If not, which counts are?
 
     Exit codes: 0 verified (the answer is in the report); 2 invalid input; 3 no plan; 4 no plan
-    in time.
+    in time; 130 interrupted.
     """
-    prepared = prepare(scenario)
+    prepared = prepare_scenario(scenario, overrides)
     options = make_options(trace=False, **sim)
     plan = plan_for(prepared, scenario, plan_path)
     try:

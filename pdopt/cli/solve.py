@@ -6,19 +6,16 @@ import sys
 
 import click
 
-from pdopt.cli.common import format_option, handle_errors, write_atomic
+from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenario, set_option
 from pdopt.errors import ExitCode
 from pdopt.plan_report import plan_report
-from pdopt.report import render, to_json
-from pdopt.scenario.prepare import prepare
 from pdopt.scenario.problems import ScenarioError
 
 
 @click.command()
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@format_option("table")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Write the output to this file (atomically) instead of stdout.")
+@output_options("table")
+@set_option
 @click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
               default=None, help="Solver time limit in seconds [default: the scenario's, 60].")
 @click.option("--mip-gap", type=click.FloatRange(0, 1, max_open=True), default=None,
@@ -26,26 +23,26 @@ from pdopt.scenario.problems import ScenarioError
 @click.option("--objective", type=click.Choice(["cost", "gpus"]), default=None,
               help="Minimise $/hour or GPUs [default: the scenario's, cost].")
 @handle_errors
-def solve(scenarios: tuple[str, ...], fmt: str, output: str | None, time_limit_s: float | None,
+def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
+          overrides: list[tuple[str, object]], time_limit_s: float | None,
           mip_gap: float | None, objective: str | None) -> None:
     """Find the cheapest plan for each SCENARIO file: instance counts per pool, the load and
     predicted TTFT/TPOT per workload, totals per GPU type.
 
     Exit codes: 0 a plan for every scenario; 2 invalid input; 3 infeasible (diagnosis on stderr
-    and in the JSON); 4 the time limit hit before any plan was found.
+    and in the JSON); 4 the time limit hit before any plan was found; 130 interrupted.
     """
     from pdopt.optimize import solve as solve_scenario  # Pyomo loads only for this command
 
-    texts: list[str] = []
-    plans = []
+    reports = []
     worst = ExitCode.OK
     for path in scenarios:
         try:
-            plan = solve_scenario(prepare(path), time_limit_s=time_limit_s,
+            plan = solve_scenario(prepare_scenario(path, overrides), time_limit_s=time_limit_s,
                                   mip_gap=mip_gap, objective=objective)
         except ScenarioError as e:
             raise e if e.source else e.with_source(path) from None
-        plans.append(plan)
+        reports.append(plan_report(plan))
         if plan.status == "infeasible":
             worst = max(worst, ExitCode.INFEASIBLE)
             for reason in plan.diagnosis:
@@ -56,14 +53,5 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None, time_limit_s
                 click.echo(f"{path}: no plan: {reason}", err=True)
         for message in plan.messages:
             click.echo(f"{path}: {message}", err=True)
-        if fmt != "json":
-            texts.append(render(plan_report(plan), fmt))  # type: ignore[arg-type]
-    if fmt == "json":
-        text = to_json(plans[0].to_dict() if len(plans) == 1 else [p.to_dict() for p in plans])
-    else:
-        text = "\n\n".join(texts)
-    if output:
-        write_atomic(output, text + "\n")
-    else:
-        click.echo(text)
+    emit(reports, fmt, output)
     sys.exit(int(worst))

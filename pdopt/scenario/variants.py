@@ -149,45 +149,96 @@ def _dict_key(node: dict[Any, Any], part: str) -> Any:
     return part
 
 
+def _names(node: Any) -> list[str]:
+    """The keys of a mapping, the names of a list's items, as a dotted path sees them."""
+    if isinstance(node, dict):
+        return [str(k) for k in node]
+    if isinstance(node, list):
+        return [str(it["name"]) for it in node if isinstance(it, dict) and "name" in it]
+    return []
+
+
+def _name_parts(node: Any, parts: tuple[str, ...], i: int) -> int:
+    """How many parts from `i` on name one key or item of `node`: 1, or more for a name with dots
+    written without brackets (`models.llama-3.1-8b.kv_bytes_per_token` reaches the key
+    `llama-3.1-8b`: the longest run of parts that names one when `parts[i]` alone does not)."""
+    names = set(_names(node))
+    if parts[i] == "*" or parts[i] in names:
+        return 1
+    for n in range(len(parts) - i, 1, -1):
+        if ".".join(parts[i:i + n]) in names:
+            return n
+    return 1
+
+
+def _bracket_hint(node: Any, part: str, where: tuple[str, ...]) -> str:
+    dotted = [n for n in _names(node) if "." in n]
+    if not dotted:
+        return ""
+    example = format_path((*where, dotted[0]))
+    return f"; names with dots can be written as they are or in brackets: {example}"
+
+
 def _list_index(node: list[Any], part: str, where: tuple[str, ...]) -> int:
     for i, item in enumerate(node):
         if isinstance(item, dict) and str(item.get("name")) == part:
             return i
     if part.isdigit() and int(part) < len(node):
         return int(part)
-    names = [str(it["name"]) for it in node if isinstance(it, dict) and "name" in it]
+    names = _names(node)
     has = f" (it has: {', '.join(names)})" if names else f" (it has {len(node)} items)"
-    raise PathError(f"no item named '{part}' in {format_path(where)}{has}")
+    raise PathError(f"no item named '{part}' in {format_path(where)}{has}"
+                    + _bracket_hint(node, part, where))
 
 
 def resolve(data: dict[str, Any], parts: tuple[str, ...]) -> list[Target]:
-    """Every place `parts` reaches in `data`; creates missing intermediate mappings."""
-    nodes: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    """Every place `parts` reaches in `data`; creates missing intermediate mappings.
+
+    A name with dots may be written without brackets: where `parts[i]` names nothing, the longest
+    run `parts[i].parts[i+1]...` that names a key or item is taken."""
+    nodes: list[tuple[Any, tuple[str, ...], int]] = [(data, (), 0)]
     targets: list[Target] = []
-    last = len(parts) - 1
-    for depth, part in enumerate(parts):
-        next_nodes: list[tuple[Any, tuple[str, ...]]] = []
-        for node, where in nodes:
+    while nodes:
+        next_nodes: list[tuple[Any, tuple[str, ...], int]] = []
+        for node, where, i in nodes:
+            n = _name_parts(node, parts, i)
+            part = ".".join(parts[i:i + n])
+            last = i + n == len(parts)
             if isinstance(node, dict):
-                keys = list(node) if part == "*" else [_dict_key(node, part)]
+                if part == "*":
+                    keys = list(node)
+                else:
+                    keys = [_dict_key(node, part)]
+                    if not last and keys[0] not in node:
+                        _refuse_partial_name(node, part, ".".join(parts[i:]), where)
                 steps = [(node, k, (*where, str(k))) for k in keys]
             elif isinstance(node, list):
                 idx = list(range(len(node))) if part == "*" else [_list_index(node, part, where)]
-                steps = [(node, i, (*where, _item_name(node[i], i))) for i in idx]
+                steps = [(node, k, (*where, _item_name(node[k], k))) for k in idx]
             else:
                 raise PathError(f"{format_path(where) or 'the scenario'} is a value, not a mapping "
                                f"or a list, so it has no '{part}'")
             if not steps:
                 raise PathError(f"'*' matches nothing: {format_path(where)} is empty")
             for container, key, loc in steps:
-                if depth == last:
+                if last:
                     targets.append(Target(container, key, loc))
                     continue
                 if isinstance(container, dict) and key not in container:
                     container[key] = {}
-                next_nodes.append((container[key], loc))
+                next_nodes.append((container[key], loc, i + n))
         nodes = next_nodes
     return targets
+
+
+def _refuse_partial_name(node: dict[Any, Any], part: str, rest: str,
+                         where: tuple[str, ...]) -> None:
+    """A missing key that begins a name with dots (`llama-3` of `llama-3.1-8bx`) is a typo in
+    that name, not a new mapping to create."""
+    names = _names(node)
+    if any(name.startswith(part + ".") for name in names):
+        raise PathError(f"no key of {format_path(where) or 'the scenario'} begins '{rest}' (it "
+                        f"has: {', '.join(names)})" + _bracket_hint(node, part, where))
 
 
 def _item_name(item: Any, index: int) -> str:
