@@ -22,10 +22,13 @@ from pdopt.scenario.problems import ScenarioError
               help="Relative MIP gap at which to stop [default: the scenario's, 1e-4].")
 @click.option("--objective", type=click.Choice(["cost", "gpus"]), default=None,
               help="Minimise $/hour or GPUs [default: the scenario's, cost].")
+@click.option("--explain", is_flag=True,
+              help="Why this GPU: each model's cheapest plan on each single GPU type and on the "
+              "best prefill/decode pair, with the cost difference (`alternatives` in the JSON).")
 @handle_errors
 def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
           overrides: list[tuple[str, object]], time_limit_s: float | None,
-          mip_gap: float | None, objective: str | None) -> None:
+          mip_gap: float | None, objective: str | None, explain: bool) -> None:
     """Find the cheapest plan for each SCENARIO file: instance counts per pool, the load and
     predicted TTFT/TPOT per workload, totals per GPU type.
 
@@ -38,11 +41,18 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
     worst = ExitCode.OK
     for path in scenarios:
         try:
-            plan = solve_scenario(prepare_scenario(path, overrides), time_limit_s=time_limit_s,
+            prepared = prepare_scenario(path, overrides)
+            plan = solve_scenario(prepared, time_limit_s=time_limit_s,
                                   mip_gap=mip_gap, objective=objective)
         except ScenarioError as e:
             raise e if e.source else e.with_source(path) from None
         reports.append(plan_report(plan))
+        if explain:
+            from pdopt.explain import add_alternatives
+            from pdopt.explain import explain as explain_plan
+
+            add_alternatives(reports[-1], explain_plan(prepared, plan, time_limit_s=time_limit_s,
+                                                       mip_gap=mip_gap))
         if plan.status == "infeasible":
             worst = max(worst, ExitCode.INFEASIBLE)
             for reason in plan.diagnosis:
