@@ -22,6 +22,7 @@ are an error, as in Calliope. Each applied key is recorded as `key: old -> new`.
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import logging
 import math
@@ -49,6 +50,9 @@ class PathError(ValueError):
     """A dotted path that does not fit the document (no such item, a value in the way)."""
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _LABEL = re.compile(r"[A-Za-z0-9_.:+-]+")
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.:+-]")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+MAX_VALUE_TEXT = 64  # characters of one swept value in an id
 _PATH = re.compile(r"(?:[^.\[\]]+|\[[^\[\]]+\])(?:\.[^.\[\]]+|\.?\[[^\[\]]+\])*")
 _PART = re.compile(r"\[([^\[\]]+)\]|([^.\[\]]+)")
 
@@ -322,16 +326,36 @@ def format_value(value: Any, digits: int = 6) -> str:
         text = f"{value:.{digits}g}"
         mantissa, e, exponent = text.partition("e")
         return mantissa + (f"e{int(exponent)}" if e else "")
-    return str(value).replace("/", "_").replace("\\", "_")
+    return _safe_text(str(value))
+
+
+def _safe_text(text: str) -> str:
+    """A string value as it may appear in an id (and so in a file name): letters, digits and
+    `. _ -` only (anything else, NUL and `/` included, becomes `_`; `..` becomes `__`), at most
+    MAX_VALUE_TEXT characters (a longer one is cut and ends in a hash of the whole)."""
+    safe = _ID_UNSAFE.sub("_", text).replace("..", "__")
+    if len(safe) > MAX_VALUE_TEXT:
+        safe = safe[:MAX_VALUE_TEXT - 9] + "-" + _hash(text)
+    return safe
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def _formatted(values: list[Any]) -> list[str]:
-    """The shortest formatting (>= 6 significant digits) that tells the axis's values apart."""
+    """The shortest formatting (>= 6 significant digits) that tells the axis's values apart;
+    values that still look alike (strings that differ only in characters an id cannot hold)
+    get a short hash of the value each."""
     for digits in range(6, 18):
         texts = [format_value(v, digits) for v in values]
         if len(set(texts)) == len(texts):
             return texts
-    return [repr(v) for v in values]
+    counts: dict[str, int] = {}
+    for t in texts:
+        counts[t] = counts.get(t, 0) + 1
+    return [f"{t}-{_hash(repr(v))}" if counts[t] > 1 else t
+            for t, v in zip(texts, values, strict=True)]
 
 
 def _has_duplicates(values: list[Any]) -> bool:
@@ -358,7 +382,7 @@ def _default_labels(keys: list[str]) -> list[str]:
         clash = {lab for lab in labels if labels.count(lab) > 1}
         grow = [i for i, lab in enumerate(labels) if lab in clash and depth[i] < len(parts[i])]
         if not grow:
-            return [lab.replace("*", "all") for lab in labels]
+            return [_LABEL_UNSAFE.sub("_", lab.replace("*", "all")) for lab in labels]
         for i in grow:
             depth[i] += 1
 
@@ -389,6 +413,13 @@ def parse_sweep(sweep: Any) -> list[Axis]:
         specs.append((key, axis))
     if problems:
         raise ScenarioError(problems)
+    # the size first, by arithmetic: a range of 10**9 points must not be built to be refused
+    size = math.prod(len(spec.values) if spec.values is not None else spec.num or 1
+                     for _, spec in specs)
+    if size > MAX_VARIANTS_PER_FILE:
+        raise ScenarioError([Problem("sweep", f"{size} variants; at most "
+                                     f"{MAX_VARIANTS_PER_FILE} per file (split the sweep over "
+                                     "several files)")])
     defaults = _default_labels([k for k, _ in specs])
     axes = []
     for (key, spec), default in zip(specs, defaults, strict=True):
