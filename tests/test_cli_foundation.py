@@ -170,7 +170,7 @@ def test_ratio_debug_shows_the_exception() -> None:
      "'0:12.8': batch and TPOT must be > 0"),
     ([*PAPER_FLAGS[:-4], "--tpot-table", "10:12.8,10:13", *PAPER_FLAGS[-2:]],
      "batch 10 is given twice"),
-    ([*PAPER_FLAGS[2:], "--input-tokens", "-5"], "-5.0 is not in the range x>0"),
+    ([*PAPER_FLAGS[2:], "--input-tokens", "-5"], "-5.0 is not in the range 0<x<=10000000"),
     ([*PAPER_FLAGS, "--format", "yaml"], "'yaml' is not one of"),
 ])
 def test_ratio_bad_flags(args: list[str], message: str) -> None:

@@ -352,7 +352,7 @@ def test_trace_replaces_only_its_workloads_arrivals() -> None:
 
 
 def test_a_workload_without_requests_is_flagged() -> None:
-    sc = small(requests_per_s=1e-6)
+    sc = small(requests_per_s=1e-3)  # the smallest demand (docs/scenario-format.md#ranges)
     res = simulate_plan(sc, plan_from_counts(sc, {"pre": 1, "dec": 1}),
                         SimulationOptions(duration_s=10, warmup_s=0, cooldown_s=0))
     assert res.workloads[0].requests == 0 and res.meets_slo

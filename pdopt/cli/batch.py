@@ -18,10 +18,12 @@ from pdopt.batch import (
     make_executor,
     run_batch,
 )
-from pdopt.cli.common import emit, format_option, handle_errors
+from pdopt.cli import params
+from pdopt.cli.common import emit, handle_errors, output_options, set_option
 from pdopt.errors import ExitCode
 from pdopt.report import FORMATS, Report, Table
 from pdopt.scenario.loading import scenario_from_data
+from pdopt.scenario.prepare import apply_overrides
 from pdopt.scenario.problems import ScenarioError
 
 MAX_FAILURES_SHOWN = 20
@@ -68,6 +70,28 @@ def summary_report(rows: list[dict[str, Any]]) -> Report:
     return Report(data={"rows": rows}, tables=[table])
 
 
+def apply_sets(entries: list[Entry], overrides: list[tuple[str, Any]], quiet: bool) -> None:
+    """--set on every variant, after its sweep point (so it is part of the content hash); a key
+    that does not fit a variant makes that variant invalid, its error naming `--set KEY`. The
+    changes go to stderr once each, with the number of variants they apply to."""
+    if not overrides:
+        return
+    counts: dict[str, int] = {}
+    for e in entries:
+        if e.data is None:
+            continue
+        try:
+            lines = apply_overrides(e.data, overrides, e.source)
+        except ScenarioError as err:
+            e.data, e.error = None, "; ".join(str(p) for p in err.problems)
+            continue
+        for line in lines:
+            counts[line] = counts.get(line, 0) + 1
+    if not quiet:
+        for line, n in counts.items():
+            click.echo(f"set {line}" + (f" ({n} variants)" if n > 1 else ""), err=True)
+
+
 def _dry_run(entries: list[Entry]) -> int:
     """Validate every variant without solving; `ID: ok` on stdout, problems on stderr."""
     bad = 0
@@ -110,22 +134,24 @@ def _report_failures(result: BatchResult, output: Path) -> None:
               help="Run on this Dask distributed scheduler (tcp://host:8786) instead; needs "
                    "pip install 'pdopt[dask]' here and pdopt on the workers.")
 @click.option("--dask-timeout", "dask_timeout_s", default=DASK_CONNECT_TIMEOUT_S,
-              show_default=True, type=click.FloatRange(min=0, min_open=True, max=3600),
+              show_default=True, type=params.positive(3600),
               help="Seconds to wait for the Dask scheduler to answer.")
 @click.option("--resume", is_flag=True,
               help="Skip variants whose plan in the output folder matches their content hash.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or failure lines on stderr.")
-@format_option("none", ("none", *FORMATS))
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+@output_options("none", formats=("none", *FORMATS), output=False)
+@set_option
+@click.option("--time-limit", "time_limit_s", type=params.TIME_LIMIT_S,
               default=None, help="Solver time limit per variant, s [default: each scenario's].")
-@click.option("--mip-gap", type=click.FloatRange(0, 1, max_open=True), default=None,
+@click.option("--mip-gap", type=params.MIP_GAP, default=None,
               help="Relative MIP gap per variant [default: each scenario's].")
 @click.option("--dry-run", is_flag=True,
               help="Expand and validate every variant, print the ids, solve nothing.")
 @handle_errors
 def batch(paths: tuple[str, ...], output_dir: str | None, jobs: int | None,
           dask_scheduler: str | None, dask_timeout_s: float, resume: bool, quiet: bool, fmt: str,
-          time_limit_s: float | None, mip_gap: float | None, dry_run: bool) -> None:
+          overrides: list[tuple[str, Any]], time_limit_s: float | None, mip_gap: float | None,
+          dry_run: bool) -> None:
     """Solve every scenario variant in PATHS: files, folders (all *.yaml|*.yml|*.json|*.toml
     inside, recursively, except names starting with _ or .) or globs; a file's `sweep:` gives one
     variant per grid point.
@@ -133,7 +159,7 @@ def batch(paths: tuple[str, ...], output_dir: str | None, jobs: int | None,
     Writes DIR/plans/<id>.json (the JSON of `pdopt solve`) as variants finish, and
     DIR/summary.csv and DIR/summary.jsonl (one row per variant, in input order) at the end.
     --format table|markdown|csv|json also prints the summary on stdout. A progress bar shows on
-    stderr when it is a terminal.
+    stderr when it is a terminal. --set KEY=VALUE changes every variant after its sweep point.
 
     Exit codes: 0 every variant solved; 1 some failed (invalid, infeasible, no plan in time: the
     summary says which); 2 usage errors, an unreachable Dask scheduler, an output folder that
@@ -149,6 +175,7 @@ def batch(paths: tuple[str, ...], output_dir: str | None, jobs: int | None,
         entries = collect_entries(paths, exclude=output)
     except BatchSetupError as e:
         raise click.UsageError(str(e)) from None
+    apply_sets(entries, overrides, quiet)
     if dry_run or output is None:
         sys.exit(_dry_run(entries))
     executor = make_executor(jobs, dask_scheduler, dask_timeout_s)

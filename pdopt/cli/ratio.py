@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import click
 
+from pdopt.cli import params
 from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenario, set_option
 from pdopt.errors import PdoptError
 from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario
 from pdopt.report import Report, Table
 from pdopt.scenario.problems import Problem, ScenarioError
-
-POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
 def parse_tpot_table(text: str) -> dict[int, float]:
@@ -59,26 +58,26 @@ def ratio_report(r: RatioResult) -> Report:
 
 @click.command()
 @click.argument("scenario", required=False, type=click.Path(dir_okay=False))
-@click.option("--input-tokens", type=POSITIVE, help="Mean prompt length, tokens.")
-@click.option("--output-tokens", type=POSITIVE, help="Mean output length, tokens.")
-@click.option("--ttft-ms", type=POSITIVE, help="TTFT target, ms.")
-@click.option("--tpot-ms", type=POSITIVE, help="TPOT target, ms.")
-@click.option("--ttft-overhead-ms", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--input-tokens", type=params.TOKENS, help="Mean prompt length, tokens.")
+@click.option("--output-tokens", type=params.TOKENS, help="Mean output length, tokens.")
+@click.option("--ttft-ms", type=params.MILLISECONDS, help="TTFT target, ms.")
+@click.option("--tpot-ms", type=params.MILLISECONDS, help="TPOT target, ms.")
+@click.option("--ttft-overhead-ms", type=params.OVERHEAD_MS, default=0.0, show_default=True,
               help="Fixed TTFT outside prefill (client + KV transfer), ms.")
-@click.option("--prefill-tokens-per-s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--prefill-tokens-per-s", type=params.INSTANCE_TOKENS_PER_S,
               help="Saturated prefill throughput of one instance, input tokens/s.")
 @click.option("--tpot-table", help='Decode TPOT by batch, "BATCH:MS,...", e.g. "10:12.8,20:16.4".')
-@click.option("--tokens-per-minute", type=click.FloatRange(min=0, min_open=True),
+@click.option("--tokens-per-minute", type=params.TOKENS_PER_MINUTE,
               help="Demand, input + output tokens/minute.")
-@click.option("--tokens-per-s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--tokens-per-s", type=params.TOKENS_PER_S,
               help="Demand, input + output tokens/s.")
-@click.option("--requests-per-s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--requests-per-s", type=params.REQUESTS_PER_S,
               help="Demand, requests/s.")
 @click.option("--queue", type=click.Choice(["mm1", "md1", "mg1"]), default=None,
               help="Prefill queue model [default: mm1].")
-@click.option("--service-scv", type=click.FloatRange(min=0), default=None,
+@click.option("--service-scv", type=params.SCV, default=None,
               help="mg1: squared coefficient of variation of prefill service time.")
-@click.option("--ttft-percentile", type=click.FloatRange(0, 100, min_open=True, max_open=True),
+@click.option("--ttft-percentile", type=params.PERCENTILE,
               default=None, help="The TTFT target is this percentile (mm1 only); default: mean.")
 @click.option("--rounding", type=click.Choice(["ceil", "nearest"]), default="ceil",
               show_default=True,

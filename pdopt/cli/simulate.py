@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from pdopt.cli import params
 from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenario, set_option
 from pdopt.errors import ExitCode, PdoptError
 from pdopt.plan import Plan
@@ -72,19 +73,19 @@ def simulation_options(f: F) -> F:
     decorators = [
         click.option("--plan", "plan_path", type=click.Path(dir_okay=False), default=None,
                      help="Plan JSON from `pdopt solve --format json` [default: solve now]."),
-        click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True),
+        click.option("--duration", "duration_s", type=params.SIMULATED_S,
                      default=None, help="Measured window, simulated seconds [default: 600; "
                      "with --trace: the whole trace]."),
-        click.option("--warmup", "warmup_s", type=click.FloatRange(min=0), default=60.0,
+        click.option("--warmup", "warmup_s", type=params.SIMULATED_S_OR_ZERO, default=60.0,
                      show_default=True, help="Unmeasured start, simulated seconds."),
-        click.option("--cooldown", "cooldown_s", type=click.FloatRange(min=0), default=120.0,
+        click.option("--cooldown", "cooldown_s", type=params.SIMULATED_S_OR_ZERO, default=120.0,
                      show_default=True,
                      help="Arrivals go on this long after the window (then the run drains until "
                      "the measured requests finish)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+        click.option("--seed", type=params.SEED, default=0, show_default=True, help="Random seed."),
         click.option("--routing", type=click.Choice(ROUTING_POLICIES), default="round-robin",
                      show_default=True, help="How requests are spread over instances."),
-        click.option("--rate-scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
+        click.option("--rate-scale", type=params.RATE_SCALE, default=1.0,
                      show_default=True,
                      help="Multiply the workloads' rates (or the trace's) by this factor."),
         click.option("--max-prefill-tokens-per-batch", type=click.IntRange(min=1), default=None,

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from pdopt.cli import params
 from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenario, set_option
 from pdopt.errors import ExitCode
 from pdopt.plan_report import plan_report
@@ -16,9 +17,9 @@ from pdopt.scenario.problems import ScenarioError
 @click.argument("scenarios", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @output_options("table")
 @set_option
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--time-limit", "time_limit_s", type=params.TIME_LIMIT_S,
               default=None, help="Solver time limit in seconds [default: the scenario's, 60].")
-@click.option("--mip-gap", type=click.FloatRange(0, 1, max_open=True), default=None,
+@click.option("--mip-gap", type=params.MIP_GAP, default=None,
               help="Relative MIP gap at which to stop [default: the scenario's, 1e-4].")
 @click.option("--objective", type=click.Choice(["cost", "gpus"]), default=None,
               help="Minimise $/hour or GPUs [default: the scenario's, cost].")

@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
+from pdopt.inputfiles import InputFileError, read_limited
 from pdopt.profiles.importers import ProfileImportError
-from pdopt.scenario.loading import parse_text, read_document, scenario_from_data
+from pdopt.scenario.loading import MAX_FILE_BYTES, parse_text, read_document, scenario_from_data
 from pdopt.scenario.problems import ScenarioError
 
 _INSTANCES_BLOCK = re.compile(r"^instances\s*:\s*(#.*)?$")
@@ -105,10 +106,12 @@ def _insert_yaml(text: str, item: dict[str, Any], path: Path, has_instances: boo
 def append_instance(path: str | Path, item: dict[str, Any]) -> str:
     """The scenario file's new text with `item` appended to `instances:`.
 
-    YAML files are edited as text (everything else stays as it was); JSON files are rewritten.
-    Refused with ProfileImportError when the name is taken, the format cannot be edited safely, or
-    the scenario would gain a problem it did not have (problems it already had are allowed: a
-    scenario may be built up one instance type at a time)."""
+    YAML files are edited as text (everything else stays as it was, line endings and a byte-order
+    mark too); JSON files are rewritten. Refused with ProfileImportError when the name is taken,
+    the format cannot be edited safely, the file's instance types come from its `extends:` base
+    (a list here would replace the base's), or the scenario would gain a problem it did not have
+    (problems it already had are allowed: a scenario may be built up one instance type at a
+    time)."""
     path = Path(path)
     try:
         before = read_document(path)
@@ -116,6 +119,8 @@ def append_instance(path: str | Path, item: dict[str, Any]) -> str:
         raise ProfileImportError([f"{path}: cannot append: {line}" for line in
                                   (str(p) for p in e.problems)]) from None
     instances = before.get("instances")
+    if instances is None and before.get("extends") is not None:
+        _refuse_inherited_instances(path, before["extends"])
     if instances is not None and not isinstance(instances, list):
         raise ProfileImportError([f"{path}: 'instances' is not a list; cannot append"])
     names = {i.get("name") for i in instances or [] if isinstance(i, dict)}
@@ -123,7 +128,14 @@ def append_instance(path: str | Path, item: dict[str, Any]) -> str:
         raise ProfileImportError([f"{path}: an instance named '{item['name']}' already exists "
                                   "(choose another with --name)"])
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        raw = read_limited(path, MAX_FILE_BYTES, "scenario files")
+    except InputFileError as e:  # changed since read_document read it
+        raise ProfileImportError([f"{path}: cannot append: {e}"]) from None
+    text = raw.decode("utf-8-sig")
+    # Edit with "\n" line breaks; give the file back the ones it had (CRLF stays CRLF).
+    newline = "\r\n" if "\r\n" in text.split("\n", 1)[0] + "\n" else "\n"
+    text = text.replace("\r\n", "\n")
     if suffix == ".json":
         after = dict(before)
         after["instances"] = [*(instances or []), json.loads(json.dumps(item))]
@@ -152,4 +164,21 @@ def append_instance(path: str | Path, item: dict[str, Any]) -> str:
     if new_problems:
         raise ProfileImportError([f"{path}: appending would make the scenario invalid: {p}"
                                   for p in new_problems])
-    return new_text
+    bom = "\ufeff" if raw.startswith(b"\xef\xbb\xbf") else ""
+    return bom + new_text.replace("\n", newline)
+
+
+def _refuse_inherited_instances(path: Path, base: object) -> None:
+    """A file without `instances:` whose `extends:` base has some: a list appended here would
+    replace the base's (lists replace in a merge, docs/batch.md), silently dropping them."""
+    from pdopt.scenario.variants import read_with_extends
+
+    try:
+        inherited = read_with_extends(path).get("instances")
+    except ScenarioError:
+        return  # the base's own problems are reported by the validation below
+    if inherited:
+        raise ProfileImportError([
+            f"{path}: extends: its instances come from the base file ({base}); appending here "
+            f"would replace the base's {len(inherited)} instance type(s). Append to the base "
+            "file instead, or copy its instances into this file first"])

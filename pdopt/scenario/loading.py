@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from pdopt.inputfiles import FileTooLargeError, InputFileError, read_limited
 from pdopt.scenario.problems import Problem, ScenarioError
+from pdopt.scenario.ranges import RANGES_DOC, format_number
 from pdopt.scenario.schema import Scenario, StrictModel, check_references
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -91,6 +94,15 @@ def parse_text(text: str, suffix: str) -> Any:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ScenarioError([Problem("", f"not valid YAML: {what}{where}")]) from None
+    except ValueError as e:
+        # Python refuses to convert an integer of more than sys.get_int_max_str_digits() digits
+        # (CVE-2020-10735); no number of a scenario has a tenth as many (docs/scenario-format.md).
+        kind = {".json": "JSON", ".toml": "TOML"}.get(suffix, "YAML")
+        if "integer string conversion" in str(e):
+            raise ScenarioError([Problem("", (
+                f"not valid {kind}: a number has more than {sys.get_int_max_str_digits()} "
+                f"digits (see {RANGES_DOC})"))]) from None
+        raise ScenarioError([Problem("", f"not valid {kind}: {e}")]) from None
 
 
 def expanded_size(data: Any, limit: int = MAX_EXPANDED_NODES) -> int:
@@ -114,15 +126,12 @@ def read_document(path: str | Path) -> dict[str, Any]:
     """Read a scenario file into plain data (no validation); errors name the file."""
     path = Path(path)
     source = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ScenarioError([Problem("", f"cannot read file: {e.strerror or e}")], source) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ScenarioError(
-            [Problem("", f"file is {len(raw)} bytes; scenario files are limited to "
-                     f"{MAX_FILE_BYTES} bytes")], source
-        )
+    try:  # a regular file, its size checked before reading: not /dev/zero, not a FIFO
+        raw = read_limited(path, MAX_FILE_BYTES, "scenario files")
+    except FileTooLargeError as e:
+        raise ScenarioError([Problem("", str(e))], source) from None
+    except InputFileError as e:
+        raise ScenarioError([Problem("", f"cannot read file: {e}")], source) from None
     if b"\x00" in raw:
         raise ScenarioError(
             [Problem("", "binary file (contains NUL bytes), not a scenario")], source
@@ -182,7 +191,7 @@ _TYPE_ERRORS: dict[str, str] = {
     "string_type": "text", "dict_type": "a mapping", "list_type": "a list",
     "bool_type": "true or false", "bool_parsing": "true or false", "model_type": "a mapping",
     "model_attributes_type": "a mapping",
-    "finite_number": "a finite number",
+    "finite_number": "a finite number", "int_parsing_size": "an integer",
 }
 #: Pydantic's number-bound errors, in the format's own words (`must be > 0`).
 _BOUND_ERRORS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
@@ -219,8 +228,13 @@ def _message(e: dict[str, Any]) -> str:
         return "required field is missing"
     if etype in _BOUND_ERRORS:
         key, op = _BOUND_ERRORS[etype]
-        return f"must be {op} {ctx.get(key, '?'):g}" if isinstance(ctx.get(key), float | int) \
-            else f"must be {op} {ctx.get(key)}"
+        bound = ctx.get(key)
+        text = format_number(bound) if isinstance(bound, float | int) else str(bound)
+        ranged = op == "<=" and isinstance(bound, float | int) and bound > 1  # ranges.py's
+        return f"must be {op} {text}" + (f" (see {RANGES_DOC})" if ranged else "")
+    if etype == "float_type" and isinstance(e.get("input"), int):  # beyond a float's range
+        return f"must be a number within its range, got {_describe(e.get('input'))} " \
+            f"(see {RANGES_DOC})"
     if etype in _TYPE_ERRORS:
         return f"must be {_TYPE_ERRORS[etype]}, got {_describe(e.get('input'))}"
     if etype == "literal_error":
@@ -244,6 +258,8 @@ def _describe(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "nothing (null)"
+    if isinstance(value, int) and value.bit_length() > 64:  # repr() of a huge int is refused
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):

@@ -14,7 +14,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pdopt.scenario import ranges as r
+
 Count = Annotated[int, Field(gt=0, strict=True)]
+# Counts within their sane ranges (pdopt/scenario/ranges.py, docs/scenario-format.md#ranges).
+TokenCount = Annotated[int, Field(gt=0, le=r.MAX_TOKENS, strict=True)]
+BatchCount = Annotated[int, Field(gt=0, le=r.MAX_BATCH, strict=True)]
+GpuCount = Annotated[int, Field(gt=0, le=r.MAX_GPUS_PER_INSTANCE, strict=True)]
 Share = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 WeightDtype = Literal["bf16", "fp16", "fp8", "fp4"]
 KvDtype = Literal["bf16", "fp16", "fp8", "fp4", "int8", "fp32"]
@@ -29,7 +35,8 @@ class FactorOverrides(_Block):
 
     compute_efficiency: Share | None = Field(default=None, description="Share of peak FLOP/s.")
     bandwidth_efficiency: Share | None = Field(default=None, description="Share of HBM bandwidth.")
-    layer_overhead_us: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+    layer_overhead_us: Annotated[
+        float, Field(ge=0, le=r.MAX_LAYER_OVERHEAD_US, allow_inf_nan=False)] | None = Field(
         default=None, description="Fixed time per layer per decode step, microseconds.")
 
 
@@ -45,14 +52,15 @@ class EstimateProfile(_Block):
     kv_dtype: KvDtype = Field(default="bf16", description="Data type of the KV cache.")
     attention: Literal["tp", "dp"] = Field(default="tp", description=(
         "Attention parallelism: `tp` (tensor parallel) or `dp` (data-parallel attention)."))
-    tokens_per_step: Annotated[float, Field(ge=1, allow_inf_nan=False)] = Field(
+    tokens_per_step: Annotated[
+        float, Field(ge=1, le=r.MAX_TOKENS_PER_STEP, allow_inf_nan=False)] = Field(
         default=1.0, description=(
             "Decode: tokens a step emits per sequence: 1, or 1 + accepted draft tokens with MTP "
             "or speculative decoding (DeepSeek-V3 MTP: 1.875)."))
-    input_tokens: list[Count] | None = Field(default=None, description=(
+    input_tokens: list[TokenCount] | None = Field(default=None, description=(
         "Prefill: input lengths of the estimated table; absent: the scenario's workload lengths "
         "for this model."))
-    max_batch: Count = Field(default=1024, description=(
+    max_batch: BatchCount = Field(default=1024, description=(
         "Decode: largest batch in the estimated tables (the KV cache may allow less)."))
     factors: FactorOverrides | None = Field(default=None, description=(
         "Override calibrated efficiency factors."))
@@ -72,12 +80,12 @@ class AiconfiguratorProfile(_Block):
     gemm_quant_mode: str | None = Field(default=None, description="Absent: from the checkpoint.")
     kvcache_quant_mode: str | None = Field(default=None, description="Absent: from the checkpoint.")
     moe_quant_mode: str | None = Field(default=None, description="Absent: from the checkpoint.")
-    moe_ep: Count | None = Field(default=None, description=(
+    moe_ep: GpuCount | None = Field(default=None, description=(
         "MoE expert parallel size; absent for MoE models: all GPUs of the instance."))
-    attention_dp: Count = Field(default=1, description="Attention data-parallel size.")
-    input_tokens: list[Count] | None = Field(default=None, description=(
+    attention_dp: GpuCount = Field(default=1, description="Attention data-parallel size.")
+    input_tokens: list[TokenCount] | None = Field(default=None, description=(
         "Prefill: input lengths of the table; absent: the scenario's workload lengths."))
-    batches: list[Count] | None = Field(default=None, description=(
+    batches: list[BatchCount] | None = Field(default=None, description=(
         "Decode: batch sizes of the TPOT tables; absent: 1, 2, 4, ... 256."))
 
 

@@ -12,8 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from pdopt.scenario import ranges as r
 from pdopt.scenario.problems import Problem
 from pdopt.scenario.profile_spec import ProfileSpec
+from pdopt.scenario.ranges import at_least
 
 
 def _not_bool(value: Any) -> Any:
@@ -30,6 +32,39 @@ NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False), NotBool]
 PositiveInt = Annotated[int, Field(gt=0), NotBool]
 NonNegativeInt = Annotated[int, Field(ge=0), NotBool]
 Percentile = Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False), NotBool]
+# Numbers within their sane ranges (pdopt/scenario/ranges.py, docs/scenario-format.md#ranges).
+CostPerHour = Annotated[float, Field(gt=0, le=r.MAX_COST_PER_HOUR, allow_inf_nan=False), NotBool,
+                        at_least(r.MIN_COST_PER_HOUR, "a hundredth of a cent per hour")]
+MemoryGib = Annotated[float, Field(gt=0, le=r.MAX_MEMORY_GIB, allow_inf_nan=False), NotBool,
+                      at_least(r.MIN_MEMORY_GIB, "1 MiB")]
+GpuCount = Annotated[int, Field(ge=0, le=r.MAX_GPU_COUNT), NotBool]
+Tokens = Annotated[int, Field(gt=0, le=r.MAX_TOKENS), NotBool]
+Batch = Annotated[int, Field(gt=0, le=r.MAX_BATCH), NotBool]
+Milliseconds = Annotated[float, Field(gt=0, le=r.MAX_MS, allow_inf_nan=False), NotBool,
+                         at_least(r.MIN_MS, "one microsecond")]
+OverheadMs = Annotated[float, Field(ge=0, le=r.MAX_MS, allow_inf_nan=False), NotBool]
+GpusPerInstance = Annotated[int, Field(gt=0, le=r.MAX_GPUS_PER_INSTANCE), NotBool]
+InstanceTokensPerS = Annotated[
+    float, Field(gt=0, le=r.MAX_INSTANCE_TOKENS_PER_S, allow_inf_nan=False), NotBool,
+    at_least(r.MIN_INSTANCE_TOKENS_PER_S, "a thousandth of a token per second")]
+KvCacheTokens = Annotated[int, Field(gt=0, le=r.MAX_KV_CACHE_TOKENS), NotBool]
+InstanceCount = Annotated[int, Field(ge=0, le=r.MAX_INSTANCE_COUNT), NotBool]
+KvBytesPerToken = Annotated[
+    float, Field(gt=0, le=r.MAX_KV_BYTES_PER_TOKEN, allow_inf_nan=False), NotBool,
+    at_least(r.MIN_KV_BYTES_PER_TOKEN, "one byte")]
+WeightGib = Annotated[float, Field(ge=0, le=r.MAX_WEIGHT_GIB, allow_inf_nan=False), NotBool]
+Cv = Annotated[float, Field(ge=0, le=r.MAX_CV, allow_inf_nan=False), NotBool]
+Scv = Annotated[float, Field(ge=0, le=r.MAX_SCV, allow_inf_nan=False), NotBool]
+RequestsPerS = Annotated[float, Field(gt=0, le=r.MAX_REQUESTS_PER_S, allow_inf_nan=False), NotBool]
+TokensPerS = Annotated[float, Field(gt=0, le=r.MAX_TOKENS_PER_S, allow_inf_nan=False), NotBool]
+TokensPerMinute = Annotated[float, Field(gt=0, le=60 * r.MAX_TOKENS_PER_S, allow_inf_nan=False),
+                            NotBool]
+Headroom = Annotated[float, Field(ge=1, le=r.MAX_HEADROOM, allow_inf_nan=False), NotBool]
+GbitPerS = Annotated[float, Field(gt=0, le=r.MAX_GBIT_PER_S, allow_inf_nan=False), NotBool,
+                     at_least(r.MIN_GBIT_PER_S, "1 Mbit/s")]
+TimeLimitS = Annotated[float, Field(gt=0, le=r.MAX_TIME_LIMIT_S, allow_inf_nan=False), NotBool]
+BudgetPerHour = Annotated[float, Field(gt=0, le=r.MAX_BUDGET_PER_HOUR, allow_inf_nan=False),
+                          NotBool]
 
 QueueModel = Literal["mm1", "md1", "mg1"]
 Role = Literal["prefill", "decode"]
@@ -51,11 +86,11 @@ class StrictModel(BaseModel):
 class Gpu(StrictModel):
     """A GPU type: its price and, optionally, its memory and how many the planner can get."""
 
-    cost_per_hour: PositiveFloat = Field(description="On-demand price, USD per GPU-hour.")
-    memory_gib: PositiveFloat | None = Field(
+    cost_per_hour: CostPerHour = Field(description="On-demand price, USD per GPU-hour.")
+    memory_gib: MemoryGib | None = Field(
         default=None, description="HBM per GPU in GiB; needed for the KV-cache cap on decode batch."
     )
-    count: NonNegativeInt | None = Field(
+    count: GpuCount | None = Field(
         default=None,
         description="Inventory: at most this many GPUs of this type (absent: unlimited).",
     )
@@ -64,10 +99,10 @@ class Gpu(StrictModel):
 class MeasuredAt(StrictModel):
     """The request lengths at which a decode TPOT table was measured."""
 
-    input_tokens: PositiveInt = Field(
+    input_tokens: Tokens = Field(
         description="Mean prompt length of the benchmark run, tokens."
     )
-    output_tokens: PositiveInt = Field(
+    output_tokens: Tokens = Field(
         description="Mean output length of the benchmark run, tokens."
     )
 
@@ -85,7 +120,7 @@ class TpotTable(StrictModel):
         description="Lengths of the benchmark run. Absent: the table is taken to hold at any "
         "context.",
     )
-    tpot_ms_by_batch: dict[PositiveInt, PositiveFloat] = Field(
+    tpot_ms_by_batch: dict[Batch, Milliseconds] = Field(
         description="Mean time per output token (ms) at each decode batch size (concurrency)."
     )
 
@@ -121,8 +156,8 @@ class Instance(StrictModel):
     model: str = Field(min_length=1, description="Model served (matches workloads' `model`).")
     role: Role = Field(description="`prefill` or `decode`.")
     gpu: str = Field(min_length=1, description="GPU type, a key of `gpus`.")
-    gpus_per_instance: PositiveInt = Field(description="GPUs in one instance (TP x PP x EP).")
-    prefill_tokens_per_s: PositiveFloat | dict[PositiveInt, PositiveFloat] | None = Field(
+    gpus_per_instance: GpusPerInstance = Field(description="GPUs in one instance (TP x PP x EP).")
+    prefill_tokens_per_s: InstanceTokensPerS | dict[Tokens, InstanceTokensPerS] | None = Field(
         default=None,
         description=(
             "Prefill only: saturated prefill throughput in input tokens/s, one number or a table "
@@ -132,7 +167,7 @@ class Instance(StrictModel):
     measured_at: MeasuredAt | None = Field(
         default=None, description="Decode only: lengths at which `tpot_ms_by_batch` was measured."
     )
-    tpot_ms_by_batch: dict[PositiveInt, PositiveFloat] | None = Field(
+    tpot_ms_by_batch: dict[Batch, Milliseconds] | None = Field(
         default=None,
         description="Decode only: one TPOT-vs-batch table (short form of tpot_tables).",
     )
@@ -148,15 +183,15 @@ class Instance(StrictModel):
             "beyond the largest measured): `error` (default), `nearest` (clamp) or `linear`."
         ),
     )
-    kv_cache_tokens: PositiveInt | None = Field(
+    kv_cache_tokens: KvCacheTokens | None = Field(
         default=None,
         description="KV-cache capacity of one instance in tokens, as the engine reports it at "
         "start.",
     )
-    min_count: NonNegativeInt = Field(
+    min_count: InstanceCount = Field(
         default=0, description="Optimizer: at least this many instances of this type."
     )
-    max_count: NonNegativeInt | None = Field(
+    max_count: InstanceCount | None = Field(
         default=None, description="Optimizer: at most this many instances of this type."
     )
     source: str | dict[str, Any] | None = Field(
@@ -255,16 +290,19 @@ class Instance(StrictModel):
 class ModelSpec(StrictModel):
     """Memory facts of a model, used to cap the decode batch by KV-cache memory."""
 
-    kv_bytes_per_token: PositiveFloat | None = Field(
+    kv_bytes_per_token: KvBytesPerToken | None = Field(
         default=None, description="KV-cache bytes per token for the whole model (all layers)."
     )
-    layers: PositiveInt | None = Field(default=None, description="Transformer layers.")
-    kv_heads: PositiveInt | None = Field(default=None, description="Key/value heads per layer.")
-    head_dim: PositiveInt | None = Field(default=None, description="Dimension of one head.")
+    layers: Annotated[int, Field(gt=0, le=r.MAX_LAYERS), NotBool] | None = Field(
+        default=None, description="Transformer layers.")
+    kv_heads: Annotated[int, Field(gt=0, le=r.MAX_KV_HEADS), NotBool] | None = Field(
+        default=None, description="Key/value heads per layer.")
+    head_dim: Annotated[int, Field(gt=0, le=r.MAX_HEAD_DIM), NotBool] | None = Field(
+        default=None, description="Dimension of one head.")
     kv_dtype: Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4"] = Field(
         default="bf16", description="Data type of the KV cache."
     )
-    weight_gib: NonNegativeFloat | None = Field(
+    weight_gib: WeightGib | None = Field(
         default=None,
         description="Weights of the whole model in GiB (split over an instance's GPUs).",
     )
@@ -285,6 +323,14 @@ class ModelSpec(StrictModel):
             raise ValueError("give kv_bytes_per_token or layers/kv_heads/head_dim, not both")
         if any(v is not None for v in shape) and any(v is None for v in shape):
             raise ValueError("layers, kv_heads and head_dim must be given together")
+        computed = self.kv_bytes_per_token_total
+        if self.kv_bytes_per_token is None and computed is not None and not (
+            r.MIN_KV_BYTES_PER_TOKEN <= computed <= r.MAX_KV_BYTES_PER_TOKEN
+        ):
+            raise ValueError(
+                f"2 x layers x kv_heads x head_dim x {self.kv_dtype} bytes is {computed:g} KV "
+                f"bytes per token, outside {r.format_number(r.MIN_KV_BYTES_PER_TOKEN)}.."
+                f"{r.format_number(r.MAX_KV_BYTES_PER_TOKEN)} (see {r.RANGES_DOC})")
         return self
 
     @property
@@ -301,8 +347,8 @@ class ModelSpec(StrictModel):
 class Slo(StrictModel):
     """Service-level objectives of a workload."""
 
-    ttft_ms: PositiveFloat = Field(description="Time-to-first-token target, ms.")
-    tpot_ms: PositiveFloat = Field(description="Time-per-output-token target, ms (mean).")
+    ttft_ms: Milliseconds = Field(description="Time-to-first-token target, ms.")
+    tpot_ms: Milliseconds = Field(description="Time-per-output-token target, ms (mean).")
     ttft_percentile: Percentile | None = Field(
         default=None,
         description="The TTFT target is this percentile (e.g. 90); absent: the mean TTFT.",
@@ -320,8 +366,8 @@ class LognormalLengths(StrictModel):
     the workload's `input_tokens` / `output_tokens` (docs/simulation.md, Eq. S1)."""
 
     kind: Literal["lognormal"] = "lognormal"
-    input_cv: NonNegativeFloat = Field(description="Coefficient of variation of input length.")
-    output_cv: NonNegativeFloat = Field(description="Coefficient of variation of output length.")
+    input_cv: Cv = Field(description="Coefficient of variation of input length.")
+    output_cv: Cv = Field(description="Coefficient of variation of output length.")
 
 
 class EmpiricalLengths(StrictModel):
@@ -350,17 +396,17 @@ class Workload(StrictModel):
 
     name: str = Field(min_length=1, description="Unique name of the workload.")
     model: str = Field(min_length=1, description="Model the requests go to.")
-    requests_per_s: PositiveFloat | None = Field(default=None, description="Rate in requests/s.")
-    tokens_per_s: PositiveFloat | None = Field(
+    requests_per_s: RequestsPerS | None = Field(default=None, description="Rate in requests/s.")
+    tokens_per_s: TokensPerS | None = Field(
         default=None, description="Rate in tokens/s, input + output."
     )
-    tokens_per_minute: PositiveFloat | None = Field(
+    tokens_per_minute: TokensPerMinute | None = Field(
         default=None, description="Rate in tokens/minute, input + output."
     )
-    input_tokens: PositiveInt = Field(description="Mean prompt length, tokens.")
-    output_tokens: PositiveInt = Field(description="Mean output length, tokens.")
+    input_tokens: Tokens = Field(description="Mean prompt length, tokens.")
+    output_tokens: Tokens = Field(description="Mean output length, tokens.")
     slo: Slo
-    ttft_overhead_ms: NonNegativeFloat = Field(
+    ttft_overhead_ms: OverheadMs = Field(
         default=0.0,
         description="Fixed part of TTFT outside prefill queueing and compute (client transfer, "
         "same-type P->D KV transfer), ms.",
@@ -369,12 +415,12 @@ class Workload(StrictModel):
         default=None,
         description="Prefill queue model: mm1 (the paper), md1 or mg1. Absent: options.",
     )
-    service_scv: NonNegativeFloat | None = Field(
+    service_scv: Scv | None = Field(
         default=None,
         description="mg1: squared coefficient of variation of prefill service time. Absent: "
         "options.",
     )
-    headroom: Annotated[float, Field(ge=1, allow_inf_nan=False), NotBool] | None = Field(
+    headroom: Headroom | None = Field(
         default=None, description="Plan for demand x headroom (e.g. 1.2). Absent: options."
     )
     length_distribution: LengthDistribution | None = Field(
@@ -393,6 +439,15 @@ class Workload(StrictModel):
                 "give exactly one of requests_per_s, tokens_per_s, tokens_per_minute"
                 + (f" (got {', '.join(given)})" if given else "")
             )
+        rate = self.rate_requests_per_s
+        if not r.MIN_REQUESTS_PER_S <= rate <= r.MAX_REQUESTS_PER_S:
+            unit = given[0]
+            per_request = "" if unit == "requests_per_s" else (
+                f" ({rate:.3g} requests/s at {self.tokens_per_request} tokens per request)")
+            raise ValueError(
+                f"{unit}: the demand{per_request} must be between "
+                f"{r.format_number(r.MIN_REQUESTS_PER_S)} and "
+                f"{r.format_number(r.MAX_REQUESTS_PER_S)} requests/s (see {r.RANGES_DOC})")
         return self
 
     @property
@@ -419,13 +474,13 @@ class KvLink(StrictModel):
 
     prefill_gpu: str
     decode_gpu: str
-    gbit_per_s: PositiveFloat = Field(description="Usable bandwidth per transfer, Gbit/s.")
+    gbit_per_s: GbitPerS = Field(description="Usable bandwidth per transfer, Gbit/s.")
 
 
 class KvTransfer(StrictModel):
     """KV transfer between different GPU types (same-type transfer is in `ttft_overhead_ms`)."""
 
-    default_gbit_per_s: PositiveFloat | None = Field(
+    default_gbit_per_s: GbitPerS | None = Field(
         default=None,
         description="Bandwidth for cross-type pairs not listed in `links`; absent: such pairs are "
         "not allowed.",
@@ -437,10 +492,10 @@ class Options(StrictModel):
     """Scenario-wide defaults and solver settings."""
 
     queue: QueueModel = Field(default="mm1", description="Default prefill queue model.")
-    service_scv: NonNegativeFloat | None = Field(
+    service_scv: Scv | None = Field(
         default=None, description="Default squared coefficient of variation for mg1."
     )
-    headroom: Annotated[float, Field(ge=1, allow_inf_nan=False), NotBool] = Field(
+    headroom: Headroom = Field(
         default=1.0, description="Default demand multiplier."
     )
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1), NotBool] = Field(
@@ -449,7 +504,7 @@ class Options(StrictModel):
         "gpu_memory_utilization is 0.9).",
     )
     objective: Objective = Field(default="cost", description="cost ($/hour) or gpus (fewest GPUs).")
-    time_limit_s: PositiveFloat = Field(default=60.0, description="Solver time limit, seconds.")
+    time_limit_s: TimeLimitS = Field(default=60.0, description="Solver time limit, seconds.")
     mip_gap: Annotated[float, Field(ge=0, lt=1), NotBool] = Field(
         default=1e-4, description="Relative MIP gap at which the solver may stop."
     )
@@ -467,7 +522,7 @@ class Scenario(StrictModel):
         default_factory=dict, description="Memory facts and placement rules per model."
     )
     kv_transfer: KvTransfer = Field(default_factory=KvTransfer)
-    budget_per_hour: PositiveFloat | None = Field(
+    budget_per_hour: BudgetPerHour | None = Field(
         default=None, description="At most this many USD per hour for the whole fleet."
     )
     options: Options = Field(default_factory=Options)

@@ -79,6 +79,7 @@ def read_with_extends(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[s
     The result is plain data without `extends`; `overrides` and `sweep` are left in it (they merge
     like any mapping, so a child may add sweep axes to its base's or remove one with `null`).
     """
+    from pdopt.inputfiles import describe_path
     from pdopt.scenario.loading import (
         read_document,  # pdopt.scenario.loading calls back into this module
     )
@@ -104,8 +105,12 @@ def read_with_extends(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[s
         raise ScenarioError(
             [Problem("extends", f"more than {MAX_EXTENDS_DEPTH} levels of extends")], source
         )
-    if not base_path.is_file():
+    kind = describe_path(base_path)  # stat only: a FIFO or a device is never opened here
+    if kind == "not found":
         raise ScenarioError([Problem("extends", f"base file not found: {base_path}")], source)
+    if kind is not None:
+        what = kind if kind.startswith("cannot") else f"is {kind}, not a scenario file"
+        raise ScenarioError([Problem("extends", f"{base_path}: {what}")], source)
     return deep_merge(read_with_extends(base_path, chain), data)
 
 

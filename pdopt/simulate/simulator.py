@@ -16,6 +16,7 @@ from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import Scenario
 from pdopt.simulate.engine import RawResult, run
 from pdopt.simulate.fleet import Fleet, SimulationError, build_fleet
+from pdopt.simulate.limits import MAX_SIMULATED_REQUESTS
 from pdopt.simulate.metrics import PoolStats, WorkloadStats, request_times_ms, workload_stats
 from pdopt.simulate.policies import ROUTING_POLICIES, RoutingPolicy
 from pdopt.simulate.traces import Requests, merge, poisson_requests
@@ -115,6 +116,24 @@ def poisson_stream(scenario: Scenario, options: SimulationOptions, rng: np.rando
     return merge(streams)
 
 
+def check_request_count(scenario: Scenario, options: SimulationOptions, horizon_s: float, *,
+                        traced: set[int] | None = None, replayed: int = 0) -> float:
+    """The expected number of simulated requests: those replayed from a trace plus demand x
+    rate_scale x horizon for every other workload. Refuses a run beyond MAX_SIMULATED_REQUESTS
+    (docs/simulation.md, "Limits") before a single arrival is drawn."""
+    rate = sum(w.rate_requests_per_s for k, w in enumerate(scenario.workloads)
+               if k not in (traced or set())) * options.rate_scale
+    expected = replayed + rate * horizon_s
+    if not expected <= MAX_SIMULATED_REQUESTS:
+        replay = f"{replayed} trace requests + " if replayed else ""
+        raise SimulationError(
+            f"the run would simulate about {expected:.3g} requests ({replay}{rate:.3g} requests/s "
+            f"x {horizon_s:g} s of warm-up, window and cool-down), more than the limit of "
+            f"{MAX_SIMULATED_REQUESTS} (docs/simulation.md, \"Limits\"); lower --rate-scale or "
+            "--duration (or --warmup, --cooldown)")
+    return expected
+
+
 def _pool_stats(fleet: Fleet, raw: RawResult) -> list[PoolStats]:
     window = raw.window_s
     out: list[PoolStats] = []
@@ -162,6 +181,8 @@ def simulate_plan(scenario: PreparedScenario | Scenario | str | Path, plan: Plan
     if trace is None:
         if options.duration_s is None:
             raise SimulationError("simulation option duration_s: required without a trace")
+        check_request_count(scenario, options,
+                            options.warmup_s + options.duration_s + options.cooldown_s)
         requests = poisson_stream(scenario, options, arrivals_rng)
         start, end = options.warmup_s, options.warmup_s + options.duration_s
         source = "poisson"
@@ -180,6 +201,8 @@ def simulate_plan(scenario: PreparedScenario | Scenario | str | Path, plan: Plan
         requests = requests.window(0.0, end + options.cooldown_s)
         # The trace replaces its workloads' Poisson arrivals; the others keep theirs.
         traced = set(np.unique(requests.workload).tolist())
+        check_request_count(scenario, options, end + options.cooldown_s, traced=traced,
+                            replayed=len(requests))
         others = [
             poisson_requests(w, k, w.rate_requests_per_s * options.rate_scale,
                              end + options.cooldown_s, arrivals_rng)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,10 @@ from typing import Literal
 import numpy as np
 
 from pdopt.errors import PdoptError
+from pdopt.inputfiles import InputFileError, open_regular
+from pdopt.scenario.ranges import MAX_TOKENS
 from pdopt.scenario.schema import EmpiricalLengths, LognormalLengths, Workload
+from pdopt.simulate import limits
 
 TraceFormat = Literal["azure", "mooncake", "csv"]
 TRACE_FORMATS: tuple[str, ...] = ("azure", "mooncake", "csv")
@@ -80,114 +84,194 @@ def merge(streams: Sequence[Requests]) -> Requests:
     )
 
 
-def _from_columns(arrival: list[float], inputs: list[int], outputs: list[int],
-                  workload: int) -> Requests:
-    a = np.asarray(arrival, dtype=np.float64)
+class _Rows:
+    """Columns of a trace or length file, gathered row by row into typed arrays (8 bytes a value,
+    not a Python object per number), refused past `limit` rows."""
+
+    def __init__(self, path: Path, typecodes: str, limit: int, what: str):
+        self.path, self.limit, self.what = path, limit, what
+        self.columns = [array(code) for code in typecodes]
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def add(self, *values: float) -> None:
+        if len(self.columns[0]) >= self.limit:
+            raise TraceError(
+                f"{self.path}: more than {self.limit} rows; {self.what} are limited to "
+                f"{self.limit} rows (docs/simulation.md, \"Limits\"): cut the file into parts"
+            )
+        for column, value in zip(self.columns, values, strict=True):
+            column.append(value)
+
+    def array(self, k: int, dtype: type) -> np.ndarray:
+        return np.frombuffer(self.columns[k], dtype=dtype) if len(self) else np.zeros(0, dtype)
+
+
+def _from_columns(rows: _Rows, workload: int) -> Requests:
+    """Arrival times (re-timed to start at 0) and lengths of `rows` (columns d, q, q)."""
+    a = rows.array(0, np.float64)
     if a.size:
         a = a - a.min()
     order = np.argsort(a, kind="stable")
     # A zero-length prompt or output cannot be served; the simulator treats both as 1 token.
-    i = np.maximum(np.asarray(inputs, dtype=np.int64), 1)[order]
-    o = np.maximum(np.asarray(outputs, dtype=np.int64), 1)[order]
+    i = np.maximum(rows.array(1, np.int64), 1)[order]
+    o = np.maximum(rows.array(2, np.int64), 1)[order]
     return Requests(a[order], i, o, np.full(a.shape, workload, dtype=np.int64))
 
 
-def _read_lines(path: Path) -> list[str]:
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text without the line break) of a UTF-8 text file, streamed: a regular file
+    only (not a FIFO or a device), lines of at most MAX_LINE_BYTES."""
     try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
-    except OSError as e:
-        raise TraceError(f"{path}: cannot read file: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise TraceError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
+        fh, _size = open_regular(path)
+    except InputFileError as e:
+        raise TraceError(f"{path}: cannot read file: {e}") from None
+    with fh:
+        number = offset = 0
+        while True:
+            raw = fh.readline(limits.MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            number += 1
+            if len(raw) > limits.MAX_LINE_BYTES:
+                raise TraceError(f"{path}: line {number}: longer than {limits.MAX_LINE_BYTES} "
+                                 "bytes; not a trace or length file")
+            start = 3 if number == 1 and raw.startswith(b"\xef\xbb\xbf") else 0
+            try:
+                text = raw[start:].decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TraceError(f"{path}: not UTF-8 text (bad byte at offset "
+                                 f"{offset + start + e.start})") from None
+            offset += len(raw)
+            yield number, text.rstrip("\r\n")
 
 
 def _int_field(path: Path, line: int, field: str, value: object) -> int:
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TraceError(f"{path}: line {line}: {field}: not a number ({value!r})") from None
-    if not math.isfinite(number) or number < 0 or number != int(number):
-        raise TraceError(
-            f"{path}: line {line}: {field}: expected a whole number >= 0, got {value!r}"
-        )
+    except (TypeError, ValueError, OverflowError):
+        raise TraceError(f"{path}: line {line}: {field}: not a number ({_show(value)})") from None
+    if not math.isfinite(number) or number < 0 or number != int(number) \
+            or number > MAX_TOKENS:
+        raise TraceError(f"{path}: line {line}: {field}: expected a whole number from 0 to "
+                         f"{MAX_TOKENS}, got {_show(value)}")
     return int(number)
 
 
 def _float_field(path: Path, line: int, field: str, value: object) -> float:
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TraceError(f"{path}: line {line}: {field}: not a number ({value!r})") from None
+    except (TypeError, ValueError, OverflowError):
+        raise TraceError(f"{path}: line {line}: {field}: not a number ({_show(value)})") from None
     if not math.isfinite(number) or number < 0:
-        raise TraceError(f"{path}: line {line}: {field}: expected a number >= 0, got {value!r}")
+        raise TraceError(f"{path}: line {line}: {field}: expected a number >= 0, "
+                         f"got {_show(value)}")
     return number
 
 
-def _csv_rows(path: Path, columns: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
-    lines = _read_lines(path)
-    reader = csv.DictReader(lines)
-    header = [h.strip() for h in (reader.fieldnames or [])]
+def _show(value: object) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:  # repr() of a huge int is refused
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _csv_rows(path: Path, *choices: Sequence[str]
+              ) -> tuple[Sequence[str], Iterator[tuple[int, list[str]]]]:
+    """The columns read and an iterator of (line number, their values) over the rows of a CSV
+    file, streamed. The columns are the first of `choices` whose names the header holds."""
+    lines = _lines(path)
+    numbers: list[int] = [0]
+
+    def texts() -> Iterator[str]:
+        for number, text in lines:
+            numbers[0] = number
+            yield text
+
+    reader = csv.reader(texts())
+    try:
+        header = [h.strip() for h in next(reader, [])]
+    except csv.Error as e:
+        raise TraceError(f"{path}: line {numbers[0]}: not valid CSV ({e})") from None
+    columns = next((c for c in choices if set(c) <= set(header)), choices[-1])
     missing = [c for c in columns if c not in header]
     if missing:
         raise TraceError(f"{path}: line 1: missing column(s) {', '.join(missing)} "
                          f"(expected {','.join(columns)})")
-    reader.fieldnames = header
-    rows = [(k + 2, row) for k, row in enumerate(reader)]
-    if not rows:
-        raise TraceError(f"{path}: no requests in the file")
-    return rows
+    index = [header.index(c) for c in columns]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        count = 0
+        try:
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) <= max(index):
+                    gone = [c for c, k in zip(columns, index, strict=True) if k >= len(row)]
+                    raise TraceError(f"{path}: line {numbers[0]}: {gone[0]}: missing")
+                count += 1
+                yield numbers[0], [row[k] for k in index]
+        except csv.Error as e:
+            raise TraceError(f"{path}: line {numbers[0]}: not valid CSV ({e})") from None
+        if not count:
+            raise TraceError(f"{path}: no requests in the file")
+
+    return columns, rows()
 
 
 def read_azure_csv(path: str | Path, workload: int = 0) -> Requests:
     """Azure LLM inference trace: `TIMESTAMP,ContextTokens,GeneratedTokens`, wall-clock times."""
     path = Path(path)
-    arrival, inputs, outputs = [], [], []
-    for line, row in _csv_rows(path, ("TIMESTAMP", "ContextTokens", "GeneratedTokens")):
+    rows = _Rows(path, "dqq", limits.MAX_TRACE_ROWS, "traces")
+    _, lines = _csv_rows(path, ("TIMESTAMP", "ContextTokens", "GeneratedTokens"))
+    for line, (stamp, context, generated) in lines:
         try:
-            t = datetime.fromisoformat(row["TIMESTAMP"].strip())
-        except (ValueError, AttributeError):
+            t = datetime.fromisoformat(stamp.strip())
+        except ValueError:
             raise TraceError(f"{path}: line {line}: TIMESTAMP: not a date-time "
-                             f"({row['TIMESTAMP']!r})") from None
-        arrival.append(t.timestamp())
-        inputs.append(_int_field(path, line, "ContextTokens", row["ContextTokens"]))
-        outputs.append(_int_field(path, line, "GeneratedTokens", row["GeneratedTokens"]))
-    return _from_columns(arrival, inputs, outputs, workload)
+                             f"({_show(stamp)})") from None
+        rows.add(t.timestamp(), _int_field(path, line, "ContextTokens", context),
+                 _int_field(path, line, "GeneratedTokens", generated))
+    return _from_columns(rows, workload)
 
 
 def read_mooncake_jsonl(path: str | Path, workload: int = 0) -> Requests:
     """Mooncake trace: JSON lines with `timestamp` (ms), `input_length`, `output_length`."""
     path = Path(path)
-    arrival, inputs, outputs = [], [], []
-    for k, text in enumerate(_read_lines(path)):
+    rows = _Rows(path, "dqq", limits.MAX_TRACE_ROWS, "traces")
+    for line, text in _lines(path):
         if not text.strip():
             continue
-        line = k + 1
         try:
             record = json.loads(text)
         except json.JSONDecodeError as e:
             raise TraceError(f"{path}: line {line}: not valid JSON ({e.msg})") from None
+        except ValueError as e:  # an integer of more digits than Python converts
+            raise TraceError(f"{path}: line {line}: not valid JSON ({e})") from None
         if not isinstance(record, dict):
             raise TraceError(f"{path}: line {line}: expected a JSON object")
         for field in ("timestamp", "input_length", "output_length"):
             if field not in record:
                 raise TraceError(f"{path}: line {line}: {field}: missing")
-        arrival.append(_float_field(path, line, "timestamp", record["timestamp"]) / 1e3)
-        inputs.append(_int_field(path, line, "input_length", record["input_length"]))
-        outputs.append(_int_field(path, line, "output_length", record["output_length"]))
-    if not arrival:
+        rows.add(_float_field(path, line, "timestamp", record["timestamp"]) / 1e3,
+                 _int_field(path, line, "input_length", record["input_length"]),
+                 _int_field(path, line, "output_length", record["output_length"]))
+    if not len(rows):
         raise TraceError(f"{path}: no requests in the file")
-    return _from_columns(arrival, inputs, outputs, workload)
+    return _from_columns(rows, workload)
 
 
 def read_simple_csv(path: str | Path, workload: int = 0) -> Requests:
     """pdopt's own trace format: CSV with header `arrival_s,input_tokens,output_tokens`."""
     path = Path(path)
-    arrival, inputs, outputs = [], [], []
-    for line, row in _csv_rows(path, CSV_COLUMNS):
-        arrival.append(_float_field(path, line, "arrival_s", row["arrival_s"]))
-        inputs.append(_int_field(path, line, "input_tokens", row["input_tokens"]))
-        outputs.append(_int_field(path, line, "output_tokens", row["output_tokens"]))
-    return _from_columns(arrival, inputs, outputs, workload)
+    rows = _Rows(path, "dqq", limits.MAX_TRACE_ROWS, "traces")
+    _, lines = _csv_rows(path, CSV_COLUMNS)
+    for line, (arrival, inputs, outputs) in lines:
+        rows.add(_float_field(path, line, "arrival_s", arrival),
+                 _int_field(path, line, "input_tokens", inputs),
+                 _int_field(path, line, "output_tokens", outputs))
+    return _from_columns(rows, workload)
 
 
 READERS = {"azure": read_azure_csv, "mooncake": read_mooncake_jsonl, "csv": read_simple_csv}
@@ -212,16 +296,15 @@ def write_simple_csv(path: str | Path, requests: Requests) -> None:
 
 def read_length_pairs(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """An empirical length file: CSV with columns `input_tokens,output_tokens` (or the Vidur /
-    Sarathi-Serve names `num_prefill_tokens,num_decode_tokens`)."""
+    Sarathi-Serve names `num_prefill_tokens,num_decode_tokens`), streamed, at most
+    MAX_LENGTH_ROWS rows."""
     path = Path(path)
-    lines = _read_lines(path)
-    header = [h.strip() for h in (lines[0].split(",") if lines else [])]
-    columns = LENGTH_COLUMN_ALIASES if set(LENGTH_COLUMN_ALIASES) <= set(header) else LENGTH_COLUMNS
-    inputs, outputs = [], []
-    for line, row in _csv_rows(path, columns):
-        inputs.append(_int_field(path, line, columns[0], row[columns[0]]))
-        outputs.append(_int_field(path, line, columns[1], row[columns[1]]))
-    return np.asarray(inputs, dtype=np.float64), np.asarray(outputs, dtype=np.float64)
+    rows = _Rows(path, "qq", limits.MAX_LENGTH_ROWS, "length files")
+    columns, lines = _csv_rows(path, LENGTH_COLUMN_ALIASES, LENGTH_COLUMNS)
+    for line, (inputs, outputs) in lines:
+        rows.add(_int_field(path, line, columns[0], inputs),
+                 _int_field(path, line, columns[1], outputs))
+    return rows.array(0, np.int64).astype(np.float64), rows.array(1, np.int64).astype(np.float64)
 
 
 def lognormal_params(mean: float, cv: float) -> tuple[float, float]:
