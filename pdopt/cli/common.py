@@ -42,12 +42,13 @@ def _terminated(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def format_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -> Callable[[F], F]:
+def format_option(default: str = "table", choices: tuple[str, ...] = FORMATS,
+                  dest: str = "fmt") -> Callable[[F], F]:
     """`--format`; where `table` is a choice, `text` is accepted as another name for it."""
     if "table" in choices and "text" not in choices:
         choices = (*choices, "text")
     return click.option(
-        "--format", "fmt", type=click.Choice(choices), default=default, show_default=True,
+        "--format", dest, type=click.Choice(choices), default=default, show_default=True,
         help="Output format (text is the same as table).",
     )
 
@@ -60,17 +61,18 @@ def output_option(f: F) -> F:
 
 
 def output_options(default: str = "table", *, formats: tuple[str, ...] = FORMATS,
-                   with_yaml: bool = False, output: bool = True) -> Callable[[F], F]:
+                   with_yaml: bool = False, output: bool = True,
+                   dest: str = "fmt") -> Callable[[F], F]:
     """The output options of every command that prints: `--format` (table|json|markdown|csv;
     `text` is another name for table; `yaml` too where a scenario block is printed) and
     `-o/--output FILE` (not where `--output` names a results folder: pdopt batch). The command
-    takes `fmt` (and `output`) and hands them to `emit`."""
+    takes `fmt` (or `dest`) and `output` and hands them to `emit`."""
     choices = (*formats, "yaml") if with_yaml and "yaml" not in formats else formats
 
     def decorate(f: F) -> F:
         if output:
             f = output_option(f)
-        return format_option(default, choices)(f)
+        return format_option(default, choices, dest)(f)
 
     return decorate
 

@@ -9,16 +9,20 @@ import sys
 
 import click
 
-from pdopt.cli.common import handle_errors, write_atomic
+from pdopt.cli.common import emit, handle_errors, output_options, write_atomic
 from pdopt.errors import ExitCode
 from pdopt.profiles.import_append import append_instance, instance_yaml
 from pdopt.profiles.import_tables import build_instance
 from pdopt.profiles.importers import ENGINES, STATISTIC_RE, ProfileImportError, read_runs
+from pdopt.report import Report
 
 
 @click.group()
 def profile() -> None:
-    """Build scenario instance types from benchmark results (docs/profiles.md)."""
+    """Build scenario instance types from benchmark results (docs/profiles.md).
+
+    Exit codes: those of each command (0 done; 2 invalid input).
+    """
 
 
 def _tpot_statistic(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -46,15 +50,24 @@ def _tpot_statistic(_ctx: click.Context, _param: click.Parameter, value: str) ->
               help="Engine version to record in `source` (replaces what the files say).")
 @click.option("--append", "append_to", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Append the instance to this scenario file's `instances:` instead of printing.")
+@output_options("yaml", formats=("json",), with_yaml=True, dest="output_fmt")
 @handle_errors
 def import_(fmt: str, files: tuple[str, ...], model: str, gpu: str, gpus_per_instance: int,
             role: str, name: str | None, tpot_statistic: str, allow_failed: bool,
-            engine_version: str | None, append_to: str | None) -> None:
+            engine_version: str | None, append_to: str | None, output_fmt: str,
+            output: str | None) -> None:
     """Build an instance type from benchmark result FILES of FORMAT (vllm, sglang or csv).
 
     Prefill: saturated input tokens/s per input length from runs at increasing load. Decode:
     TPOT by batch (concurrency) per context length. Prints a YAML block for `instances:`
-    (or appends it with --append); warnings go to stderr. Rules: docs/profiles.md."""
+    (or appends it with --append; --format json: the block as JSON); warnings go to stderr.
+    Rules: docs/profiles.md.
+
+    Exit codes: 0; 2 any unusable file, flag or append (one line per problem).
+    """
+    if append_to and (output or output_fmt != "yaml"):
+        raise click.UsageError("--append writes the scenario file: give it without --output "
+                               "and --format")
     try:
         runs, notes = read_runs(fmt, list(files), role)
         result = build_instance(
@@ -81,4 +94,5 @@ def import_(fmt: str, files: tuple[str, ...], model: str, gpu: str, gpus_per_ins
         click.echo(f"{append_to}: appended instance '{item['name']}' ({role}, "
                    f"{len(runs)} runs)", err=True)
     else:
-        click.echo(instance_yaml(item), nl=False)
+        emit(instance_yaml(item) if output_fmt == "yaml" else Report(data=[item]),  # type: ignore[arg-type]
+             output_fmt, output)

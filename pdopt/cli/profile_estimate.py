@@ -10,12 +10,12 @@ from typing import Any
 
 import click
 
-from pdopt.cli.common import emit, handle_errors, write_atomic
+from pdopt.cli.common import emit, handle_errors, output_options
 from pdopt.profiles.architecture import arch_from_config
 from pdopt.profiles.catalog import bundled_models, gpu_catalog, gpu_spec
 from pdopt.profiles.import_append import instance_yaml
 from pdopt.profiles.resolve import aiconfigurator_instances, estimated_instances
-from pdopt.report import Report, Table, to_json
+from pdopt.report import Report, Table
 from pdopt.scenario.problems import ScenarioError
 from pdopt.scenario.profile_spec import AiconfiguratorProfile
 
@@ -50,14 +50,14 @@ def _lengths(_ctx: click.Context, _param: click.Parameter, value: str) -> list[t
 
 def _output_blocks(items: list[dict[str, Any]], fmt: str, output: str | None,
                    report: Report) -> None:
-    if fmt == "table":
-        emit(report, "table", output)
-        return
-    text = to_json(items) + "\n" if fmt == "json" else "".join(instance_yaml(i) for i in items)
-    if output:
-        write_atomic(output, text)
+    """yaml: the blocks for `instances:`; json: the same as a JSON list; table, markdown, csv:
+    the numbers for reading."""
+    if fmt == "yaml":
+        emit("".join(instance_yaml(i) for i in items), fmt, output)
+    elif fmt == "json":
+        emit(Report(data=items), fmt, output)  # type: ignore[arg-type]
     else:
-        click.echo(text, nl=False)
+        emit(report, fmt, output)
 
 
 def _tables_report(items: list[dict[str, Any]], summary: list[tuple[str, Any]]) -> Report:
@@ -85,11 +85,7 @@ _common = [
                       "prefill at each input length."),
     click.option("--input-tokens", callback=_int_list, default=None,
                  help="Prefill input lengths, comma-separated [default: those of --lengths]."),
-    click.option("--format", "fmt", type=click.Choice(["yaml", "json", "table"]), default="yaml",
-                 show_default=True, help="yaml/json: instance blocks for a scenario; table: "
-                 "the numbers for reading."),
-    click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-                 help="Write to this file (atomically) instead of stdout."),
+    output_options("yaml", with_yaml=True),  # yaml/json: blocks for a scenario; others: numbers
 ]
 
 
@@ -121,7 +117,11 @@ def estimate(model: str, gpu: str, gpus: int, weight_dtype: str, kv_dtype: str, 
              max_batch: int, tokens_per_step: float, role: str, lengths: list[tuple[int, int]],
              input_tokens: list[int] | None, fmt: str, output: str | None) -> None:
     """First-principles instance types for MODEL on GPU: prefill tokens/s by input length and
-    TPOT by batch, with `source: estimate ...` (docs/profiles.md, "Estimates")."""
+    TPOT by batch, with `source: estimate ...` (docs/profiles.md, "Estimates").
+
+    Exit codes: 0; 2 an unknown model or GPU, an unreadable or unsupported config.json, a dtype
+    the GPU lacks, or weights that do not fit.
+    """
     items, est = estimated_instances(
         model, gpu, gpus, roles=ROLES[role], lengths=lengths, input_tokens=input_tokens,
         weight_dtype=weight_dtype, kv_dtype=kv_dtype, attention=attention, max_batch=max_batch,
@@ -165,7 +165,11 @@ def aiconfigurator(model: str, system: str, backend: str, backend_version: str |
                    lengths: list[tuple[int, int]], input_tokens: list[int] | None, fmt: str,
                    output: str | None) -> None:
     """Instance types from NVIDIA AIConfigurator's silicon database (pip install
-    'pdopt[aiconfigurator]'), with `source: aiconfigurator <version> <system> <backend> ...`."""
+    'pdopt[aiconfigurator]'), with `source: aiconfigurator <version> <system> <backend> ...`.
+
+    Exit codes: 0; 2 AIConfigurator missing or failing for the model/system, or a model that
+    does not fit.
+    """
     spec = AiconfiguratorProfile(
         model=model, system=system, backend=backend, backend_version=backend_version,
         moe_ep=moe_ep, attention_dp=attention_dp, input_tokens=input_tokens, batches=batches)
@@ -186,11 +190,13 @@ def _catalog_name(system: str) -> str:
 
 
 @click.command("gpus")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
-              default="table", show_default=True, help="Output format.")
+@output_options("table")
 @handle_errors
-def gpus_(fmt: str) -> None:
-    """The bundled GPU catalog: dense peak TFLOPS per dtype, memory, bandwidths, sources."""
+def gpus_(fmt: str, output: str | None) -> None:
+    """The bundled GPU catalog: dense peak TFLOPS per dtype, memory, bandwidths, sources.
+
+    Exit codes: 0.
+    """
     rows = []
     for g in gpu_catalog().values():
         rows.append((g.name, g.dense_tflops.get("bf16"), g.dense_tflops.get("fp8"),
@@ -205,15 +211,17 @@ def gpus_(fmt: str) -> None:
                      "aiconfigurator_system": g.aiconfigurator_system}
             for g in gpu_catalog().values()}
     emit(Report(data=data, tables=[Table("bundled GPU catalog (dense peaks)", columns, rows)],
-                notes=["sources: pdopt profile gpus --format json"]), fmt)
+                notes=["sources: pdopt profile gpus --format json"]), fmt, output)
 
 
 @click.command("models")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
-              default="table", show_default=True, help="Output format.")
+@output_options("table")
 @handle_errors
-def models_(fmt: str) -> None:
-    """The bundled model architectures (names usable with --model and in profile blocks)."""
+def models_(fmt: str, output: str | None) -> None:
+    """The bundled model architectures (names usable with --model and in profile blocks).
+
+    Exit codes: 0.
+    """
     seen: dict[str, Any] = {}
     for m in bundled_models().values():
         seen.setdefault(m.name, m)
@@ -226,4 +234,4 @@ def models_(fmt: str) -> None:
                       "total_params": a.total_params, "active_params": a.active_params}
     columns = ("model", "family", "params B", "active B", "KV bytes/token (bf16)",
                "aiconfigurator model")
-    emit(Report(data=data, tables=[Table("bundled models", columns, rows)]), fmt)
+    emit(Report(data=data, tables=[Table("bundled models", columns, rows)]), fmt, output)
