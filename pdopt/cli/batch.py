@@ -18,6 +18,7 @@ from pdopt.batch import (
     make_executor,
     run_batch,
 )
+from pdopt.cli import params
 from pdopt.cli.common import emit, handle_errors, output_options, set_option
 from pdopt.errors import ExitCode
 from pdopt.report import FORMATS, Report, Table
@@ -133,16 +134,16 @@ def _report_failures(result: BatchResult, output: Path) -> None:
               help="Run on this Dask distributed scheduler (tcp://host:8786) instead; needs "
                    "pip install 'pdopt[dask]' here and pdopt on the workers.")
 @click.option("--dask-timeout", "dask_timeout_s", default=DASK_CONNECT_TIMEOUT_S,
-              show_default=True, type=click.FloatRange(min=0, min_open=True, max=3600),
+              show_default=True, type=params.positive(3600),
               help="Seconds to wait for the Dask scheduler to answer.")
 @click.option("--resume", is_flag=True,
               help="Skip variants whose plan in the output folder matches their content hash.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or failure lines on stderr.")
 @output_options("none", formats=("none", *FORMATS), output=False)
 @set_option
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
+@click.option("--time-limit", "time_limit_s", type=params.TIME_LIMIT_S,
               default=None, help="Solver time limit per variant, s [default: each scenario's].")
-@click.option("--mip-gap", type=click.FloatRange(0, 1, max_open=True), default=None,
+@click.option("--mip-gap", type=params.MIP_GAP, default=None,
               help="Relative MIP gap per variant [default: each scenario's].")
 @click.option("--dry-run", is_flag=True,
               help="Expand and validate every variant, print the ids, solve nothing.")
