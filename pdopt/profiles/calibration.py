@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -37,6 +38,7 @@ from pdopt.profiles.estimate import (
     EstimateFactors,
     InstanceShape,
 )
+from pdopt.profiles.measurements import RunDefaults, read_measurements
 from pdopt.profiles.silicon import (
     ENGINES,
     PairTerms,
@@ -46,6 +48,7 @@ from pdopt.profiles.silicon import (
     pair_terms,
     prefill_pairs,
     run_terms,
+    why_not_describable,
 )
 
 # The paper's evaluation case (arXiv 2603.04716; ../shared/reference/method.md quotes it).
@@ -196,17 +199,25 @@ def fit_factors(rows: Sequence[TrtllmRow], base: EstimateFactors = DEFAULT_FACTO
 # The factors fitted on measured runs and their bounds: no kernel reaches more than 90% of peak
 # FLOP/s or 95% of peak HBM bandwidth in practice, so the fit may not claim more.
 FITTED_FACTORS = ("compute_efficiency", "bandwidth_efficiency", "moe_gemm_efficiency",
-                  "step_overhead_us", "layer_overhead_us", "sequence_overhead_us")
+                  "step_overhead_us", "layer_overhead_us", "sequence_overhead_us",
+                  "moe_layer_overhead_us")
 FACTOR_BOUNDS = {
     "compute_efficiency": (0.05, 0.9), "bandwidth_efficiency": (0.05, 0.95),
     "moe_gemm_efficiency": (0.02, 1.0), "step_overhead_us": (0.0, 50_000.0),
     "layer_overhead_us": (0.0, 2_000.0), "sequence_overhead_us": (0.0, 500.0),
+    "moe_layer_overhead_us": (0.0, 2_000.0),
 }
+# What differs between engines: their overheads and expert kernels; the hardware efficiencies
+# (dense GEMMs, HBM streaming) are shared, fitted on every engine's runs (a per-engine fit of
+# all factors trades them against the overheads and generalises worse to held-out GPUs).
+ENGINE_FACTORS = ("moe_gemm_efficiency", "step_overhead_us", "layer_overhead_us",
+                  "sequence_overhead_us", "moe_layer_overhead_us")
 # Robust loss: residuals beyond ~10% in log ratio count linearly (soft L1), so a few runs the
 # model cannot describe (engine bugs, throttled runs) do not pull the fit.
 LOSS_SCALE = 0.1
 ROUNDING = {"compute_efficiency": 4, "bandwidth_efficiency": 4, "moe_gemm_efficiency": 4,
-            "step_overhead_us": 1, "layer_overhead_us": 2, "sequence_overhead_us": 3}
+            "step_overhead_us": 1, "layer_overhead_us": 2, "sequence_overhead_us": 3,
+            "moe_layer_overhead_us": 2}
 
 
 # Weight of one prefill pair's residual against one run's TPOT residual: the ~80 pairs are the
@@ -263,7 +274,8 @@ def fit_engines(runs: Sequence[SiliconRun], base: EstimateFactors | None = None
         if mine:
             g = out["generic"]
             mine_pairs = [p for p in pairs if p[0].engine == engine]
-            out[engine] = fit_to_runs(run_terms(mine, g), g, pairs=pair_terms(mine_pairs, g))
+            out[engine] = fit_to_runs(run_terms(mine, g), g, ENGINE_FACTORS,
+                                      pairs=pair_terms(mine_pairs, g))
     return out
 
 
@@ -295,3 +307,35 @@ def write_factors(fitted: dict[str, EstimateFactors], source: Path, runs: int,
               "--write`; do not edit by hand.\n")
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=100),
                     encoding="utf-8")
+
+
+def factors_to_fit(runs: int) -> tuple[str, ...]:
+    """Which factors a user's few runs can pin down (Eq. C2): the per-layer overhead from one
+    run, HBM efficiency too from two, compute efficiency too from four."""
+    if runs >= 4:
+        return ("layer_overhead_us", "bandwidth_efficiency", "compute_efficiency")
+    if runs >= 2:
+        return ("layer_overhead_us", "bandwidth_efficiency")
+    return ("layer_overhead_us",)
+
+
+def calibrate_from_runs(runs: Sequence[SiliconRun], base: EstimateFactors
+                        ) -> tuple[EstimateFactors, int]:
+    """Eq. C2: `base` (an engine's calibrated factors) refitted to a user's measured runs by
+    Eq. C1 over `factors_to_fit(n)`; the other factors stay. Returns the factors and the number
+    of runs used (describable, weights fit)."""
+    usable = [r for r in runs if why_not_describable(r) is None and fits(r, base)]
+    if not usable:
+        return base, 0
+    return fit_to_runs(run_terms(usable, base), base, factors_to_fit(len(usable))), len(usable)
+
+
+@functools.cache
+def fit_to_measurements(paths: tuple[str, ...], base: EstimateFactors,
+                        defaults: RunDefaults) -> tuple[EstimateFactors, int]:
+    """Eq. C2 on the runs of measurement files (`pdopt.profiles.measurements` formats; what a
+    file does not say about its deployment comes from `defaults`). Cached per process."""
+    runs = read_measurements(list(paths), defaults)
+    if defaults.engine is not None:
+        runs = [r for r in runs if r.engine in (defaults.engine, "generic")] or runs
+    return calibrate_from_runs(runs, base)

@@ -48,6 +48,7 @@ class EstimateFactors:
     step_overhead_us: float = 0.0  # fixed time per decode step (scheduling, sampling, launch)
     layer_overhead_us: float = 0.0  # time per layer per decode step (kernels, collectives)
     sequence_overhead_us: float = 0.0  # time per sequence per decode step (batch bookkeeping)
+    moe_layer_overhead_us: float = 0.0  # extra time per MoE layer per step (routing, dispatch)
     memory_utilization: float = 0.9  # share of the memory left after weights + reserve for KV
     memory_reserve_gb: float = 4.0  # per GPU: CUDA context, activations, CUDA graphs, NCCL
 
@@ -130,6 +131,7 @@ class DecodeTerms:
     compute_s: tuple[Any, Any, Any, Any]
     comm_s: Any
     layers: Any
+    moe_layers: Any
     batch: Any
     tokens_per_step: Any
 
@@ -153,14 +155,17 @@ def decode_step_seconds(t: DecodeTerms, f: EstimateFactors) -> Any:
         e = f.compute_efficiency * (f.moe_gemm_efficiency if is_moe else 1.0)
         total = total + np.maximum(m / f.bandwidth_efficiency, c / e)
     overhead = (f.step_overhead_us + f.layer_overhead_us * t.layers
-                + f.sequence_overhead_us * t.batch) * 1e-6
+                + f.moe_layer_overhead_us * t.moe_layers + f.sequence_overhead_us * t.batch) * 1e-6
     return total + t.comm_s + overhead
 
 
 def prefill_seconds_per_token(t: PrefillTerms, f: EstimateFactors) -> Any:
-    """Eq. E9 (inverse): FLOP time / e_c (routed experts / (e_c e_moe)) + link time."""
-    return (t.dense_s / f.compute_efficiency
-            + t.moe_s / (f.compute_efficiency * f.moe_gemm_efficiency) + t.comm_s)
+    """Eq. E9 (inverse): max(FLOP time / e_c (routed experts / (e_c e_moe)), link time): a
+    prefill batch is large enough for the engines to overlap communication with computation
+    (SGLang's two-batch overlap, TensorRT-LLM's and DeepEP's pipelined all-to-all)."""
+    compute = (t.dense_s / f.compute_efficiency
+               + t.moe_s / (f.compute_efficiency * f.moe_gemm_efficiency))
+    return np.maximum(compute, t.comm_s)
 
 
 class Estimate:
@@ -227,8 +232,10 @@ class Estimate:
         """Eq. E11a: link time per token over the per-direction link bandwidth N, 0 on one GPU:
         an all-reduce moves 2 (G-1)/G x d x 2 bytes per GPU; one after attention under TP
         attention, one after each dense MLP; an MoE layer's expert-parallel dispatch + combine
-        (all-to-all over `ep` GPUs) moves 2 k (ep-1)/ep x d x 2 bytes, plus an all-reduce over
-        its G/ep tensor-parallel GPUs."""
+        (all-to-all over `ep` GPUs) sends each token once to each other GPU holding one of its
+        k experts, ep (1 - (1 - 1/ep)^k) (ep-1)/ep of them on average, there and back, and the
+        ep GPUs share that traffic: 2 x that x d x 2 bytes / ep per GPU; plus an all-reduce
+        over the MoE's G/ep tensor-parallel GPUs."""
         a, g = self.arch, self.shape.gpus
         if g == 1:
             return 0.0
@@ -240,8 +247,8 @@ class Estimate:
         attention = a.layers * all_reduce(g) if self.shape.attention == "tp" else 0.0
         dense = a.dense_layers * all_reduce(g)
         ep = self.shape.expert_parallel
-        moe = a.moe_layers * (2 * a.experts_per_token * (ep - 1) / ep * d_bytes
-                              + all_reduce(g // ep))
+        remote_gpus = ep * (1 - (1 - 1 / ep) ** a.experts_per_token) * (ep - 1) / ep
+        moe = a.moe_layers * (2 * remote_gpus * d_bytes / ep + all_reduce(g // ep))
         return (attention + dense + moe) / self.shape.gpu.link_bytes_per_s
 
     # --- prefill -----------------------------------------------------------------------------
@@ -255,7 +262,8 @@ class Estimate:
     def prefill_tokens_per_s(self, input_tokens: float) -> float:
         """Eq. E9: saturated prefill throughput of one instance in input tokens/s:
         1 / (dense FLOPs / (G F e_c) + expert FLOPs / (G F e_c e_moe) + link time per token)."""
-        return 1.0 / prefill_seconds_per_token(self.prefill_terms(input_tokens), self.factors)
+        return 1.0 / float(prefill_seconds_per_token(self.prefill_terms(input_tokens),
+                                                     self.factors))
 
     # --- decode ------------------------------------------------------------------------------
 
@@ -287,7 +295,8 @@ class Estimate:
                       a.lm_head_params / g * wb / hbm),
             compute_s=(attention_f / flops, tokens * 2 * dense_params / flops,
                        expert_f / flops, tokens * 2 * a.lm_head_params / flops),
-            comm_s=tokens * self.comm_seconds_per_token(), layers=a.layers, batch=batch,
+            comm_s=tokens * self.comm_seconds_per_token(), layers=a.layers,
+            moe_layers=a.moe_layers, batch=batch,
             tokens_per_step=s.tokens_per_step)
 
     def decode_bytes_per_gpu(self, batch: float, context_tokens: float) -> float:

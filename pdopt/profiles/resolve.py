@@ -25,14 +25,16 @@ from pydantic import ValidationError
 from pdopt.errors import PdoptError
 from pdopt.fileio import write_atomic
 from pdopt.profiles import aiconfigurator as aic
+from pdopt.profiles.calibration import fit_to_measurements
 from pdopt.profiles.catalog import config_digest, gpu_spec, model_arch, model_config
 from pdopt.profiles.estimate import (
-    DEFAULT_FACTORS,
     Estimate,
     EstimateFactors,
     InstanceShape,
+    engine_factors,
     estimate_tables,
 )
+from pdopt.profiles.measurements import RunDefaults
 from pdopt.scenario.problems import Problem, ScenarioError
 from pdopt.scenario.profile_spec import AiconfiguratorProfile, EstimateProfile
 from pdopt.scenario.schema import (
@@ -47,7 +49,7 @@ from pdopt.scenario.schema import (
 from pdopt.simulate.traces import lognormal_params, read_length_pairs
 
 # Bump when the estimator's equations change, so cached estimates are recomputed.
-ESTIMATOR_VERSION = "1"
+ESTIMATOR_VERSION = "2"
 CACHE_ENV = "PDOPT_CACHE_DIR"
 
 
@@ -80,8 +82,29 @@ def _workload_lengths(scenario: Scenario, model: str) -> list[tuple[int, int]]:
                    if w.model == model})
 
 
-def _factors(spec: EstimateProfile, scenario: Scenario) -> EstimateFactors:
-    f = replace(DEFAULT_FACTORS, memory_utilization=scenario.options.gpu_memory_utilization)
+def _run_defaults(spec: EstimateProfile, gpu: str, gpus: int) -> RunDefaults:
+    """How `calibrate_from` runs were deployed where their files do not say: as this block."""
+    return RunDefaults(model=spec.model, gpu=gpu, gpus=gpus, weight_dtype=spec.weight_dtype,
+                       kv_dtype=spec.kv_dtype, attention=spec.attention, moe_ep=spec.moe_ep,
+                       engine=spec.engine)
+
+
+def _calibration(spec: EstimateProfile, base: EstimateFactors, gpu: str, gpus: int
+                 ) -> tuple[EstimateFactors, int]:
+    """The engine's factors refitted to the block's `calibrate_from` runs (Eq. C2)."""
+    assert spec.calibrate_from
+    return fit_to_measurements(tuple(spec.calibrate_from), base,
+                               _run_defaults(spec, gpu, gpus))
+
+
+def _factors(spec: EstimateProfile, scenario: Scenario, gpu: str = "",
+             gpus: int = 1) -> EstimateFactors:
+    """The engine's calibrated factors (generic without `engine`), refitted to `calibrate_from`
+    runs, with the scenario's memory utilisation and the block's overrides."""
+    f = replace(engine_factors(spec.engine),
+                memory_utilization=scenario.options.gpu_memory_utilization)
+    if spec.calibrate_from:
+        f = _calibration(spec, f, gpu, gpus)[0]
     if spec.factors is not None:
         f = replace(f, **spec.factors.model_dump(exclude_none=True))
     return f
@@ -98,18 +121,32 @@ def build_estimate(spec: EstimateProfile, instance: Instance, scenario: Scenario
                                      f"'{instance.gpu}' is not a catalog name, so give gpu here")]
                             ) from None
     shape = InstanceShape(gpu, instance.gpus_per_instance, spec.weight_dtype, spec.kv_dtype,
-                          spec.attention, spec.tokens_per_step)
-    return Estimate(model_arch(spec.model), shape, _factors(spec, scenario))
+                          spec.attention, spec.tokens_per_step, spec.moe_ep)
+    return Estimate(model_arch(spec.model), shape,
+                    _factors(spec, scenario, gpu.name, instance.gpus_per_instance))
 
 
-def estimate_source(est: Estimate) -> str:
+def estimate_source(est: Estimate, spec: EstimateProfile | None = None) -> str:
+    """The `source` line of an estimate: model, shape, engine and factors, and the measured runs
+    the factors were refitted to, if any."""
     f, s = est.factors, est.shape
     mtp = f", {s.tokens_per_step:g} tokens per step" if s.tokens_per_step != 1 else ""
+    ep = f", MoE EP {s.expert_parallel}" if est.arch.is_moe else ""
+    engine = "generic"
+    if spec is not None and spec.engine:
+        engine = spec.engine + (f" {spec.engine_version}" if spec.engine_version else "")
+    calibrated = ""
+    if spec is not None and spec.calibrate_from:
+        base = replace(engine_factors(spec.engine), memory_utilization=f.memory_utilization)
+        runs = _calibration(spec, base, s.gpu.name, s.gpus)[1]
+        calibrated = (f"; calibrated to {runs} measured run(s) of "
+                      f"{', '.join(Path(p).name for p in spec.calibrate_from)}")
     return (f"estimate pdopt {est.arch.name} on {s.gpus} x {s.gpu.name}, weights {s.weight_dtype}, "
-            f"KV {s.kv_dtype}, attention {s.attention}{mtp}; factors compute "
-            f"{f.compute_efficiency:g}, "
-            f"bandwidth {f.bandwidth_efficiency:g}, overhead {f.layer_overhead_us:g} us/layer "
-            "(docs/profiles.md)")
+            f"KV {s.kv_dtype}, attention {s.attention}{ep}{mtp}; {engine} factors compute "
+            f"{f.compute_efficiency:g} (MoE x {f.moe_gemm_efficiency:g}), bandwidth "
+            f"{f.bandwidth_efficiency:g}, overhead {f.step_overhead_us:g} us/step + "
+            f"{f.layer_overhead_us:g} us/layer + {f.sequence_overhead_us:g} us/sequence"
+            f"{calibrated} (docs/profiles.md)")
 
 
 #: Upper-tail probability of an unbounded (lognormal) input-length distribution that an estimated
@@ -212,7 +249,7 @@ def _resolve_estimate(spec: EstimateProfile, instance: Instance, scenario: Scena
 
     def compute() -> dict[str, Any]:
         return {"numbers": estimate_numbers(est, instance.role, inputs, lengths, spec.max_batch),
-                "source": estimate_source(est), "kv_bytes_per_token": est.kv_bytes}
+                "source": estimate_source(est, spec), "kv_bytes_per_token": est.kv_bytes}
 
     return _cached(key, compute, use_cache)
 
@@ -345,15 +382,25 @@ def estimated_instances(model: str, gpu: str, gpus: int, *, roles: tuple[str, ..
                         lengths: list[tuple[int, int]], input_tokens: list[int] | None = None,
                         weight_dtype: str = "bf16", kv_dtype: str = "bf16",
                         attention: str = "tp", max_batch: int = 1024,
-                        tokens_per_step: float = 1.0,
-                        factors: EstimateFactors = DEFAULT_FACTORS,
+                        tokens_per_step: float = 1.0, engine: str | None = None,
+                        engine_version: str | None = None, moe_ep: int | None = None,
+                        calibrate_from: list[str] | None = None,
+                        factors: EstimateFactors | None = None,
                         ) -> tuple[list[dict[str, Any]], Estimate]:
-    """Instance-type blocks (plain data) estimated for each role, and the estimator used."""
+    """Instance-type blocks (plain data) estimated for each role, and the estimator used.
+    Factors: `factors` when given, else the engine's (generic without one), refitted to the
+    `calibrate_from` runs."""
     spec = EstimateProfile.model_validate(
         {"model": model, "gpu": gpu, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype,
-         "attention": attention, "max_batch": max_batch, "tokens_per_step": tokens_per_step})
+         "attention": attention, "max_batch": max_batch, "tokens_per_step": tokens_per_step,
+         "engine": engine, "engine_version": engine_version, "moe_ep": moe_ep,
+         "calibrate_from": calibrate_from})
     shape = InstanceShape(gpu_spec(gpu), gpus, spec.weight_dtype, spec.kv_dtype, spec.attention,
-                          spec.tokens_per_step)
+                          spec.tokens_per_step, spec.moe_ep)
+    if factors is None:
+        factors = engine_factors(engine)
+        if calibrate_from:
+            factors = _calibration(spec, factors, shape.gpu.name, gpus)[0]
     est = Estimate(model_arch(model), shape, factors)
     inputs = sorted(set(input_tokens or [i for i, _ in lengths]))
     items = []
@@ -361,7 +408,7 @@ def estimated_instances(model: str, gpu: str, gpus: int, *, roles: tuple[str, ..
         numbers = estimate_numbers(est, role, inputs, lengths, max_batch)
         name = f"{est.arch.name}-{role}-{gpus}x{shape.gpu.name}".lower()
         items.append(_instance_item(name, est.arch.name, role, shape.gpu.name, gpus, numbers,
-                                    estimate_source(est), "estimate"))
+                                    estimate_source(est, spec), "estimate"))
     return items, est
 
 

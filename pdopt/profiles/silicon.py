@@ -64,7 +64,7 @@ FAMILIES = {
 }
 # The CSV's `precision` -> the estimator's weight dtype (int4 weight-only has no tensor cores; an
 # empty precision with an empty gemm_quant_mode is an unquantised bf16 checkpoint).
-WEIGHT_DTYPES = {"bf16": "bf16", "fp8": "fp8", "fp4": "fp4", "": "bf16"}
+WEIGHT_DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp4": "fp4", "": "bf16"}
 
 
 def kv_dtype_for(engine: str, weight_dtype: str) -> str:
@@ -120,10 +120,11 @@ class SiliconRun:
     prefill_gpus: int = 0
     prefill_attention_dp: int = 1
     prefill_moe_ep: int = 1
+    kv_dtype_given: str | None = None  # a user's measurement may say; the silicon CSV does not
 
     @property
     def family(self) -> str:
-        return FAMILIES.get(self.model or "", self.model_path)
+        return FAMILIES.get(self.model or "", self.model or self.model_path)
 
     @property
     def weight_dtype(self) -> str | None:
@@ -131,7 +132,7 @@ class SiliconRun:
 
     @property
     def kv_dtype(self) -> str:
-        return kv_dtype_for(self.engine, self.weight_dtype or "bf16")
+        return self.kv_dtype_given or kv_dtype_for(self.engine, self.weight_dtype or "bf16")
 
     @property
     def attention(self) -> str | None:
@@ -311,6 +312,7 @@ def run_terms(runs: Sequence[SiliconRun], factors: EstimateFactors) -> RunTerms:
         memory_s=tuple(col(t.memory_s[i] for t in decode) for i in range(4)),  # type: ignore[arg-type]
         compute_s=tuple(col(t.compute_s[i] for t in decode) for i in range(4)),  # type: ignore[arg-type]
         comm_s=col(t.comm_s for t in decode), layers=col(t.layers for t in decode),
+        moe_layers=col(t.moe_layers for t in decode),
         batch=col(t.batch for t in decode), tokens_per_step=col(t.tokens_per_step for t in decode))
     return RunTerms(list(runs), d, col(r.tpot_ms for r in runs))
 

@@ -38,6 +38,17 @@ class FactorOverrides(_Block):
     layer_overhead_us: Annotated[
         float, Field(ge=0, le=r.MAX_LAYER_OVERHEAD_US, allow_inf_nan=False)] | None = Field(
         default=None, description="Fixed time per layer per decode step, microseconds.")
+    moe_gemm_efficiency: Share | None = Field(default=None, description=(
+        "Routed-expert grouped GEMMs' efficiency relative to compute_efficiency."))
+    step_overhead_us: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="Fixed time per decode step, microseconds.")
+    sequence_overhead_us: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="Time per sequence per decode step, microseconds.")
+    moe_layer_overhead_us: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="Extra time per MoE layer per decode step, microseconds.")
+    memory_reserve_gb: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+        default=None, description="Memory per GPU kept from weights and KV (activations, CUDA "
+        "graphs), GB.")
 
 
 class EstimateProfile(_Block):
@@ -64,6 +75,15 @@ class EstimateProfile(_Block):
         "Decode: largest batch in the estimated tables (the KV cache may allow less)."))
     factors: FactorOverrides | None = Field(default=None, description=(
         "Override calibrated efficiency factors."))
+    engine: Literal["vllm", "sglang", "trtllm"] | None = Field(default=None, description=(
+        "Serving engine whose calibrated factors to use; absent: the generic factors."))
+    engine_version: str | None = Field(default=None, description=(
+        "Engine version, recorded in `source` (the factors are per engine, not per version)."))
+    moe_ep: Count | None = Field(default=None, description=(
+        "MoE expert-parallel size; absent: every GPU of the instance."))
+    calibrate_from: list[str] | None = Field(default=None, description=(
+        "Measured runs to fit the engine's factors to (silicon CSV, generic CSV, vLLM or SGLang "
+        "result files; paths relative to the scenario file); `source` says so."))
 
 
 class AiconfiguratorProfile(_Block):
