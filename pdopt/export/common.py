@@ -233,6 +233,11 @@ def _kv_dtype(model: str, instance: str, scenario: Scenario | None,
     return None
 
 
+def _field(group: Any, name: str) -> Any:
+    """A field of a pool's SLO group (a mapping in older plans, an object in newer ones)."""
+    return group.get(name) if isinstance(group, Mapping) else getattr(group, name, None)
+
+
 def _decode_max_batch(pool: PoolPlan, scenario: Scenario, instance: Instance,
                       notes: list[str]) -> int | None:
     """The largest batch at which the pool meets the TPOT target of its strictest SLO group for
@@ -244,13 +249,13 @@ def _decode_max_batch(pool: PoolPlan, scenario: Scenario, instance: Instance,
     for group in pool.groups or [{"tpot_target_ms": None,
                                   "routed_requests_per_s": pool.routed_requests_per_s}]:
         batches = []
-        for name in group.get("routed_requests_per_s") or {}:
+        for name in _field(group, "routed_requests_per_s") or {}:
             try:
                 workload = scenario.workload(name)
             except KeyError:
                 raise ExportError(f"pool '{pool.instance}': workload '{name}' of the plan is not "
                                   f"in the scenario") from None
-            target = group.get("tpot_target_ms") or workload.slo.tpot_ms
+            target = _field(group, "tpot_target_ms") or workload.slo.tpot_ms
             try:
                 batches.append(instance_decode_capacity(scenario, instance, workload,
                                                         float(target)).batch)
@@ -258,7 +263,7 @@ def _decode_max_batch(pool: PoolPlan, scenario: Scenario, instance: Instance,
                 notes.append(f"no decode batch cap: {e}")
                 return None
         if batches:
-            by_group.append((float(group.get("tpot_target_ms") or 0.0), min(batches)))
+            by_group.append((float(_field(group, "tpot_target_ms") or 0.0), min(batches)))
     if not by_group:
         return None
     if len({b for _, b in by_group}) > 1:
