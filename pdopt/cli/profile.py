@@ -11,10 +11,12 @@ import click
 
 from pdopt.cli.common import emit, handle_errors, output_options, write_atomic
 from pdopt.errors import ExitCode
+from pdopt.profiles.estimate import engine_factors
 from pdopt.profiles.import_append import append_instance, instance_yaml
 from pdopt.profiles.import_tables import build_instance
 from pdopt.profiles.importers import ENGINES, STATISTIC_RE, ProfileImportError, read_runs
-from pdopt.report import Report
+from pdopt.profiles.measurements import FORMATS, RunDefaults, read_measurements, validate_runs
+from pdopt.report import Report, Table
 
 
 @click.group()
@@ -96,3 +98,97 @@ def import_(fmt: str, files: tuple[str, ...], model: str, gpu: str, gpus_per_ins
     else:
         emit(instance_yaml(item) if output_fmt == "yaml" else Report(data=[item]),  # type: ignore[arg-type]
              output_fmt, output)
+
+
+# Per-run rows are listed by default up to this many runs (--per-run lists them all).
+PER_RUN_DEFAULT_LIMIT = 100
+_SUMMARY_COLUMNS = ("by", "group", "runs", "median predicted/measured", "median |error| %",
+                    "p90 |error| %", "within 10% (%)", "within 25% (%)")
+
+
+def _summary_row(by: str, group: str, s: dict[str, float]) -> tuple[object, ...]:
+    return (by, group, int(s["runs"]), s["median_ratio"], 100 * s["median_abs_error"],
+            100 * s["p90_abs_error"], 100 * s["within_10"], 100 * s["within_25"])
+
+
+def validation_report(result: dict[str, object], per_run: bool) -> Report:
+    """Tables of `measurements.validate_runs`: the error distribution, and the runs."""
+    summary = result["summary"]
+    assert isinstance(summary, dict)
+    rows = []
+    if summary["all"]["runs"]:
+        rows.append(_summary_row("all", "all", summary["all"]))
+    for by, groups in summary.items():
+        if by != "all":
+            rows += [_summary_row(by, g, s) for g, s in groups.items()]
+    tables = [Table("decode TPOT: predicted / measured by group", _SUMMARY_COLUMNS, rows)]
+    runs = result["runs"]
+    assert isinstance(runs, list)
+    if per_run:
+        tables.append(Table("decode TPOT per run", (
+            "run", "engine", "gpu", "gpus", "model", "mode", "batch", "in", "out",
+            "measured ms", "predicted ms", "predicted/measured"),
+            [(r["run"], r["engine"], r["gpu"], r["gpus"], r["model"], r["mode"], r["batch"],
+              r["input_tokens"], r["output_tokens"], r["measured_tpot_ms"],
+              r["predicted_tpot_ms"], r["ratio"]) for r in runs]))
+    skipped = result["skipped"]
+    assert isinstance(skipped, list)
+    notes = []
+    if skipped:
+        reasons: dict[str, int] = {}
+        for item in skipped:
+            reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
+        notes.append("not compared: " + "; ".join(f"{n} x {why}" for why, n in sorted(
+            reasons.items(), key=lambda kv: -kv[1])))
+    if not per_run and runs:
+        notes.append(f"{len(runs)} runs compared (--per-run lists each)")
+    return Report(data=result, tables=tables, notes=notes)
+
+
+@profile.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--input-format", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="Format of FILES: an AIConfigurator silicon CSV, the generic profile CSV, "
+                   "vLLM or SGLang results (auto: from the content).")
+@click.option("--model", default=None, help="Model of runs whose files do not name it.")
+@click.option("--gpu", default=None, help="Catalog GPU type of runs whose files do not name it.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="GPUs per instance of runs whose files do not say.")
+@click.option("--weight-dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp4"]),
+              default="bf16", show_default=True, help="Weight dtype where files do not say.")
+@click.option("--kv-dtype", type=click.Choice(["bf16", "fp16", "fp8", "int8", "fp4"]),
+              default=None, help="KV dtype where files do not say [default: the engine's usual].")
+@click.option("--attention", type=click.Choice(["tp", "dp"]), default="tp", show_default=True,
+              help="Attention parallelism where files do not say.")
+@click.option("--moe-ep", type=click.IntRange(min=1), default=None,
+              help="MoE expert-parallel size where files do not say [default: every GPU].")
+@click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm"]), default=None,
+              help="Engine of runs whose files do not say.")
+@click.option("--mode", type=click.Choice(["disagg", "agg"]), default="disagg",
+              show_default=True, help="disagg: decode-only runs; agg: prefill ran beside decode.")
+@click.option("--factors", "factor_set", type=click.Choice(["engine", "generic"]),
+              default="engine", show_default=True,
+              help="Each run's engine's calibrated factors, or the generic ones for every run.")
+@click.option("--per-run/--no-per-run", default=None,
+              help=f"List every run [default: when at most {PER_RUN_DEFAULT_LIMIT}].")
+@output_options("table")
+@handle_errors
+def validate(files: tuple[str, ...], input_format: str, model: str | None, gpu: str | None,
+             gpus: int, weight_dtype: str, kv_dtype: str | None, attention: str,
+             moe_ep: int | None, engine: str | None, mode: str, factor_set: str,
+             per_run: bool | None, fmt: str, output: str | None) -> None:
+    """Compare the estimator with measured decode runs in FILES: per-run predicted and measured
+    TPOT and the error distribution by engine, GPU, model and batch (docs/profiles.md,
+    "Validation on measured runs").
+
+    Exit codes: 0; 2 unreadable files or runs that cannot be described (no model or GPU).
+    """
+    defaults = RunDefaults(model=model, gpu=gpu, gpus=gpus, weight_dtype=weight_dtype,
+                           kv_dtype=kv_dtype, attention=attention, moe_ep=moe_ep, engine=engine,
+                           mode=mode)
+    runs = read_measurements(list(files), defaults, input_format)
+    factors = engine_factors("generic") if factor_set == "generic" else None
+    result = validate_runs(runs, factors)
+    if per_run is None:
+        per_run = len(result["runs"]) <= PER_RUN_DEFAULT_LIMIT
+    emit(validation_report(result, per_run), fmt, output)

@@ -111,11 +111,22 @@ def _with_common(f: Any) -> Any:
               help="Largest batch of the decode tables (the KV cache may allow less).")
 @click.option("--tokens-per-step", type=click.FloatRange(min=1), default=1.0, show_default=True,
               help="Decode tokens per step and sequence (MTP/speculative: 1 + accepted drafts).")
+@click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm"]), default=None,
+              help="Serving engine whose calibrated factors to use [default: generic factors].")
+@click.option("--engine-version", default=None, help="Engine version to record in `source`.")
+@click.option("--moe-ep", type=click.IntRange(min=1), default=None,
+              help="MoE expert-parallel size [default: every GPU of the instance].")
+@click.option("--calibrate-from", "calibrate_from", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Measured runs (silicon CSV, generic CSV, vLLM/SGLang results) to refit the "
+                   "engine's factors to; repeatable (docs/profiles.md, Eq. C2).")
 @_with_common
 @handle_errors
 def estimate(model: str, gpu: str, gpus: int, weight_dtype: str, kv_dtype: str, attention: str,
-             max_batch: int, tokens_per_step: float, role: str, lengths: list[tuple[int, int]],
-             input_tokens: list[int] | None, fmt: str, output: str | None) -> None:
+             max_batch: int, tokens_per_step: float, engine: str | None,
+             engine_version: str | None, moe_ep: int | None, calibrate_from: tuple[str, ...],
+             role: str, lengths: list[tuple[int, int]], input_tokens: list[int] | None,
+             fmt: str, output: str | None) -> None:
     """First-principles instance types for MODEL on GPU: prefill tokens/s by input length and
     TPOT by batch, with `source: estimate ...` (docs/profiles.md, "Estimates").
 
@@ -125,10 +136,13 @@ def estimate(model: str, gpu: str, gpus: int, weight_dtype: str, kv_dtype: str, 
     items, est = estimated_instances(
         model, gpu, gpus, roles=ROLES[role], lengths=lengths, input_tokens=input_tokens,
         weight_dtype=weight_dtype, kv_dtype=kv_dtype, attention=attention, max_batch=max_batch,
-        tokens_per_step=tokens_per_step)
+        tokens_per_step=tokens_per_step, engine=engine, engine_version=engine_version,
+        moe_ep=moe_ep, calibrate_from=list(calibrate_from) or None)
     s = est.summary()
     summary = [
         ("model", s["model"]), ("GPU", f"{gpus} x {s['gpu']}"),
+        ("factors", f"{engine or 'generic'}"
+                    + (f", refitted to {', '.join(calibrate_from)}" if calibrate_from else "")),
         ("parameters, total (B)", s["total_params"] / 1e9),
         ("parameters, active per token (B)", s["active_params"] / 1e9),
         ("weights per GPU (GB)", s["weight_gb_per_gpu"]),
@@ -153,6 +167,13 @@ def estimate(model: str, gpu: str, gpus: int, weight_dtype: str, kv_dtype: str, 
               help="MoE expert parallel size [default: all GPUs of the instance].")
 @click.option("--batches", callback=_int_list, default=None,
               help="Decode batch sizes [default: 1,2,4,...,256].")
+@click.option("--gemm-quant-mode", default=None,
+              help="AIConfigurator GEMM quantisation (fp8, fp8_block, nvfp4, ...) [default: "
+                   "from the checkpoint].")
+@click.option("--kvcache-quant-mode", default=None,
+              help="AIConfigurator KV-cache quantisation (fp8, ...) [default: the checkpoint's].")
+@click.option("--moe-quant-mode", default=None,
+              help="AIConfigurator MoE quantisation (fp8, nvfp4, ...) [default: the checkpoint's].")
 @click.option("--gpu", default=None,
               help="GPU type name for the scenario [default: the catalog name of --system].")
 @click.option("--name-model", default=None,
@@ -161,7 +182,8 @@ def estimate(model: str, gpu: str, gpus: int, weight_dtype: str, kv_dtype: str, 
 @handle_errors
 def aiconfigurator(model: str, system: str, backend: str, backend_version: str | None, tp: int,
                    attention_dp: int, moe_ep: int | None, batches: list[int] | None,
-                   gpu: str | None, name_model: str | None, role: str,
+                   gemm_quant_mode: str | None, kvcache_quant_mode: str | None,
+                   moe_quant_mode: str | None, gpu: str | None, name_model: str | None, role: str,
                    lengths: list[tuple[int, int]], input_tokens: list[int] | None, fmt: str,
                    output: str | None) -> None:
     """Instance types from NVIDIA AIConfigurator's silicon database (pip install
@@ -172,7 +194,9 @@ def aiconfigurator(model: str, system: str, backend: str, backend_version: str |
     """
     spec = AiconfiguratorProfile(
         model=model, system=system, backend=backend, backend_version=backend_version,
-        moe_ep=moe_ep, attention_dp=attention_dp, input_tokens=input_tokens, batches=batches)
+        moe_ep=moe_ep, attention_dp=attention_dp, input_tokens=input_tokens, batches=batches,
+        gemm_quant_mode=gemm_quant_mode, kvcache_quant_mode=kvcache_quant_mode,
+        moe_quant_mode=moe_quant_mode)
     gpu_name = gpu or _catalog_name(system)
     gpus = tp * attention_dp
     items = aiconfigurator_instances(spec, gpu_name, gpus, roles=ROLES[role], lengths=lengths,

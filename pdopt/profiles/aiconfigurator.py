@@ -169,5 +169,8 @@ def tpot_table(run: AicRun, input_tokens: int, output_tokens: int,
 
 def source_line(run: AicRun, backend_version: str) -> str:
     """`aiconfigurator <version> <system> <backend> <backend version>` (issue 7)."""
+    quant = "".join(f", {k.removesuffix('_quant_mode')} {getattr(run.spec, k)}"
+                    for k in ("gemm_quant_mode", "kvcache_quant_mode", "moe_quant_mode")
+                    if getattr(run.spec, k))
     return (f"aiconfigurator {installed_version()} {run.system} {run.spec.backend} "
-            f"{backend_version} {run.model_path} {run.gpus} GPUs")
+            f"{backend_version} {run.model_path} {run.gpus} GPUs{quant}")
