@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pdopt.plan import Plan
+from pdopt.plan import Objective, Plan
 from pdopt.report import Report, Table
 from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import ModelSpec, Scenario
@@ -136,8 +136,9 @@ def explain(scenario: PreparedScenario | Scenario | str, plan: Plan, *,
             mip_gap: float | None = None, include_pairs: bool = True) -> list[Alternative]:
     """For each model of the plan: the chosen composition, the cheapest plan on each single GPU
     type that has both a prefill and a decode instance type of the model, and the cheapest
-    plan on a prefill/decode pair of different GPU types (the best of all linked pairs; every
-    pair that has no plan is listed when none has one). Empty for a plan-less outcome.
+    plan on a prefill/decode pair of different GPU types (the best of all linked pairs; when none
+    has a plan, one entry says so with the first pair's reason). Empty for a plan-less
+    outcome.
 
     `solve` is `pdopt.optimize.solve` unless given (tests inject a counting wrapper)."""
     if not plan.has_plan:
@@ -167,11 +168,16 @@ def explain(scenario: PreparedScenario | Scenario | str, plan: Plan, *,
         tried = [_alternative(model, "pair", p, d, run(model, p, d), chosen) for p, d in pairs]
         solved = [a for a in tried if a.cost_per_hour is not None]
         if solved:
-            key = (lambda a: (a.total_gpus, a.cost_per_hour)) if plan.objective == "gpus" else (
-                lambda a: (a.cost_per_hour, a.total_gpus))
+            key = (lambda a: (a.total_gpus, a.cost_per_hour)) \
+                if plan.objective == Objective.GPUS else (lambda a: (a.cost_per_hour, a.total_gpus))
             out.append(min(solved, key=key))
-        else:
-            out += tried
+        elif tried:  # one line for all: none of the pairs has a plan
+            first = tried[0]
+            out.append(Alternative(
+                model, "pair", f"no P/D pair of {len(tried)} has a plan",
+                sorted({a.prefill_gpus[0] for a in tried}),
+                sorted({a.decode_gpus[0] for a in tried}), first.status, None, None, None, None,
+                {}, f"{first.label}: {first.reason}" if first.reason else None))
     return out
 
 

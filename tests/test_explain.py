@@ -57,7 +57,8 @@ def test_alternatives_equal_brute_force(seed: int) -> None:
         assert best.cost_per_hour == pytest.approx(min(pair_costs.values()), rel=1e-9)
         assert (best.prefill_gpus[0], best.decode_gpus[0]) in pair_costs
     else:
-        assert len(pairs) == 2 and all(a.cost_per_hour is None for a in pairs)
+        (none,) = pairs
+        assert none.cost_per_hour is None and none.label == "no P/D pair of 2 has a plan"
 
 
 def _split_case() -> dict[str, Any]:

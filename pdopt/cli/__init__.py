@@ -13,6 +13,7 @@ from pdopt.cli.export import export
 from pdopt.cli.profile import profile
 from pdopt.cli.profile_estimate import aiconfigurator, estimate, gpus_, models_
 from pdopt.cli.ratio import ratio
+from pdopt.cli.report import report
 from pdopt.cli.simulate import simulate, verify
 from pdopt.cli.solve import solve
 
@@ -26,6 +27,7 @@ for _command in (estimate, aiconfigurator, gpus_, models_):
 main.add_command(batch)
 main.add_command(simulate)
 main.add_command(verify)
+main.add_command(report)
 main.add_command(export)
 
 __all__ = ["main"]

@@ -4,7 +4,7 @@ attainment and its confidence interval, per-pool utilisation (docs/simulation.md
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
 
@@ -16,6 +16,8 @@ CONFIDENCE = 0.95
 BATCHES = 30
 #: Fewest requests per batch for batch means; below BATCHES x this, the Wilson interval is used.
 MIN_PER_BATCH = 10
+#: Percent levels of the quantile arrays in the JSON (0, 1, ..., 100): a latency CDF to plot.
+CDF_LEVELS = tuple(range(101))
 
 
 def percentile(values: np.ndarray, p: float) -> float:
@@ -100,6 +102,10 @@ class WorkloadStats:
     predicted_tpot_ms: float
     meets_ttft: bool
     meets_tpot: bool
+    # per-request TTFT and TPOT at each level of CDF_LEVELS (inverted empirical CDF, ms; +inf:
+    # not reached); empty when no request was measured
+    ttft_quantiles_ms: list[float] = field(default_factory=list)
+    tpot_quantiles_ms: list[float] = field(default_factory=list)
 
     @property
     def meets_slo(self) -> bool:
@@ -163,7 +169,17 @@ def workload_stats(
         predicted_tpot_ms=predicted_tpot_ms,
         meets_ttft=bool(n == 0 or at_target <= ttft_target_ms),
         meets_tpot=bool(tpot_valid.size == 0 or mean_tpot <= tpot_target_ms),
+        ttft_quantiles_ms=quantiles(ttft_ms),
+        tpot_quantiles_ms=quantiles(tpot_valid),
     )
+
+
+def quantiles(values: np.ndarray) -> list[float]:
+    """The values at every level of CDF_LEVELS (as `percentile`); empty when there are none."""
+    if values.size == 0:
+        return []
+    levels = np.asarray(CDF_LEVELS, dtype=np.float64) / 100.0
+    return [float(v) for v in np.quantile(values, levels, method="inverted_cdf")]
 
 
 @dataclass

@@ -1,0 +1,349 @@
+"""The figures of `pdopt report` as SVG text, drawn with matplotlib (the `report` extra).
+
+Every function takes plain numbers and returns a `Chart`: an SVG document whose text stays text
+(`svg.fonttype: none`, so titles can be searched and read by a screen reader) and that refers to
+nothing outside itself, so it can be put inline in a self-contained HTML page or written beside a
+Markdown file. Only matplotlib's object API is used (no pyplot): no global state, no GUI backend.
+docs/report.md says why matplotlib.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pdopt.errors import PdoptError
+
+#: Colours of the series (Okabe-Ito: told apart with colour-vision deficiencies), in order.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442",
+           "#000000")
+TARGET_COLOUR = "#C0392B"
+ROLE_HATCH = {"prefill": "", "decode": "//"}
+WIDTH_IN = 10.0
+
+
+class ReportDependencyError(PdoptError):
+    """matplotlib is not installed."""
+
+
+@dataclass
+class Chart:
+    name: str  # file stem for --format markdown
+    title: str
+    svg: str
+
+
+def _mpl() -> Any:
+    try:
+        import matplotlib
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ReportDependencyError(
+            "pdopt report draws its figures with matplotlib, which is not installed: "
+            "pip install 'pdopt[report]'") from None
+    return matplotlib, Figure
+
+
+STYLE = {
+    "svg.fonttype": "none",  # text as <text>, not paths
+    "svg.hashsalt": "pdopt",  # the same figure gives the same SVG
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial"],
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e3e3e3",
+    "grid.linewidth": 0.6,
+    "axes.axisbelow": True,
+    "axes.prop_cycle": None,  # set below
+    "legend.frameon": False,
+    "legend.fontsize": 8,
+}
+
+
+def _figure(height_in: float, ncols: int = 1, nrows: int = 1) -> tuple[Any, Any, Any]:
+    matplotlib, figure_cls = _mpl()
+    from cycler import cycler
+
+    style = dict(STYLE, **{"axes.prop_cycle": cycler(color=list(PALETTE))})
+    ctx = matplotlib.rc_context(style)
+    ctx.__enter__()
+    fig = figure_cls(figsize=(WIDTH_IN, height_in), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return ctx, fig, axes
+
+
+def _finish(ctx: Any, fig: Any, name: str, title: str) -> Chart:
+    try:
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": "pdopt"})
+    finally:
+        ctx.__exit__(None, None, None)
+    text = buf.getvalue()
+    start = text.find("<svg")
+    return Chart(name, title, text[start:].strip())
+
+
+def _number(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def _money(v: float) -> str:
+    return f"${v:,.0f}" if abs(v) >= 100 else f"${v:,.2f}"
+
+
+def stacked_bars(name: str, title: str, categories: Sequence[str],
+                 series: Mapping[str, Sequence[float]], ylabel: str, *,
+                 money: bool = False, horizontal: bool = False,
+                 hatches: Mapping[str, str] | None = None,
+                 colours: Mapping[str, str] | None = None) -> Chart:
+    """Bars per category, stacked by series (e.g. cost per GPU type stacked by role)."""
+    height = max(1.6, 0.34 * len(categories) + 0.9) if horizontal else 3.0
+    ctx, fig, axes = _figure(height)
+    ax = axes[0][0]
+    base = [0.0] * len(categories)
+    positions = list(range(len(categories)))
+    for k, (label, values) in enumerate(series.items()):
+        colour = (colours or {}).get(label, PALETTE[k % len(PALETTE)])
+        kw = {"label": label, "color": colour, "edgecolor": "white",
+              "hatch": (hatches or {}).get(label, "")}
+        if horizontal:
+            ax.barh(positions, values, left=base, height=0.6, **kw)
+        else:
+            ax.bar(positions, values, bottom=base, width=0.6, **kw)
+        base = [b + v for b, v in zip(base, values, strict=True)]
+    for pos, total in zip(positions, base, strict=True):
+        text = _money(total) if money else _number(total)
+        if horizontal:
+            ax.annotate(text, (total, pos), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=8)
+        else:
+            ax.annotate(text, (pos, total), xytext=(0, 2), textcoords="offset points",
+                        ha="center", fontsize=8)
+    if horizontal:
+        ax.set_yticks(positions, list(categories))
+        ax.invert_yaxis()
+        ax.set_xlabel(ylabel)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlim(0, max(base or [1.0]) * 1.15 or 1.0)
+    else:
+        ax.set_xticks(positions, list(categories))
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="x", visible=False)
+        ax.set_ylim(0, max(base or [1.0]) * 1.15 or 1.0)
+    if len(series) > 1:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _finish(ctx, fig, name, title)
+
+
+def utilization_bars(name: str, title: str, pools: Sequence[str], utilization: Sequence[float],
+                     roles: Sequence[str]) -> Chart:
+    """Load over SLO-constrained capacity per pool, with the 100% line."""
+    ctx, fig, axes = _figure(max(1.6, 0.32 * len(pools) + 0.9))
+    ax = axes[0][0]
+    positions = list(range(len(pools)))
+    colours = [PALETTE[0] if r == "prefill" else PALETTE[1] for r in roles]
+    ax.barh(positions, [100 * u for u in utilization], color=colours, height=0.6,
+            hatch=None)
+    for pos, u in zip(positions, utilization, strict=True):
+        ax.annotate(f"{100 * u:.0f}%", (100 * u, pos), xytext=(3, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+    ax.axvline(100, color=TARGET_COLOUR, linewidth=1.2, linestyle="--")
+    ax.set_yticks(positions, list(pools))
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(110.0, 100 * max(utilization or [0]) * 1.12))
+    ax.set_xlabel("utilisation: load / capacity within the SLOs (%); dashed: full capacity")
+    ax.grid(axis="y", visible=False)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=PALETTE[0], label="prefill"),
+                       Patch(color=PALETTE[1], label="decode")], loc="center left",
+              bbox_to_anchor=(1.01, 0.5))
+    return _finish(ctx, fig, name, title)
+
+
+def latency_vs_targets(name: str, title: str, workloads: Sequence[str],
+                       ttft: Sequence[tuple[float, float]],
+                       tpot: Sequence[tuple[float, float]], ttft_label: str = "TTFT") -> Chart:
+    """Predicted TTFT and TPOT per workload (bars) against their targets (red ticks)."""
+    ctx, fig, axes = _figure(max(1.6, 0.34 * len(workloads) + 1.0), ncols=2)
+    positions = list(range(len(workloads)))
+    for ax, values, label in ((axes[0][0], ttft, ttft_label), (axes[0][1], tpot, "TPOT")):
+        predicted = [v[0] for v in values]
+        targets = [v[1] for v in values]
+        colours = [PALETTE[2] if p <= t * (1 + 1e-9) else PALETTE[3]
+                   for p, t in zip(predicted, targets, strict=True)]
+        ax.barh(positions, predicted, color=colours, height=0.55, label="predicted")
+        ax.scatter(targets, positions, marker="|", s=400, color=TARGET_COLOUR, linewidths=2,
+                   label="target", zorder=3)
+        for pos, p in zip(positions, predicted, strict=True):
+            ax.annotate(_number(p), (p, pos), xytext=(3, -9), textcoords="offset points",
+                        fontsize=7.5)
+        ax.set_yticks(positions, list(workloads))
+        ax.invert_yaxis()
+        ax.set_title(f"{label} (ms)", loc="left")
+        top = max([*predicted, *targets, 1e-9])
+        ax.set_xlim(0, top * 1.2)
+        ax.grid(axis="y", visible=False)
+    axes[0][1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+    axes[0][1].set_yticklabels([])
+    return _finish(ctx, fig, name, title)
+
+
+def alternatives_bars(name: str, title: str, models: Sequence[str],
+                      rows: Sequence[Sequence[tuple[str, float | None, bool]]]) -> Chart:
+    """Per model, the cost of the chosen plan and of each restricted alternative (no plan: a
+    note on the axis)."""
+    count = sum(len(r) for r in rows)
+    ctx, fig, axes = _figure(max(1.6, 0.3 * count + 0.45 * len(models) + 0.6))
+    ax = axes[0][0]
+    labels: list[str] = []
+    pos = 0.0
+    ticks: list[float] = []
+    top = max([c for r in rows for _, c, _ in r if c is not None] or [1.0])
+    for model, alternatives in zip(models, rows, strict=True):
+        for label, cost, chosen in alternatives:
+            colour = PALETTE[0] if chosen else "#9aa5b1"
+            if cost is None:
+                ax.annotate("no plan", (0, pos), xytext=(3, 0), textcoords="offset points",
+                            va="center", fontsize=8, color=PALETTE[3])
+            else:
+                ax.barh([pos], [cost], color=colour, height=0.6)
+                ax.annotate(_money(cost), (cost, pos), xytext=(3, 0),
+                            textcoords="offset points", va="center", fontsize=8)
+            ticks.append(pos)
+            prefix = f"{model}: " if len(models) > 1 else ""
+            labels.append(prefix + ("chosen: " if chosen else "") + label)
+            pos += 1
+        pos += 0.6
+    ax.set_yticks(ticks, labels)
+    ax.set_ylim(pos - 0.4, -0.6)
+    ax.set_xlim(0, top * 1.2)
+    ax.set_xlabel("cost of the model's pools ($/hour)")
+    ax.grid(axis="y", visible=False)
+    return _finish(ctx, fig, name, title)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def sweep_curves(name: str, title: str, parameter: str, xs: Sequence[Any],
+                 lines: Mapping[str, tuple[Sequence[float | None], Sequence[float | None]]],
+                 composition: Mapping[str, Sequence[float]] | None,
+                 grid: Mapping[str, Sequence[Mapping[str, int] | None]] | None = None) -> Chart:
+    """Cost and GPUs against a swept parameter: one line per setting of the other parameters.
+    With one line, the GPUs stacked by GPU type (`composition`: the plan's composition along the
+    sweep); with several, `grid` shows the GPUs by type of every plan (rows: the lines)."""
+    numeric = all(_is_number(x) for x in xs)
+    if grid is not None and composition is None:
+        ctx, fig, axes = _figure(3.0 + 0.32 * len(grid), ncols=2, nrows=2)
+        _composition_grid(fig, axes, xs, grid)
+    else:
+        ctx, fig, axes = _figure(3.0, ncols=2)
+    positions = list(xs) if numeric else list(range(len(xs)))
+    cost_ax, gpu_ax = axes[0][0], axes[0][1]
+    for k, (label, (costs, gpus)) in enumerate(lines.items()):
+        colour = PALETTE[k % len(PALETTE)]
+        cost_ax.plot(positions, [math.nan if c is None else c for c in costs], marker="o",
+                     markersize=3.5, color=colour, label=label or None)
+        if composition is None:
+            gpu_ax.plot(positions, [math.nan if g is None else g for g in gpus], marker="o",
+                        markersize=3.5, color=colour, label=label or None)
+    if composition is not None:
+        gpu_ax.stackplot(positions, *composition.values(), labels=list(composition),
+                         colors=[PALETTE[k % len(PALETTE)] for k in range(len(composition))],
+                         alpha=0.85, step=None)
+        gpu_ax.legend(loc="upper left", title="GPU type", title_fontsize=8)
+    elif len(lines) > 1:
+        cost_ax.legend(loc="best", fontsize=7)
+    cost_ax.set_title("cost ($/hour)", loc="left")
+    gpu_ax.set_title("GPUs" + (" by type" if composition is not None else ""), loc="left")
+    for ax in (cost_ax, gpu_ax):
+        ax.set_xlabel(parameter)
+        if numeric:
+            finite = [x for x in xs if x > 0]
+            if finite and len(finite) == len(xs) and max(finite) / min(finite) >= 50:
+                ax.set_xscale("log")
+        else:
+            ax.set_xticks(positions, [str(x) for x in xs], rotation=30, ha="right")
+        ax.set_ylim(bottom=0)
+    return _finish(ctx, fig, name, title)
+
+
+def _composition_grid(fig: Any, axes: Any, xs: Sequence[Any],
+                      grid: Mapping[str, Sequence[Mapping[str, int] | None]]) -> None:
+    """Bottom row of a sweep figure: each plan's GPUs by type, coloured by its largest type."""
+    gs = axes[1][0].get_gridspec()
+    axes[1][0].remove()
+    axes[1][1].remove()
+    ax = fig.add_subplot(gs[1, :])
+    types = sorted({g for row in grid.values() for cell in row if cell for g in cell})
+    for r, row in enumerate(grid.values()):
+        for c, cell in enumerate(row):
+            if not cell:
+                text, colour = ("no plan" if cell is not None else "-"), "#f0f0f0"
+            else:
+                top = max(cell, key=lambda g: cell[g])
+                colour = PALETTE[types.index(top) % len(PALETTE)]
+                text = "\n".join(f"{n} {g}" for g, n in sorted(cell.items()) if n)
+            ax.add_patch(_rectangle((c - 0.5, r - 0.5), colour))
+            ax.annotate(text, (c, r), ha="center", va="center", fontsize=6.5,
+                        color="white" if cell else "#616e7c")
+    ax.set_xlim(-0.5, len(xs) - 0.5)
+    ax.set_ylim(len(grid) - 0.5, -0.5)
+    ax.set_xticks(range(len(xs)), [f"{x:g}" if _is_number(x) else str(x) for x in xs])
+    ax.set_yticks(range(len(grid)), list(grid))
+    ax.grid(False)
+    ax.set_title("GPUs of each plan (colour: the type it has most of)", loc="left")
+
+
+def _rectangle(corner: tuple[float, float], colour: str) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle(corner, 1, 1, facecolor=colour, edgecolor="white", alpha=0.85)
+
+
+def _finite_steps(values: Sequence[float | None], levels: Sequence[float]
+                  ) -> tuple[list[float], list[float]]:
+    pairs = [(v, lv) for v, lv in zip(values, levels, strict=False)
+             if v is not None and math.isfinite(v)]
+    return [v for v, _ in pairs], [lv for _, lv in pairs]
+
+
+def latency_cdfs(name: str, title: str, workloads: Sequence[str],
+                 ttft: Sequence[tuple[Sequence[float | None], float, float | None]],
+                 tpot: Sequence[tuple[Sequence[float | None], float]],
+                 levels: Sequence[float]) -> Chart:
+    """Simulated TTFT and TPOT CDFs, one row per workload, with the target (dashed red line)
+    and, for a percentile TTFT target, the percentile (dotted)."""
+    ctx, fig, axes = _figure(0.3 + 1.55 * len(workloads), ncols=2, nrows=len(workloads))
+    for k, w in enumerate(workloads):
+        for col, (values, target, percentile) in enumerate(
+                (ttft[k], (*tpot[k], None))):
+            ax = axes[k][col]
+            xs, ys = _finite_steps(values, levels)
+            if xs:
+                ax.step(xs, ys, where="post", color=PALETTE[col], linewidth=1.6)
+                ax.fill_between(xs, ys, step="post", color=PALETTE[col], alpha=0.12)
+            ax.axvline(target, color=TARGET_COLOUR, linestyle="--", linewidth=1.2)
+            if percentile is not None:
+                ax.axhline(percentile, color="#7b8794", linestyle=":", linewidth=1)
+            if len(xs) < len(values):
+                ax.annotate(f"{100 - ys[-1] if ys else 100:.0f}% not reached", (0.98, 0.08),
+                            xycoords="axes fraction", ha="right", fontsize=7.5,
+                            color=PALETTE[3])
+            ax.set_xlim(0, max([target, *xs]) * 1.1)
+            ax.set_ylim(0, 101)
+            ax.set_yticks([0, 50, 90, 100])
+            metric = "TTFT" if col == 0 else "TPOT per request"
+            ax.set_title(f"{w}: {metric} (ms)", loc="left", fontsize=9)
+            if col == 0:
+                ax.set_ylabel("% of requests")
+    return _finish(ctx, fig, name, title)
