@@ -517,3 +517,12 @@ def test_llmd_values_match_the_chart_schema(plan, scenario):
             merged = _helm_merge(defaults, yaml.safe_load(text))
             _validate(merged, schema)
             _validate(yaml.safe_load(text), {**schema, "required": []})
+
+
+def test_cli_output_that_is_a_file_is_one_line(tmp_path):
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(PLAN))
+    result = CliRunner().invoke(main, ["export", str(plan_file), "--to", "kubernetes",
+                                       "-o", str(plan_file)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {plan_file}: not a folder"

@@ -58,7 +58,7 @@ def gpu_labels(pairs: tuple[str, ...], path: str | None) -> dict[str, dict[str, 
 @click.option("--scenario", "scenario_path", type=click.Path(dir_okay=False), default=None,
               help="The scenario the plan was solved from: decode batch caps and KV-cache dtypes "
                    "(without it they are left to the engine).")
-@click.option("--output", "-o", "folder", type=click.Path(file_okay=False), default=None,
+@click.option("--output", "-o", "folder", type=click.Path(), default=None,
               help="Write the files into this folder (created if missing) instead of stdout.")
 @click.option("--engine", type=click.Choice(ENGINES), default="vllm", show_default=True,
               help="Engine of the kubernetes and dynamo targets (llm-d runs vLLM, "

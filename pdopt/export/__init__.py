@@ -66,13 +66,11 @@ def write_export(files: Sequence[ExportFile], folder: str | Path) -> list[Path]:
     if root.exists() and not root.is_dir():
         raise ExportError(f"{folder}: not a folder")
     resolved_root = root.resolve()
-    paths = []
     for f in files:
-        path = (resolved_root / f.name).resolve()
         if (Path(f.name).name != f.name or f.name.startswith(".")
-                or path.parent != resolved_root):
+                or (resolved_root / f.name).resolve().parent != resolved_root):
             raise ExportError(f"refusing to write '{f.name}' outside {folder}")
-        paths.append(path)
+    paths = [root / f.name for f in files]
     try:
         root.mkdir(parents=True, exist_ok=True)
         for f, path in zip(files, paths, strict=True):

@@ -3,9 +3,10 @@ worker service per pool (componentType worker, subComponentType prefill/decode, 
 pool's count, GPU limit = GPUs per instance).
 
 Follows the DynamoGraphDeployment CRD of Dynamo 1.5.0 (ai-dynamo/dynamo main at 2a6da14,
-2026-08-21: deploy/operator/config/crd/bases/nvidia.com_dynamographdeployments.yaml), whose
-v1alpha1 version is also the only one of Dynamo 0.5.0, and its disaggregated vLLM and SGLang
-examples (examples/backends/{vllm,sglang}/deploy/disagg.yaml): `python3 -m dynamo.vllm --model M
+2026-08-21: deploy/operator/config/crd/bases/nvidia.com_dynamographdeployments.yaml; 1.5 serves
+v1alpha1 and v1beta1, and v1alpha1 is what earlier releases serve too, though 0.5's lacks
+`subComponentType`), and its disaggregated vLLM and SGLang examples
+(examples/backends/{vllm,sglang}/deploy/disagg.yaml): `python3 -m dynamo.vllm --model M
 --disaggregation-mode prefill|decode` and `python3 -m dynamo.sglang --model-path M
 --disaggregation-mode prefill|decode --disaggregation-transfer-backend nixl`."""
 
@@ -100,7 +101,8 @@ def export(plan: Plan, models: list[ModelFacts], options: ExportOptions) -> list
                                 comment(lines) + to_yaml(graph(model, options))))
     how = ["## Applying", "",
            "Needs the Dynamo platform (operator and CRDs) installed in the cluster; this follows "
-           f"the `{API_VERSION}` DynamoGraphDeployment of Dynamo 1.5.0 (also served by 0.5). "
+           f"the `{API_VERSION}` DynamoGraphDeployment of Dynamo 1.5.0 (operators whose CRD "
+           "lacks `subComponentType`, such as 0.5, will not take it). "
            "`kubectl apply -f <file>`. Add `envFromSecret:` to the workers if the model needs a "
            "Hugging Face token."]
     note = ("Dynamo's frontend routes to workers by its router mode (round-robin, random or "
