@@ -224,14 +224,22 @@ def test_a_trace_fifo_through_the_cli(tmp_path: Path, paper_scenario_path: Path)
                                                          "file")
 
 
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
 def test_an_empirical_length_file_that_is_a_fifo(tmp_path: Path,
                                                  paper_data: dict[str, Any]) -> None:
+    plan = tmp_path / "plan.json"
+    solved = pdopt_cli("solve", str(write_yaml(tmp_path / "plain.yaml", paper_data)), "--format",
+                       "json", "-o", str(plan), timeout=120)
+    assert solved.returncode == 0, solved.stderr
     os.mkfifo(tmp_path / "pairs.csv")
     paper_data["workloads"][0]["length_distribution"] = {"kind": "empirical",
                                                          "file": "pairs.csv"}
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(paper_data), encoding="utf-8")
-    done = pdopt_cli("simulate", str(path), "--duration", "10", timeout=60)
+    path = write_yaml(tmp_path / "s.yaml", paper_data)
+    done = pdopt_cli("simulate", str(path), "--plan", str(plan), "--duration", "10", timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "pairs.csv: cannot read file: is a named pipe (FIFO)" in done.stderr
 
