@@ -21,6 +21,7 @@ Count = Annotated[int, Field(gt=0, strict=True)]
 TokenCount = Annotated[int, Field(gt=0, le=r.MAX_TOKENS, strict=True)]
 BatchCount = Annotated[int, Field(gt=0, le=r.MAX_BATCH, strict=True)]
 GpuCount = Annotated[int, Field(gt=0, le=r.MAX_GPUS_PER_INSTANCE, strict=True)]
+OverheadUs = Annotated[float, Field(ge=0, le=r.MAX_LAYER_OVERHEAD_US, allow_inf_nan=False)]
 Share = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 WeightDtype = Literal["bf16", "fp16", "fp8", "fp4"]
 KvDtype = Literal["bf16", "fp16", "fp8", "fp4", "int8", "fp32"]
@@ -40,13 +41,14 @@ class FactorOverrides(_Block):
         default=None, description="Fixed time per layer per decode step, microseconds.")
     moe_gemm_efficiency: Share | None = Field(default=None, description=(
         "Routed-expert grouped GEMMs' efficiency relative to compute_efficiency."))
-    step_overhead_us: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+    step_overhead_us: OverheadUs | None = Field(
         default=None, description="Fixed time per decode step, microseconds.")
-    sequence_overhead_us: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+    sequence_overhead_us: OverheadUs | None = Field(
         default=None, description="Time per sequence per decode step, microseconds.")
-    moe_layer_overhead_us: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+    moe_layer_overhead_us: OverheadUs | None = Field(
         default=None, description="Extra time per MoE layer per decode step, microseconds.")
-    memory_reserve_gb: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(
+    memory_reserve_gb: Annotated[
+        float, Field(ge=0, le=r.MAX_MEMORY_GIB, allow_inf_nan=False)] | None = Field(
         default=None, description="Memory per GPU kept from weights and KV (activations, CUDA "
         "graphs), GB.")
 
@@ -79,7 +81,7 @@ class EstimateProfile(_Block):
         "Serving engine whose calibrated factors to use; absent: the generic factors."))
     engine_version: str | None = Field(default=None, description=(
         "Engine version, recorded in `source` (the factors are per engine, not per version)."))
-    moe_ep: Count | None = Field(default=None, description=(
+    moe_ep: GpuCount | None = Field(default=None, description=(
         "MoE expert-parallel size; absent: every GPU of the instance."))
     calibrate_from: list[str] | None = Field(default=None, description=(
         "Measured runs to fit the engine's factors to (silicon CSV, generic CSV, vLLM or SGLang "
