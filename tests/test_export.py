@@ -526,3 +526,28 @@ def test_cli_output_that_is_a_file_is_one_line(tmp_path):
                                        "-o", str(plan_file)])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {plan_file}: not a folder"
+
+
+def test_kubernetes_sglang_prefill_exposes_its_bootstrap_port(plan, scenario):
+    docs = _documents(_export(plan, "kubernetes", scenario, engine="sglang"))
+    for doc in docs:
+        role = doc["metadata"]["labels"]["pdopt.io/role"]
+        if doc["kind"] == "Deployment":
+            container = doc["spec"]["template"]["spec"]["containers"][0]
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            bootstrap = _args_after(container["command"], "--disaggregation-bootstrap-port")
+            assert "env" not in container  # the NIXL side channel is vLLM's
+        else:
+            ports = {p["name"]: p["port"] for p in doc["spec"]["ports"]}
+            bootstrap = str(ports.get("bootstrap")) if role == "prefill" else None
+        assert ports == ({"http": 30000, "bootstrap": 8998} if role == "prefill"
+                         else {"http": 30000})
+        assert bootstrap == ("8998" if role == "prefill" else None)
+
+
+def test_instances_wider_than_a_node_are_flagged():
+    data = copy.deepcopy(PLAN)
+    data["pools"][0]["gpus_per_instance"] = 16
+    files = _export(Plan.from_dict(data), "dynamo")
+    assert "16 GPUs per instance span more than one 8-GPU node" in files["qwen-qwen3-8b.dgd.yaml"]
+    assert "span more than one" not in files["x.dgd.yaml"]

@@ -31,6 +31,8 @@ NIXL_KV_TRANSFER_CONFIG = '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
 
 #: HTTP port of the engines' OpenAI-compatible servers (their defaults).
 ENGINE_PORT: dict[Engine, int] = {"vllm": 8000, "sglang": 30000}
+#: GPUs of a typical GPU node; an instance with more spans nodes (a note in the files)
+GPUS_PER_NODE = 8
 #: SGLang prefill servers' bootstrap port for the KV handshake with decode (its default).
 SGLANG_BOOTSTRAP_PORT = 8998
 
@@ -380,6 +382,10 @@ def pool_comment(facts: PoolFacts) -> list[str]:
              f"{facts.requests_per_s:.4g} req/s ({facts.share:.0%} of {p.model}'s {p.role})"]
     if facts.max_batch is not None:
         lines.append(f"decode batch cap {facts.max_batch} (strictest TPOT target of the pool)")
+    if p.gpus_per_instance > GPUS_PER_NODE:
+        lines.append(f"{p.gpus_per_instance} GPUs per instance span more than one "
+                     f"{GPUS_PER_NODE}-GPU node: this needs a multi-node deployment "
+                     "(LeaderWorkerSet, Dynamo `multinode`), not written here")
     return lines + facts.notes
 
 

@@ -36,8 +36,6 @@ from pdopt.plan import Plan
 API_VERSION = "nvidia.com/v1alpha1"
 #: the CRD's `spec.services` maxProperties: the Frontend and at most 24 worker pools per model
 MAX_SERVICES = 25
-#: a worker node's GPUs, above which an instance needs Dynamo's `multinode` (not generated)
-GPUS_PER_NODE = 8
 SGLANG_DYNAMO_BOOTSTRAP_PORT = 12345  # the port Dynamo's SGLang examples use
 
 
@@ -93,10 +91,6 @@ def export(plan: Plan, models: list[ModelFacts], options: ExportOptions) -> list
         lines = plan_header(plan, "dynamo")
         for facts in model.pools:
             lines += ["", *pool_comment(facts)]
-            if facts.pool.gpus_per_instance > GPUS_PER_NODE:
-                lines.append(f"{facts.pool.gpus_per_instance} GPUs per instance: more than one "
-                             f"{GPUS_PER_NODE}-GPU node; add `multinode: {{nodeCount: N}}` and "
-                             "set `resources.limits.gpu` to the GPUs per node")
         files.append(ExportFile(file_name(model.model, suffix=".dgd.yaml"),
                                 comment(lines) + to_yaml(graph(model, options))))
     how = ["## Applying", "",

@@ -9,6 +9,7 @@ from typing import Any
 
 from pdopt.export.common import (
     ENGINE_PORT,
+    SGLANG_BOOTSTRAP_PORT,
     ExportFile,
     ExportOptions,
     ModelFacts,
@@ -35,8 +36,26 @@ def _command(options: ExportOptions, facts: PoolFacts) -> list[str]:
     port = str(ENGINE_PORT[options.engine])
     if options.engine == "vllm":
         return ["vllm", "serve", facts.model_path, "--port", port, *engine_args("vllm", facts)]
+    bootstrap = (["--disaggregation-bootstrap-port", str(SGLANG_BOOTSTRAP_PORT)]
+                 if facts.role == "prefill" else [])
     return ["python3", "-m", "sglang.launch_server", "--model-path", facts.model_path,
-            "--host", "0.0.0.0", "--port", port, *engine_args("sglang", facts)]
+            "--host", "0.0.0.0", "--port", port, *engine_args("sglang", facts), *bootstrap]
+
+
+def _ports(engine: str, role: str) -> list[dict[str, Any]]:
+    """The engine's HTTP port, and SGLang prefill's bootstrap port for the KV handshake."""
+    ports: list[dict[str, Any]] = [{"name": "http", "containerPort": ENGINE_PORT[engine]}]
+    if engine == "sglang" and role == "prefill":
+        ports.append({"name": "bootstrap", "containerPort": SGLANG_BOOTSTRAP_PORT})
+    return ports
+
+
+def _env(engine: str) -> list[dict[str, Any]]:
+    """vLLM's NIXL side channel on the pod's own address (as llm-d's P/D examples set it)."""
+    if engine != "vllm":
+        return []
+    return [{"name": "VLLM_NIXL_SIDE_CHANNEL_HOST",
+             "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
 
 
 def _metadata(name: str, options: ExportOptions, labels: dict[str, str],
@@ -59,7 +78,8 @@ def deployment(model: ModelFacts, facts: PoolFacts, options: ExportOptions) -> d
         "name": "engine",
         "image": options.image or placeholder("container image"),
         "command": _command(options, facts),
-        "ports": [{"name": "http", "containerPort": ENGINE_PORT[options.engine]}],
+        **({"env": env} if (env := _env(options.engine)) else {}),
+        "ports": _ports(options.engine, pool.role),
         "resources": {"limits": {facts.gpu_resource: gpus},
                       "requests": {facts.gpu_resource: gpus}},
     }
@@ -81,7 +101,6 @@ def deployment(model: ModelFacts, facts: PoolFacts, options: ExportOptions) -> d
 
 
 def service(model: ModelFacts, role: str, options: ExportOptions) -> dict[str, Any]:
-    port = ENGINE_PORT[options.engine]
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -90,7 +109,8 @@ def service(model: ModelFacts, role: str, options: ExportOptions) -> dict[str, A
                               {"pdopt.io/model": model.model}),
         "spec": {
             "selector": {MODEL_LABEL: slug(model.model), ROLE_LABEL: role},
-            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [{"name": p["name"], "port": p["containerPort"], "targetPort": p["name"],
+                       "protocol": "TCP"} for p in _ports(options.engine, role)],
         },
     }
 
