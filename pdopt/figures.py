@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,8 +87,8 @@ def _finish(ctx: Any, fig: Any, name: str, title: str) -> Chart:
     finally:
         ctx.__exit__(None, None, None)
     text = buf.getvalue()
-    start = text.find("<svg")
-    return Chart(name, title, text[start:].strip())
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text[text.find("<svg"):], flags=re.S)
+    return Chart(name, title, text.strip())
 
 
 def _number(v: float) -> str:
