@@ -214,14 +214,37 @@ def test_a_fifo_or_device_as_trace(tmp_path: Path) -> None:
             read_length_pairs("/dev/zero")
 
 
-def test_a_trace_fifo_through_the_cli(tmp_path: Path, paper_scenario_path: Path) -> None:
+@pytest.mark.parametrize("given_format", [True, False])
+def test_a_trace_fifo_through_the_cli(tmp_path: Path, paper_scenario_path: Path,
+                                      given_format: bool) -> None:
+    """Without --trace-format the format is sniffed from the header: a FIFO is not opened for
+    that either."""
     fifo = tmp_path / "t.csv"
     os.mkfifo(fifo)
-    done = pdopt_cli("simulate", str(paper_scenario_path), "--trace", str(fifo), "--trace-format",
-                     "csv", timeout=60)
+    fmt = ["--trace-format", "csv"] if given_format else []
+    done = pdopt_cli("simulate", str(paper_scenario_path), "--trace", str(fifo), *fmt, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].endswith("is a named pipe (FIFO), not a regular "
-                                                         "file")
+    assert done.stderr == f"error: {fifo}: cannot read file: is a named pipe (FIFO), not a " \
+        "regular file\n"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_a_plan_file_that_is_not_one(tmp_path: Path, paper_scenario_path: Path,
+                                     kind: str) -> None:
+    if kind == "fifo":
+        plan = tmp_path / "plan.json"
+        os.mkfifo(plan)
+        says = "cannot read file: is a named pipe (FIFO), not a regular file"
+    elif kind == "device":
+        if not os.path.exists("/dev/zero"):
+            pytest.skip("no /dev/zero here")
+        plan, says = Path("/dev/zero"), "cannot read file: is a character device"
+    else:
+        plan = sparse(tmp_path / "plan.json")
+        says = f"file is {GIB} bytes; plan files are limited to"
+    done = pdopt_cli("simulate", str(paper_scenario_path), "--plan", str(plan), timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: {plan}: {says}") and done.stderr.count("\n") == 1
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:

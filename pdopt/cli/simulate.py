@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -14,6 +13,7 @@ import click
 from pdopt.cli import params
 from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenario, set_option
 from pdopt.errors import ExitCode, PdoptError
+from pdopt.inputfiles import FileTooLargeError, InputFileError, describe_path, read_limited
 from pdopt.plan import Plan
 from pdopt.report import Report, Table
 from pdopt.scenario.prepare import PreparedScenario
@@ -31,16 +31,22 @@ from pdopt.simulate.verify import Candidate, VerifyResult, counts_label, slo_rat
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: A plan of the largest fleets (50 models x 8 GPU types) is well under 1 MB of JSON.
+MAX_PLAN_BYTES = 64 * 1024 * 1024
+
+
 class PlanFileError(PdoptError):
     """A --plan file that is not a plan written by `pdopt solve --format json`."""
 
 
 def read_plan(path: str) -> Plan:
     """A plan from `pdopt solve --format json` output. Raises PlanFileError naming the file."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise PlanFileError(f"{path}: cannot read file: {e.strerror or e}") from None
+    try:  # a regular file of sane size: not a FIFO that blocks, not /dev/zero
+        data = json.loads(read_limited(path, MAX_PLAN_BYTES, "plan files").decode("utf-8"))
+    except FileTooLargeError as e:
+        raise PlanFileError(f"{path}: {e}") from None
+    except InputFileError as e:
+        raise PlanFileError(f"{path}: cannot read file: {e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PlanFileError(f"{path}: not valid JSON ({e})") from None
     if isinstance(data, list):
@@ -117,6 +123,8 @@ def sniff_trace_format(path: str) -> str:
     """mooncake for .jsonl; for CSV files, azure or csv from the header."""
     if path.lower().endswith((".jsonl", ".json")):
         return "mooncake"
+    if describe_path(path) is not None:  # not a regular file: never opened here (a FIFO blocks)
+        return "csv"  # the reader reports the problem with the file's name
     try:
         with open(path, encoding="utf-8-sig") as fh:
             header = fh.readline()
