@@ -35,7 +35,7 @@ def _problems_at(data: dict[str, Any], prefix: str) -> list[str]:
     return []
 
 
-class _Flow(dict):  # type: ignore[type-arg]
+class _Flow(dict[str, Any]):
     """A mapping written on one line."""
 
 

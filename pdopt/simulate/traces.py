@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -90,7 +90,7 @@ class _Rows:
 
     def __init__(self, path: Path, typecodes: str, limit: int, what: str):
         self.path, self.limit, self.what = path, limit, what
-        self.columns = [array(code) for code in typecodes]
+        self.columns: list[array[Any]] = [array(code) for code in typecodes]
 
     def __len__(self) -> int:
         return len(self.columns[0])
