@@ -119,8 +119,9 @@ def report(source: str, output: str, fmt: str, scenario_path: str | None,
         sections += simulation_sections(sim, simulation_path)
     doc = Document(title, generated_line(source), sections)
     written = write_document(doc, output, fmt)
-    click.echo(f"wrote {', '.join(str(p) for p in written[:1])}"
-               + (f" and {len(written) - 1} figures" if len(written) > 1 else ""), err=True)
+    figures = len(written) - 1
+    click.echo(f"wrote {written[0]}" + (f" and {figures} figure{'s' if figures > 1 else ''} in "
+                                        f"{written[1].parent}" if figures else ""), err=True)
     raise SystemExit(int(code))
 
 
