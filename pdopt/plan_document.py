@@ -1,8 +1,8 @@
 """What `pdopt report` shows: the sections of a report document for a plan (and its scenario),
 its alternatives (why this GPU), a batch folder's sweeps and a simulation (docs/cli.md).
 
-Cost per workload (Eq. R2 of docs/cli.md, `pdopt report`): each pool's $/hour is split over the
-workloads it serves in proportion to the tokens they bring to it, input tokens on a prefill pool
+Cost per workload (Eqs. W1-W2 in docs/cli.md, `pdopt report`): each pool's $/hour is split over
+the workloads it serves in proportion to the tokens they bring to it, input tokens on a prefill pool
 and output tokens on a decode pool (by requests when the scenario, and so the lengths, is not
 known). A workload's $ per million input tokens is its share of prefill pools over its input
 tokens per hour at its demand (without headroom), and per million output tokens its share of
@@ -49,7 +49,7 @@ class WorkloadCost:
         return self.prefill_cost_per_hour + self.decode_cost_per_hour
 
     def per_million(self, role: str) -> float | None:
-        """$ per million input (prefill) or output (decode) tokens (Eq. R2)."""
+        """$ per million input (prefill) or output (decode) tokens (Eq. W2)."""
         tokens = self.input_tokens if role == "prefill" else self.output_tokens
         if self.requests_per_s is None or tokens is None or self.requests_per_s <= 0:
             return None
@@ -65,7 +65,7 @@ class WorkloadCost:
 
 
 def workload_costs(plan: Plan, scenario: Scenario | None) -> list[WorkloadCost]:
-    """Each workload's share of the plan's cost (Eq. R2 in the module's docstring)."""
+    """Each workload's share of the plan's cost (Eq. W1)."""
     lengths: dict[str, tuple[int, int, float]] = {}
     if scenario is not None:
         lengths = {w.name: (w.input_tokens, w.output_tokens, w.rate_requests_per_s)

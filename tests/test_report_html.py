@@ -57,7 +57,7 @@ def _case(workloads: int = 2) -> dict[str, Any]:
 # ---- cost per workload ------------------------------------------------------------------------
 
 def test_one_workload_carries_the_whole_cost() -> None:
-    """$/M input tokens = prefill $/hour x 1e6 / (requests/s x input tokens x 3600) (Eq. R2)."""
+    """$/M input tokens = prefill $/hour x 1e6 / (requests/s x input tokens x 3600) (Eq. W2)."""
     scenario = scenario_from_data(_case(workloads=1))
     plan = solve(scenario, mip_gap=0.0)
     (cost,) = workload_costs(plan, scenario)
