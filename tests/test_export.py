@@ -551,3 +551,42 @@ def test_instances_wider_than_a_node_are_flagged():
     files = _export(Plan.from_dict(data), "dynamo")
     assert "16 GPUs per instance span more than one 8-GPU node" in files["qwen-qwen3-8b.dgd.yaml"]
     assert "span more than one" not in files["x.dgd.yaml"]
+
+
+def test_names_cannot_break_out_of_comments_or_commands(tmp_path):
+    """A model or pool name with line breaks and shell syntax stays inside its comment, string
+    or table cell: every file parses to the same objects, and the script runs nothing else."""
+    data = copy.deepcopy(PLAN)
+    bad = "m\nkind: Secret\r\n---\n$(touch pwned) | `x`\u2028y"
+    for pool in data["pools"]:
+        if pool["model"] == "../../x":
+            pool["model"] = bad
+            pool["instance"] = pool["instance"] + "\n- injected: true"
+    for w in data["workloads"]:
+        if w["model"] == "../../x":
+            w["model"] = bad
+    data["flows"] = [f for f in data["flows"] if f["workload"] != "evil"]
+    plan = Plan.from_dict(data)
+    for target in TARGETS:
+        files = _export(plan, target)
+        docs = _documents(files)
+        assert not any(d.get("kind") == "Secret" or "injected" in d for d in docs), target
+        if target in ("kubernetes", "dynamo"):
+            assert len([d for d in docs if d["kind"] in ("Deployment", "DynamoGraphDeployment")
+                        and "Secret" in json.dumps(d)]) == \
+                (2 if target == "kubernetes" else 1)  # the name, kept as a quoted value
+        for name, text in files.items():
+            if name.endswith(".sh"):
+                lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+                assert lines[0] == "set -eu" and lines[1].startswith("python -m sglang_router")
+                assert all(ln.startswith("    --") for ln in lines[2:]), lines
+                script = tmp_path / name
+                script.write_text(text)
+                if shutil.which("sh"):
+                    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+            if name == "README.md":
+                table = [ln for ln in text.splitlines() if ln.startswith("| ")]
+                # 7 columns (pools) or 4 (flows): a '|' in a name is escaped
+                assert table and all(len(re.findall(r"(?<!\\)\|", ln)) in (8, 5)
+                                     for ln in table), table
+                assert "\u2028" not in text and "\r" not in text

@@ -10,6 +10,7 @@ llm-d and SGLang's P/D router, one module per target.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from pdopt.export import dynamo, kubernetes, llmd, sglang_router
@@ -53,9 +54,7 @@ def export_plan(plan: Plan, target: str, options: ExportOptions | None = None, *
     options = options or ExportOptions()
     engine = TARGET_ENGINE.get(target)
     if engine is not None and options.engine != engine:
-        options = ExportOptions(engine=engine, image=options.image,  # type: ignore[arg-type]
-                                model_paths=options.model_paths, gpu_labels=options.gpu_labels,
-                                namespace=options.namespace)
+        options = replace(options, engine=engine)
     return TARGETS[target](plan, plan_facts(plan, options, scenario, raw), options)
 
 

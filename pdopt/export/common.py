@@ -43,6 +43,10 @@ _KV_DTYPE_FLAG: dict[Engine, dict[str, str | None]] = {
     "sglang": {"bf16": None, "fp16": None, "fp8": "fp8_e4m3", "fp4": "fp4_e2m1"},
 }
 
+# aiconfigurator's kvcache_quant_mode names -> the scenario's KV dtype names (first match)
+_AIC_KV_MODES = (("fp8", "fp8"), ("int8", "int8"), ("bfloat16", "bf16"), ("float16", "fp16"),
+                 ("bf16", "bf16"), ("fp16", "fp16"), ("fp4", "fp4"))
+
 # A Hugging Face repository id (`org/name`): used as the model path as it is.
 _HF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 # AMD Instinct GPU names (MI250, MI300X, MI325X, MI355X ...): `amd.com/gpu` instead of NVIDIA's.
@@ -151,7 +155,8 @@ def k8s_name(*parts: str) -> str:
 
 
 def placeholder(what: str) -> str:
-    return PLACEHOLDER.format(what)
+    """A value to fill in, on one line (names in it may come from any plan)."""
+    return PLACEHOLDER.format(one_line(what).replace(">", "?"))
 
 
 def file_name(*parts: str, suffix: str) -> str:
@@ -228,7 +233,8 @@ def _kv_dtype(model: str, instance: str, scenario: Scenario | None,
             mode = inst.profile.aiconfigurator.kvcache_quant_mode if inst.profile.aiconfigurator \
                 else None
             if mode:
-                return "fp8" if "fp8" in mode.lower() else mode.lower()
+                mode = mode.lower()
+                return next((dtype for key, dtype in _AIC_KV_MODES if key in mode), mode)
     spec = scenario.models.get(model) if scenario is not None else None
     if spec is not None and "kv_dtype" in spec.model_fields_set:
         return spec.kv_dtype
@@ -371,8 +377,23 @@ def plan_header(plan: Plan, target: str) -> list[str]:
     return lines
 
 
+# Characters that end a line in YAML, shell or Markdown (and other control characters): a name
+# from a plan or scenario must not end a comment line and start a line of its own.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """The text with every line-breaking or control character shown as '?'."""
+    return _LINE_BREAKING.sub("?", text)
+
+
 def comment(lines: list[str]) -> str:
-    return "".join(f"# {line}".rstrip() + "\n" for line in lines)
+    """Comment lines (YAML and shell); names inside cannot break out of them."""
+    return "".join(f"# {one_line(line)}".rstrip() + "\n" for line in lines)
+
+
+def _cell(value: object) -> str:
+    return one_line(str(value)).replace("|", "\\|")
 
 
 def pool_comment(facts: PoolFacts) -> list[str]:
@@ -406,13 +427,15 @@ def routing_lines(plan: Plan, models: list[ModelFacts]) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for m in models:
         for f in m.pools:
-            lines.append(f"| {m.model} | {f.role} | {f.pool.instance} | {f.pool.count} | "
+            lines.append(f"| {_cell(m.model)} | {f.role} | {_cell(f.pool.instance)} | "
+                         f"{f.pool.count} | "
                          f"{f.requests_per_s:.4g} | {f.share:.1%} | "
                          f"{f.requests_per_s_per_instance:.4g} |")
     if plan.flows:
         lines += ["", "Flows of the plan (prefill pool -> decode pool):", "",
                   "| workload | prefill pool | decode pool | requests/s |", "|---|---|---|---|"]
-        lines += [f"| {f.workload} | {f.prefill_instance} | {f.decode_instance} | "
+        lines += [f"| {_cell(f.workload)} | {_cell(f.prefill_instance)} | "
+                  f"{_cell(f.decode_instance)} | "
                   f"{f.requests_per_s:.4g} |" for f in plan.flows]
     return lines
 
@@ -420,9 +443,11 @@ def routing_lines(plan: Plan, models: list[ModelFacts]) -> list[str]:
 def readme(plan: Plan, target: str, models: list[ModelFacts], files: list[ExportFile],
            how_to_apply: list[str], routing_note: str) -> ExportFile:
     """README.md of an export: what each file is, what to fill in, how traffic should split."""
-    placeholders = sorted({m for f in files for m in re.findall(r"<FILL: [^>]*>", f.text)}
+    placeholders = sorted({one_line(m) for f in files
+                           for m in re.findall(r"<FILL: [^>]*>", f.text)}
                           - {PLACEHOLDER.format("...")})
-    lines = ["# Deployment of a pdopt plan", "", *plan_header(plan, target), "", "## Files", ""]
+    lines = ["# Deployment of a pdopt plan", "",
+             *(one_line(line) for line in plan_header(plan, target)), "", "## Files", ""]
     lines += [f"- `{f.name}`" for f in files]
     lines += ["", "## Before applying", ""]
     lines += ([f"- `{p}`" for p in placeholders] if placeholders

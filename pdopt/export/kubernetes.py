@@ -124,7 +124,7 @@ def export(plan: Plan, models: list[ModelFacts], options: ExportOptions) -> list
                          + to_yaml(deployment(model, facts, options)))
         for role in ("prefill", "decode"):
             if model.role(role):
-                parts.append(f"---\n# {role} endpoints of {model.model}\n"
+                parts.append("---\n" + comment([f"{role} endpoints of {model.model}"])
                              + to_yaml(service(model, role, options)))
         files.append(ExportFile(file_name(model.model, suffix=".yaml"), "".join(parts)))
     how = ["## Applying", "", "`kubectl apply -f <file>` once every placeholder is filled. The "

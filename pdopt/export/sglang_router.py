@@ -23,6 +23,7 @@ from pdopt.export.common import (
     comment,
     engine_args,
     file_name,
+    one_line,
     placeholder,
     plan_header,
     pool_comment,
@@ -93,7 +94,7 @@ def export(plan: Plan, models: list[ModelFacts], options: ExportOptions) -> list
                                    f"Start on each of its {facts.pool.count} hosts "
                                    f"({facts.pool.gpus_per_instance} {facts.pool.gpu} each):"])
                           .rstrip("\n"))
-            script.append("#   " + " ".join(shlex.quote(c) for c in command))
+            script.append("#   " + one_line(" ".join(shlex.quote(c) for c in command)))
             script.append("")
             listing[facts.role].append({"pool": facts.pool.instance, "gpu": facts.pool.gpu,
                                         "gpus_per_instance": facts.pool.gpus_per_instance,
@@ -102,7 +103,8 @@ def export(plan: Plan, models: list[ModelFacts], options: ExportOptions) -> list
                                         "share": round(facts.share, 6),
                                         "command": command, "servers": servers(facts)})
         listing["router"] = [word for group in router for word in group]
-        script += [f"# The router of {model.model} ({why}):", _shell(router)]
+        script += [comment([f"The router of {model.model} ({why}):"]).rstrip("\n"),
+                   _shell(router)]
         files.append(ExportFile(file_name(model.model, suffix=".router.sh"), "\n".join(script)))
         files.append(ExportFile(file_name(model.model, suffix=".servers.yaml"),
                                 comment(header) + to_yaml(listing)))
