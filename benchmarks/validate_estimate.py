@@ -1,13 +1,15 @@
 """Cross-validate the estimator on measured serving runs by whole groups (docs/profiles.md,
 "Validation on measured runs").
 
-    python benchmarks/validate_estimate.py [--silicon PATH]
+    python benchmarks/validate_estimate.py [--silicon PATH] [--aiconfigurator N]
 
 For each GPU type, the per-engine factors are fitted (Eq. C1) on the runs of every other GPU type
 and predict the held-out GPU's runs; separately the same with model families. A held-out group
 is never in its own fit. Prints decode TPOT error tables (overall, by engine, mode, batch bucket,
 family, GPU) and the prefill error on two-length prompt pairs (Eq. V4), for both splits, and the
-in-sample error of the shipped factors beside them.
+in-sample error of the shipped factors beside them. --aiconfigurator N also asks NVIDIA
+AIConfigurator (SILICON database) for N runs drawn at random (seed 0) and prints its error beside
+the estimate's on those runs (about a second or more per run on 2 cores).
 """
 
 from __future__ import annotations
@@ -62,9 +64,59 @@ def cross_validate(runs: Sequence[SiliconRun], group: Callable[[SiliconRun], str
     return tpot, prefill, refused
 
 
+def aiconfigurator_tpot_ms(run: SiliconRun) -> float | None:
+    """AIConfigurator's TPOT for a run: its `agg` mode (in-flight batching) for aggregated runs,
+    `static_gen` for a decode worker, at the run's layout, batch per attention-DP rank, quant
+    modes and engine version (its latest database for the engine when that version is absent).
+    None when it fails or warns that the KV cache does not fit."""
+    from aiconfigurator.cli.api import cli_estimate
+
+    from pdopt.profiles.aiconfigurator import _quiet
+
+    mode = "agg" if run.mode == "agg" else "static_gen"
+    kwargs = {"gemm_quant_mode": run.gemm_quant_mode or None,
+              "moe_quant_mode": run.moe_quant_mode or None}
+    for version in (run.engine_version, None):
+        try:
+            with _quiet():
+                result = cli_estimate(
+                    run.model_path, run.system, mode=mode, backend_name=run.engine,
+                    backend_version=version, isl=run.input_tokens, osl=run.output_tokens,
+                    batch_size=run.batch // run.attention_dp, tp_size=run.tensor_parallel,
+                    attention_dp_size=run.attention_dp, moe_tp_size=run.moe_tp,
+                    moe_ep_size=run.moe_ep, **{k: v for k, v in kwargs.items() if v})
+        except Exception:  # noqa: BLE001 - any failure of the third-party tool: try the next
+            continue
+        if not result.kv_cache_warning and result.tpot and result.tpot > 0:
+            return float(result.tpot)
+    return None
+
+
+def compare_aiconfigurator(runs: Sequence[SiliconRun], n: int) -> None:
+    import random
+
+    sample = random.Random(0).sample(list(runs), min(n, len(runs)))
+    ours, theirs, failed = [], [], 0
+    t0 = time.perf_counter()
+    for r in sample:
+        aic = aiconfigurator_tpot_ms(r)
+        if aic is None:
+            failed += 1
+            continue
+        f = engine_factors(r.engine)
+        ours.append(evaluate([r], f)[0][0][1] / r.tpot_ms)
+        theirs.append(aic / r.tpot_ms)
+    print(f"\n## decode TPOT on {len(sample)} random runs, estimate vs AIConfigurator\n\n{HEADER}")
+    print(summary_row("pdopt estimate (shipped factors)", ours))
+    print(summary_row("AIConfigurator 0.12.0 SILICON", theirs))
+    print(f"(AIConfigurator failed or did not fit on {failed}; {time.perf_counter() - t0:.0f} s)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--silicon", type=Path, default=None)
+    parser.add_argument("--aiconfigurator", type=int, default=0, metavar="N",
+                        help="compare with AIConfigurator on N random runs")
     args = parser.parse_args(argv)
     path = args.silicon or silicon_csv_path()
     if path is None:
@@ -96,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         prefill_rows.append(summary_row(f"{title}, MoE models", moe))
     print(f"\n## prefill time, two-length prompt pairs (Eq. V4)\n\n{HEADER}")
     print("\n".join(prefill_rows))
+    if args.aiconfigurator:
+        compare_aiconfigurator(runs, args.aiconfigurator)
     print(f"\n({time.perf_counter() - t0:.1f} s)")
 
 

@@ -43,8 +43,12 @@ def _only(data: dict[str, Any], model: str, gpu: str) -> dict[str, Any]:
 def test_split_is_cheaper_than_either_gpu_alone() -> None:
     data = _data("split-prefill-decode.yaml")
     plan = solve(scenario_from_data(data))
-    assert {(p.role, p.gpu) for p in plan.pools} == {("prefill", "L40S"), ("decode", "H100")}
-    (flow,) = plan.flows
+    # prefill on L40S only, decode mostly on H100 (docs/profiles.md: a small L40S decode pool
+    # tops it up under the rebuilt estimator)
+    pools = {(p.role, p.gpu) for p in plan.pools}
+    assert {r for r, g in pools if g == "L40S"} >= {"prefill"} and ("decode", "H100") in pools
+    assert ("prefill", "H100") not in pools
+    flow = next(f for f in plan.flows if f.decode_instance == "decode-h100")
     assert flow.kv_transfer_ms == pytest.approx(4096 * 65536 * 8 / 100e9 * 1e3)
     for gpu in ("L40S", "H100"):
         alone = solve(scenario_from_data(_only(data, "llama-3.1-8b", gpu)))

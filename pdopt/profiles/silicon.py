@@ -121,6 +121,9 @@ class SiliconRun:
     prefill_attention_dp: int = 1
     prefill_moe_ep: int = 1
     kv_dtype_given: str | None = None  # a user's measurement may say; the silicon CSV does not
+    gemm_quant_mode: str = ""  # AIConfigurator's names, as the silicon CSV records them
+    moe_quant_mode: str = ""
+    moe_tp: int = 1
 
     @property
     def family(self) -> str:
@@ -202,7 +205,9 @@ def parse_row(row: dict[str, str]) -> SiliconRun | None:
         gpus=gpus, tensor_parallel=tp, attention_dp=adp,
         moe_ep=moe_ep if gpus % moe_ep == 0 else 1, batch=per_rank_batch * adp,
         concurrency=_concurrency(row.get("silicon_data_source", "")), ttft_ms=ttft,
-        tpot_ms=tpot, **extra)
+        tpot_ms=tpot, gemm_quant_mode=row.get("gemm_quant_mode") or "",
+        moe_quant_mode=row.get("moe_quant_mode") or "",
+        moe_tp=max(1, _int(row, f"{prefix}moe_tp_size")), **extra)
 
 
 def dedupe_key(run: SiliconRun) -> tuple[object, ...]:
