@@ -91,7 +91,10 @@ IDS = ["eu/broken", "eu/fleet", "load[tpot_ms=8,rate=1e6]", "load[tpot_ms=8,rate
 
 
 def without_timing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+    def clean(r: dict[str, Any]) -> dict[str, Any]:
+        return {k: (clean(v) if k == "solver" and isinstance(v, dict) else v)
+                for k, v in r.items() if k not in TIMING}
+    return [clean(r) for r in rows]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

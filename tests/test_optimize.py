@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pdopt.optimize import solve
 from pdopt.optimize.data import build_fleet_data
 from pdopt.optimize.solver import relative_gap
-from pdopt.plan import Plan
+from pdopt.plan import Objective, Plan, Status
 from pdopt.ratio import ratio_from_scenario
 from pdopt.scenario.loading import load_scenario, scenario_from_data
 
@@ -32,7 +32,7 @@ def test_paper_case_matches_ratio_ceil(paper_scenario_path: Any) -> None:
     scenario = load_scenario(paper_scenario_path)
     plan = solve(scenario)
     ratio = ratio_from_scenario(scenario, "ceil")
-    assert plan.status == "optimal"
+    assert plan.status == Status.OPTIMAL
     counts = {p.role: p.count for p in plan.pools}
     assert counts == {"prefill": ratio.prefill_instances, "decode": ratio.decode_instances} \
         == {"prefill": 4, "decode": 4}
@@ -70,9 +70,9 @@ def test_optimum_equals_brute_force(seed: int, kwargs: dict[str, Any]) -> None:
     plan = solve(scenario, mip_gap=0.0)
     expected = brute_force_cost(scenario)
     if expected is None:
-        assert plan.status == "infeasible"
+        assert plan.status == Status.INFEASIBLE
     else:
-        assert plan.status == "optimal"
+        assert plan.status == Status.OPTIMAL
         assert plan.cost_per_hour == pytest.approx(expected, rel=1e-9)
 
 
@@ -102,9 +102,9 @@ def test_pool_split_into_slo_groups() -> None:
     plan = solve(scenario, mip_gap=0.0)
     dec = plan.pool("dec")
     assert dec.count == 2
-    assert [(g["tpot_target_ms"], g["count"]) for g in dec.groups] == [(20.0, 1), (40.0, 1)]
-    assert [g["utilization"] for g in dec.groups] == pytest.approx([0.9, 0.9])
-    assert [g["routed_requests_per_s"] for g in dec.groups] == [
+    assert [(g.tpot_target_ms, g.count) for g in dec.groups] == [(20.0, 1), (40.0, 1)]
+    assert [g.utilization for g in dec.groups] == pytest.approx([0.9, 0.9])
+    assert [g.routed_requests_per_s for g in dec.groups] == [
         {"tight": pytest.approx(28.8)}, {"loose": pytest.approx(57.6)}]
     assert plan.cost_per_hour == pytest.approx(brute_force_cost(scenario))
     tpot = {w.workload: w.expected_tpot_ms for w in plan.workloads}
@@ -192,7 +192,7 @@ def test_budget_makes_infeasible_with_shortfall(paper_data: dict[str, Any]) -> N
     data = copy.deepcopy(paper_data)
     data["budget_per_hour"] = 200.0
     plan = _solve(data)
-    assert plan.status == "infeasible"
+    assert plan.status == Status.INFEASIBLE
     assert any("budget short by $55.36/h" in r for r in plan.diagnosis), plan.diagnosis
 
 
@@ -200,7 +200,7 @@ def test_inventory_shortfall_is_named(paper_data: dict[str, Any]) -> None:
     data = copy.deepcopy(paper_data)
     data["gpus"]["H200"]["count"] = 40
     plan = _solve(data)
-    assert plan.status == "infeasible"
+    assert plan.status == Status.INFEASIBLE
     assert any("H200 is short by 24 GPUs" in r for r in plan.diagnosis), plan.diagnosis
 
 
@@ -208,7 +208,7 @@ def test_max_count_diagnosis(paper_data: dict[str, Any]) -> None:
     data = copy.deepcopy(paper_data)
     data["instances"][1]["max_count"] = 3
     plan = _solve(data)
-    assert plan.status == "infeasible"
+    assert plan.status == Status.INFEASIBLE
     assert any("'ds-decode-8xh200' needs 4 (max_count 3)" in r for r in plan.diagnosis)
 
 
@@ -225,7 +225,7 @@ def test_unreachable_ttft_is_diagnosed(paper_data: dict[str, Any]) -> None:
     data = copy.deepcopy(paper_data)
     data["workloads"][0]["slo"]["ttft_ms"] = 250  # 6144/28309 s + 100 ms = 317 ms at zero load
     plan = _solve(data)
-    assert plan.status == "infeasible"
+    assert plan.status == Status.INFEASIBLE
     (reason,) = plan.diagnosis
     assert "no prefill instance type can serve it" in reason and "317.0 ms" in reason
 
@@ -234,7 +234,7 @@ def test_tpot_below_fastest_is_diagnosed(paper_data: dict[str, Any]) -> None:
     data = copy.deepcopy(paper_data)
     data["workloads"][0]["slo"]["tpot_ms"] = 10
     plan = _solve(data)
-    assert plan.status == "infeasible"
+    assert plan.status == Status.INFEASIBLE
     assert "fastest TPOT measured (12.8 ms at batch 10)" in plan.diagnosis[0]
 
 
@@ -256,8 +256,8 @@ def test_gpus_objective(paper_data: dict[str, Any]) -> None:
         "tpot_ms_by_batch": {10: 14.0, 20: 17.0, 30: 19.5, 40: 23.0},
     })
     data["gpus"]["H200b"]["cost_per_hour"] = 9.0
-    by_cost = _solve(data, objective="cost")
-    by_gpus = _solve(data, objective="gpus")
+    by_cost = _solve(data, objective=Objective.COST)
+    by_gpus = _solve(data, objective=Objective.GPUS)
     assert by_gpus.total_gpus < by_cost.total_gpus  # type: ignore[operator]
     assert by_gpus.cost_per_hour > by_cost.cost_per_hour  # type: ignore[operator]
 
@@ -327,10 +327,10 @@ def test_relative_gap() -> None:
 def test_time_limit_returns_incumbent_or_says_none() -> None:
     data = random_fleet(6, workloads=2, gpus=3, cross_links=True)
     plan = _solve(data, time_limit_s=1e-3)
-    assert plan.status in ("optimal", "feasible", "no_solution")
-    if plan.status == "feasible":
+    assert plan.status in (Status.OPTIMAL, Status.FEASIBLE, Status.NO_SOLUTION)
+    if plan.status == Status.FEASIBLE:
         assert plan.mip_gap is not None and plan.messages
-    if plan.status == "no_solution":
+    if plan.status == Status.NO_SOLUTION:
         assert "time limit" in plan.diagnosis[0]
 
 
@@ -359,7 +359,7 @@ def _monolithic_cost(data: dict[str, Any]) -> float:
     fleet = build_fleet_data(scenario_from_data(data))
     model = create_model(fleet, "cost")
     report = solve_model(model, time_limit_s=60, mip_gap=0.0)
-    assert report.status == "optimal"
+    assert report.status == Status.OPTIMAL
     return sum(fleet.pools[p].cost_per_hour * round(model.n[p, lvl].value)
                for p, lvl in model.GROUPS)
 
@@ -374,7 +374,7 @@ def test_models_solved_apart_when_limits_do_not_bind() -> None:
         part["workloads"] = [w for w in data["workloads"] if w["model"] == model]
         part["models"] = {model: data["models"][model]}
         alone.append(_solve(part, mip_gap=0.0).cost_per_hour)
-    assert plan.status == "optimal"
+    assert plan.status == Status.OPTIMAL
     assert plan.cost_per_hour == pytest.approx(sum(alone))  # type: ignore[arg-type]
     assert plan.cost_per_hour == pytest.approx(_monolithic_cost(data))
     assert [w.workload for w in plan.workloads] == [w["name"] for w in data["workloads"]]
@@ -386,7 +386,7 @@ def test_shared_inventory_couples_models() -> None:
     used = free.gpus_by_type["GA"]
     data = _two_models(2, inventory={"GA": used - 1})
     plan = _solve(data, mip_gap=0.0)
-    assert plan.status == "optimal"
+    assert plan.status == Status.OPTIMAL
     assert plan.gpus_by_type.get("GA", 0) <= used - 1
     assert plan.cost_per_hour > free.cost_per_hour  # type: ignore[operator]
     assert plan.cost_per_hour == pytest.approx(_monolithic_cost(data))
@@ -415,7 +415,7 @@ def test_models_in_parallel_workers_match_the_whole_program() -> None:
 
     data = _many_models(PARALLEL_FROM_MODELS)
     plan = _solve(data, mip_gap=0.0)
-    assert plan.status == "optimal"
+    assert plan.status == Status.OPTIMAL
     assert plan.cost_per_hour == pytest.approx(_monolithic_cost(data))
     assert {p.model for p in plan.pools} == {"m"} | {f"m{k}" for k in
                                                     range(2, PARALLEL_FROM_MODELS + 1)}
@@ -425,18 +425,20 @@ def test_rounded_lp_fallback_is_a_valid_plan() -> None:
     from pdopt.optimize.extract import build_plan
     from pdopt.optimize.model import Relaxation
     from pdopt.optimize.rounding import rounded_up
+    from pdopt.optimize.solver import Deadline
 
     scenario = scenario_from_data(random_fleet(6, cross_links=True))
     fleet = build_fleet_data(scenario)
-    result = rounded_up(fleet, "cost", Relaxation(), time_limit_s=30, dual_bound=None)
+    result = rounded_up(fleet, Objective.COST, Relaxation(), deadline=Deadline.after(30),
+                        dual_bound=None)
     assert result is not None
     model, report = result
-    plan = build_plan(fleet, model, "cost", report, 0.0)
+    plan = build_plan(fleet, model, Objective.COST, report)
     optimum = solve(scenario, mip_gap=0.0).cost_per_hour
     assert report.dual_bound is not None
     assert report.dual_bound <= optimum + 1e-6 <= plan.cost_per_hour + 2e-6  # type: ignore
     for pool in plan.pools:
-        assert all(g["utilization"] <= 1 + 1e-6 for g in pool.groups)
+        assert all(g.utilization <= 1 + 1e-6 for g in pool.groups)
     for w in plan.workloads:
         assert w.expected_ttft_ms <= w.ttft_target_ms + 1e-6
         assert w.expected_tpot_ms <= w.tpot_target_ms + 1e-6

@@ -25,7 +25,7 @@ from typing import Any
 from pdopt.batch.inputs import BatchSetupError
 from pdopt.children import die_with_parent
 from pdopt.errors import PdoptError
-from pdopt.plan import Plan
+from pdopt.plan import Plan, Status
 from pdopt.scenario.prepare import prepare
 from pdopt.scenario.problems import ScenarioError
 
@@ -68,14 +68,14 @@ def run_variant(task: Task, solve: SolveFn) -> Outcome:
         return failed("invalid", str(e))
     except Exception as e:  # a bug in one variant must not cost the others their results
         return failed("error", f"{type(e).__name__}: {e}")
-    return Outcome(task.id, plan.status, plan.to_dict(), plan_error(plan.status, plan.diagnosis),
-                   time.perf_counter() - start)
+    return Outcome(task.id, plan.status.value, plan.to_dict(),
+                   plan_error(plan.status, plan.diagnosis), time.perf_counter() - start)
 
 
 def plan_error(status: str, diagnosis: list[str]) -> str | None:
-    if status == "infeasible":
+    if status == Status.INFEASIBLE:
         return "; ".join(diagnosis) or "infeasible"
-    if status == "no_solution":
+    if status == Status.NO_SOLUTION:
         return "; ".join(diagnosis) or "the time limit hit before any plan was found"
     return None
 

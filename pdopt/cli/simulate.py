@@ -14,7 +14,7 @@ from pdopt.cli import params
 from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenario, set_option
 from pdopt.errors import ExitCode, PdoptError
 from pdopt.inputfiles import FileTooLargeError, InputFileError, describe_path, read_limited
-from pdopt.plan import Plan
+from pdopt.plan import Plan, Status
 from pdopt.report import Report, Table
 from pdopt.scenario.prepare import PreparedScenario
 from pdopt.simulate import (
@@ -69,7 +69,7 @@ def plan_for(scenario: PreparedScenario, scenario_path: str, plan_path: str | No
     if not plan.has_plan:
         for reason in plan.diagnosis or [plan.status]:
             click.echo(f"{scenario_path}: {plan.status}: {reason}", err=True)
-        raise SystemExit(int(ExitCode.INFEASIBLE if plan.status == "infeasible"
+        raise SystemExit(int(ExitCode.INFEASIBLE if plan.status == Status.INFEASIBLE
                              else ExitCode.NO_SOLUTION_IN_TIME))
     return plan
 

@@ -9,6 +9,7 @@ import click
 from pdopt.cli import params
 from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenario, set_option
 from pdopt.errors import ExitCode
+from pdopt.plan import Status
 from pdopt.plan_report import plan_report
 from pdopt.scenario.problems import ScenarioError
 
@@ -54,11 +55,11 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
 
             add_alternatives(reports[-1], explain_plan(prepared, plan, time_limit_s=time_limit_s,
                                                        mip_gap=mip_gap))
-        if plan.status == "infeasible":
+        if plan.status == Status.INFEASIBLE:
             worst = max(worst, ExitCode.INFEASIBLE)
             for reason in plan.diagnosis:
                 click.echo(f"{path}: infeasible: {reason}", err=True)
-        elif plan.status == "no_solution":
+        elif plan.status == Status.NO_SOLUTION:
             worst = max(worst, ExitCode.NO_SOLUTION_IN_TIME)
             for reason in plan.diagnosis:
                 click.echo(f"{path}: no plan: {reason}", err=True)

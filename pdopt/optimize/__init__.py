@@ -2,146 +2,147 @@
 
 Steps: precompute capacities and routes (`data`), build the Pyomo model (`model`), solve it with
 HiGHS (`solver`), read the plan back with predicted TTFT/TPOT (`extract`), and when there is no
-plan, say which requirement cannot be met and why (`diagnose`).
+plan, say which requirement cannot be met and why (`diagnose`). Every phase runs against one
+deadline, the time limit from the call's start.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from pdopt.optimize.data import FleetData, build_fleet_data
-from pdopt.optimize.decompose import better, fits_limits, model_names, solve_parts
-from pdopt.optimize.diagnose import diagnose, unroutable_workloads
-from pdopt.optimize.extract import build_plan
-from pdopt.optimize.model import TIE_BREAK_WEIGHT, create_model
-from pdopt.optimize.solver import SolverReport, relative_gap, solve_model
-from pdopt.plan import Plan
+from pdopt.optimize.decompose import Part, better, fits_limits, model_names, plan_key, solve_parts
+from pdopt.optimize.diagnose import diagnose, no_solution_reason, unroutable_workloads
+from pdopt.optimize.extract import build_plan, limit_messages
+from pdopt.optimize.model import create_model
+from pdopt.optimize.solver import (
+    Deadline,
+    ProgressFn,
+    SolveProgress,
+    SolverReport,
+    relative_gap,
+    solve_lexicographic,
+)
+from pdopt.plan import Objective, Plan, Status
 from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import Scenario
 
-__all__ = ["solve", "build_fleet_data", "create_model", "FleetData", "SolverReport"]
+__all__ = ["solve", "build_fleet_data", "create_model", "FleetData", "SolverReport",
+           "SolveProgress", "Objective", "Status"]
+
+# Of the time limit, the models solved apart (O.2) get this share first; a second round on the
+# parts not yet proven gets this share of what is left.
+PARTS_SHARE = 0.5
+PARTS_AGAIN_SHARE = 0.8
+# A second round of the parts is started only with this much time left (starting workers and
+# building the parts' programs cost about a second).
+PARTS_AGAIN_MIN_S = 1.0
 
 
 def solve(scenario: PreparedScenario | Scenario | str | Path, *,
           time_limit_s: float | None = None, mip_gap: float | None = None,
-          objective: str | None = None, threads: int | None = None) -> Plan:
-    """Cheapest (or fewest-GPU) plan that serves every workload within its SLOs.
+          objective: Objective | str | None = None, threads: int | None = None,
+          progress: ProgressFn | None = None) -> Plan:
+    """Cheapest (or fewest-GPU, then cheapest) plan that serves every workload within its SLOs.
 
     `scenario` is prepared first (`pdopt.scenario.prepare`: a path is read, `profile:` blocks
-    resolved) unless it already is. Never raises for an infeasible scenario: the Plan's status
-    is `infeasible` and `diagnosis` says why. Raises pdopt errors for invalid input (e.g. a
-    table lookup outside its range)."""
+    resolved) unless it already is. Returns within about `time_limit_s` of the call (every
+    phase shares one deadline) with the best plan found and its gap. Never raises for an
+    infeasible scenario: the Plan's status is `infeasible` and `diagnosis` says why. Raises
+    pdopt errors for invalid input (e.g. a table lookup outside its range). `progress`, when
+    given, is called with the elapsed time, incumbent and bound while HiGHS searches."""
     start = time.perf_counter()
     prepared = prepare(scenario)
     scenario, estimated = prepared.scenario, prepared.estimated_sources()
-    objective = objective or scenario.options.objective
+    goal = Objective(objective or scenario.options.objective)
     time_limit_s = time_limit_s if time_limit_s is not None else scenario.options.time_limit_s
     mip_gap = mip_gap if mip_gap is not None else scenario.options.mip_gap
+    deadline = Deadline(time.time() - (time.perf_counter() - start) + time_limit_s)
     data = build_fleet_data(scenario)
 
     blocked = unroutable_workloads(data)
     if blocked:
-        return _no_plan(scenario, objective, "infeasible", blocked, start, 0.0)
+        return Plan.without_plan(scenario=scenario.name, status=Status.INFEASIBLE,
+                                 objective=goal, diagnosis=blocked)
 
     bounds: dict[str, float] = {}
-    decomposed_seconds = 0.0
     if len(model_names(scenario)) > 1:
-        # Solve model by model first (O.2): often the parts together are the answer.
         t0 = time.perf_counter()
-        parts = solve_parts(scenario, objective, time_limit_s=time_limit_s / 2, mip_gap=mip_gap)
-        decomposed_seconds = time.perf_counter() - t0
+        parts = _solve_parts(scenario, goal, deadline, mip_gap)
         plans = [part.plan for part in parts if part.plan is not None]
         if len(plans) == len(parts) and fits_limits(scenario, plans):
-            # the parts fit together: spend the rest of the time on the parts not yet proven
-            # (most of it: the fallback of O.3 and starting workers take some too)
-            unproven = [part.model_name for part in parts if part.plan.status != "optimal"]
-            remaining = time_limit_s - (time.perf_counter() - start)
-            if unproven and remaining > 1.0:
-                again = {part.model_name: part for part in solve_parts(
-                    scenario, objective, time_limit_s=0.8 * remaining, mip_gap=mip_gap,
-                    names=unproven)}
-                parts = [better(part, again[part.model_name], objective, mip_gap)
-                         if part.model_name in again else part for part in parts]
-                plans = [part.plan for part in parts if part.plan is not None]
-                decomposed_seconds = time.perf_counter() - t0
-        if len(plans) == len(parts) and fits_limits(scenario, plans):
-            plan = _merge(plans, scenario, objective, mip_gap)
-            plan.solve_seconds = decomposed_seconds
-            plan.build_seconds = time.perf_counter() - start - decomposed_seconds
-            return _flag_estimates(plan, estimated)
+            seconds = time.perf_counter() - t0
+            plan = _merge(plans, scenario, goal, mip_gap, seconds,
+                          time.perf_counter() - start)
+            return _with_estimates(plan, estimated)
         bounds = {part.model_name: part.dual_bound for part in parts
                   if part.dual_bound is not None}
-        time_limit_s = max(time_limit_s - (time.perf_counter() - start), 1.0)
 
-    model = create_model(data, objective, model_bounds=bounds)
-    build_seconds = time.perf_counter() - start - decomposed_seconds
-    report = solve_model(model, time_limit_s=time_limit_s, mip_gap=mip_gap, threads=threads)
-    if report.status in ("infeasible", "no_solution"):
-        if report.status == "infeasible":
-            reasons = diagnose(data, objective, time_limit_s=time_limit_s, mip_gap=mip_gap)
-        else:
-            reasons = [f"the time limit ({time_limit_s:g} s) was reached before any plan was "
-                       "found; raise --time-limit or --mip-gap"]
-        plan = _no_plan(scenario, objective, report.status, reasons, start, report.solve_seconds)
-        plan.build_seconds = build_seconds
-        return plan
-    plan = build_plan(data, model, objective, report, build_seconds)
-    plan.solve_seconds += decomposed_seconds
-    return _flag_estimates(plan, estimated)
+    model = create_model(data, goal, model_bounds=bounds)
+    build_seconds = time.perf_counter() - start
+    report = solve_lexicographic(model, deadline=deadline, mip_gap=mip_gap, threads=threads,
+                                 progress=progress, integral_primary=goal == Objective.GPUS)
+    report = replace(report, build_seconds=build_seconds)
+    if report.status == Status.INFEASIBLE:
+        reasons = diagnose(data, goal, deadline=deadline, mip_gap=mip_gap)
+        return Plan.without_plan(scenario=scenario.name, status=report.status, objective=goal,
+                                 diagnosis=reasons, solver=report)
+    if not report.status.has_plan:
+        return Plan.without_plan(scenario=scenario.name, status=report.status, objective=goal,
+                                 diagnosis=[no_solution_reason(data, report, time_limit_s)],
+                                 solver=report)
+    return _with_estimates(build_plan(data, model, goal, report), estimated)
 
 
-def _flag_estimates(plan: Plan, estimated: dict[str, str]) -> Plan:
-    """Name the plan's pools whose numbers are estimates, with their sources."""
-    plan.estimated = {p.instance: estimated[p.instance] for p in plan.pools
-                      if p.instance in estimated}
-    return plan
+def _solve_parts(scenario: Scenario, objective: Objective, deadline: Deadline,
+                 mip_gap: float) -> list[Part]:
+    """Each model alone (O.2), and again for the parts not yet proven when they fit together
+    and there is time left."""
+    parts = solve_parts(scenario, objective, deadline=deadline.share(PARTS_SHARE),
+                        mip_gap=mip_gap)
+    plans = [part.plan for part in parts if part.plan is not None]
+    if len(plans) < len(parts) or not fits_limits(scenario, plans):
+        return parts
+    unproven = [part.model_name for part in parts
+                if part.plan is not None and part.plan.status != Status.OPTIMAL]
+    if not unproven or deadline.remaining() < PARTS_AGAIN_MIN_S:
+        return parts
+    again = {part.model_name: part for part in solve_parts(
+        scenario, objective, deadline=deadline.share(PARTS_AGAIN_SHARE), mip_gap=mip_gap,
+        names=unproven)}
+    return [better(part, again[part.model_name], objective, mip_gap)
+            if part.model_name in again else part for part in parts]
 
 
-def _merge(plans: list[Plan], scenario: Scenario, objective: str, mip_gap: float) -> Plan:
+def _with_estimates(plan: Plan, estimated: dict[str, str]) -> Plan:
+    """The plan naming its pools whose numbers are estimates, with their sources."""
+    return replace(plan, estimated={p.instance: estimated[p.instance] for p in plan.pools
+                                    if p.instance in estimated})
+
+
+def _merge(plans: list[Plan], scenario: Scenario, objective: Objective, mip_gap: float,
+           solve_seconds: float, total_seconds: float) -> Plan:
     """The fleet's plan from its models' plans (O.2): lists joined, totals and bounds added."""
-    gpus: dict[str, int] = {}
-    roles = {"prefill": 0, "decode": 0}
-    for plan in plans:
-        for g, n in plan.gpus_by_type.items():
-            gpus[g] = gpus.get(g, 0) + n
-        for r, n in plan.instances_by_role.items():
-            roles[r] = roles.get(r, 0) + n
     order = {w.name: k for k, w in enumerate(scenario.workloads)}
     bounds = [p.dual_bound for p in plans]
     bound = None if any(b is None for b in bounds) else sum(bounds)  # type: ignore[arg-type]
-    cost = sum(p.cost_per_hour for p in plans)  # type: ignore[misc]
-    n_gpus = sum(gpus.values())
-    value = (cost + TIE_BREAK_WEIGHT * n_gpus if objective == "cost"
-             else n_gpus + TIE_BREAK_WEIGHT * cost)  # the objective of Eq. O10
+    pools = sorted((pool for p in plans for pool in p.pools), key=lambda pool: pool.instance)
+    merged = Plan.of_pools(
+        scenario=scenario.name, status=Status.FEASIBLE, objective=objective, pools=pools,
+        workloads=sorted((w for p in plans for w in p.workloads),
+                         key=lambda w: order[w.workload]),
+        flows=[f for p in plans for f in p.flows])
+    value = plan_key(merged, objective)[0]  # the primary objective of Eq. O10
     gap = relative_gap(value, bound)
     # each part within the gap of its bound puts the sum within the gap of the summed bound; the
     # sum can be within the gap even when some parts are not
-    proven = all(p.status == "optimal" for p in plans)
-    status = "optimal" if proven or (gap is not None and gap <= mip_gap) else "feasible"
-    messages = [] if status == "optimal" else [
-        f"time limit reached: best plan found, gap to the bound "
-        f"{'unknown' if gap is None else f'{100 * gap:.2f}%'}"]
-    return Plan(
-        scenario=scenario.name, status=status, objective=objective,  # type: ignore[arg-type]
-        cost_per_hour=sum(p.cost_per_hour for p in plans),  # type: ignore[misc]
-        total_gpus=sum(gpus.values()), gpus_by_type=dict(sorted(gpus.items())),
-        instances_by_role=roles,
-        pools=sorted((pool for p in plans for pool in p.pools), key=lambda pool: pool.instance),
-        workloads=sorted((w for p in plans for w in p.workloads),
-                         key=lambda w: order[w.workload]),
-        flows=[f for p in plans for f in p.flows],
-        dual_bound=bound, mip_gap=gap,
-        solve_seconds=sum(p.solve_seconds for p in plans), build_seconds=0.0,
-        messages=messages,
-    )
-
-
-def _no_plan(scenario: Scenario, objective: str, status: str, reasons: list[str], start: float,
-             solve_seconds: float) -> Plan:
-    return Plan(
-        scenario=scenario.name, status=status, objective=objective,  # type: ignore[arg-type]
-        cost_per_hour=None, total_gpus=None, gpus_by_type={}, instances_by_role={}, pools=[],
-        workloads=[], flows=[], dual_bound=None, mip_gap=None, solve_seconds=solve_seconds,
-        build_seconds=time.perf_counter() - start - solve_seconds, diagnosis=reasons,
-    )
+    proven = all(p.status == Status.OPTIMAL for p in plans)
+    status = Status.OPTIMAL if proven or (gap is not None and gap <= mip_gap) else Status.FEASIBLE
+    report = SolverReport(
+        status=status, termination="models solved apart (O.2)", objective_value=value,
+        dual_bound=bound, mip_gap=gap, solve_seconds=solve_seconds,
+        time_limit_hit=any(p.solver is not None and p.solver.time_limit_hit for p in plans),
+        build_seconds=max(0.0, total_seconds - solve_seconds))
+    return replace(merged.with_solver(report), messages=limit_messages(report))

@@ -14,6 +14,7 @@ Parts are independent, so with more than a few of them they are solved in parall
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import subprocess
@@ -25,8 +26,8 @@ from pdopt.optimize.data import build_fleet_data
 from pdopt.optimize.extract import build_plan
 from pdopt.optimize.model import Relaxation, create_model
 from pdopt.optimize.rounding import rounded_up
-from pdopt.optimize.solver import relative_gap, solve_model
-from pdopt.plan import Plan
+from pdopt.optimize.solver import Deadline, relative_gap, solve_lexicographic
+from pdopt.plan import Objective, Plan, PlanTotals, Status
 from pdopt.scenario.schema import Scenario
 
 # Workers in a process group of their own: the terminal's Ctrl-C reaches pdopt only, which stops
@@ -34,9 +35,9 @@ from pdopt.scenario.schema import Scenario
 OWN_PROCESS_GROUP: dict[str, int] = {"process_group": 0} if os.name == "posix" else {}
 # Below this many models, starting worker processes costs more than it saves.
 PARALLEL_FROM_MODELS = 4
-# The rounding fallback solves two LPs of one model (well under a second alone); on a loaded
-# machine a part's share of the time limit can be shorter than that, so the LPs get at least this.
-ROUNDING_MIN_SECONDS = 10.0
+# Of a part's time, branch and bound gets this share; the rest is the rounded-LP fallback's (O.3)
+# when branch and bound ends without proving its plan.
+BRANCH_AND_BOUND_SHARE = 0.6
 
 
 @dataclass
@@ -64,41 +65,42 @@ def sub_scenario(scenario: Scenario, model_name: str) -> Scenario:
     })
 
 
-def solve_part(scenario: Scenario, model_name: str, objective: str, time_limit_s: float,
+def solve_part(scenario: Scenario, model_name: str, objective: Objective, deadline: Deadline,
                mip_gap: float) -> Part:
+    """One model alone, lexicographically (Eq. O10), by `deadline`; when branch and bound ends
+    unproven, the rounded LP relaxation (O.3) may give a better plan in the time left."""
     start = time.perf_counter()
     data = build_fleet_data(sub_scenario(scenario, model_name))
-    model = create_model(data, objective, Relaxation(budget=True, inventory="drop"))
-    report = solve_model(model, time_limit_s=time_limit_s, mip_gap=mip_gap)
-    if report.status in ("feasible", "no_solution"):
-        # out of time: the rounded LP relaxation may beat a weak incumbent (O.3)
-        rounded = rounded_up(data, objective, Relaxation(budget=True, inventory="drop"),
-                             time_limit_s=max(time_limit_s, ROUNDING_MIN_SECONDS),
-                             dual_bound=report.dual_bound, near_time_s=max(time_limit_s, 1.0))
-        if rounded is not None and (report.objective is None
-                                    or rounded[1].objective < report.objective):  # type: ignore
+    relax = Relaxation(budget=True, inventory="drop")
+    model = create_model(data, objective, relax)
+    report = solve_lexicographic(model, deadline=deadline.share(BRANCH_AND_BOUND_SHARE),
+                                 mip_gap=mip_gap, integral_primary=objective == Objective.GPUS)
+    if report.status in (Status.FEASIBLE, Status.NO_SOLUTION):
+        rounded = rounded_up(data, objective, relax, deadline=deadline,
+                             dual_bound=report.dual_bound)
+        if rounded is not None and rounded[1].objective_value is not None and (
+                report.objective_value is None
+                or rounded[1].objective_value < report.objective_value):
             model, report = rounded
             if report.mip_gap is not None and report.mip_gap <= mip_gap:
-                report = replace(report, status="optimal")
-    plan = None
-    if report.status in ("optimal", "feasible"):
-        plan = build_plan(data, model, objective, report, 0.0)
+                report = replace(report, status=Status.OPTIMAL)
+    plan = build_plan(data, model, objective, report) if report.status.has_plan else None
     return Part(model_name, plan, report.dual_bound, time.perf_counter() - start)
 
 
-def solve_parts(scenario: Scenario, objective: str, *, time_limit_s: float, mip_gap: float,
+def solve_parts(scenario: Scenario, objective: Objective, *, deadline: Deadline, mip_gap: float,
                 names: list[str] | None = None, workers: int | None = None) -> list[Part]:
-    """Solve every model's part (or those `names`) within about `time_limit_s` in all (wall
-    time, shared equally among the parts a worker holds)."""
+    """Solve every model's part (or those `names`) by `deadline` (wall time, shared equally
+    among the parts a worker holds)."""
     names = names or model_names(scenario)
     workers = min(workers or os.cpu_count() or 1, len(names))
     if len(names) < PARALLEL_FROM_MODELS or workers < 2:
-        return solve_in_turn(scenario, names, objective, time_limit_s, mip_gap)
+        return solve_in_turn(scenario, names, objective, deadline, mip_gap)
     # Fresh interpreters, not forked ones (a fork would inherit HiGHS's thread-pool state without
     # its threads) and not multiprocessing's spawn (which re-runs the caller's main module).
     chunks = [names[k::workers] for k in range(workers)]
     return run_part_workers(
-        [pickle.dumps((scenario, chunk, objective, time_limit_s, mip_gap)) for chunk in chunks],
+        [pickle.dumps((scenario, chunk, objective, deadline, mip_gap)) for chunk in chunks],
         names)
 
 
@@ -136,42 +138,46 @@ def run_part_workers(inputs: list[bytes], names: list[str]) -> list[Part]:
     return [parts[name] for name in names]
 
 
-def solve_in_turn(scenario: Scenario, names: list[str], objective: str, time_limit_s: float,
-                   mip_gap: float) -> list[Part]:
-    parts, deadline = [], time.perf_counter() + time_limit_s
+def solve_in_turn(scenario: Scenario, names: list[str], objective: Objective,
+                  deadline: Deadline, mip_gap: float) -> list[Part]:
+    """The parts `names` one after another, each by an equal share of what is left before
+    `deadline` (what earlier parts leave unused goes to later ones)."""
+    parts = []
     for k, name in enumerate(names):
-        # what earlier parts leave unused goes to later ones
-        share = max((deadline - time.perf_counter()) / (len(names) - k), 0.1)
+        share = deadline.share(1.0 / (len(names) - k))
         parts.append(solve_part(scenario, name, objective, share, mip_gap))
     return parts
 
 
 def fits_limits(scenario: Scenario, plans: list[Plan]) -> bool:
     """Do the parts' plans together fit the GPU inventories and the budget?"""
-    used: dict[str, int] = {}
-    for plan in plans:
-        for gpu, n in plan.gpus_by_type.items():
-            used[gpu] = used.get(gpu, 0) + n
+    used = PlanTotals.of([pool for plan in plans for pool in plan.pools])
     for gpu, spec in scenario.gpus.items():
-        if spec.count is not None and used.get(gpu, 0) > spec.count:
+        if spec.count is not None and used.gpus_by_type.get(gpu, 0) > spec.count:
             return False
     budget = scenario.budget_per_hour
-    return budget is None or sum(p.cost_per_hour or 0.0 for p in plans) <= budget + 1e-9
+    return budget is None or used.cost_per_hour <= budget + 1e-9
 
 
-def better(a: Part, b: Part, objective: str, mip_gap: float) -> Part:
-    """The better plan of two solves of one model, with the better of their bounds."""
-    def value(part: Part) -> float:
-        if part.plan is None:
-            return float("inf")
-        return part.plan.cost_per_hour if objective == "cost" else part.plan.total_gpus  # type: ignore
-    best = a if value(a) <= value(b) else b
+def plan_key(plan: Plan | None, objective: Objective) -> tuple[float, float]:
+    """Lexicographic order of plans (Eq. O10): primary, then secondary; no plan is worst."""
+    if plan is None or plan.cost_per_hour is None or plan.total_gpus is None:
+        return (math.inf, math.inf)
+    cost, gpus = plan.cost_per_hour, float(plan.total_gpus)
+    return (cost, gpus) if objective == Objective.COST else (gpus, cost)
+
+
+def better(a: Part, b: Part, objective: Objective, mip_gap: float) -> Part:
+    """The better plan of two solves of one model, with the better of their bounds (a new
+    plan; neither is changed)."""
+    best = a if plan_key(a.plan, objective) <= plan_key(b.plan, objective) else b
     bounds = [x for x in (a.dual_bound, b.dual_bound) if x is not None]
     bound = max(bounds) if bounds else None
-    if best.plan is not None and bound is not None:
-        best.plan.dual_bound = bound
-        best.plan.mip_gap = relative_gap(value(best), bound)
-        if best.plan.mip_gap is not None and best.plan.mip_gap <= mip_gap:
-            best.plan.status = "optimal"
-            best.plan.messages = []
-    return Part(best.model_name, best.plan, bound, a.seconds + b.seconds)
+    plan = best.plan
+    if plan is not None and plan.solver is not None and bound is not None:
+        gap = relative_gap(plan_key(plan, objective)[0], bound)
+        proven = gap is not None and gap <= mip_gap
+        solver = replace(plan.solver, dual_bound=bound, mip_gap=gap,
+                         status=Status.OPTIMAL if proven else plan.solver.status)
+        plan = replace(plan.with_solver(solver), messages=[] if proven else plan.messages)
+    return Part(best.model_name, plan, bound, a.seconds + b.seconds)

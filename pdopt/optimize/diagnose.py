@@ -3,16 +3,25 @@
 First the structural causes (a workload no instance type can serve within its SLOs, with the reason
 for each instance type), then the limits, one at a time, by re-solving relaxed programs: per-pool
 maxima, GPU inventories (elastic: the fewest extra GPUs of each type), and the budget (the cheapest
-plan within inventories against the budget).
+plan within inventories, or without them when they bind too, against the budget). Every limit that
+binds is named with its shortfall. The re-solves share the caller's deadline.
 """
 
 from __future__ import annotations
+
+import math
 
 import pyomo.environ as pyo
 
 from pdopt.optimize.data import FleetData
 from pdopt.optimize.model import Relaxation, cost_expr, create_model
-from pdopt.optimize.solver import solve_model
+from pdopt.optimize.solver import Deadline, SolverReport, solve_model
+from pdopt.plan import Objective, Status
+
+# Costs, rates and coefficients beyond these magnitudes are outside what a double-precision
+# simplex solves reliably (HiGHS warns above 1e9 and treats 1e20 as infinite).
+LARGE_COEFFICIENT = 1e9
+SMALL_COEFFICIENT = 1e-9
 
 
 def _reasons(data: FleetData, workload: str, limit: int = 6) -> str:
@@ -38,18 +47,47 @@ def unroutable_workloads(data: FleetData) -> list[str]:
     return out
 
 
-def diagnose(data: FleetData, objective: str, *, time_limit_s: float, mip_gap: float
+def out_of_range(data: FleetData) -> list[str]:
+    """Numbers of the scenario whose magnitude a solver cannot handle accurately."""
+    found = []
+    for name, pool in sorted(data.pools.items()):
+        if not SMALL_COEFFICIENT <= pool.cost_per_hour <= LARGE_COEFFICIENT \
+                and pool.cost_per_hour > 0:
+            found.append(f"instance '{name}' costs ${pool.cost_per_hour:.3g}/h")
+    for w, rate in sorted(data.demand_requests_per_s.items()):
+        if not SMALL_COEFFICIENT <= rate <= LARGE_COEFFICIENT and rate > 0:
+            found.append(f"workload '{w}' asks for {rate:.3g} requests/s")
+    return found
+
+
+def no_solution_reason(data: FleetData, report: SolverReport, time_limit_s: float) -> str:
+    """Why the solver returned no plan and no proof of infeasibility: the time limit when it
+    was reached, else what the solver reported (numerical trouble, usually out-of-range
+    numbers)."""
+    if report.time_limit_hit:
+        return (f"the time limit ({time_limit_s:g} s) was reached before any plan was found; "
+                "raise --time-limit or --mip-gap")
+    odd = out_of_range(data)
+    cause = ("numbers out of the range the solver handles (" + "; ".join(odd[:4])
+             + (f"; and {len(odd) - 4} more" if len(odd) > 4 else "") + ")") if odd else \
+        "numerical trouble in the solver"
+    return (f"the solver stopped after {report.solve_seconds:.2f} s without a plan "
+            f"(termination: {report.termination}), not at the time limit: {cause}")
+
+
+def diagnose(data: FleetData, objective: Objective, *, deadline: Deadline, mip_gap: float
              ) -> list[str]:
-    """Reasons the full program is infeasible, found by relaxing one family of limits at a time."""
-    solve = lambda relax: _solve(data, objective, relax, time_limit_s, mip_gap)  # noqa: E731
-    free = solve(Relaxation(budget=True, inventory="drop", max_count=True))
+    """Reasons the full program is infeasible, found by relaxing one family of limits at a time;
+    every limit that binds is named with its shortfall."""
+    def solve(relax: Relaxation, goal: Objective = objective
+              ) -> tuple[pyo.ConcreteModel | None, SolverReport]:
+        return _solve(data, goal, relax, deadline, mip_gap)
+
+    free, report = solve(Relaxation(budget=True, inventory="drop", max_count=True))
     if free is None:
-        return ["no plan exists even without budget, inventory and max_count limits; "
-                "check min_count values and the routes: "
-                + " | ".join(f"{w}: {_reasons(data, w)}" for w in data.exclusions
-                             if data.exclusions[w])]
+        return [_without_limits(data, report)]
     reasons: list[str] = []
-    if solve(Relaxation(budget=True, inventory="drop")) is None:
+    if solve(Relaxation(budget=True, inventory="drop"))[0] is None:
         n: dict[str, int] = {}
         for p, lvl in free.GROUPS:
             n[p] = n.get(p, 0) + round(pyo.value(free.n[p, lvl]))
@@ -57,29 +95,73 @@ def diagnose(data: FleetData, objective: str, *, time_limit_s: float, mip_gap: f
                 if data.pools[p].max_count is not None and n[p] > data.pools[p].max_count]
         reasons.append("per-pool max_count limits are too tight: the plan without them has "
                        + ", ".join(over or ["pools above their max_count"]))
-    elastic = solve(Relaxation(budget=True, inventory="elastic"))
+    elastic, _ = solve(Relaxation(budget=True, inventory="elastic"))
+    inventory_short = False
     if elastic is not None and hasattr(elastic, "gpu_shortfall"):
         for g in elastic.LIMITED_GPUS:
             short = pyo.value(elastic.gpu_shortfall[g])
             if short > 1e-6:
+                inventory_short = True
                 count = data.scenario.gpus[g].count
-                reasons.append(f"inventory too small: {g} is short by {round(short)} GPUs "
-                               f"(the plan needs {count + round(short)}, count is {count})")
+                reasons.append(f"inventory too small: {g} is short by {math.ceil(short - 1e-6)} "
+                               f"GPUs (the plan needs {count + math.ceil(short - 1e-6)}, count "
+                               f"is {count})")
     budget = data.scenario.budget_per_hour
     if budget is not None:
-        within_inventory = _solve(data, "cost", Relaxation(budget=True), time_limit_s, mip_gap)
-        if within_inventory is not None:
-            cheapest = pyo.value(cost_expr(within_inventory, data))
-            if cheapest > budget + 1e-9:
-                reasons.append(f"budget short by ${cheapest - budget:,.2f}/h: the cheapest plan "
-                               f"within inventories costs ${cheapest:,.2f}/h, the budget is "
-                               f"${budget:,.2f}/h")
+        reasons += _budget_reasons(data, budget, inventory_short, solve)
+    if not reasons and not deadline.remaining():
+        return [_out_of_time(data)]
     return reasons or ["the limits together admit no plan, though each alone does "
                        "(budget, inventories and max_count interact)"]
 
 
-def _solve(data: FleetData, objective: str, relax: Relaxation, time_limit_s: float,
-           mip_gap: float) -> pyo.ConcreteModel | None:
+def _budget_reasons(data: FleetData, budget: float, inventory_short: bool, solve: object
+                    ) -> list[str]:
+    """The budget's shortfall against the cheapest plan within the inventories, or, when the
+    inventories bind too, against the cheapest plan without them."""
+    within, _ = solve(Relaxation(budget=True), Objective.COST)  # type: ignore[operator]
+    where = "within inventories"
+    if within is None and inventory_short:
+        within, _ = solve(Relaxation(budget=True, inventory="drop"),  # type: ignore[operator]
+                          Objective.COST)
+        where = "even with GPUs beyond the inventories"
+    if within is None:
+        return []
+    cheapest = pyo.value(cost_expr(within, data))
+    if cheapest <= budget + 1e-9:
+        return []
+    return [f"budget short by ${cheapest - budget:,.2f}/h: the cheapest plan {where} costs "
+            f"${cheapest:,.2f}/h, the budget is ${budget:,.2f}/h"]
+
+
+def _without_limits(data: FleetData, report: SolverReport) -> str:
+    """Why even the program without budget, inventories and max_count has no plan."""
+    if report.status != Status.INFEASIBLE:
+        return _out_of_time(data) if report.time_limit_hit else (
+            "no plan found even without budget, inventory and max_count limits: "
+            + no_solution_reason(data, report, 0.0))
+    excluded = [f"{w}: {_reasons(data, w)}" for w in data.exclusions if data.exclusions[w]]
+    minimums = [f"'{p}' min_count {pool.min_count}" for p, pool in sorted(data.pools.items())
+                if pool.min_count > 0]
+    causes = []
+    if excluded:
+        causes.append("routes left out: " + " | ".join(excluded))
+    if minimums:
+        causes.append("min_count values: " + ", ".join(minimums))
+    if not causes:
+        causes.append("every workload has routes and no pool has a min_count, so this is a "
+                      "bug in pdopt: please report it with the scenario")
+    return ("no plan exists even without budget, inventory and max_count limits; "
+            + "; ".join(causes))
+
+
+def _out_of_time(data: FleetData) -> str:
+    return ("the scenario has no plan within its limits, and the time limit ran out before the "
+            "cause was found; raise --time-limit to see it")
+
+
+def _solve(data: FleetData, objective: Objective, relax: Relaxation, deadline: Deadline,
+           mip_gap: float) -> tuple[pyo.ConcreteModel | None, SolverReport]:
     model = create_model(data, objective, relax)
-    report = solve_model(model, time_limit_s=time_limit_s, mip_gap=mip_gap)
-    return model if report.status in ("optimal", "feasible") else None
+    report = solve_model(model, deadline=deadline, mip_gap=mip_gap, phase="diagnosis")
+    return (model if report.status.has_plan else None), report

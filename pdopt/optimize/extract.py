@@ -12,8 +12,16 @@ import pyomo.environ as pyo
 
 from pdopt.capacity import decode_context_tokens, instance_decode_curve, instance_kv_cache_tokens
 from pdopt.optimize.data import FleetData
-from pdopt.optimize.solver import SolverReport
-from pdopt.plan import Flow, Plan, PoolPlan, WorkloadPlan
+from pdopt.plan import (
+    Flow,
+    Objective,
+    Plan,
+    PoolGroup,
+    PoolPlan,
+    SolverReport,
+    Status,
+    WorkloadPlan,
+)
 from pdopt.queueing import percentile_factor
 
 # Flows below this are solver noise (HiGHS's primal feasibility tolerance is 1e-7).
@@ -127,21 +135,20 @@ def pool_plans(data: FleetData, sol: Solution, pre: dict[tuple[str, int], GroupP
             by_w = dict(sorted(shares.get((name, lvl), {}).items()))
             for w, rate in by_w.items():
                 routed[w] += rate
-            group: dict[str, Any] = {"level": lvl, "count": n, "utilization": point.utilization,
-                                     "routed_requests_per_s": by_w}
             if pool.role == "prefill":
-                group["ttft_waiting_budget_ms"] = 1e3 * level
+                group = PoolGroup(lvl, n, point.utilization, by_w,
+                                  ttft_waiting_budget_ms=1e3 * level)
             else:
-                group["tpot_target_ms"] = level
-                group["kv_utilization"] = (point.batch * point.context_tokens / kv_tokens
-                                           if kv_tokens else None)
+                group = PoolGroup(lvl, n, point.utilization, by_w, tpot_target_ms=level,
+                                  kv_utilization=(point.batch * point.context_tokens / kv_tokens
+                                                  if kv_tokens else None))
             groups.append(group)
-        kv = [g["kv_utilization"] for g in groups if g.get("kv_utilization") is not None]
+        kv = [g.kv_utilization for g in groups if g.kv_utilization is not None]
         plans.append(PoolPlan(
             instance=name, model=pool.model, role=pool.role,  # type: ignore[arg-type]
             gpu=pool.gpu, gpus_per_instance=pool.gpus_per_instance, count=count,
             cost_per_hour=count * pool.cost_per_hour,
-            utilization=max(g["utilization"] for g in groups),
+            utilization=max(g.utilization for g in groups),
             routed_requests_per_s=dict(sorted(routed.items())),
             kv_utilization=max(kv) if kv else None,
             groups=groups,
@@ -222,35 +229,22 @@ def flows(data: FleetData, sol: Solution) -> list[Flow]:
     return out
 
 
-def build_plan(data: FleetData, model: pyo.ConcreteModel, objective: str, report: SolverReport,
-               build_seconds: float) -> Plan:
+def build_plan(data: FleetData, model: pyo.ConcreteModel, objective: Objective,
+               report: SolverReport) -> Plan:
     """The plan of a solved model, with its predictions (O.1) and the solver's report."""
     sol = read_solution(model)
     pre, dec = prefill_points(data, sol), decode_points(data, sol)
-    pools = pool_plans(data, sol, pre, dec)
-    gpus_by_type: dict[str, int] = {}
-    by_role = {"prefill": 0, "decode": 0}
-    for p in pools:
-        gpus_by_type[p.gpu] = gpus_by_type.get(p.gpu, 0) + p.count * p.gpus_per_instance
-        by_role[p.role] += p.count
-    messages = []
-    if report.status == "feasible":
-        gap = f"{100 * report.mip_gap:.2f}%" if report.mip_gap is not None else "unknown"
-        messages.append(f"time limit reached: best plan found, gap to the bound {gap}")
-    return Plan(
-        scenario=data.scenario.name,
-        status=report.status,
-        objective=objective,  # type: ignore[arg-type]
-        cost_per_hour=sum(p.cost_per_hour for p in pools),
-        total_gpus=sum(gpus_by_type.values()),
-        gpus_by_type=dict(sorted(gpus_by_type.items())),
-        instances_by_role=by_role,
-        pools=pools,
-        workloads=workload_plans(data, sol, pre, dec),
-        flows=flows(data, sol),
-        dual_bound=report.dual_bound,
-        mip_gap=report.mip_gap,
-        solve_seconds=report.solve_seconds,
-        build_seconds=build_seconds,
-        messages=messages,
-    )
+    return Plan.of_pools(
+        scenario=data.scenario.name, status=report.status, objective=objective,
+        pools=pool_plans(data, sol, pre, dec), workloads=workload_plans(data, sol, pre, dec),
+        flows=flows(data, sol), solver=report, messages=limit_messages(report))
+
+
+def limit_messages(report: SolverReport) -> list[str]:
+    """What a plan that is not proven optimal says about itself."""
+    if report.status != Status.FEASIBLE:
+        return []
+    gap = f"{100 * report.mip_gap:.2f}%" if report.mip_gap is not None else "unknown"
+    why = ("time limit reached" if report.time_limit_hit
+           else f"solver stopped ({report.termination})")
+    return [f"{why}: best plan found, gap to the bound {gap}"]

@@ -18,11 +18,6 @@ import pyomo.environ as pyo
 
 from pdopt.optimize.data import FleetData
 
-# Secondary objective weight (Eq. O10): ties in the primary objective are broken by the other one
-# (fewest GPUs for `cost`, cheapest for `gpus`). 1e-6 per GPU (or per $/h) cannot trade a unit of
-# the primary objective unless a fleet exceeds 10^5 GPUs or $10^5/h, far beyond any scenario here.
-TIE_BREAK_WEIGHT = 1e-6
-
 
 @dataclass(frozen=True)
 class Relaxation:
@@ -202,7 +197,9 @@ def define_cover_cuts(m: pyo.ConcreteModel, data: FleetData) -> None:
     """Valid inequalities that tighten the LP relaxation (Eq. O11). An instance's shares of the
     workloads it serves, each over the most that one instance of any admitting group can serve of
     it, add up to at most 1; so the instances of a model's role number at least
-    ceil(sum_w demand_w / best_w), and those admitting w at least ceil(demand_w / best_w)."""
+    ceil(sum_w demand_w / best_w), and those admitting w at least ceil(demand_w / best_w). Any
+    positive demand needs at least one instance per role: a rate far below one instance's
+    capacity would otherwise fit in the solver's feasibility tolerance with no instance at all."""
     admitting: dict[tuple[str, str], list[tuple[str, int]]] = {}
     for w, p, lvl in list(m.PREFILL_SHARES) + list(m.DECODE_SHARES):
         admitting.setdefault((w, data.pools[p].role), []).append((p, lvl))
@@ -213,7 +210,7 @@ def define_cover_cuts(m: pyo.ConcreteModel, data: FleetData) -> None:
     m.COVER = pyo.Set(initialize=sorted(admitting), dimen=2, ordered=True)
     m.cover = pyo.Constraint(
         m.COVER, rule=lambda _m, w, role: sum(_m.n[g] for g in admitting[(w, role)])
-        >= _ceil(need[(w, role)]))
+        >= _at_least_one(need[(w, role)]))
     by_model: dict[tuple[str, str], float] = {}
     for (w, role), units in need.items():
         key = (data.workload(w).model, role)
@@ -224,7 +221,12 @@ def define_cover_cuts(m: pyo.ConcreteModel, data: FleetData) -> None:
     m.MODEL_COVER = pyo.Set(initialize=sorted(by_model), dimen=2, ordered=True)
     m.model_cover = pyo.Constraint(
         m.MODEL_COVER, rule=lambda _m, model, role: sum(_m.n[g] for g in groups_of[(model, role)])
-        >= _ceil(by_model[(model, role)]))
+        >= _at_least_one(by_model[(model, role)]))
+
+
+def _at_least_one(units: float) -> int:
+    """Instances needed for `units` of demand in best-instance units: at least 1 when positive."""
+    return max(1, _ceil(units)) if units > 0 else 0
 
 
 def _ceil(x: float) -> int:
@@ -265,10 +267,9 @@ def define_budget(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -> N
 
 
 def objective_coefficient(data: FleetData, pool: str, objective: str) -> float:
-    """What one instance of a pool adds to the objective, tie-break included (Eq. O10)."""
+    """What one instance of a pool adds to the primary objective (Eq. O10)."""
     p = data.pools[pool]
-    cost, gpus = p.cost_per_hour, p.gpus_per_instance
-    return cost + TIE_BREAK_WEIGHT * gpus if objective == "cost" else gpus + TIE_BREAK_WEIGHT * cost
+    return p.cost_per_hour if objective == "cost" else p.gpus_per_instance
 
 
 def define_model_bounds(m: pyo.ConcreteModel, data: FleetData, objective: str,
@@ -287,11 +288,13 @@ def define_model_bounds(m: pyo.ConcreteModel, data: FleetData, objective: str,
 
 def define_objective(m: pyo.ConcreteModel, data: FleetData, objective: str,
                      relax: Relaxation) -> None:
-    """Minimise $/hour or GPUs, the other as a tie-break (Eq. O10); when diagnosing an inventory,
-    minimise the GPU shortfall first."""
+    """Minimise $/hour or GPUs (Eq. O10): `objective` is the primary, `secondary` the other, which
+    `solve_lexicographic` minimises with the primary held at its optimum. When diagnosing an
+    inventory, minimise the GPU shortfall first."""
     cost, gpus = cost_expr(m, data), gpus_expr(m, data)
     primary, secondary = (cost, gpus) if objective == "cost" else (gpus, cost)
-    expr = primary + TIE_BREAK_WEIGHT * secondary
+    expr = primary
+    m.secondary = pyo.Expression(expr=secondary)
     if relax.inventory == "elastic" and hasattr(m, "gpu_shortfall"):
         # A GPU missing must weigh more than any plan: the largest possible primary objective.
         heavy = 1.0 + sum(

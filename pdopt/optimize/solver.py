@@ -3,6 +3,12 @@
 `pyomo.contrib.solver` is a preview API: it is imported here and nowhere else, and pyproject pins
 the Pyomo minor version. The solve never raises on a non-optimal outcome and loads the incumbent
 itself, so a time limit returns the best plan found with its gap.
+
+Every phase of a solve runs against one `Deadline` (an absolute wall-clock time, so worker
+processes share it): HiGHS gets what is left of it, never more. `solve_lexicographic` minimises the
+primary objective, then fixes it and minimises the secondary (docs/method.md, Eq. O10). A
+`progress` callback, when given, receives the elapsed time, incumbent and bound while HiGHS
+searches (through HiGHS's MIP callback; the library prints nothing itself).
 """
 
 from __future__ import annotations
@@ -11,31 +17,65 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
+import highspy
 import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
 
 from pdopt.errors import PdoptError
+from pdopt.plan import SolverReport, Status
 
-SolveStatus = Literal["optimal", "feasible", "infeasible", "no_solution"]
+__all__ = ["Deadline", "SolveProgress", "SolverReport", "relative_gap", "solve_lexicographic",
+           "solve_model"]
+
+# HiGHS's MIP callback fires many times a second; progress is passed on at most this often.
+PROGRESS_EVERY_S = 0.5
+# Below this, HiGHS is not started at all (it would only report the time limit).
+MIN_SOLVE_S = 0.01
+# Relative slack on the fixed primary objective in the second stage (HiGHS's feasibility
+# tolerance is 1e-7 absolute on rows; the incumbent must stay feasible).
+FIX_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
-class SolverReport:
-    """The solver's outcome: status, objective, dual bound, gap, time (cf. linopy's report)."""
+class Deadline:
+    """An absolute wall-clock time (time.time()) every phase of a solve must finish by."""
 
-    status: SolveStatus
-    termination: str
-    objective: float | None
-    dual_bound: float | None
-    mip_gap: float | None
-    solve_seconds: float
-    time_limit_hit: bool
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.time() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.time())
+
+    def share(self, fraction: float, keep_s: float = 0.0) -> Deadline:
+        """A deadline `fraction` of the way from now to this one, and at least `keep_s` before
+        it (never after it)."""
+        now = time.time()
+        left = max(0.0, self.at - now)
+        return Deadline(min(now + fraction * left, max(now, self.at - keep_s)))
+
+
+@dataclass(frozen=True)
+class SolveProgress:
+    """What HiGHS reports while it searches: elapsed seconds of this phase, the best plan's
+    objective (None before the first), the dual bound and the relative gap."""
+
+    phase: str
+    elapsed_s: float
+    incumbent: float | None
+    bound: float | None
+    gap: float | None
+
+
+ProgressFn = Callable[[SolveProgress], None]
 
 
 def relative_gap(objective: float | None, bound: float | None) -> float | None:
@@ -70,23 +110,72 @@ def _interrupts_noted() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
-def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float, mip_gap: float,
-                threads: int | None = None) -> SolverReport:
-    """Solve with HiGHS; load the incumbent into the model when there is one."""
-    options = {"threads": threads} if threads else {}
-    start = time.perf_counter()
-    with _interrupts_noted() as interrupted:
-        results = Highs().solve(
-            model,
-            time_limit=time_limit_s,
-            rel_gap=mip_gap,
-            load_solutions=False,
-            raise_exception_on_nonoptimal_result=False,
-            solver_options=options,
-        )
-    if interrupted:
-        raise KeyboardInterrupt
-    seconds = time.perf_counter() - start
+def _finite(x: float | None) -> float | None:
+    return None if x is None or math.isinf(x) or math.isnan(x) or abs(x) >= 1e30 else x
+
+
+def _progress_printer(progress: ProgressFn, phase: str) -> Callable[[Any], None]:
+    start, last = time.perf_counter(), [-math.inf]
+
+    def on_event(event: Any) -> None:
+        now = time.perf_counter()
+        if now - last[0] < PROGRESS_EVERY_S:
+            return
+        last[0] = now
+        out = event.data_out
+        incumbent, bound = _finite(out.mip_primal_bound), _finite(out.mip_dual_bound)
+        progress(SolveProgress(phase, now - start, incumbent, bound,
+                               relative_gap(incumbent, bound)))
+
+    return on_event
+
+
+class _Session:
+    """One HiGHS instance of one Pyomo model: solved once, then changed and solved again (the
+    second stage of a lexicographic solve re-uses it, starting from the first stage's plan)."""
+
+    def __init__(self, model: pyo.ConcreteModel, threads: int | None) -> None:
+        self.model = model
+        self.options: dict[str, Any] = {"threads": threads} if threads else {}
+        self.opt = Highs()
+        self.opt.set_instance(model)
+        # the highspy object behind Pyomo's interface (a preview API, pinned in pyproject)
+        self.highs: highspy.Highs = self.opt._solver_model
+
+    def run(self, *, deadline: Deadline, mip_gap: float, progress: ProgressFn | None,
+            phase: str, start_from: list[float] | None = None) -> SolverReport:
+        start = time.perf_counter()
+        seconds = deadline.remaining()
+        if seconds < MIN_SOLVE_S:
+            return SolverReport(Status.NO_SOLUTION, TerminationCondition.maxTimeLimit.name, None,
+                                None, None, 0.0, True)
+        self.opt.update()
+        if start_from is not None:
+            solution = highspy.HighsSolution()
+            solution.col_value = start_from
+            solution.value_valid = True
+            self.highs.setSolution(solution)
+        hook = _progress_printer(progress, phase) if progress is not None else None
+        if hook is not None:
+            self.highs.cbMipInterrupt.subscribe(hook)
+        try:
+            with _interrupts_noted() as interrupted:
+                results = self.opt.solve(
+                    self.model, time_limit=seconds, rel_gap=mip_gap, load_solutions=False,
+                    raise_exception_on_nonoptimal_result=False, solver_options=self.options,
+                    auto_updates={key: False for key in self.opt.config.auto_updates})
+        finally:
+            if hook is not None:
+                self.highs.cbMipInterrupt.unsubscribe(hook)
+        if interrupted:
+            raise KeyboardInterrupt
+        return _report(results, time.perf_counter() - start)
+
+    def columns(self) -> list[float]:
+        return list(self.highs.getSolution().col_value)
+
+
+def _report(results: Any, seconds: float) -> SolverReport:
     tc = results.termination_condition
     if tc == TerminationCondition.error:
         raise PdoptError("HiGHS stopped with an error (run with --debug and report it)")
@@ -94,26 +183,91 @@ def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float, mip_gap: float
     if has_solution:
         results.solution_loader.load_vars()
     objective = results.incumbent_objective if has_solution else None
-    bound = results.objective_bound
-    bound = None if bound is None or (isinstance(bound, float) and math.isinf(bound)) else bound
+    bound = _finite(results.objective_bound)
     time_limit_hit = tc in (TerminationCondition.maxTimeLimit,
                             TerminationCondition.iterationLimit)
     if tc in (TerminationCondition.provenInfeasible,
               TerminationCondition.infeasibleOrUnbounded,
               TerminationCondition.locallyInfeasible):
-        status: SolveStatus = "infeasible"
+        status = Status.INFEASIBLE
     elif not has_solution:
-        status = "no_solution"
+        status = Status.NO_SOLUTION
     elif tc == TerminationCondition.convergenceCriteriaSatisfied:
-        status = "optimal"
+        status = Status.OPTIMAL
     else:
-        status = "feasible"
+        status = Status.FEASIBLE
     return SolverReport(
         status=status,
         termination=tc.name,
-        objective=objective,
+        objective_value=objective,
         dual_bound=bound,
         mip_gap=relative_gap(objective, bound) if has_solution else None,
         solve_seconds=seconds,
         time_limit_hit=time_limit_hit,
     )
+
+
+def _deadline(time_limit_s: float | None, deadline: Deadline | None) -> Deadline:
+    if deadline is None and time_limit_s is None:
+        raise ValueError("a time limit or a deadline is needed")
+    limits = [d for d in (deadline, None if time_limit_s is None
+                          else Deadline.after(time_limit_s)) if d is not None]
+    return min(limits, key=lambda d: d.at)
+
+
+def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float | None = None,
+                mip_gap: float, deadline: Deadline | None = None, threads: int | None = None,
+                progress: ProgressFn | None = None, phase: str = "solve") -> SolverReport:
+    """Solve with HiGHS within `time_limit_s` and `deadline` (the earlier); load the incumbent
+    into the model when there is one."""
+    session = _Session(model, threads)
+    return session.run(deadline=_deadline(time_limit_s, deadline), mip_gap=mip_gap,
+                       progress=progress, phase=phase)
+
+
+def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
+                        time_limit_s: float | None = None, deadline: Deadline | None = None,
+                        threads: int | None = None, progress: ProgressFn | None = None,
+                        integral_primary: bool = False) -> SolverReport:
+    """Minimise `model.objective` (the primary, Eq. O10), then, with the primary held at the
+    plan found, minimise `model.secondary` from that plan (when the model has one).
+
+    The report is the primary's: its status, bound and gap, with the plan's primary value after
+    the second stage (which can only lower it). `integral_primary`: the primary takes integer
+    values only (GPUs), so a bound within 1 of the plan proves it. The second stage gets what is
+    left of the deadline; if it finds nothing better the first stage's plan stays."""
+    until = _deadline(time_limit_s, deadline)
+    session = _Session(model, threads)
+    first = session.run(deadline=until, mip_gap=mip_gap, progress=progress, phase="primary")
+    if first.objective_value is None or not hasattr(model, "secondary"):
+        return first
+    value = first.objective_value
+    if integral_primary and first.dual_bound is not None and \
+            math.ceil(first.dual_bound - 1e-6) >= round(value):
+        first = replace(first, status=Status.OPTIMAL, mip_gap=0.0,
+                        dual_bound=float(round(value)))
+    start_from = session.columns()
+    saved = [(v, v.value) for v in model.component_data_objects(pyo.Var)]
+    limit = round(value) + 1e-6 if integral_primary else \
+        value + FIX_SLACK * max(1.0, abs(value))
+    model.primary_held = pyo.Constraint(expr=model.objective.expr <= limit)
+    model.objective.deactivate()
+    model.secondary_objective = pyo.Objective(expr=model.secondary.expr, sense=pyo.minimize)
+    try:
+        second = session.run(deadline=until, mip_gap=mip_gap, progress=progress,
+                             phase="secondary", start_from=start_from)
+    finally:
+        model.del_component(model.secondary_objective)
+        model.del_component(model.primary_held)
+        model.objective.activate()
+    seconds = first.solve_seconds + second.solve_seconds
+    if second.objective_value is None:
+        for var, val in saved:
+            var.set_value(val, skip_validation=True)
+        return replace(first, solve_seconds=seconds,
+                       time_limit_hit=first.time_limit_hit or second.time_limit_hit)
+    primary = pyo.value(model.objective.expr)
+    return replace(first, objective_value=primary, solve_seconds=seconds,
+                   mip_gap=relative_gap(primary, first.dual_bound)
+                   if first.status != Status.OPTIMAL or not integral_primary else 0.0,
+                   time_limit_hit=first.time_limit_hit or second.time_limit_hit)

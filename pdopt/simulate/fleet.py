@@ -18,7 +18,7 @@ from pdopt.capacity import (
     saturated_prefill_tokens_per_s,
 )
 from pdopt.errors import PdoptError
-from pdopt.plan import Flow, Plan, PoolPlan, WorkloadPlan
+from pdopt.plan import Flow, Objective, Plan, PoolPlan, Status, WorkloadPlan
 from pdopt.scenario.schema import Instance, Scenario
 
 
@@ -220,11 +220,9 @@ def plan_from_counts(scenario: Scenario, counts: dict[str, int], *,
         pre = [p for p in pools if p.model == w.model and p.role == "prefill"]
         dec = [p for p in pools if p.model == w.model and p.role == "decode"]
         if not pre or not dec:
-            return Plan(
-                scenario=scenario.name, status="infeasible", objective=scenario.options.objective,
-                cost_per_hour=None, total_gpus=None, gpus_by_type={}, instances_by_role={},
-                pools=[], workloads=[], flows=[], dual_bound=None, mip_gap=None,
-                solve_seconds=0.0, build_seconds=0.0,
+            return Plan.without_plan(
+                scenario=scenario.name, status=Status.INFEASIBLE,
+                objective=Objective(scenario.options.objective),
                 diagnosis=[f"workload '{w.name}': no {'prefill' if not pre else 'decode'} "
                            "instance left"],
             )
@@ -244,16 +242,10 @@ def plan_from_counts(scenario: Scenario, counts: dict[str, int], *,
             tpot_target_ms=w.slo.tpot_ms, expected_ttft_ms=float("nan"),
             expected_tpot_ms=float("nan"),
         ))
-    gpus_by_type: dict[str, int] = {}
-    by_role = {"prefill": 0, "decode": 0}
-    for p in pools:
-        gpus_by_type[p.gpu] = gpus_by_type.get(p.gpu, 0) + p.count * p.gpus_per_instance
-        by_role[p.role] += p.count
-    return Plan(
-        scenario=name or scenario.name, status="feasible", objective=scenario.options.objective,
-        cost_per_hour=sum(p.cost_per_hour for p in pools), total_gpus=sum(gpus_by_type.values()),
-        gpus_by_type=gpus_by_type, instances_by_role=by_role, pools=pools, workloads=workloads,
-        flows=flows, dual_bound=None, mip_gap=None, solve_seconds=0.0, build_seconds=0.0,
+    return Plan.of_pools(
+        scenario=name or scenario.name, status=Status.FEASIBLE,
+        objective=Objective(scenario.options.objective), pools=pools, workloads=workloads,
+        flows=flows,
     )
 
 

@@ -54,9 +54,7 @@ def neighbour(plan: Plan, pool: str, delta: int) -> Plan | None:
             kept += alive
         flows = kept
         pools = [p for p in pools if p.count > 0]
-    return replace(plan, pools=pools, flows=flows,
-                   cost_per_hour=sum(p.cost_per_hour for p in pools),
-                   total_gpus=sum(p.count * p.gpus_per_instance for p in pools))
+    return plan.with_pools(pools, flows)
 
 
 def counts_of(plan: Plan) -> dict[str, int]:
