@@ -219,6 +219,26 @@ def test_bad_inputs_exit_2_with_one_line(inputs: dict[str, Path], args: list[str
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_infeasible_scenario_is_reported_with_exit_3(tmp_path: Path) -> None:
+    data = _case(workloads=1)
+    data["workloads"][0]["slo"]["tpot_ms"] = 5  # below every decode table
+    path = tmp_path / "infeasible.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    out = tmp_path / "infeasible.html"
+    result = _report([str(path), "-o", str(out)])
+    assert result.exit_code == 3
+    text = out.read_text(encoding="utf-8")
+    assert "Plan: infeasible" in text and "No plan: " in text and "<svg" not in text
+
+
+def test_unwritable_output_exits_2(inputs: dict[str, Path], tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = _report([str(inputs["plan"]), "-o", str(blocker / "x.html")])
+    assert result.exit_code == 2 and "cannot write" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_not_a_plan_json(tmp_path: Path) -> None:
     path = tmp_path / "list.json"
     path.write_text("[1, 2]")

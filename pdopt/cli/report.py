@@ -118,7 +118,11 @@ def report(source: str, output: str, fmt: str, scenario_path: str | None,
         sim = simulation_of(_read_json(simulation_path), simulation_path)
         sections += simulation_sections(sim, simulation_path)
     doc = Document(title, generated_line(source), sections)
-    written = write_document(doc, output, fmt)
+    try:
+        written = write_document(doc, output, fmt)
+    except OSError as e:
+        raise ReportInputError(f"cannot write {e.filename or output}: {e.strerror or e}"
+                               ) from None
     figures = len(written) - 1
     click.echo(f"wrote {written[0]}" + (f" and {figures} figure{'s' if figures > 1 else ''} in "
                                         f"{written[1].parent}" if figures else ""), err=True)
