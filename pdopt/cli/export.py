@@ -81,7 +81,11 @@ def export(plan_path: str, target: str, scenario_path: str | None, folder: str |
     """Turn a plan (`pdopt solve --format json`) into manifests a platform team applies.
 
     Values pdopt cannot know (image, model path, host names, node label values) are written as
-    `<FILL: ...>`; README.md lists them and the plan's routing shares."""
+    `<FILL: ...>`; README.md lists them and the plan's routing shares.
+
+    Exit codes: 0 written; 2 invalid input (plan, scenario, flags) or a folder that cannot be
+    written; 130 interrupted.
+    """
     from pdopt.cli.simulate import read_plan
 
     options = ExportOptions(
