@@ -141,6 +141,11 @@ def test_traces_are_capped_by_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         f"2023-11-16 18:15:{k % 60:02d}.0,100,10\n" for k in range(101)), encoding="utf-8")
     with pytest.raises(TraceError, match="more than 100 rows"):
         read_trace(azure, "azure")
+    # counted before parsing: a bad row does not matter when there are too many lines
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arrival_s,input_tokens,output_tokens\n" + "x,y,z\n" * 150, encoding="utf-8")
+    with pytest.raises(TraceError, match="more than 100 rows"):
+        read_trace(bad, "csv")
 
 
 def test_length_files_are_capped_by_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

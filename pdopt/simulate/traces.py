@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -95,12 +95,14 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.columns[0])
 
+    def too_many(self) -> TraceError:
+        return TraceError(f"{self.path}: more than {self.limit} rows; {self.what} are limited to "
+                          f"{self.limit} rows (docs/simulation.md, \"Limits\"): cut the file into "
+                          "parts")
+
     def add(self, *values: float) -> None:
         if len(self.columns[0]) >= self.limit:
-            raise TraceError(
-                f"{self.path}: more than {self.limit} rows; {self.what} are limited to "
-                f"{self.limit} rows (docs/simulation.md, \"Limits\"): cut the file into parts"
-            )
+            raise self.too_many()
         for column, value in zip(self.columns, values, strict=True):
             column.append(value)
 
@@ -120,14 +122,27 @@ def _from_columns(rows: _Rows, workload: int) -> Requests:
     return Requests(a[order], i, o, np.full(a.shape, workload, dtype=np.int64))
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def _line_breaks(fh: BinaryIO) -> int:
+    """The number of line breaks of a binary file, counted in 1 MiB chunks (~1 GB/s), then back
+    to its start."""
+    count = 0
+    while chunk := fh.read(1 << 20):
+        count += chunk.count(b"\n")
+    fh.seek(0)
+    return count
+
+
+def _lines(path: Path, rows: _Rows | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text without the line break) of a UTF-8 text file, streamed: a regular file
-    only (not a FIFO or a device), lines of at most MAX_LINE_BYTES."""
+    only (not a FIFO or a device), lines of at most MAX_LINE_BYTES. With `rows`, a file with more
+    lines than its row limit (plus a header) is refused before any line is parsed."""
     try:
         fh, _size = open_regular(path)
     except InputFileError as e:
         raise TraceError(f"{path}: cannot read file: {e}") from None
     with fh:
+        if rows is not None and _line_breaks(fh) > rows.limit + 1:
+            raise rows.too_many()
         number = offset = 0
         while True:
             raw = fh.readline(limits.MAX_LINE_BYTES + 1)
@@ -177,11 +192,12 @@ def _show(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _csv_rows(path: Path, *choices: Sequence[str]
+def _csv_rows(path: Path, rows: _Rows, *choices: Sequence[str]
               ) -> tuple[Sequence[str], Iterator[tuple[int, list[str]]]]:
     """The columns read and an iterator of (line number, their values) over the rows of a CSV
-    file, streamed. The columns are the first of `choices` whose names the header holds."""
-    lines = _lines(path)
+    file, streamed (at most `rows.limit` of them). The columns are the first of `choices` whose
+    names the header holds."""
+    lines = _lines(path, rows)
     numbers: list[int] = [0]
 
     def texts() -> Iterator[str]:
@@ -201,7 +217,7 @@ def _csv_rows(path: Path, *choices: Sequence[str]
                          f"(expected {','.join(columns)})")
     index = [header.index(c) for c in columns]
 
-    def rows() -> Iterator[tuple[int, list[str]]]:
+    def values() -> Iterator[tuple[int, list[str]]]:
         count = 0
         try:
             for row in reader:
@@ -217,14 +233,14 @@ def _csv_rows(path: Path, *choices: Sequence[str]
         if not count:
             raise TraceError(f"{path}: no requests in the file")
 
-    return columns, rows()
+    return columns, values()
 
 
 def read_azure_csv(path: str | Path, workload: int = 0) -> Requests:
     """Azure LLM inference trace: `TIMESTAMP,ContextTokens,GeneratedTokens`, wall-clock times."""
     path = Path(path)
     rows = _Rows(path, "dqq", limits.MAX_TRACE_ROWS, "traces")
-    _, lines = _csv_rows(path, ("TIMESTAMP", "ContextTokens", "GeneratedTokens"))
+    _, lines = _csv_rows(path, rows, ("TIMESTAMP", "ContextTokens", "GeneratedTokens"))
     for line, (stamp, context, generated) in lines:
         try:
             t = datetime.fromisoformat(stamp.strip())
@@ -240,7 +256,7 @@ def read_mooncake_jsonl(path: str | Path, workload: int = 0) -> Requests:
     """Mooncake trace: JSON lines with `timestamp` (ms), `input_length`, `output_length`."""
     path = Path(path)
     rows = _Rows(path, "dqq", limits.MAX_TRACE_ROWS, "traces")
-    for line, text in _lines(path):
+    for line, text in _lines(path, rows):
         if not text.strip():
             continue
         try:
@@ -266,7 +282,7 @@ def read_simple_csv(path: str | Path, workload: int = 0) -> Requests:
     """pdopt's own trace format: CSV with header `arrival_s,input_tokens,output_tokens`."""
     path = Path(path)
     rows = _Rows(path, "dqq", limits.MAX_TRACE_ROWS, "traces")
-    _, lines = _csv_rows(path, CSV_COLUMNS)
+    _, lines = _csv_rows(path, rows, CSV_COLUMNS)
     for line, (arrival, inputs, outputs) in lines:
         rows.add(_float_field(path, line, "arrival_s", arrival),
                  _int_field(path, line, "input_tokens", inputs),
@@ -300,7 +316,7 @@ def read_length_pairs(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     MAX_LENGTH_ROWS rows."""
     path = Path(path)
     rows = _Rows(path, "qq", limits.MAX_LENGTH_ROWS, "length files")
-    columns, lines = _csv_rows(path, LENGTH_COLUMN_ALIASES, LENGTH_COLUMNS)
+    columns, lines = _csv_rows(path, rows, LENGTH_COLUMN_ALIASES, LENGTH_COLUMNS)
     for line, (inputs, outputs) in lines:
         rows.add(_int_field(path, line, columns[0], inputs),
                  _int_field(path, line, columns[1], outputs))
