@@ -21,16 +21,23 @@ POLL_SECONDS = 0.5
 
 
 def _alive(pid: int) -> bool:
+    """Is `pid` running? A zombie (dead, not yet reaped by its parent) is not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
-def _parent_death_signal() -> None:
+def parent_death_signal() -> None:
+    """Linux: the kernel sends SIGKILL to this process when the thread that started it exits.
+    Cleared in forked children (each sets its own); nothing elsewhere."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -47,7 +54,7 @@ def die_with_parent(parent_pid: int | None = None, owner_pid: int | None = None,
     `parent_pid` is the pid the parent gave its child (say on the command line): with it, a
     parent that died before this call is noticed too (the child has been re-parented by then)."""
     parent = parent_pid if parent_pid is not None else os.getppid()
-    _parent_death_signal()
+    parent_death_signal()
 
     def orphaned() -> bool:
         return os.getppid() != parent or (owner_pid is not None and not _alive(owner_pid))

@@ -103,11 +103,12 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     solver's threads or state from a process that has already solved in-process (a benchmark run
     forked that way stalled once; not reproduced in isolation). The server imports the solver
     once; each worker forks from it, so startup stays cheap. Python 3.14 makes this the default.
-    The server itself exits when pdopt does (it watches a pipe from pdopt)."""
+    The server dies with pdopt (pdopt.batch.forkserver_guard), the workers with the server."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")  # Windows
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pdopt.batch.executors", "pdopt.optimize"])
+    context.set_forkserver_preload(["pdopt.batch.forkserver_guard", "pdopt.batch.executors",
+                                    "pdopt.optimize"])
     return context
 
 
