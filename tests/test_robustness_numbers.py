@@ -132,17 +132,28 @@ def test_five_thousand_digit_integers_are_a_clean_problem(tmp_path: Path, suffix
     assert line.startswith(f"{path}: not valid ") and "more than 4300 digits" in line
 
 
-def test_a_hexadecimal_integer_beyond_any_range(tmp_path: Path, paper_data: dict[str, Any]) -> None:
-    """YAML's 0x... integers are not subject to Python's digit limit: such a value reaches the
-    schema and must still give one line (its repr() would raise)."""
+@pytest.mark.parametrize(("hex_digits", "says"), [
+    (1000, "workloads[0].input_tokens: must be <= 10000000 (see docs/scenario-format.md#ranges)"),
+    (5000, "not valid YAML: a number has more than 4300 digits (see "
+           "docs/scenario-format.md#ranges)"),
+])
+def test_a_hexadecimal_integer_beyond_any_range(tmp_path: Path, paper_data: dict[str, Any],
+                                                hex_digits: int, says: str) -> None:
+    """YAML's 0x... integers are not subject to Python's digit limit: one that repr() could show
+    reaches the schema's range; a longer one (repr() and every message would fail) is refused as
+    the file is read, wherever it is (here in `overrides:`)."""
     text = yaml.safe_dump(paper_data, sort_keys=False)
     at = text.rindex("input_tokens: 6144")  # the workload's, after the instance's measured_at
-    text = text[:at] + "input_tokens: 0x" + "f" * 5000 + text[at + len("input_tokens: 6144"):]
+    text = text[:at] + "input_tokens: 0x" + "f" * hex_digits + text[at + len("input_tokens: 6144"):]
     path = tmp_path / "hex.yaml"
     path.write_text(text, encoding="utf-8")
-    line = one_line(run("check", str(path)))
-    assert line == f"{path}: workloads[0].input_tokens: must be <= 10000000 " \
-        "(see docs/scenario-format.md#ranges)"
+    assert one_line(run("check", str(path))) == f"{path}: {says}"
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text(yaml.safe_dump(paper_data, sort_keys=False) + "overrides:\n"
+                         "  workloads.chat.input_tokens: 0x" + "f" * 5000 + "\n",
+                         encoding="utf-8")
+    assert one_line(run("check", str(overrides))).startswith(f"{overrides}: not valid YAML: a "
+                                                            "number has more than 4300 digits")
 
 
 def test_a_huge_integer_where_a_float_belongs(paper_data: dict[str, Any]) -> None:

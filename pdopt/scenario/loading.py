@@ -97,7 +97,7 @@ def parse_text(text: str, suffix: str) -> Any:
     except ValueError as e:
         # Python refuses to convert an integer of more than sys.get_int_max_str_digits() digits
         # (CVE-2020-10735); no number of a scenario has a tenth as many (docs/scenario-format.md).
-        kind = {".json": "JSON", ".toml": "TOML"}.get(suffix, "YAML")
+        kind = _KINDS.get(suffix, "YAML")
         if "integer string conversion" in str(e):
             raise ScenarioError([Problem("", (
                 f"not valid {kind}: a number has more than {sys.get_int_max_str_digits()} "
@@ -120,6 +120,31 @@ def expanded_size(data: Any, limit: int = MAX_EXPANDED_NODES) -> int:
         elif isinstance(node, list | tuple):
             stack.extend(node)
     return count
+
+
+_KINDS = {".json": "JSON", ".toml": "TOML"}
+
+
+def has_huge_integer(data: Any) -> bool:
+    """Whether an integer anywhere in `data` (keys too) has more decimal digits than Python
+    converts to text (sys.get_int_max_str_digits(); 0: no limit): such a number fits no range,
+    and every message or log line that showed it would fail. Walk `data` only once its expanded
+    size is known to be sane."""
+    limit = sys.get_int_max_str_digits()
+    if not limit:
+        return False
+    bits = int(limit / 0.30103)  # an integer of this many bits has about `limit` digits
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, int) and node.bit_length() > bits:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return False
 
 
 def read_document(path: str | Path) -> dict[str, Any]:
@@ -153,6 +178,10 @@ def read_document(path: str | Path) -> dict[str, Any]:
             [Problem("", f"document expands to more than {MAX_EXPANDED_NODES} nodes "
                      "(YAML alias bomb?); refused")], source
         )
+    if has_huge_integer(data):  # YAML's 0x... integers escape Python's digit limit
+        raise ScenarioError([Problem("", (
+            f"not valid {_KINDS.get(path.suffix.lower(), 'YAML')}: a number has more than "
+            f"{sys.get_int_max_str_digits()} digits (see {RANGES_DOC})"))], source)
     if not isinstance(data, dict):
         raise ScenarioError(
             [Problem("", f"expected a mapping of scenario fields at the top level, "
