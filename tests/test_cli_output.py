@@ -266,3 +266,18 @@ def test_batch_set_that_does_not_fit_makes_the_variant_invalid(at_root: Path) ->
                  "--set", "workloads.nonesuch.slo.tpot_ms=30")
     assert result.exit_code == ExitCode.SOME_FAILED
     assert "--set workloads.nonesuch.slo.tpot_ms: no item named 'nonesuch'" in result.stderr
+
+
+def test_dotted_paths_reach_names_with_dots() -> None:
+    from pdopt.scenario.variants import set_path
+
+    data: dict[str, Any] = {"workloads": [{"name": "chat.v2", "slo": {"tpot_ms": 1}}],
+                            "models": {"a.b": {"x": 1}, "a": {"y": 2}}}
+    assert set_path(data, "workloads.chat.v2.slo.tpot_ms", 5) == [
+        "workloads[chat.v2].slo.tpot_ms: 1 -> 5"]
+    assert set_path(data, "models.a.y", 3) == ["models.a.y: 2 -> 3"]  # a name that exists wins
+    assert set_path(data, "models[a.b].x", 4) == ["models[a.b].x: 1 -> 4"]
+    assert data["models"] == {"a.b": {"x": 4}, "a": {"y": 3}}
+    with pytest.raises(ValueError, match=r"no item named 'chat' in workloads \(it has: chat.v2\);"
+                                         r" .* in brackets: workloads\[chat.v2\]"):
+        set_path(data, "workloads.chat.v3.slo.tpot_ms", 5)
