@@ -295,7 +295,9 @@ def write_factors(fitted: dict[str, EstimateFactors], source: Path, runs: int,
             "factors": {k: getattr(f, k) for k in FITTED_FACTORS},
             "provenance": {
                 "fitted_on": fitted_on,
-                "runs": "every engine's" if name == "generic" else f"{name} runs only",
+                "runs": ("every engine's" if name == "generic" else
+                         f"efficiencies from every engine's runs; {', '.join(ENGINE_FACTORS)} "
+                         f"from {name} runs"),
                 "data": f"aiconfigurator-core {aic_version} systems/silicon_sample.csv "
                         f"({runs} describable de-duplicated runs of all engines)",
                 "method": "docs/profiles.md Eq. C1 (python benchmarks/calibrate_estimate.py "
