@@ -71,10 +71,20 @@ def _data_text(name: str) -> str:
     return resources.files("pdopt").joinpath("data", name).read_text(encoding="utf-8")
 
 
+# libyaml's loader when PyYAML was built with it (10x faster than the pure-Python one).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@functools.cache
+def data_yaml(name: str) -> Any:
+    """A YAML file of pdopt/data, parsed once per process (callers must not mutate it)."""
+    return yaml.load(_data_text(name), Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+
+
 @functools.cache
 def gpu_catalog() -> dict[str, GpuSpec]:
     """Every GPU of pdopt/data/gpu_catalog.yaml by its canonical name."""
-    raw = yaml.safe_load(_data_text("gpu_catalog.yaml"))["gpus"]
+    raw = data_yaml("gpu_catalog.yaml")["gpus"]
     out: dict[str, GpuSpec] = {}
     for name, g in raw.items():
         out[name] = GpuSpec(
@@ -90,7 +100,7 @@ def gpu_catalog() -> dict[str, GpuSpec]:
 
 @functools.cache
 def _gpu_aliases() -> dict[str, str]:
-    raw = yaml.safe_load(_data_text("gpu_catalog.yaml"))["gpus"]
+    raw = data_yaml("gpu_catalog.yaml")["gpus"]
     aliases = {}
     for name, g in raw.items():
         for alias in [name, *g.get("aliases", []), g.get("aiconfigurator_system") or name]:
@@ -110,7 +120,7 @@ def gpu_spec(name: str) -> GpuSpec:
 @functools.cache
 def bundled_models() -> dict[str, BundledModel]:
     """Every model of pdopt/data/model_configs.yaml by name, aliases included."""
-    raw = yaml.safe_load(_data_text("model_configs.yaml"))["models"]
+    raw = data_yaml("model_configs.yaml")["models"]
     out: dict[str, BundledModel] = {}
     for name, m in raw.items():
         entry = BundledModel(name, m["source"], m.get("aiconfigurator"), dict(m["config"]))

@@ -63,7 +63,8 @@ FACTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "estimate_factors.
 @functools.cache
 def calibrated_factors() -> dict[str, Any]:
     """pdopt/data/estimate_factors.yaml: per-engine factors with their provenance."""
-    return yaml.safe_load(FACTORS_PATH.read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
+    return yaml.load(FACTORS_PATH.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506
 
 
 def engine_factors(engine: str | None = None) -> EstimateFactors:

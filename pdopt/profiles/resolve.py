@@ -25,7 +25,6 @@ from pydantic import ValidationError
 from pdopt.errors import PdoptError
 from pdopt.fileio import write_atomic
 from pdopt.profiles import aiconfigurator as aic
-from pdopt.profiles.calibration import fit_to_measurements
 from pdopt.profiles.catalog import config_digest, gpu_spec, model_arch, model_config
 from pdopt.profiles.estimate import (
     Estimate,
@@ -92,6 +91,8 @@ def _run_defaults(spec: EstimateProfile, gpu: str, gpus: int) -> RunDefaults:
 def _calibration(spec: EstimateProfile, base: EstimateFactors, gpu: str, gpus: int
                  ) -> tuple[EstimateFactors, int]:
     """The engine's factors refitted to the block's `calibrate_from` runs (Eq. C2)."""
+    from pdopt.profiles.calibration import fit_to_measurements  # scipy: only when asked
+
     assert spec.calibrate_from
     return fit_to_measurements(tuple(spec.calibrate_from), base,
                                _run_defaults(spec, gpu, gpus))
