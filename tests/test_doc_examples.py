@@ -10,24 +10,32 @@ An example is a marker comment followed by a fenced block:
     ```
 
 The block is `$ COMMAND` and the command's output (stdout and stderr as a terminal shows them),
-run from the project root. Options between `example` and the colon: `head=N` keeps the first N
-lines of the output and ends the block with `...`; `slow` marks an example whose command takes
-more than a few seconds: it is compared only when PDOPT_SLOW_DOC_EXAMPLES=1 is set (the update
-always runs it). Timings (`build 0.04 s`, `simulated in 1.1 s`) are masked when comparing.
+run from the project root; arguments with `*` are expanded as a shell would. A marker may hold a
+session of several commands, each line beginning `$ ` (run in order, in one folder). Options
+between `example` and the colon: `head=N` keeps the first N lines of each command's output and
+ends it with `...`; `setup=NAME` runs the commands in a scratch folder prepared by SETUPS[NAME]
+(e.g. benchmark results as `results/` and a scenario the commands change); `slow` marks an example
+whose commands take more than a few seconds: it is compared only when PDOPT_SLOW_DOC_EXAMPLES=1 is
+set (the update always runs it). Timings (`build 0.04 s`, `simulated in 1.1 s`) and import
+timestamps are masked when comparing.
 
 Regenerate every block after a change of output:
 
     python -m tests.test_doc_examples --update            # README.md and docs/*.md
     python -m tests.test_doc_examples --update docs/cli.md
+    python -m tests.test_doc_examples --update --slow     # the slow examples too
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shlex
+import shutil
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +44,24 @@ from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = re.compile(
-    r"<!-- example(?P<options>[^:\n]*): (?P<command>.*?) -->\n"
+    r"<!-- example(?P<options>[^:\n]*):\s+(?P<command>.*?) -->\n"
     r"(?P<fence>```(?P<lang>[a-z]*)\n(?P<body>.*?)```)",
     re.S,
 )
 # numbers that change from run to run: wall-clock times
 VOLATILE = re.compile(r"(?<=build )[\d.]+(?= s)|(?<=solve )[\d.]+(?= s)"
-                      r"|(?<=simulated in )[\d.]+(?= s)")
+                      r"|(?<=simulated in )[\d.]+(?= s)|(?<=imported_at: ')[\dT:Z-]+")
+
+
+def _vllm_results(folder: Path) -> None:
+    """The vLLM result files of tests/fixtures as `results/`, and the scenario they fill in as
+    `llama8b.yaml` (README.md, "From your own benchmarks to a plan")."""
+    shutil.copytree(ROOT / "tests" / "fixtures" / "profiles" / "vllm", folder / "results")
+    shutil.copy(ROOT / "tests" / "fixtures" / "profiles" / "scenario-llama8b.yaml",
+                folder / "llama8b.yaml")
+
+
+SETUPS: dict[str, Callable[[Path], None]] = {"vllm-results": _vllm_results}
 
 
 @dataclass(frozen=True)
@@ -52,14 +71,18 @@ class Example:
     command: str  # as written in the marker (continuation lines end with `\`)
     head: int | None
     slow: bool
+    setup: str | None
     start: int  # span of the fenced block in the file's text
     end: int
     lang: str
     body: str
 
     @property
-    def args(self) -> list[str]:
-        return shlex.split(self.command.replace("\\\n", " "))
+    def commands(self) -> list[str]:
+        """The commands of the marker (one, or a session of lines beginning `$ `)."""
+        if not self.command.lstrip().startswith("$ "):
+            return [self.command]
+        return [c.rstrip() for c in re.split(r"(?m)^\s*\$ ", self.command) if c.strip()]
 
     @property
     def name(self) -> str:
@@ -74,52 +97,78 @@ def examples(path: Path) -> Iterator[Example]:
     text = path.read_text(encoding="utf-8")
     for m in MARKER.finditer(text):
         options = m["options"].split()
-        head = next((int(o.split("=", 1)[1]) for o in options if o.startswith("head=")), None)
-        unknown = [o for o in options if o != "slow" and not o.startswith("head=")]
-        if unknown:
-            raise ValueError(f"{path}: unknown example options {unknown}")
+        values = dict(o.split("=", 1) for o in options if "=" in o)
+        unknown = [o for o in options if o != "slow" and o.split("=")[0] not in ("head", "setup")]
+        if unknown or values.get("setup", "vllm-results") not in SETUPS:
+            raise ValueError(f"{path}: unknown example options {options}")
+        head = int(values["head"]) if "head" in values else None
         yield Example(path, text.count("\n", 0, m.start()) + 1, m["command"], head,
-                      "slow" in options, m.start("fence"), m.end("fence"), m["lang"], m["body"])
+                      "slow" in options, values.get("setup"), m.start("fence"), m.end("fence"),
+                      m["lang"], m["body"])
 
 
-def run(example: Example) -> str:
-    """The block the example's command gives: `$ COMMAND`, then its output."""
+def _expand(args: list[str]) -> list[str]:
+    """Arguments with `*`/`?` as a shell expands them (sorted; left as written when nothing
+    matches)."""
+    out: list[str] = []
+    for arg in args:
+        matches = sorted(glob.glob(arg)) if glob.has_magic(arg) else []
+        out += matches or [arg]
+    return out
+
+
+def _run_one(example: Example, command: str) -> list[str]:
     from pdopt.cli import main
 
-    args = example.args
+    args = shlex.split(command.replace("\\\n", " "))
     if args[0] != "pdopt":
         raise ValueError(f"{example.name}: examples run pdopt, not {args[0]}")
-    cwd = Path.cwd()
-    os.chdir(ROOT)
-    try:
-        result = CliRunner().invoke(main, args[1:])
-    finally:
-        os.chdir(cwd)
+    result = CliRunner().invoke(main, _expand(args[1:]))
     if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise RuntimeError(f"{example.name}: {example.command}: {result.exception!r}")
+        raise RuntimeError(f"{example.name}: {command}: {result.exception!r}")
     output = result.output.rstrip("\n").splitlines()
     if example.head is not None and len(output) > example.head:
         output = output[:example.head] + ["..."]
-    lines = example.command.splitlines()
-    shown = ["$ " + lines[0].strip()] + ["    " + line.strip() for line in lines[1:]]
-    return "\n".join(shown + output) + "\n"
+    lines = command.splitlines()
+    return ["$ " + lines[0].strip()] + ["    " + line.strip() for line in lines[1:]] + output
+
+
+def run(example: Example) -> str:
+    """The block the example's commands give: `$ COMMAND`, then its output, for each."""
+    cwd = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="pdopt-doc-example-") as scratch:
+        folder = ROOT
+        if example.setup is not None:
+            folder = Path(scratch)
+            SETUPS[example.setup](folder)
+        os.chdir(folder)
+        try:
+            lines = [line for command in example.commands
+                     for line in _run_one(example, command)]
+        finally:
+            os.chdir(cwd)
+    return "\n".join(lines) + "\n"
 
 
 def masked(text: str) -> str:
     return VOLATILE.sub("#", text)
 
 
-def update(paths: list[Path]) -> int:
+def update(paths: list[Path], slow: bool = False) -> int:
+    """Rewrite the blocks whose output changed (beyond timings); `slow` examples only when asked
+    (their solves may stop at a time limit on a busy machine)."""
     changed = 0
     for path in paths:
         text = path.read_text(encoding="utf-8")
         found = list(examples(path))
         for ex in reversed(found):  # from the end, so earlier spans stay valid
+            if ex.slow and not slow:
+                continue
             block = f"```{ex.lang}\n{run(ex)}```"
             if masked(block) != masked(text[ex.start:ex.end]):
                 changed += 1
-                print(f"updated {ex.name}: {ex.command.splitlines()[0]}", file=sys.stderr)
-            text = text[:ex.start] + block + text[ex.end:]
+                print(f"updated {ex.name}: {ex.commands[0].splitlines()[0]}", file=sys.stderr)
+                text = text[:ex.start] + block + text[ex.end:]
         path.write_text(text, encoding="utf-8")
     return changed
 
@@ -138,13 +187,14 @@ def test_doc_example_is_what_the_command_prints(example: Example) -> None:
     if example.slow and not os.environ.get("PDOPT_SLOW_DOC_EXAMPLES"):
         pytest.skip("slow example: set PDOPT_SLOW_DOC_EXAMPLES=1 to compare it")
     assert masked(run(example)) == masked(example.body), (
-        f"{example.name} no longer matches `{example.command.splitlines()[0]}`; regenerate with "
-        "python -m tests.test_doc_examples --update"
+        f"{example.name} no longer matches `{example.commands[0].splitlines()[0]}`; "
+        "regenerate with python -m tests.test_doc_examples --update"
     )
 
 
 if __name__ == "__main__":
+    flags = {"--update", "--slow"}
     if "--update" not in sys.argv[1:]:
-        sys.exit("usage: python -m tests.test_doc_examples --update [FILE.md ...]")
-    files = [Path(a).resolve() for a in sys.argv[1:] if a != "--update"] or doc_files()
-    print(f"{update(files)} example(s) changed", file=sys.stderr)
+        sys.exit("usage: python -m tests.test_doc_examples --update [--slow] [FILE.md ...]")
+    files = [Path(a).resolve() for a in sys.argv[1:] if a not in flags] or doc_files()
+    print(f"{update(files, '--slow' in sys.argv[1:])} example(s) changed", file=sys.stderr)
