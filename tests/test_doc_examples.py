@@ -29,6 +29,7 @@ Regenerate every block after a change of output:
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shlex
@@ -61,7 +62,25 @@ def _vllm_results(folder: Path) -> None:
                 folder / "llama8b.yaml")
 
 
-SETUPS: dict[str, Callable[[Path], None]] = {"vllm-results": _vllm_results}
+def _my_model(folder: Path) -> None:
+    """`my-model/config.json`: a Llama config.json without `num_hidden_layers` (docs/cli.md,
+    `pdopt profile estimate`)."""
+    from pdopt.profiles.catalog import bundled_models
+
+    config = dict(bundled_models()["llama-3.1-8b"].config)
+    del config["num_hidden_layers"]
+    (folder / "my-model").mkdir()
+    (folder / "my-model" / "config.json").write_text(json.dumps(config, indent=2))
+
+
+def _scenarios(folder: Path) -> None:
+    """The shipped scenarios as `scenarios/`, in a folder the commands may write to."""
+    (folder / "scenarios").symlink_to(ROOT / "scenarios", target_is_directory=True)
+
+
+SETUPS: dict[str, Callable[[Path], None]] = {
+    "vllm-results": _vllm_results, "my-model": _my_model, "scenarios": _scenarios,
+}
 
 
 @dataclass(frozen=True)
