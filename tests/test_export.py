@@ -159,8 +159,14 @@ def test_every_file_parses_and_names_the_plan(plan, scenario, target):
     _documents(files)  # every YAML file parses
     for name, text in files.items():
         assert "export-test" in text  # the plan's scenario is named in every file
-        if name != "README.md":
-            assert "TPOT 20 ms" in text and "TPOT 25 ms" in text  # the SLOs
+        if name.startswith("qwen"):  # the SLOs of the model's workloads, not the others'
+            assert "  strict (Qwen/Qwen3-8B, 4 req/s): TTFT 2,000 ms / 1,000 ms, TPOT 20 ms / " \
+                "18 ms" in text and "  loose (" in text and "  evil (" not in text
+        elif name.startswith("x"):
+            assert "  evil (../../x, 1 req/s): TTFT 1,000 ms / 500 ms" in text
+            assert "  strict (" not in text
+        else:
+            assert "  strict (" in text and "  evil (" in text
 
 
 def test_kubernetes_deployments_follow_the_plan(plan, scenario):
@@ -194,6 +200,15 @@ def test_kubernetes_deployments_follow_the_plan(plan, scenario):
                 .items()]
         assert pods and {d["metadata"]["labels"]["pdopt.io/role"] for d in pods} == \
             {s["metadata"]["labels"]["pdopt.io/role"]}
+
+
+def test_estimated_pools_are_named():
+    plan = Plan.from_dict({**copy.deepcopy(PLAN), "estimated": {"d-mi300x": "estimate pdopt"}})
+    files = _export(plan, "llm-d")
+    line = "Pools sized on estimated, not measured, numbers (measure before relying on them): " \
+        "d-mi300x."
+    assert line in files["qwen-qwen3-8b.values.yaml"] and line in files["README.md"]
+    assert "estimated" not in files["x.values.yaml"]
 
 
 def test_group_batch_caps_are_reported(plan, scenario):

@@ -88,7 +88,7 @@ def graph(model: ModelFacts, options: ExportOptions) -> dict[str, Any]:
 def export(plan: Plan, models: list[ModelFacts], options: ExportOptions) -> list[ExportFile]:
     files = []
     for model in models:
-        lines = plan_header(plan, "dynamo")
+        lines = plan_header(plan, "dynamo", model.model)
         for facts in model.pools:
             lines += ["", *pool_comment(facts)]
         files.append(ExportFile(file_name(model.model, suffix=".dgd.yaml"),

@@ -118,7 +118,7 @@ def service(model: ModelFacts, role: str, options: ExportOptions) -> dict[str, A
 def export(plan: Plan, models: list[ModelFacts], options: ExportOptions) -> list[ExportFile]:
     files = []
     for model in models:
-        parts = [comment(plan_header(plan, "kubernetes"))]
+        parts = [comment(plan_header(plan, "kubernetes", model.model))]
         for facts in model.pools:
             parts.append("---\n" + comment(pool_comment(facts))
                          + to_yaml(deployment(model, facts, options)))

@@ -109,7 +109,7 @@ def export(plan: Plan, models: list[ModelFacts], options: ExportOptions) -> list
     files = []
     for model in models:
         for k, (prefill, decode) in enumerate(releases(model)):
-            lines = plan_header(plan, "llm-d") + [f"Values for the {CHART} Helm chart "
+            lines = plan_header(plan, "llm-d", model.model) + [f"Values for the {CHART} Helm chart "
                                                    f"{CHART_VERSION}."]
             for facts in (prefill, decode):
                 if facts is not None:

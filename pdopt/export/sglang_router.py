@@ -84,7 +84,7 @@ def export(plan: Plan, models: list[ModelFacts], options: ExportOptions) -> list
     files = []
     for model in models:
         router, why = router_command(model)
-        header = plan_header(plan, "sglang-router")
+        header = plan_header(plan, "sglang-router", model.model)
         script = ["#!/bin/sh", comment(header).rstrip("\n"), "set -eu", ""]
         listing: dict[str, Any] = {"model": model.model, "model_path": model.model_path,
                                    "prefill": [], "decode": []}
