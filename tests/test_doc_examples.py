@@ -13,11 +13,11 @@ The block is `$ COMMAND` and the command's output (stdout and stderr as a termin
 run from the project root; arguments with `*` are expanded as a shell would. A marker may hold a
 session of several commands, each line beginning `$ ` (run in order, in one folder). Options
 between `example` and the colon: `head=N` keeps the first N lines of each command's output and
-ends it with `...`; `setup=NAME` runs the commands in a scratch folder prepared by SETUPS[NAME]
-(e.g. benchmark results as `results/` and a scenario the commands change); `slow` marks an example
-whose commands take more than a few seconds: it is compared only when PDOPT_SLOW_DOC_EXAMPLES=1 is
-set (the update always runs it). Timings (`build 0.04 s`, `simulated in 1.1 s`) and import
-timestamps are masked when comparing.
+ends it with `...` (`tail=N`: the last N, after `...`); `setup=NAME` runs the commands in a
+scratch folder prepared by SETUPS[NAME] (e.g. benchmark results as `results/` and a scenario the
+commands change); `slow` marks an example whose commands take more than a few seconds: it is
+compared only when PDOPT_SLOW_DOC_EXAMPLES=1 is set (the update rewrites it only with --slow).
+Timings (`build 0.04 s`, `simulated in 1.1 s`) and import timestamps are masked when comparing.
 
 Regenerate every block after a change of output:
 
@@ -89,6 +89,7 @@ class Example:
     line: int
     command: str  # as written in the marker (continuation lines end with `\`)
     head: int | None
+    tail: int | None
     slow: bool
     setup: str | None
     start: int  # span of the fenced block in the file's text
@@ -117,11 +118,13 @@ def examples(path: Path) -> Iterator[Example]:
     for m in MARKER.finditer(text):
         options = m["options"].split()
         values = dict(o.split("=", 1) for o in options if "=" in o)
-        unknown = [o for o in options if o != "slow" and o.split("=")[0] not in ("head", "setup")]
+        unknown = [o for o in options
+                   if o != "slow" and o.split("=")[0] not in ("head", "tail", "setup")]
         if unknown or values.get("setup", "vllm-results") not in SETUPS:
             raise ValueError(f"{path}: unknown example options {options}")
         head = int(values["head"]) if "head" in values else None
-        yield Example(path, text.count("\n", 0, m.start()) + 1, m["command"], head,
+        tail = int(values["tail"]) if "tail" in values else None
+        yield Example(path, text.count("\n", 0, m.start()) + 1, m["command"], head, tail,
                       "slow" in options, values.get("setup"), m.start("fence"), m.end("fence"),
                       m["lang"], m["body"])
 
@@ -148,6 +151,8 @@ def _run_one(example: Example, command: str) -> list[str]:
     output = result.output.rstrip("\n").splitlines()
     if example.head is not None and len(output) > example.head:
         output = output[:example.head] + ["..."]
+    if example.tail is not None and len(output) > example.tail:
+        output = ["..."] + output[-example.tail:]
     lines = command.splitlines()
     return ["$ " + lines[0].strip()] + ["    " + line.strip() for line in lines[1:]] + output
 
