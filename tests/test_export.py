@@ -4,8 +4,9 @@ Always: every YAML file parses, counts/GPUs/engine flags are the plan's and the 
 are safe, placeholders mark what pdopt cannot know, bad input is one line and exit 2. With the
 published schemas in ../shared/data/schemas (skipped cleanly without them): Kubernetes objects
 against the Kubernetes 1.30 JSON schemas, DynamoGraphDeployments against the v1alpha1 CRD schema
-of Dynamo 0.5.0 and 1.5.0, llm-d values (merged over the chart's defaults, as Helm does) against
-the llm-d-modelservice v0.4.12 values schema.
+of Dynamo 1.5.0, llm-d values (merged over the chart's defaults, as Helm does) against the
+llm-d-modelservice v0.4.12 values schema. The schemas are public files that stay out of this
+repository, like the rest of ../shared (docs/cli.md, `pdopt export`, names their sources).
 """
 
 from __future__ import annotations
