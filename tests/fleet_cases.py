@@ -147,6 +147,13 @@ def brute_force_cost(scenario: Scenario) -> float | None:
     """Cheapest cost over all group-count vectors (None: none feasible). Each pool's total ranges
     up to the count that would carry all its possible demand at its tightest SLO (Eq. O9), which
     no optimal plan exceeds."""
+    best = brute_force_best(scenario, "cost")
+    return None if best is None else best[0]
+
+
+def brute_force_best(scenario: Scenario, objective: str) -> tuple[float, int] | None:
+    """(cost, GPUs) of the best group-count vector in lexicographic order (Eq. O10): cheapest,
+    then fewest GPUs for `cost`; fewest GPUs, then cheapest for `gpus` (None: none feasible)."""
     data = build_fleet_data(scenario)
     groups = _groups(data)
     pools = sorted(data.pools)
@@ -177,11 +184,13 @@ def brute_force_cost(scenario: Scenario) -> float | None:
         if scenario.budget_per_hour is not None and cost > scenario.budget_per_hour + 1e-9:
             continue
         vectors.append((cost, sum(gpus.values()), tuple(sorted(n.items()))))
-    vectors.sort()
-    for cost, _gpus, items in vectors:
+    # costs rounded for the order only: equal costs summed in another order must tie
+    vectors.sort(key=lambda v: (round(v[0], 9), v[1]) if objective == "cost"
+                 else (v[1], round(v[0], 9)))
+    for cost, n_gpus, items in vectors:
         n = dict(items)
         if _necessary(data, n) and groups_feasible(data, n):
-            return cost
+            return cost, n_gpus
     return None
 
 

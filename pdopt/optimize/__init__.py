@@ -22,6 +22,7 @@ from pdopt.optimize.solver import (
     ProgressFn,
     SolveProgress,
     SolverReport,
+    not_started,
     relative_gap,
     solve_lexicographic,
 )
@@ -36,6 +37,9 @@ __all__ = ["solve", "build_fleet_data", "create_model", "FleetData", "SolverRepo
 # parts not yet proven gets this share of what is left.
 PARTS_SHARE = 0.5
 PARTS_AGAIN_SHARE = 0.8
+# Building the whole program and handing it to HiGHS takes about this many times as long as
+# computing its coefficients (build_fleet_data); with less time left it is not started.
+BUILD_PER_DATA_SECONDS = 3.0
 # A second round of the parts is started only with this much time left (starting workers and
 # building the parts' programs cost about a second).
 PARTS_AGAIN_MIN_S = 1.0
@@ -60,15 +64,12 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
     time_limit_s = time_limit_s if time_limit_s is not None else scenario.options.time_limit_s
     mip_gap = mip_gap if mip_gap is not None else scenario.options.mip_gap
     deadline = Deadline(time.time() - (time.perf_counter() - start) + time_limit_s)
-    data = build_fleet_data(scenario)
-
-    blocked = unroutable_workloads(data)
-    if blocked:
-        return Plan.without_plan(scenario=scenario.name, status=Status.INFEASIBLE,
-                                 objective=goal, diagnosis=blocked)
 
     bounds: dict[str, float] = {}
+    parts: list[Part] = []
     if len(model_names(scenario)) > 1:
+        # Each model alone first (O.2), in worker processes that build their own programs:
+        # often the parts together are the answer and the whole program is never built.
         t0 = time.perf_counter()
         parts = _solve_parts(scenario, goal, deadline, mip_gap)
         plans = [part.plan for part in parts if part.plan is not None]
@@ -80,6 +81,24 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         bounds = {part.model_name: part.dual_bound for part in parts
                   if part.dual_bound is not None}
 
+    t0 = time.perf_counter()
+    data = build_fleet_data(scenario)
+    data_seconds = time.perf_counter() - t0
+    blocked = unroutable_workloads(data)
+    if blocked:
+        return Plan.without_plan(scenario=scenario.name, status=Status.INFEASIBLE,
+                                 objective=goal, diagnosis=blocked)
+    if deadline.remaining() < BUILD_PER_DATA_SECONDS * data_seconds:
+        # the parts took the time: building the whole program would take longer than is left
+        solved = sum(part.plan is not None for part in parts)
+        return Plan.without_plan(
+            scenario=scenario.name, status=Status.NO_SOLUTION, objective=goal,
+            diagnosis=[f"no plan within the time limit ({time_limit_s:g} s): solved model by "
+                       f"model, {solved} of {len(parts)} models had a plan in their share of "
+                       f"the time{', not within the shared limits' if solved == len(parts) else ''}"
+                       f", and the {deadline.remaining():.1f} s left were too few to build and "
+                       "solve the whole fleet's program; raise --time-limit"],
+            solver=replace(not_started(), build_seconds=time.perf_counter() - start))
     model = create_model(data, goal, model_bounds=bounds)
     build_seconds = time.perf_counter() - start
     report = solve_lexicographic(model, deadline=deadline, mip_gap=mip_gap, threads=threads,

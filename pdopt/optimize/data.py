@@ -227,7 +227,9 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
 
 
 def _pool(scenario: Scenario, inst: Instance, load_instances: float) -> Pool:
-    upper = max(inst.min_count, math.ceil(load_instances - 1e-9))  # max_count applies later
+    # max_count applies later; any load needs an instance, however small (a rate below 1e-9 of
+    # an instance's capacity would otherwise round to none)
+    upper = max(inst.min_count, math.ceil(load_instances - 1e-9), 1 if load_instances > 0 else 0)
     return Pool(
         name=inst.name,
         model=inst.model,

@@ -35,6 +35,11 @@ from pdopt.scenario.schema import Scenario
 OWN_PROCESS_GROUP: dict[str, int] = {"process_group": 0} if os.name == "posix" else {}
 # Below this many models, starting worker processes costs more than it saves.
 PARALLEL_FROM_MODELS = 4
+# With less time than this left, the parts are solved in this process: starting a worker (a
+# fresh interpreter importing Pyomo) takes a few seconds on a loaded machine.
+PARALLEL_FROM_SECONDS = 10.0
+# How long after the deadline a worker may take to hand its parts back before it is stopped.
+WORKER_GRACE_S = 0.5
 # Of a part's time, branch and bound gets this share; the rest is the rounded-LP fallback's (O.3)
 # when branch and bound ends without proving its plan.
 BRANCH_AND_BOUND_SHARE = 0.6
@@ -70,6 +75,8 @@ def solve_part(scenario: Scenario, model_name: str, objective: Objective, deadli
     """One model alone, lexicographically (Eq. O10), by `deadline`; when branch and bound ends
     unproven, the rounded LP relaxation (O.3) may give a better plan in the time left."""
     start = time.perf_counter()
+    if deadline.passed():
+        return Part(model_name, None, None, 0.0)
     data = build_fleet_data(sub_scenario(scenario, model_name))
     relax = Relaxation(budget=True, inventory="drop")
     model = create_model(data, objective, relax)
@@ -94,18 +101,21 @@ def solve_parts(scenario: Scenario, objective: Objective, *, deadline: Deadline,
     among the parts a worker holds)."""
     names = names or model_names(scenario)
     workers = min(workers or os.cpu_count() or 1, len(names))
-    if len(names) < PARALLEL_FROM_MODELS or workers < 2:
+    if len(names) < PARALLEL_FROM_MODELS or workers < 2 \
+            or deadline.remaining() < PARALLEL_FROM_SECONDS:
         return solve_in_turn(scenario, names, objective, deadline, mip_gap)
     # Fresh interpreters, not forked ones (a fork would inherit HiGHS's thread-pool state without
     # its threads) and not multiprocessing's spawn (which re-runs the caller's main module).
     chunks = [names[k::workers] for k in range(workers)]
     return run_part_workers(
         [pickle.dumps((scenario, chunk, objective, deadline, mip_gap)) for chunk in chunks],
-        names)
+        names, deadline)
 
 
-def run_part_workers(inputs: list[bytes], names: list[str]) -> list[Part]:
+def run_part_workers(inputs: list[bytes], names: list[str],
+                     deadline: Deadline | None = None) -> list[Part]:
     """One `pdopt.optimize.part_worker` process per input; their parts in the order of `names`.
+    A worker not done `WORKER_GRACE_S` after `deadline` is stopped: its parts have no plan.
 
     The workers ignore Ctrl-C and die with this process (pdopt.children); when this process
     stops early (Ctrl-C, SIGTERM, an error) they are killed and reaped before the exception goes
@@ -121,11 +131,15 @@ def run_part_workers(inputs: list[bytes], names: list[str]) -> list[Part]:
             assert proc.stdin is not None
             proc.stdin.write(payload)
             proc.stdin.close()
-        parts: dict[str, Part] = {}
+            proc.stdin = None  # sent: communicate() below only reads
+        parts: dict[str, Part] = {name: Part(name, None, None, 0.0) for name in names}
         for proc in procs:
-            assert proc.stdout is not None
-            out = proc.stdout.read()
-            if proc.wait() != 0:
+            try:
+                out, _ = proc.communicate(timeout=None if deadline is None
+                                          else deadline.remaining() + WORKER_GRACE_S)
+            except subprocess.TimeoutExpired:
+                continue  # killed below
+            if proc.returncode != 0:
                 raise RuntimeError("a worker solving models alone failed")
             parts.update({part.model_name: part for part in pickle.loads(out)})
     finally:

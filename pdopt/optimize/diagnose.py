@@ -15,7 +15,7 @@ import pyomo.environ as pyo
 
 from pdopt.optimize.data import FleetData
 from pdopt.optimize.model import Relaxation, cost_expr, create_model
-from pdopt.optimize.solver import Deadline, SolverReport, solve_model
+from pdopt.optimize.solver import Deadline, SolverReport, not_started, solve_model
 from pdopt.plan import Objective, Status
 
 # Costs, rates and coefficients beyond these magnitudes are outside what a double-precision
@@ -87,7 +87,7 @@ def diagnose(data: FleetData, objective: Objective, *, deadline: Deadline, mip_g
     if free is None:
         return [_without_limits(data, report)]
     reasons: list[str] = []
-    if solve(Relaxation(budget=True, inventory="drop"))[0] is None:
+    if solve(Relaxation(budget=True, inventory="drop"))[1].status == Status.INFEASIBLE:
         n: dict[str, int] = {}
         for p, lvl in free.GROUPS:
             n[p] = n.get(p, 0) + round(pyo.value(free.n[p, lvl]))
@@ -109,7 +109,7 @@ def diagnose(data: FleetData, objective: Objective, *, deadline: Deadline, mip_g
     budget = data.scenario.budget_per_hour
     if budget is not None:
         reasons += _budget_reasons(data, budget, inventory_short, solve)
-    if not reasons and not deadline.remaining():
+    if not reasons and deadline.passed():
         return [_out_of_time(data)]
     return reasons or ["the limits together admit no plan, though each alone does "
                        "(budget, inventories and max_count interact)"]
@@ -162,6 +162,8 @@ def _out_of_time(data: FleetData) -> str:
 
 def _solve(data: FleetData, objective: Objective, relax: Relaxation, deadline: Deadline,
            mip_gap: float) -> tuple[pyo.ConcreteModel | None, SolverReport]:
+    if deadline.passed():
+        return None, not_started()
     model = create_model(data, objective, relax)
     report = solve_model(model, deadline=deadline, mip_gap=mip_gap, phase="diagnosis")
     return (model if report.status.has_plan else None), report

@@ -26,6 +26,8 @@ def rounded_up(data: FleetData, objective: Objective, relax: Relaxation, *, dead
     and solve again for the flows. Returns the model and a report whose bound is the better of
     `dual_bound` and the LP's; None when the rounded counts break a limit (inventory, budget),
     the LP has no solution or the deadline passes first."""
+    if deadline.passed():
+        return None
     model = create_model(data, objective, relax)
     for var in model.n.values():
         var.domain = pyo.NonNegativeReals
@@ -70,6 +72,8 @@ def _near_lp(data: FleetData, objective: Objective, relax: Relaxation,
              ) -> tuple[pyo.ConcreteModel, SolverReport] | None:
     """The best integer plan whose every group count is the LP's rounded down or up: a small
     program (each count has two values) that branch and bound settles quickly."""
+    if deadline.passed():
+        return None
     model = create_model(data, objective, relax)
     for key, var in model.n.items():
         value = lp_counts[key]

@@ -55,6 +55,10 @@ class Deadline:
     def remaining(self) -> float:
         return max(0.0, self.at - time.time())
 
+    def passed(self) -> bool:
+        """Too little time left to start another solve (or build a program for one)."""
+        return self.remaining() < MIN_SOLVE_S
+
     def share(self, fraction: float, keep_s: float = 0.0) -> Deadline:
         """A deadline `fraction` of the way from now to this one, and at least `keep_s` before
         it (never after it)."""
@@ -147,8 +151,7 @@ class _Session:
         start = time.perf_counter()
         seconds = deadline.remaining()
         if seconds < MIN_SOLVE_S:
-            return SolverReport(Status.NO_SOLUTION, TerminationCondition.maxTimeLimit.name, None,
-                                None, None, 0.0, True)
+            return not_started()
         self.opt.update()
         if start_from is not None:
             solution = highspy.HighsSolution()
@@ -173,6 +176,12 @@ class _Session:
 
     def columns(self) -> list[float]:
         return list(self.highs.getSolution().col_value)
+
+
+def not_started() -> SolverReport:
+    """The report of a solve the deadline left no time for."""
+    return SolverReport(Status.NO_SOLUTION, TerminationCondition.maxTimeLimit.name, None, None,
+                        None, 0.0, True)
 
 
 def _report(results: Any, seconds: float) -> SolverReport:
@@ -220,9 +229,11 @@ def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float | None = None,
                 progress: ProgressFn | None = None, phase: str = "solve") -> SolverReport:
     """Solve with HiGHS within `time_limit_s` and `deadline` (the earlier); load the incumbent
     into the model when there is one."""
-    session = _Session(model, threads)
-    return session.run(deadline=_deadline(time_limit_s, deadline), mip_gap=mip_gap,
-                       progress=progress, phase=phase)
+    until = _deadline(time_limit_s, deadline)
+    if until.passed():
+        return not_started()
+    return _Session(model, threads).run(deadline=until, mip_gap=mip_gap, progress=progress,
+                                        phase=phase)
 
 
 def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
@@ -237,6 +248,8 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
     values only (GPUs), so a bound within 1 of the plan proves it. The second stage gets what is
     left of the deadline; if it finds nothing better the first stage's plan stays."""
     until = _deadline(time_limit_s, deadline)
+    if until.passed():
+        return not_started()
     session = _Session(model, threads)
     first = session.run(deadline=until, mip_gap=mip_gap, progress=progress, phase="primary")
     if first.objective_value is None or not hasattr(model, "secondary"):
