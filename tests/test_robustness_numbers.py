@@ -262,3 +262,60 @@ def test_largest_accepted_values_still_work(tmp_path: Path, paper_data: dict[str
     paper_data["gpus"]["H200"]["cost_per_hour"] = ranges.MAX_COST_PER_HOUR
     scenario = scenario_from_data(json.loads(json.dumps(paper_data)))
     assert math.isclose(scenario.workloads[0].rate_requests_per_s, 1e-3)
+
+
+# --------------------------------------------------------------------------- at the bounds
+
+AT_THE_BOUNDS: list[tuple[str, Any]] = [
+    ("gpus.H200.cost_per_hour", ranges.MIN_COST_PER_HOUR),
+    ("gpus.H200.cost_per_hour", ranges.MAX_COST_PER_HOUR),
+    ("gpus.H200.memory_gib", ranges.MIN_MEMORY_GIB),
+    ("gpus.H200.memory_gib", ranges.MAX_MEMORY_GIB),
+    ("gpus.H200.count", 0),
+    ("gpus.H200.count", ranges.MAX_GPU_COUNT),
+    ("instances.0.prefill_tokens_per_s", ranges.MIN_INSTANCE_TOKENS_PER_S),
+    ("instances.0.prefill_tokens_per_s", ranges.MAX_INSTANCE_TOKENS_PER_S),
+    ("instances.0.gpus_per_instance", ranges.MAX_GPUS_PER_INSTANCE),
+    ("instances.1.tpot_ms_by_batch", {1: ranges.MIN_MS}),
+    ("instances.1.tpot_ms_by_batch", {1: ranges.MIN_MS, ranges.MAX_BATCH: ranges.MAX_MS}),
+    ("instances.1.kv_cache_tokens", 1),
+    ("instances.1.kv_cache_tokens", ranges.MAX_KV_CACHE_TOKENS),
+    ("instances.0.min_count", ranges.MAX_INSTANCE_COUNT),
+    ("instances.1.max_count", 0),
+    ("workloads.0.input_tokens", 1),
+    ("workloads.0.input_tokens", ranges.MAX_TOKENS),
+    ("workloads.0.output_tokens", ranges.MAX_TOKENS),
+    ("workloads.0.slo.ttft_ms", ranges.MIN_MS),
+    ("workloads.0.slo.ttft_ms", ranges.MAX_MS),
+    ("workloads.0.slo.tpot_ms", ranges.MIN_MS),
+    ("workloads.0.ttft_overhead_ms", ranges.MAX_MS),
+    ("workloads.0.headroom", ranges.MAX_HEADROOM),
+    ("models", {"deepseek-v3.1": {"kv_bytes_per_token": ranges.MIN_KV_BYTES_PER_TOKEN,
+                                  "weight_gib": ranges.MAX_WEIGHT_GIB}}),
+    ("models", {"deepseek-v3.1": {"kv_bytes_per_token": ranges.MAX_KV_BYTES_PER_TOKEN}}),
+    ("budget_per_hour", ranges.MAX_BUDGET_PER_HOUR),
+    ("workloads.0.requests_per_s", ranges.MIN_REQUESTS_PER_S),
+    ("workloads.0.requests_per_s", ranges.MAX_REQUESTS_PER_S),
+]
+
+
+@pytest.mark.parametrize(("where", "value"), AT_THE_BOUNDS)
+def test_numbers_at_their_bounds_solve_cleanly(paper_data: dict[str, Any], where: str,
+                                               value: Any) -> None:
+    """A value at either end of its range gives a plan (at least one instance per role) or a
+    diagnosed infeasibility, never a traceback or a plan of nothing."""
+    from pdopt.errors import PdoptError
+    from pdopt.optimize import solve
+
+    if where.startswith("workloads.0.requests_per_s"):
+        paper_data["workloads"][0].pop("tokens_per_minute")
+    set_at(paper_data, where, value)
+    try:
+        plan = solve(scenario_from_data(paper_data), time_limit_s=20)
+    except PdoptError:  # an unreachable target, said in one message
+        return
+    if plan.has_plan:
+        assert plan.cost_per_hour is not None and plan.cost_per_hour > 0
+        assert {p.role for p in plan.pools if p.count > 0} == {"prefill", "decode"}
+    else:
+        assert plan.diagnosis, plan.status
