@@ -78,8 +78,17 @@ def _scenarios(folder: Path) -> None:
     (folder / "scenarios").symlink_to(ROOT / "scenarios", target_is_directory=True)
 
 
+def _bad_trace(folder: Path) -> None:
+    """The shipped scenarios and `trace.csv`, a trace whose line 3 has a word for a number
+    (docs/simulation.md)."""
+    _scenarios(folder)
+    (folder / "trace.csv").write_text("arrival_s,input_tokens,output_tokens\n0.0,6144,512\n"
+                                      "0.5,ten,512\n")
+
+
 SETUPS: dict[str, Callable[[Path], None]] = {
     "vllm-results": _vllm_results, "my-model": _my_model, "scenarios": _scenarios,
+    "bad-trace": _bad_trace,
 }
 
 
