@@ -85,7 +85,7 @@ def diagnose(data: FleetData, objective: Objective, *, deadline: Deadline, mip_g
 
     free, report = solve(Relaxation(budget=True, inventory="drop", max_count=True))
     if free is None:
-        return [_without_limits(data, report)]
+        return [without_limits_reason(data, report)]
     reasons: list[str] = []
     if solve(Relaxation(budget=True, inventory="drop"))[1].status == Status.INFEASIBLE:
         n: dict[str, int] = {}
@@ -134,7 +134,7 @@ def _budget_reasons(data: FleetData, budget: float, inventory_short: bool, solve
             f"${cheapest:,.2f}/h, the budget is ${budget:,.2f}/h"]
 
 
-def _without_limits(data: FleetData, report: SolverReport) -> str:
+def without_limits_reason(data: FleetData, report: SolverReport) -> str:
     """Why even the program without budget, inventories and max_count has no plan."""
     if report.status != Status.INFEASIBLE:
         return _out_of_time(data) if report.time_limit_hit else (
