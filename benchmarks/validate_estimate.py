@@ -66,29 +66,32 @@ def cross_validate(runs: Sequence[SiliconRun], group: Callable[[SiliconRun], str
 
 def aiconfigurator_tpot_ms(run: SiliconRun) -> float | None:
     """AIConfigurator's TPOT for a run: its `agg` mode (in-flight batching) for aggregated runs,
-    `static_gen` for a decode worker, at the run's layout, batch per attention-DP rank, quant
-    modes and engine version (its latest database for the engine when that version is absent).
-    None when it fails or warns that the KV cache does not fit."""
+    `static_gen` for a decode worker, at the run's layout, batch per attention-DP rank and quant
+    modes, with its latest database for the engine (0.12.0 refuses the CSV's raw version
+    strings) and the model path it has a config for offline (the bundled model's). None when it
+    fails (no perf data, its own out-of-memory verdict) or warns that the KV cache does not fit."""
     from aiconfigurator.cli.api import cli_estimate
 
     from pdopt.profiles.aiconfigurator import _quiet
+    from pdopt.profiles.catalog import bundled_models
 
+    bundled = bundled_models().get((run.model or "").lower())
+    model_path = bundled.aiconfigurator if bundled and bundled.aiconfigurator else run.model_path
     mode = "agg" if run.mode == "agg" else "static_gen"
     kwargs = {"gemm_quant_mode": run.gemm_quant_mode or None,
               "moe_quant_mode": run.moe_quant_mode or None}
-    for version in (run.engine_version, None):
-        try:
-            with _quiet():
-                result = cli_estimate(
-                    run.model_path, run.system, mode=mode, backend_name=run.engine,
-                    backend_version=version, isl=run.input_tokens, osl=run.output_tokens,
-                    batch_size=run.batch // run.attention_dp, tp_size=run.tensor_parallel,
-                    attention_dp_size=run.attention_dp, moe_tp_size=run.moe_tp,
-                    moe_ep_size=run.moe_ep, **{k: v for k, v in kwargs.items() if v})
-        except Exception:  # noqa: BLE001 - any failure of the third-party tool: try the next
-            continue
-        if not result.kv_cache_warning and result.tpot and result.tpot > 0:
-            return float(result.tpot)
+    try:
+        with _quiet():
+            result = cli_estimate(
+                model_path, run.system, mode=mode, backend_name=run.engine,
+                isl=run.input_tokens, osl=run.output_tokens,
+                batch_size=run.batch // run.attention_dp, tp_size=run.tensor_parallel,
+                attention_dp_size=run.attention_dp, moe_tp_size=run.moe_tp,
+                moe_ep_size=run.moe_ep, **{k: v for k, v in kwargs.items() if v})
+    except Exception:  # noqa: BLE001 - any failure of the third-party tool counts as failed
+        return None
+    if not result.kv_cache_warning and result.tpot and result.tpot > 0:
+        return float(result.tpot)
     return None
 
 

@@ -37,6 +37,8 @@ class GpuSpec:
     interconnect_gb_per_s: float
     sources: dict[str, str]
     aiconfigurator_system: str | None = None
+    nvlink_domain_gpus: int = 8  # GPUs one NVLink (or Infinity Fabric) switch domain joins
+    scale_out_gb_per_s: float = 50.0  # per GPU per direction beyond the domain (InfiniBand/RoCE)
 
     @property
     def memory_bytes(self) -> float:
@@ -49,6 +51,13 @@ class GpuSpec:
     @property
     def link_bytes_per_s(self) -> float:
         return self.interconnect_gb_per_s * GIGA
+
+    def link_bytes_per_s_for(self, gpus: int) -> float:
+        """Per-direction bandwidth per GPU of a collective over `gpus` GPUs: the NVLink figure
+        within one NVLink domain, the scale-out network's beyond it (Eq. E11a)."""
+        if gpus <= self.nvlink_domain_gpus:
+            return self.link_bytes_per_s
+        return self.scale_out_gb_per_s * GIGA
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s at a compute dtype; ScenarioError when the GPU lacks it."""
@@ -94,6 +103,8 @@ def gpu_catalog() -> dict[str, GpuSpec]:
             interconnect=g["interconnect"],
             interconnect_gb_per_s=float(g["interconnect_gb_per_s"]),
             sources=dict(g["sources"]), aiconfigurator_system=g.get("aiconfigurator_system"),
+            nvlink_domain_gpus=int(g.get("nvlink_domain_gpus", 8)),
+            scale_out_gb_per_s=float(g.get("scale_out_gb_per_s", 50.0)),
         )
     return out
 

@@ -236,7 +236,8 @@ class Estimate:
         (all-to-all over `ep` GPUs) sends each token once to each other GPU holding one of its
         k experts, ep (1 - (1 - 1/ep)^k) (ep-1)/ep of them on average, there and back, and the
         ep GPUs share that traffic: 2 x that x d x 2 bytes / ep per GPU; plus an all-reduce
-        over the MoE's G/ep tensor-parallel GPUs."""
+        over the MoE's G/ep tensor-parallel GPUs. N is NVLink's within one NVLink domain and the
+        scale-out network's when the instance spans several (catalog `nvlink_domain_gpus`)."""
         a, g = self.arch, self.shape.gpus
         if g == 1:
             return 0.0
@@ -250,7 +251,7 @@ class Estimate:
         ep = self.shape.expert_parallel
         remote_gpus = ep * (1 - (1 - 1 / ep) ** a.experts_per_token) * (ep - 1) / ep
         moe = a.moe_layers * (2 * remote_gpus * d_bytes / ep + all_reduce(g // ep))
-        return (attention + dense + moe) / self.shape.gpu.link_bytes_per_s
+        return (attention + dense + moe) / self.shape.gpu.link_bytes_per_s_for(g)
 
     # --- prefill -----------------------------------------------------------------------------
 
