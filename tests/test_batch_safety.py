@@ -313,3 +313,15 @@ def test_dask_timeout_must_be_positive(paper_scenario_path: Path, tmp_path: Path
     result = run_cli(str(paper_scenario_path), "-o", str(tmp_path / "out"),
                      "--dask-scheduler", "tcp://127.0.0.1:1", "--dask-timeout", "0")
     assert result.exit_code == 2 and "--dask-timeout" in result.stderr
+
+
+def test_a_file_system_without_locks_runs_unlocked(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with output_lock(tmp_path):
+        assert (tmp_path / ".pdopt-batch.lock").read_text() == f"{os.getpid()}\n"

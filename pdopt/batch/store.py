@@ -75,6 +75,9 @@ def output_lock(output_dir: Path) -> Iterator[IO[str]]:
                 raise OutputError(f"{output_dir}: another pdopt batch is writing to this folder"
                                   f"{f' (pid {holder})' if holder else ''}; wait for it or "
                                   "choose another --output") from None
+            except OSError as e:  # a file system without locks (some NFS setups): run unlocked
+                if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
