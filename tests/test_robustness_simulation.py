@@ -109,3 +109,26 @@ def test_the_cli_probe_is_one_line_and_quick(paper_scenario_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "more than the limit of 5000000" in lines[0]
     assert lines[0].startswith(f"error: {paper_scenario_path}: the run would simulate about ")
+
+
+def test_a_run_of_too_many_decode_steps_is_refused() -> None:
+    """Few requests, but each of 10M output tokens on an instance stepping every microsecond:
+    the requests are within their limit, the decode steps (the run's time) are not."""
+    data = {
+        "name": "steps", "gpus": {"g": {"cost_per_hour": 1.0}},
+        "instances": [
+            {"name": "pre", "model": "m", "role": "prefill", "gpu": "g", "gpus_per_instance": 1,
+             "prefill_tokens_per_s": 1e9},
+            {"name": "dec", "model": "m", "role": "decode", "gpu": "g", "gpus_per_instance": 1,
+             "tpot_ms_by_batch": {1: 0.001, 2: 0.002}}],
+        "workloads": [{"name": "w", "model": "m", "requests_per_s": 0.01, "input_tokens": 10,
+                       "output_tokens": 10_000_000, "slo": {"ttft_ms": 1e6, "tpot_ms": 1.0}}],
+    }
+    sc = scenario_from_data(data)
+    plan = plan_from_counts(sc, {"pre": 1, "dec": 1})
+    started = time.perf_counter()
+    with pytest.raises(SimulationError, match=r"the run could take up to 1\.\d+e\+10 decode steps "
+                                              r"\(\d+ requests of .* output tokens over .* s with "
+                                              r"the drain\), more than the limit of 100000000"):
+        simulate_plan(sc, plan, SimulationOptions(duration_s=1e5, warmup_s=0, cooldown_s=0))
+    assert time.perf_counter() - started < 20

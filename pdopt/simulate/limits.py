@@ -10,6 +10,10 @@ from __future__ import annotations
 #: Requests one simulation may generate or replay (expected count: rates x rate scale x
 #: (warm-up + window + cool-down), plus the trace's requests).
 MAX_SIMULATED_REQUESTS = 5_000_000
+#: Decode steps one simulation may take (an upper bound: the fewer of the requests' output tokens
+#: and each decode instance stepping at its shortest step time for the whole run). A step costs
+#: about 1-2 µs: 1e8 steps are a few minutes.
+MAX_DECODE_STEPS = 100_000_000
 #: Simulated seconds of a window, warm-up or cool-down: 1e6 s is 11.6 days.
 MAX_SIMULATED_S = 1e6
 #: Multiplier of the workloads' (or a trace's) rates.

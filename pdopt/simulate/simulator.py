@@ -16,7 +16,7 @@ from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import Scenario
 from pdopt.simulate.engine import RawResult, run
 from pdopt.simulate.fleet import Fleet, SimulationError, build_fleet
-from pdopt.simulate.limits import MAX_SIMULATED_REQUESTS
+from pdopt.simulate.limits import MAX_DECODE_STEPS, MAX_SIMULATED_REQUESTS
 from pdopt.simulate.metrics import PoolStats, WorkloadStats, request_times_ms, workload_stats
 from pdopt.simulate.policies import ROUTING_POLICIES, RoutingPolicy
 from pdopt.simulate.traces import Requests, merge, poisson_requests
@@ -134,6 +134,23 @@ def check_request_count(scenario: Scenario, options: SimulationOptions, horizon_
     return expected
 
 
+def check_decode_steps(fleet: Fleet, requests: Requests, run_s: float) -> float:
+    """An upper bound on the decode steps of a run: no run needs more steps than output tokens,
+    and a decode instance steps at most once per its shortest step time while the run lasts
+    (arrivals, then at most the drain). Refuses a run beyond MAX_DECODE_STEPS
+    (docs/simulation.md, "Limits") before it starts."""
+    by_time = sum(d.count * run_s / max(min(min(row[1:]) for row in d.tpot_s), 1e-12)
+                  for d in fleet.decode_pools)
+    steps = min(by_time, float(requests.output_tokens.sum()))
+    if not steps <= MAX_DECODE_STEPS:
+        raise SimulationError(
+            f"the run could take up to {steps:.3g} decode steps ({len(requests)} requests of "
+            f"{float(requests.output_tokens.sum()):.3g} output tokens over {run_s:g} s with the "
+            f"drain), more than the limit of {MAX_DECODE_STEPS} (docs/simulation.md, \"Limits\"); "
+            "lower --duration or --rate-scale")
+    return steps
+
+
 def _pool_stats(fleet: Fleet, raw: RawResult) -> list[PoolStats]:
     window = raw.window_s
     out: list[PoolStats] = []
@@ -217,6 +234,7 @@ def simulate_plan(scenario: PreparedScenario | Scenario | str | Path, plan: Plan
     # Arrivals stop at the end of the cool-down; then the run drains while measured requests are
     # unfinished, for at most one more window length (longer: the plan is overloaded).
     stop = end + options.cooldown_s
+    check_decode_steps(fleet, requests, stop + (end - start))
     raw = run(fleet, requests, policy=options.routing, rng=routing_rng, window=(start, end),
               stop_s=stop, drain_s=end - start,
               max_prefill_tokens_per_batch=options.max_prefill_tokens_per_batch)
