@@ -17,6 +17,7 @@ from pdopt.export import dynamo, kubernetes, llmd, sglang_router
 from pdopt.export.common import (
     ENGINES,
     PLACEHOLDER,
+    Engine,
     ExportError,
     ExportFile,
     ExportOptions,
@@ -37,7 +38,7 @@ TARGETS: dict[str, Exporter] = {
     "sglang-router": sglang_router.export,
 }
 #: the engine each target runs, where it has only one
-TARGET_ENGINE = {"llm-d": "vllm", "sglang-router": "sglang"}
+TARGET_ENGINE: dict[str, Engine] = {"llm-d": "vllm", "sglang-router": "sglang"}
 
 __all__ = ["ENGINES", "PLACEHOLDER", "TARGETS", "ExportError", "ExportFile", "ExportOptions",
            "export_plan", "slug", "write_export"]

@@ -254,8 +254,9 @@ def _decode_max_batch(pool: PoolPlan, scenario: Scenario, instance: Instance,
     from pdopt.capacity import instance_decode_capacity
 
     by_group: list[tuple[float, int]] = []
-    for group in pool.groups or [{"tpot_target_ms": None,
-                                  "routed_requests_per_s": pool.routed_requests_per_s}]:
+    groups: list[Any] = list(pool.groups) or [
+        {"tpot_target_ms": None, "routed_requests_per_s": pool.routed_requests_per_s}]
+    for group in groups:
         batches = []
         for name in _field(group, "routed_requests_per_s") or {}:
             try:

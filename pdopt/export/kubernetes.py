@@ -10,6 +10,7 @@ from typing import Any
 from pdopt.export.common import (
     ENGINE_PORT,
     SGLANG_BOOTSTRAP_PORT,
+    Engine,
     ExportFile,
     ExportOptions,
     ModelFacts,
@@ -42,7 +43,7 @@ def _command(options: ExportOptions, facts: PoolFacts) -> list[str]:
             "--host", "0.0.0.0", "--port", port, *engine_args("sglang", facts), *bootstrap]
 
 
-def _ports(engine: str, role: str) -> list[dict[str, Any]]:
+def _ports(engine: Engine, role: str) -> list[dict[str, Any]]:
     """The engine's HTTP port, and SGLang prefill's bootstrap port for the KV handshake."""
     ports: list[dict[str, Any]] = [{"name": "http", "containerPort": ENGINE_PORT[engine]}]
     if engine == "sglang" and role == "prefill":
@@ -50,7 +51,7 @@ def _ports(engine: str, role: str) -> list[dict[str, Any]]:
     return ports
 
 
-def _env(engine: str) -> list[dict[str, Any]]:
+def _env(engine: Engine) -> list[dict[str, Any]]:
     """vLLM's NIXL side channel on the pod's own address (as llm-d's P/D examples set it)."""
     if engine != "vllm":
         return []

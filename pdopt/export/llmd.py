@@ -114,7 +114,9 @@ def export(plan: Plan, models: list[ModelFacts], options: ExportOptions) -> list
             for facts in (prefill, decode):
                 if facts is not None:
                     lines += ["", *pool_comment(facts)]
-            parts = [model.model] if k == 0 else [model.model, (prefill or decode).pool.instance]
+            only = prefill or decode
+            assert only is not None  # every release has a pool
+            parts = [model.model] if k == 0 else [model.model, only.pool.instance]
             files.append(ExportFile(file_name(*parts, suffix=".values.yaml"),
                                     comment(lines) + to_yaml(values(model, prefill, decode,
                                                                     options))))
