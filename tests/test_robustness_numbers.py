@@ -319,3 +319,12 @@ def test_numbers_at_their_bounds_solve_cleanly(paper_data: dict[str, Any], where
         assert {p.role for p in plan.pools if p.count > 0} == {"prefill", "decode"}
     else:
         assert plan.diagnosis, plan.status
+
+
+@pytest.mark.parametrize("table", ["1:1e-300", "10:12.8,1000000000000:20", "10:1e300"])
+def test_ratio_tpot_table_flag_has_the_ranges(table: str) -> None:
+    result = run("ratio", "--input-tokens", "6144", "--output-tokens", "512", "--ttft-ms", "2000",
+                 "--tpot-ms", "20", "--prefill-tokens-per-s", "28309", "--requests-per-s", "10",
+                 "--tpot-table", table)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "batch must be at most 1000000 and TPOT between 0.001 and 1e8 ms" in result.output

@@ -10,6 +10,7 @@ from pdopt.errors import PdoptError
 from pdopt.ratio import RatioResult, ratio_from_numbers, ratio_from_scenario
 from pdopt.report import Report, Table
 from pdopt.scenario.problems import Problem, ScenarioError
+from pdopt.scenario.ranges import MAX_BATCH, MAX_MS, MIN_MS, format_number
 
 
 def parse_tpot_table(text: str) -> dict[int, float]:
@@ -23,6 +24,11 @@ def parse_tpot_table(text: str) -> dict[int, float]:
             raise click.BadParameter(f"'{item.strip()}' is not BATCH:TPOT_MS") from None
         if not sep or b <= 0 or not t > 0:
             raise click.BadParameter(f"'{item.strip()}': batch and TPOT must be > 0")
+        if b > MAX_BATCH or not MIN_MS <= t <= MAX_MS:
+            raise click.BadParameter(
+                f"'{item.strip()}': batch must be at most {MAX_BATCH} and TPOT between "
+                f"{format_number(MIN_MS)} and {format_number(MAX_MS)} ms "
+                "(docs/scenario-format.md#ranges)")
         if b in table:
             raise click.BadParameter(f"batch {b} is given twice")
         table[b] = t
