@@ -325,3 +325,8 @@ def test_a_file_system_without_locks_runs_unlocked(tmp_path: Path,
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with output_lock(tmp_path):
         assert (tmp_path / ".pdopt-batch.lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_default_labels_from_names_with_unsafe_characters_are_made_safe() -> None:
+    axes = parse_sweep({"gpus[../H100 x].cost_per_hour": [1, 2], "gpus[H200].cost_per_hour": [3]})
+    assert [a.label for a in axes] == ["___H100_x.cost_per_hour", "H200.cost_per_hour"]

@@ -387,7 +387,8 @@ def _default_labels(keys: list[str]) -> list[str]:
         clash = {lab for lab in labels if labels.count(lab) > 1}
         grow = [i for i, lab in enumerate(labels) if lab in clash and depth[i] < len(parts[i])]
         if not grow:
-            return [_LABEL_UNSAFE.sub("_", lab.replace("*", "all")) for lab in labels]
+            return [_LABEL_UNSAFE.sub("_", lab.replace("*", "all")).replace("..", "__")
+                    for lab in labels]
         for i in grow:
             depth[i] += 1
 
