@@ -235,6 +235,8 @@ def slow_fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write(tmp_path_factory.mktemp("fleet") / "fleet.yaml", fleet(6, seed=0))
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="models are solved in parallel workers "
+                    "only with 2 cores or more")
 @pytest.mark.parametrize("sig, group", [(signal.SIGINT, True), (signal.SIGKILL, False)],
                          ids=["ctrl-c", "kill-9"])
 def test_part_workers_of_a_fleet_solve_die_with_pdopt(slow_fleet: Path, tmp_path: Path,
