@@ -8,19 +8,38 @@ No Pyomo and no I/O here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pdopt.decode import (
     DecodeCapacity,
     DecodeCurve,
     MeasuredTable,
+    batch_peakedness,
     decode_capacity,
     decode_curve,
+    fluctuating_decode_capacity,
     kv_batch_cap,
     kv_cache_tokens_from_memory,
     table_lookup,
 )
 from pdopt.errors import PdoptError, UnreachableTargetError
-from pdopt.queueing import PrefillCapacity, prefill_capacity
-from pdopt.scenario.schema import Instance, Scenario, Workload
+from pdopt.queueing import (
+    PrefillCapacity,
+    ServiceMoments,
+    arrival_scv,
+    lognormal_service_moments,
+    max_rate_per_instance,
+    mean_wait_s,
+    prefill_capacity,
+    service_moments,
+)
+from pdopt.scenario.schema import (
+    EmpiricalLengths,
+    Instance,
+    LognormalLengths,
+    Scenario,
+    Workload,
+)
 
 BITS_PER_BYTE = 8
 
@@ -65,10 +84,16 @@ def kv_transfer_ms(scenario: Scenario, model: str, prefill_gpu: str, decode_gpu:
 
 
 def instance_prefill_capacity(
-    scenario: Scenario, instance: Instance, workload: Workload, extra_overhead_ms: float = 0.0
+    scenario: Scenario, instance: Instance, workload: Workload, extra_overhead_ms: float = 0.0,
+    *, input_lengths: Sequence[float] | None = None,
 ) -> PrefillCapacity:
-    """Per-instance prefill capacity for a workload under its TTFT target (Eqs. P0-P6)."""
+    """Per-instance prefill capacity for a workload under its TTFT target (Eqs. P0-P6); under
+    queue auto, one instance under random routing with the length distribution's service moments
+    (Eqs. Q1, Q9), whose waiting budget is the route's level (Eq. O13)."""
     queue, scv = scenario.queue_of(workload)
+    if queue == "auto":
+        return _auto_prefill_capacity(scenario, instance, workload, extra_overhead_ms,
+                                      input_lengths)
     try:
         return prefill_capacity(
             input_tokens=workload.input_tokens,
@@ -146,3 +171,166 @@ def instance_decode_capacity(
         return decode_capacity(curve, target, kv_batch)
     except PdoptError as e:
         raise type(e)(f"workload '{workload.name}' on instance '{instance.name}': {e}") from None
+
+
+# --- queue auto: the deployment's routing and the length distribution (method.md Q, F, O13) ----
+
+#: Largest count with its own capacity (Eq. O14): counts above it take this count's capacity.
+MAX_TABLE_COUNT = 24
+
+
+def _tokens_per_s_for_integration(instance: Instance, input_tokens: float) -> float:
+    """TP_max at a length of the distribution (Eq. Q1): lengths outside a table whose
+    extrapolation is `error` are read at the table's nearer end."""
+    table = instance.prefill_tokens_per_s
+    if isinstance(table, dict) and instance.extrapolation == "error":
+        input_tokens = min(max(input_tokens, min(table)), max(table))
+    return saturated_prefill_tokens_per_s(instance, input_tokens)
+
+
+def scaled_lengths(workload: Workload, lengths: Sequence[float], *, output: bool = False
+                   ) -> list[float]:
+    """An empirical file's lengths, scaled to the workload's mean when it says so (as the
+    simulator samples them)."""
+    dist = workload.length_distribution
+    mean = workload.output_tokens if output else workload.input_tokens
+    if isinstance(dist, EmpiricalLengths) and dist.scale_to_means and lengths:
+        factor = mean / max(sum(lengths) / len(lengths), 1e-9)
+        return [max(1.0, round(x * factor)) for x in lengths]
+    return [max(1.0, float(x)) for x in lengths]
+
+
+def prefill_service_moments(scenario: Scenario, instance: Instance, workload: Workload,
+                            input_lengths: Sequence[float] | None = None) -> ServiceMoments:
+    """E[S], E[S^2] of the prefill time over the workload's input lengths (Eqs. Q1, Q2): fixed,
+    lognormal, or the empirical file's lengths (`input_lengths`, read by the caller). A given
+    `service_scv` overrides c_s^2."""
+    dist = workload.length_distribution
+
+    def tp(length: float) -> float:
+        return _tokens_per_s_for_integration(instance, length)
+
+    if isinstance(dist, LognormalLengths) and dist.input_cv > 0:
+        moments = lognormal_service_moments(workload.input_tokens, dist.input_cv, tp)
+    elif isinstance(dist, EmpiricalLengths):
+        if not input_lengths:
+            raise ValueError(f"workload '{workload.name}': the empirical lengths are needed")
+        moments = service_moments(scaled_lengths(workload, input_lengths), tp)
+    else:
+        moments = service_moments([workload.input_tokens], tp)
+    _, scv = scenario.queue_of(workload)
+    if scv is not None:
+        moments = ServiceMoments(moments.mean_s, (1.0 + scv) * moments.mean_s ** 2,
+                                 moments.points_s)
+    return moments
+
+
+def output_scv(workload: Workload, output_lengths: Sequence[float] | None = None) -> float:
+    """Squared coefficient of variation of the output length (Eq. F1)."""
+    dist = workload.length_distribution
+    if isinstance(dist, LognormalLengths):
+        return dist.output_cv ** 2
+    if isinstance(dist, EmpiricalLengths) and output_lengths:
+        xs = scaled_lengths(workload, output_lengths, output=True)
+        mean = sum(xs) / len(xs)
+        return sum((x - mean) ** 2 for x in xs) / len(xs) / (mean * mean)
+    return 0.0
+
+
+def pool_routing(routings: Sequence[str]) -> str:
+    """The queue model of a group whose classes the router spreads with these policies: one
+    policy is used as it is; a mix falls back to random (Poisson at every instance, Eq. Q3)."""
+    kinds = set(routings)
+    return kinds.pop() if len(kinds) == 1 else "random"
+
+
+def auto_waiting_budget_s(routing: str, moments: ServiceMoments, limit_s: float,
+                          percentile: float | None, counts: int) -> float:
+    """The mean wait a class may see (Eq. O13): TTFT - o - E[S] for a mean target; for a
+    percentile target the smallest mean wait at its own capacity a(n) (Eq. Q9), n = 1..counts."""
+    if percentile is None:
+        return limit_s - moments.mean_s
+    top = 1 if routing == "random" else counts
+    waits = []
+    for n in range(1, top + 1):
+        rate = max_rate_per_instance(routing, n, moments, limit_s, percentile, rel_tol=1e-7)
+        if rate <= 0:
+            return 0.0
+        waits.append(mean_wait_s(routing, rate, n, moments))
+    return min(waits)
+
+
+def prefill_rate_table(routing: str, moments: ServiceMoments, budget_s: float,
+                       counts: int) -> list[float]:
+    """a(n), n = 1..counts: requests/s per instance whose mean wait stays within the budget
+    (Eqs. Q9, O13); one value repeated under random routing."""
+    if budget_s <= 0:
+        return [0.0] * counts
+    limit = budget_s + moments.mean_s
+    if routing == "random":
+        return [max_rate_per_instance(routing, 1, moments, limit, rel_tol=1e-10)] * counts
+    return [max_rate_per_instance(routing, n, moments, limit, rel_tol=1e-10)
+            for n in range(1, counts + 1)]
+
+
+def _auto_prefill_capacity(scenario: Scenario, instance: Instance, workload: Workload,
+                           extra_overhead_ms: float, input_lengths: Sequence[float] | None
+                           ) -> PrefillCapacity:
+    moments = prefill_service_moments(scenario, instance, workload, input_lengths)
+    limit = (workload.slo.ttft_ms - workload.ttft_overhead_ms - extra_overhead_ms) / 1e3
+    pct = workload.slo.ttft_percentile
+    routing = scenario.routing_of(workload)
+    budget = auto_waiting_budget_s(routing, moments, limit, pct, MAX_TABLE_COUNT)
+    if budget <= 0:
+        what = "mean TTFT" if pct is None else f"p{pct:g} TTFT"
+        raise UnreachableTargetError(
+            f"workload '{workload.name}' on instance '{instance.name}': {what} target "
+            f"{workload.slo.ttft_ms:g} ms is unreachable: the prefill alone (mean "
+            f"{1e3 * moments.mean_s:.1f} ms) plus {workload.ttft_overhead_ms + extra_overhead_ms:g}"
+            " ms overhead leave no time to wait"
+        )
+    rate = prefill_rate_table("random", moments, budget, 1)[0]
+    return PrefillCapacity(
+        saturated_tokens_per_s=workload.input_tokens / moments.mean_s,
+        service_s=moments.mean_s, second_moment_s2=moments.second_moment_s2,
+        waiting_budget_s=budget, max_requests_per_s=rate,
+        tokens_per_s=rate * workload.input_tokens,
+    )
+
+
+def admission_batch_cap(scenario: Scenario, instance: Instance, workload: Workload
+                        ) -> float | None:
+    """Requests a decode instance admits when each reserves its whole context, L_in + L_out
+    (Eq. F4); None without memory facts."""
+    kv = instance_kv_cache_tokens(scenario, instance)
+    if kv is None:
+        return None
+    return kv / (workload.input_tokens + workload.output_tokens)
+
+
+def decode_rate_table(scenario: Scenario, instance: Instance, workload: Workload,
+                      tpot_ms: float, counts: int, *, output_lengths: Sequence[float] | None = None,
+                      routing: str | None = None) -> list[DecodeCapacity]:
+    """Decode capacity at counts n = 1..counts with a fluctuating batch (Eqs. F1-F4): arrivals of
+    SCV 1/n (round-robin, least-loaded) or 1 (random) at each of n instances."""
+    routing = routing or scenario.routing_of(workload)
+    context = decode_context_tokens(workload.input_tokens, workload.output_tokens)
+    try:
+        curve = instance_decode_curve(instance, context)
+        cap = admission_batch_cap(scenario, instance, workload)
+        out_scv = output_scv(workload, output_lengths)
+        rows = []
+        top = 1 if routing == "random" else counts
+        for n in range(1, top + 1):
+            ca2 = arrival_scv("round-robin" if routing != "random" else "random", n)
+            rows.append(fluctuating_decode_capacity(curve, tpot_ms,
+                                                    batch_peakedness(ca2, out_scv), cap))
+        return rows + [rows[-1]] * (counts - top)
+    except PdoptError as e:
+        raise type(e)(f"workload '{workload.name}' on instance '{instance.name}': {e}") from None
+
+
+def table_counts(upper_bound: int) -> int:
+    """Counts with their own capacity in a pool's table (Eq. O14)."""
+    return max(1, min(upper_bound, MAX_TABLE_COUNT))
+

@@ -146,6 +146,9 @@ def ratio_from_scenario(scenario: Scenario, rounding: Rounding = "ceil") -> Rati
                                         f"instance type for model '{w.model}' (found {n})"))
     if problems:
         raise ScenarioError(problems)
+    if "queue" not in scenario.options.model_fields_set:  # pdopt ratio is the paper's method
+        scenario = scenario.model_copy(
+            update={"options": scenario.options.model_copy(update={"queue": "mm1"})})
     w = scenario.workloads[0]
     prefill = next(i for i in scenario.instances if i.model == w.model and i.role == "prefill")
     decode = next(i for i in scenario.instances if i.model == w.model and i.role == "decode")

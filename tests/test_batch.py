@@ -409,10 +409,11 @@ def test_cli_all_solved_exit_0_with_table(paper_scenario_path: Path, tmp_path: P
                      "--format", "table")
     assert result.exit_code == 0, result.output
     assert "paper-deepseek-v31-h200  optimal" in result.stdout
-    assert "H200:64" in result.stdout and "prefill:4 decode:4" in result.stdout
+    # queue auto, the default: 3P4D (docs/method.md, sections Q and F)
+    assert "H200:56" in result.stdout and "prefill:3 decode:4" in result.stdout
     assert result.stderr == f"1 of 1 variants solved, 0 failed; results in {out}/\n"
     row = read_jsonl(out / "summary.jsonl")[0]
-    assert (row["status"], row["cost_per_hour"], row["total_gpus"]) == ("optimal", 255.36, 64)
+    assert (row["status"], row["cost_per_hour"], row["total_gpus"]) == ("optimal", 223.44, 56)
     solved = CliRunner().invoke(main, ["solve", str(paper_scenario_path), "--format", "json"])
     plan = json.loads((out / "plans" / "paper-deepseek-v31-h200.json").read_text())
     assert without_timing([plan]) == without_timing([json.loads(solved.stdout)])

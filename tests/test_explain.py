@@ -65,6 +65,7 @@ def _split_case() -> dict[str, Any]:
     """Prefill is cheap on PF, decode on DM; a 400 Gbit/s link joins them."""
     return {
         "name": "split",
+        "options": {"queue": "mm1"},  # the brute force (tests/fleet_cases.py) knows O5 and O6
         "gpus": {"PF": {"cost_per_hour": 1.0}, "DM": {"cost_per_hour": 3.0}},
         "models": {"m": {"kv_bytes_per_token": 131072}},
         "kv_transfer": {"default_gbit_per_s": 400},

@@ -31,7 +31,8 @@ def test_paper_scenario_loads(paper_scenario_path: Any) -> None:
     assert (w.slo.ttft_ms, w.slo.tpot_ms, w.slo.ttft_percentile) == (2000, 20, None)
     assert w.ttft_overhead_ms == 100
     # defaults
-    assert sc.queue_of(w) == ("mm1", None)
+    assert sc.queue_of(w) == ("auto", None)
+    assert sc.routing_of(w) == "round-robin"
     assert sc.headroom_of(w) == 1.0
     assert sc.options.gpu_memory_utilization == 0.9
     assert sc.budget_per_hour is None and sc.models == {}
@@ -117,7 +118,9 @@ def test_wrong_ttft(paper_data: dict[str, Any], value: Any, message: str) -> Non
     ("tokens_per_minute", 0, "must be > 0"),
     ("tokens_per_minute", -5, "must be > 0"),
     ("ttft_overhead_ms", -1, "must be >= 0"),
-    ("queue", "mm2", "must be one of 'mm1', 'md1' or 'mg1', got 'mm2'"),
+    ("queue", "mm2", "must be one of 'auto', 'mm1', 'md1' or 'mg1', got 'mm2'"),
+    ("routing", "sticky", "must be one of 'round-robin', 'random' or 'least-loaded', got "
+     "'sticky'"),
     ("headroom", 0.5, "must be >= 1"),
     ("name", "", "must not be empty"),
     ("slo", 5, "must be a mapping, got 5"),
@@ -267,7 +270,7 @@ def test_queue_rules(paper_data: dict[str, Any]) -> None:
     paper_data["workloads"][0].update(queue="md1")
     paper_data["workloads"][0]["slo"]["ttft_percentile"] = 90
     assert problems(paper_data) == [
-        "workloads[0].slo.ttft_percentile: percentile TTFT targets need queue mm1 (this "
+        "workloads[0].slo.ttft_percentile: percentile TTFT targets need queue auto or mm1 (this "
         "workload uses md1)"
     ]
     paper_data["workloads"][0].update(queue="mm1")

@@ -7,18 +7,45 @@ constraints of docs/method.md section O, and records why a route was left out (f
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
 from pdopt.capacity import (
+    decode_rate_table,
     instance_decode_capacity,
     instance_prefill_capacity,
     kv_transfer_ms,
+    output_scv,
+    pool_routing,
+    prefill_rate_table,
+    prefill_service_moments,
     saturated_prefill_tokens_per_s,
+    table_counts,
 )
+from pdopt.decode import DecodeCurve, batch_peakedness, request_tpot_ms
 from pdopt.errors import PdoptError
-from pdopt.queueing import service_scv, service_second_moment_s2, service_time_s
-from pdopt.scenario.schema import Instance, Scenario, Workload
+from pdopt.queueing import (
+    ServiceMoments,
+    arrival_scv,
+    mean_wait_s,
+    service_scv,
+    service_second_moment_s2,
+    service_time_s,
+    ttft_quantile_s,
+    wait_probability,
+)
+from pdopt.scenario.schema import EmpiricalLengths, Instance, Scenario, Workload
+
+log = logging.getLogger(__name__)
+
+#: What each queue setting and routing is called in a plan (docs/method.md, sections P, Q, F).
+QUEUE_MODEL_NAMES = {
+    "mm1": "M/M/1 (paper)", "md1": "M/D/1", "mg1": "M/G/1",
+    "round-robin": "GI/G/1 round-robin, c_a^2 = 1/n (auto)",
+    "random": "M/G/1 random routing (auto)",
+    "least-loaded": "M/G/c least-loaded (auto)",
+}
 
 
 @dataclass(frozen=True)
@@ -65,6 +92,19 @@ class FleetData:
     # runs within TPOT level t (Eq. O6); None: class i cannot meet that TPOT on this pool
     decode_tokens_per_s: dict[tuple[str, str, int], float | None] = field(default_factory=dict)
     exclusions: dict[str, list[str]] = field(default_factory=dict)  # workload -> reasons
+    # queue auto (Eqs. O13, O14): pools whose capacity depends on their count have a table of
+    # per-instance requests/s per (workload, pool, level) at counts 1..table_counts[pool]
+    table_counts: dict[str, int] = field(default_factory=dict)
+    rate_tables: dict[tuple[str, str, int], list[float]] = field(default_factory=dict)
+    queue_models: dict[str, str] = field(default_factory=dict)  # pool -> model used
+    # queue auto: the routing model of each pool (prefill: Eqs. Q3-Q7; decode: F1), the service
+    # time points of each (workload, prefill pool) for percentiles (Eq. Q8) and the output SCVs
+    prefill_routing: dict[str, str] = field(default_factory=dict)
+    decode_routing: dict[str, str] = field(default_factory=dict)
+    service_points: dict[tuple[str, str], tuple[float, ...]] = field(default_factory=dict)
+    output_scvs: dict[str, float] = field(default_factory=dict)
+    # an empirical length file's (input, output) lengths per workload (None: not empirical)
+    lengths: dict[str, tuple[list[float], list[float]] | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._workloads = {w.name: w for w in self.scenario.workloads}
@@ -125,9 +165,26 @@ def _distinct_sorted(values: list[float]) -> list[float]:
     return out
 
 
+def _empirical_lengths(workload: Workload) -> tuple[list[float], list[float]] | None:
+    """The (input, output) lengths of an empirical length file, or None (other distributions, or
+    a file that cannot be read: then the sizing uses the mean lengths, with a warning)."""
+    dist = workload.length_distribution
+    if not isinstance(dist, EmpiricalLengths):
+        return None
+    from pdopt.simulate.traces import read_length_pairs  # reading a file: only when needed
+
+    try:
+        inputs, outputs = read_length_pairs(dist.file)
+    except PdoptError as e:
+        log.warning("workload '%s': %s; the sizing uses the mean lengths", workload.name, e)
+        return None
+    return inputs.tolist(), outputs.tolist()
+
+
 def build_fleet_data(scenario: Scenario) -> FleetData:
     """Enumerate pools and routes and compute every coefficient of the program."""
     data = FleetData(scenario=scenario)
+    data.lengths = {w.name: _empirical_lengths(w) for w in scenario.workloads}
     for w in scenario.workloads:
         data.demand_requests_per_s[w.name] = w.rate_requests_per_s * scenario.headroom_of(w)
         data.exclusions[w.name] = []
@@ -144,7 +201,31 @@ def build_fleet_data(scenario: Scenario) -> FleetData:
 
     _add_decode(data, scenario, [i for i in usable if i.role == "decode"])
     _add_prefill(data, scenario, [i for i in usable if i.role == "prefill"])
+    _limit_tables(data)
     return data
+
+
+#: At most this many one-hot count binaries in the program (Eq. O14): each group's table is cut to
+#: K = min(U_p, budget / groups) counts (counts above K at K's capacity); with fewer than two
+#: counts per group left, the program uses the count-1 capacity everywhere (no binaries).
+TABLE_BINARY_BUDGET = 160
+
+
+def _limit_tables(data: FleetData) -> None:
+    groups = {(p, lvl) for (_, p, lvl) in data.rate_tables}
+    if not groups:
+        return
+    per_group = TABLE_BINARY_BUDGET // len(groups)
+    if per_group < 2:
+        for p in list(data.table_counts):
+            data.queue_models[p] += "; capacity at one instance (too many groups for tables)"
+        data.table_counts.clear()
+        data.rate_tables.clear()
+        return
+    for p in data.table_counts:
+        data.table_counts[p] = min(data.table_counts[p], per_group)
+    for key, table in data.rate_tables.items():
+        data.rate_tables[key] = table[:data.table_counts[key[1]]]
 
 
 def _add_decode(data: FleetData, scenario: Scenario, decode: list[Instance]) -> None:
@@ -176,6 +257,65 @@ def _add_decode(data: FleetData, scenario: Scenario, decode: list[Instance]) -> 
                     caps.append(cap)
             load_at_tightest += data.demand_requests_per_s[i.name] * i.output_tokens / min(caps)
         data.pools[inst.name] = _pool(scenario, inst, load_at_tightest)
+        _decode_tables(data, scenario, inst, routable, levels)
+
+
+def _is_auto(scenario: Scenario, workloads: list[Workload]) -> bool:
+    return bool(workloads) and all(scenario.queue_of(w)[0] == "auto" for w in workloads)
+
+
+def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
+                   routable: list[Workload], levels: list[float]) -> None:
+    """Queue auto: decode capacity with a fluctuating batch (Eqs. F1-F4), per count when the
+    routing makes it depend on the count (Eq. O14)."""
+    if not _is_auto(scenario, routable):
+        data.queue_models[inst.name] = "steady batch (paper)"
+        return
+    routing = pool_routing([scenario.routing_of(w) for w in routable])
+    data.decode_routing[inst.name] = routing
+    for w in routable:
+        lengths = data.lengths.get(w.name)
+        data.output_scvs[w.name] = output_scv(w, lengths[1] if lengths else None)
+
+    def tables(counts: int) -> dict[tuple[str, int], list[float] | None]:
+        out: dict[tuple[str, int], list[float] | None] = {}
+        for w in routable:
+            lengths = data.lengths.get(w.name)
+            for t, target in enumerate(levels):
+                if data.decode_tokens_per_s.get((w.name, inst.name, t)) is None:
+                    continue
+                try:
+                    rows = decode_rate_table(scenario, inst, w, target, counts, routing=routing,
+                                             output_lengths=lengths[1] if lengths else None)
+                except PdoptError:
+                    out[(w.name, t)] = None
+                else:
+                    out[(w.name, t)] = [r.tokens_per_s for r in rows]
+        return out
+
+    # The bound U_p (Eq. O9) at the count-1 capacity, the smallest of the table.
+    first = tables(1)
+    load = 0.0
+    for w in routable:
+        caps = [c[0] for (wn, _), c in first.items() if wn == w.name and c]
+        if not caps:
+            data.exclusions[w.name].append(
+                f"instance '{inst.name}': no batch meets the TPOT target with room for the "
+                "batch's fluctuation (Eqs. F3, F4)")
+            continue
+        load += data.demand_requests_per_s[w.name] * w.output_tokens / min(caps)
+    data.pools[inst.name] = _pool(scenario, inst, load)
+    counts = table_counts(data.pools[inst.name].upper_bound)
+    tabled = routing != "random" and counts > 1
+    for (w, t), caps in (tables(counts) if tabled else first).items():
+        data.decode_tokens_per_s[(w, inst.name, t)] = caps[0] if caps else None
+        if tabled and caps:
+            data.rate_tables[(w, inst.name, t)] = [
+                c / data.workload(w).output_tokens for c in caps]
+    if tabled:
+        data.table_counts[inst.name] = counts
+    data.queue_models[inst.name] = (
+        f"fluctuating batch, {'c_a^2 = 1/n' if tabled else 'Poisson'} arrivals (auto)")
 
 
 def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -> None:
@@ -191,10 +331,18 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                 data.exclusions[w.name].append(f"instance '{inst.name}': {e}")
                 continue
             queue, scv = scenario.queue_of(w)
-            s = service_time_s(w.input_tokens, tp_max)
-            data.service_s[(w.name, inst.name)] = s
-            data.second_moment_s2[(w.name, inst.name)] = service_second_moment_s2(
-                s, service_scv(queue, scv))
+            lengths = data.lengths.get(w.name)
+            if queue == "auto":
+                moments = prefill_service_moments(scenario, inst, w,
+                                                  lengths[0] if lengths else None)
+                data.service_s[(w.name, inst.name)] = moments.mean_s
+                data.service_points[(w.name, inst.name)] = _quantile_points(moments.points_s)
+                data.second_moment_s2[(w.name, inst.name)] = moments.second_moment_s2
+            else:
+                s = service_time_s(w.input_tokens, tp_max)
+                data.service_s[(w.name, inst.name)] = s
+                data.second_moment_s2[(w.name, inst.name)] = service_second_moment_s2(
+                    s, service_scv(queue, scv))
             for g in sorted(decode_gpus_by_model.get(w.model, set())):
                 t_ms = kv_transfer_ms(scenario, w.model, inst.gpu, g, w.input_tokens)
                 if t_ms is None:
@@ -204,7 +352,9 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                     )
                     continue
                 try:
-                    cap = instance_prefill_capacity(scenario, inst, w, extra_overhead_ms=t_ms)
+                    cap = instance_prefill_capacity(
+                        scenario, inst, w, extra_overhead_ms=t_ms,
+                        input_lengths=lengths[0] if lengths else None)
                 except PdoptError as e:
                     extra = f" (with {t_ms:.1f} ms KV transfer to {g})" if t_ms else ""
                     data.exclusions[w.name].append(f"{e}{extra}")
@@ -224,6 +374,57 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                                                                                     inst.name)]
                 load += data.demand_requests_per_s[w.name] * (m2 + 2 * b_min * s) / (2 * b_min)
         data.pools[inst.name] = _pool(scenario, inst, load)
+        _prefill_tables(data, scenario, inst, list({r[0].name: r[0] for r in routes}.values()))
+
+
+def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
+                    routable: list[Workload]) -> None:
+    """Queue auto with round-robin or least-loaded routing: per-instance requests/s of each class
+    in each group at counts 1..K (Eqs. Q9, O13, O14). Random routing keeps O5 (P-K is exact for
+    several classes)."""
+    if not _is_auto(scenario, routable):
+        queues = {scenario.queue_of(w)[0] for w in routable}
+        data.queue_models[inst.name] = ", ".join(
+            QUEUE_MODEL_NAMES.get(q, q) for q in sorted(queues)) or "none"
+        return
+    routing = pool_routing([scenario.routing_of(w) for w in routable])
+    data.queue_models[inst.name] = QUEUE_MODEL_NAMES[routing]
+    data.prefill_routing[inst.name] = routing
+    counts = table_counts(data.pools[inst.name].upper_bound)
+    if routing == "random" or counts <= 1:
+        return
+    data.table_counts[inst.name] = counts
+    members: dict[int, list[str]] = {}
+    for w, p, lvl in data.prefill_shares():
+        if p == inst.name:
+            members.setdefault(lvl, []).append(w)
+    for lvl, ws in members.items():
+        budget = data.prefill_levels[inst.name][lvl]
+        if len(ws) > 1:  # several classes: the linear bound of Eq. O15
+            for w in ws:
+                data.rate_tables[(w, inst.name, lvl)] = mixed_rate_table(
+                    data, inst.name, ws, w, routing, budget, counts)
+            continue
+        s, m2 = data.service_s[(ws[0], inst.name)], data.second_moment_s2[(ws[0], inst.name)]
+        data.rate_tables[(ws[0], inst.name, lvl)] = prefill_rate_table(
+            routing, ServiceMoments(s, m2, (s,)), budget, counts)
+
+
+def mixed_rate_table(data: FleetData, pool: str, members: list[str], workload: str,
+                     routing: str, budget_s: float, counts: int) -> list[float]:
+    """Per-instance rate a_w(n) = 2B / coefficient of class w in a group of several classes
+    (Eq. O15): round-robin E[S_w^2] - (1 - 1/n) S_min S_w + 2B S_w (Kingman, g = 1, with
+    rho E[S] >= rho S_min), least-loaded E[S_w^2] / n + 2B S_w (Erlang C / (n rho) <= 1/n)."""
+    s, m2 = data.service_s[(workload, pool)], data.second_moment_s2[(workload, pool)]
+    s_min = min(data.service_s[(w, pool)] for w in members)
+    out = []
+    for n in range(1, counts + 1):
+        if routing == "least-loaded":
+            coefficient = m2 / n + 2 * budget_s * s
+        else:
+            coefficient = m2 - (1 - 1 / n) * s_min * s + 2 * budget_s * s
+        out.append(2 * budget_s / coefficient)
+    return out
 
 
 def _pool(scenario: Scenario, inst: Instance, load_instances: float) -> Pool:
@@ -241,3 +442,80 @@ def _pool(scenario: Scenario, inst: Instance, load_instances: float) -> Pool:
         max_count=inst.max_count,
         upper_bound=upper,
     )
+
+
+# --- predictions at the plan's load under queue auto (docs/method.md, O.1 with Q and F) --------
+
+def _quantile_points(points: tuple[float, ...], keep: int = 64) -> tuple[float, ...]:
+    """At most `keep` equally likely points of a sorted copy (midpoint quantiles), for Eq. Q8."""
+    xs = sorted(points)
+    if len(xs) <= keep:
+        return tuple(xs)
+    return tuple(xs[min(len(xs) - 1, int((k + 0.5) * len(xs) / keep))] for k in range(keep))
+
+
+def group_service(data: FleetData, pool: str, rates: dict[str, float]) -> ServiceMoments:
+    """The service moments of a group's merged stream: the rate-weighted mixture of its classes'
+    (Eq. Q1 over the classes)."""
+    total = sum(rates.values())
+    mean = sum(r * data.service_s[(w, pool)] for w, r in rates.items()) / total
+    second = sum(r * data.second_moment_s2[(w, pool)] for w, r in rates.items()) / total
+    return ServiceMoments(mean, second, (mean,))
+
+
+def group_wait(data: FleetData, pool: str, rates: dict[str, float], count: int
+               ) -> tuple[float, float]:
+    """Mean wait and wait probability of a prefill group of `count` instances carrying `rates`
+    (requests/s of the whole group by workload) under its routing (Eqs. Q5-Q7)."""
+    routing = data.prefill_routing[pool]
+    total = sum(rates.values())
+    if total <= 0:
+        return 0.0, 0.0
+    service = group_service(data, pool, rates)
+    per_instance = total / count
+    return (mean_wait_s(routing, per_instance, count, service),
+            wait_probability(routing, per_instance, count, service))
+
+
+def predicted_ttft_ms(data: FleetData, workload: str, pool: str, wait_s: float,
+                      wait_prob: float, extra_overhead_ms: float) -> float:
+    """A workload's mean or percentile TTFT in a prefill group of known wait (Eqs. Q5-Q8)."""
+    w = data.workload(workload)
+    base = w.ttft_overhead_ms + extra_overhead_ms
+    if w.slo.ttft_percentile is None:
+        return base + 1e3 * (wait_s + data.service_s[(workload, pool)])
+    points = data.service_points.get((workload, pool), (data.service_s[(workload, pool)],))
+    service = ServiceMoments(data.service_s[(workload, pool)],
+                             data.second_moment_s2[(workload, pool)], points)
+    return base + 1e3 * ttft_quantile_s(wait_s, wait_prob, service, w.slo.ttft_percentile)
+
+
+def table_rate(data: FleetData, workload: str, pool: str, level: int, count: int) -> float:
+    """a_w(n) of a tabled group (the table's last count for larger n, Eq. O14)."""
+    table = data.rate_tables[(workload, pool, level)]
+    return table[min(count, len(table)) - 1]
+
+
+def fluctuating_operating_point(data: FleetData, pool: str, curve: DecodeCurve,
+                                workloads: list[str], tokens_per_s: float, count: int
+                                ) -> tuple[float, float]:
+    """Mean batch b and the TPOT requests see at `tokens_per_s` per instance (Eqs. F1, F2): the
+    b with b = x T(b) (Little's law), by bisection."""
+    routing = data.decode_routing[pool]
+    ca2 = arrival_scv("random" if routing == "random" else "round-robin", count)
+    z = max(batch_peakedness(ca2, data.output_scvs.get(w, 0.0)) for w in workloads)
+    x = tokens_per_s / 1e3  # tokens per ms
+    if x <= 0:
+        return 0.0, curve.tpot_at(1.0)
+    lo, hi = 0.0, max(1.0, float(curve.batches[-1]))
+    while hi - x * request_tpot_ms(curve, hi, z) < 0:
+        hi *= 2
+        if hi > 1e9:
+            return math.inf, math.inf
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if mid - x * request_tpot_ms(curve, mid, z) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return hi, request_tpot_ms(curve, hi, z)

@@ -11,6 +11,7 @@ from typing import Any
 import pyomo.environ as pyo
 
 from pdopt.capacity import decode_context_tokens, instance_decode_curve, instance_kv_cache_tokens
+from pdopt.optimize import data as auto
 from pdopt.optimize.data import FleetData
 from pdopt.plan import (
     Flow,
@@ -82,7 +83,13 @@ def prefill_points(data: FleetData, sol: Solution) -> dict[tuple[str, int], Grou
         wait = math.inf if rho >= 1 else num / (2 * (1 - rho))
         load = sum(rate * (data.second_moment_s2[(w, p)] + 2 * budget * data.service_s[(w, p)])
                    for w, rate in by_w.items())
-        points[(p, lvl)] = GroupPoint(utilization=load / (2 * budget * count), wait_s=wait)
+        utilization = load / (2 * budget * count)
+        if p in data.prefill_routing:  # queue auto: the routing's model (Eqs. Q5-Q7, O14)
+            wait = auto.group_wait(data, p, by_w, count)[0]
+            if p in data.table_counts:
+                utilization = sum(rate / auto.table_rate(data, w, p, lvl, count)
+                                  for w, rate in by_w.items()) / count
+        points[(p, lvl)] = GroupPoint(utilization=utilization, wait_s=wait)
     return points
 
 
@@ -106,9 +113,16 @@ def decode_points(data: FleetData, sol: Solution) -> dict[tuple[str, int], Group
                           min(contexts.values())), max(contexts.values()))
         curve = instance_decode_curve(data.scenario.instance(d), context)
         batch = curve.batch_at_throughput(total / count)
+        tpot = curve.tpot_at(batch)
         load = sum(out[w] / data.decode_tokens_per_s[(w, d, t)] for w in by_w)  # type: ignore
+        if d in data.decode_routing:  # queue auto: fluctuating batch (Eqs. F1, F2, O14)
+            batch, tpot = auto.fluctuating_operating_point(data, d, curve, list(by_w),
+                                                           total / count, count)
+            if d in data.table_counts:
+                load = sum(rate / auto.table_rate(data, w, d, t, count)
+                           for w, rate in by_w.items())
         points[(d, t)] = GroupPoint(utilization=load / count, batch=batch,
-                                    tpot_ms=curve.tpot_at(batch), context_tokens=context)
+                                    tpot_ms=tpot, context_tokens=context)
     return points
 
 
@@ -152,6 +166,7 @@ def pool_plans(data: FleetData, sol: Solution, pre: dict[tuple[str, int], GroupP
             routed_requests_per_s=dict(sorted(routed.items())),
             kv_utilization=max(kv) if kv else None,
             groups=groups,
+            queue_model=data.queue_models.get(name),
         ))
     return plans
 
@@ -192,7 +207,14 @@ def workload_plans(data: FleetData, sol: Solution, pre: dict[tuple[str, int], Gr
         k = percentile_factor(w.slo.ttft_percentile)
         ttft_num = ttft_den = 0.0
         for (wn, p, g, lvl), rate in assignment.items():
-            if wn == w.name:
+            if wn == w.name and p in data.prefill_routing:  # queue auto (Eqs. Q5-Q8)
+                rates = {x: r for (x, pn, lv), r in sol.q.items() if (pn, lv) == (p, lvl)}
+                _, prob = auto.group_wait(data, p, rates, max(sol.n.get((p, lvl), 0), 1))
+                ttft_ms = auto.predicted_ttft_ms(data, wn, p, pre[(p, lvl)].wait_s, prob,
+                                                 transfer[(wn, p, g)])
+                ttft_num += rate * ttft_ms
+                ttft_den += rate
+            elif wn == w.name:
                 ttft_ms = (w.ttft_overhead_ms + transfer[(wn, p, g)]
                            + 1e3 * k * (pre[(p, lvl)].wait_s + data.service_s[(wn, p)]))
                 ttft_num += rate * ttft_ms

@@ -41,6 +41,7 @@ def create_model(data: FleetData, objective: str, relax: Relaxation | None = Non
     define_flow_balance(m, data)
     define_prefill_groups(m, data)
     define_decode_groups(m, data)
+    define_count_tables(m, data)
     define_cover_cuts(m, data)
     define_inventory(m, data, relax)
     define_budget(m, data, relax)
@@ -139,7 +140,7 @@ def define_prefill_groups(m: pyo.ConcreteModel, data: FleetData) -> None:
     members: dict[tuple[str, int], list[str]] = {}
     for w, p, lvl in m.PREFILL_SHARES:
         members.setdefault((p, lvl), []).append(w)
-    rows = sorted(members)
+    rows = sorted(k for k in members if k[0] not in data.table_counts)  # tabled: Eq. O14
     m.PREFILL_GROUP_ROWS = pyo.Set(initialize=rows, dimen=2, ordered=True)
 
     def capacity(_m: pyo.ConcreteModel, p: str, lvl: int) -> object:
@@ -176,7 +177,9 @@ def define_decode_groups(m: pyo.ConcreteModel, data: FleetData) -> None:
     members: dict[tuple[str, int], list[str]] = {}
     for w, d, t in m.DECODE_SHARES:
         members.setdefault((d, t), []).append(w)
-    m.DECODE_GROUP_ROWS = pyo.Set(initialize=sorted(members), dimen=2, ordered=True)
+    m.DECODE_GROUP_ROWS = pyo.Set(
+        initialize=sorted(k for k in members if k[0] not in data.table_counts),  # tabled: O14
+        dimen=2, ordered=True)
     m.decode_capacity = pyo.Constraint(
         m.DECODE_GROUP_ROWS,
         rule=lambda _m, d, t: sum(
@@ -184,8 +187,81 @@ def define_decode_groups(m: pyo.ConcreteModel, data: FleetData) -> None:
             * _m.v[w, d, t] for w in members[(d, t)]) <= _m.n[d, t])
 
 
+def table_segments(data: FleetData, pool: str) -> tuple[list[int], bool]:
+    """The counts of a tabled pool's one-hot segments, and whether the last one is the tail
+    (counts >= K at the capacity of K) (Eq. O14)."""
+    counts, upper = data.table_counts[pool], data.pools[pool].upper_bound
+    if upper <= counts:
+        return list(range(1, upper + 1)), False
+    return list(range(1, counts + 1)), True
+
+
+def define_count_tables(m: pyo.ConcreteModel, data: FleetData) -> None:
+    """Groups whose per-instance capacity depends on their count (queue auto, Eq. O14): one-hot
+    binaries y[p,l,k] choose the count k, the group's flows are split over the segments, and
+    segment k carries sum_w f[w,k] / a_w(k) <= k y[p,l,k]; the last segment may be the tail, an
+    integer count t in [K y, U y] at the capacity of K. n[p,l] = sum_k k y[p,l,k] (+ t)."""
+    shares = [(w, p, lvl) for w, p, lvl in list(m.PREFILL_SHARES) + list(m.DECODE_SHARES)
+              if p in data.table_counts and data.rate_tables.get((w, p, lvl))]
+    groups = sorted({(p, lvl) for _, p, lvl in shares})
+    if not groups:
+        return
+    segments = {p: table_segments(data, p) for p, _ in groups}
+    seg_index = [(p, lvl, k) for p, lvl in groups for k in segments[p][0]]
+    tails = [(p, lvl) for p, lvl in groups if segments[p][1]]
+    m.TABLE_SEGMENTS = pyo.Set(initialize=seg_index, dimen=3, ordered=True)
+    m.TABLE_TAILS = pyo.Set(initialize=tails, dimen=2, ordered=True)
+    m.count_is = pyo.Var(m.TABLE_SEGMENTS, domain=pyo.Binary)
+    m.tail_count = pyo.Var(m.TABLE_TAILS, domain=pyo.NonNegativeIntegers,
+                           bounds=lambda _m, p, lvl: (0, data.pools[p].upper_bound))
+    share_seg = [(w, p, lvl, k) for w, p, lvl in shares for k in segments[p][0]]
+    m.TABLE_FLOWS = pyo.Set(initialize=share_seg, dimen=4, ordered=True)
+    demand = data.demand_requests_per_s
+    m.table_flow = pyo.Var(m.TABLE_FLOWS, domain=pyo.NonNegativeReals,
+                           bounds=lambda _m, w, p, lvl, k: (0, demand[w]))
+
+    def is_tail(p: str, k: int) -> bool:
+        return segments[p][1] and k == segments[p][0][-1]
+
+    def flow_var(w: str, p: str, lvl: int) -> object:
+        return m.q[w, p, lvl] if data.pools[p].role == "prefill" else m.v[w, p, lvl]
+
+    m.table_one_hot = pyo.Constraint(
+        pyo.Set(initialize=groups, dimen=2, ordered=True),
+        rule=lambda _m, p, lvl: sum(_m.count_is[p, lvl, k] for k in segments[p][0]) <= 1)
+    m.table_count = pyo.Constraint(
+        pyo.Set(initialize=groups, dimen=2, ordered=True),
+        rule=lambda _m, p, lvl: _m.n[p, lvl] == sum(
+            (_m.tail_count[p, lvl] if is_tail(p, k) else k * _m.count_is[p, lvl, k])
+            for k in segments[p][0]))
+    if tails:
+        m.tail_low = pyo.Constraint(m.TABLE_TAILS, rule=lambda _m, p, lvl: _m.tail_count[p, lvl]
+                                    >= segments[p][0][-1] * _m.count_is[p, lvl, segments[p][0][-1]])
+        m.tail_high = pyo.Constraint(m.TABLE_TAILS, rule=lambda _m, p, lvl: _m.tail_count[p, lvl]
+                                     <= data.pools[p].upper_bound
+                                     * _m.count_is[p, lvl, segments[p][0][-1]])
+    by_group: dict[tuple[str, int], list[str]] = {}
+    for w, p, lvl in shares:
+        by_group.setdefault((p, lvl), []).append(w)
+    m.table_split = pyo.Constraint(
+        pyo.Set(initialize=shares, dimen=3, ordered=True),
+        rule=lambda _m, w, p, lvl: flow_var(w, p, lvl) == sum(
+            _m.table_flow[w, p, lvl, k] for k in segments[p][0]))
+
+    def capacity(_m: pyo.ConcreteModel, p: str, lvl: int, k: int) -> object:
+        load = sum(_m.table_flow[w, p, lvl, k] / data.rate_tables[(w, p, lvl)][k - 1]
+                   for w in by_group[(p, lvl)])
+        return load <= (_m.tail_count[p, lvl] if is_tail(p, k) else k * _m.count_is[p, lvl, k])
+
+    m.table_capacity = pyo.Constraint(m.TABLE_SEGMENTS, rule=capacity)
+
+
 def _per_instance_requests_per_s(data: FleetData, w: str, pool: str, lvl: int) -> float:
-    """Requests/s one instance of a group serves of workload w alone (Eqs. P5, D6)."""
+    """Requests/s one instance of a group serves of workload w alone (Eqs. P5, D6); for a tabled
+    pool the table's largest (Eq. O14)."""
+    table = data.rate_tables.get((w, pool, lvl))
+    if table:
+        return max(table)
     if data.pools[pool].role == "prefill":
         budget = data.prefill_levels[pool][lvl]
         s, m2 = data.service_s[(w, pool)], data.second_moment_s2[(w, pool)]

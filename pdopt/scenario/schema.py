@@ -66,7 +66,9 @@ TimeLimitS = Annotated[float, Field(gt=0, le=r.MAX_TIME_LIMIT_S, allow_inf_nan=F
 BudgetPerHour = Annotated[float, Field(gt=0, le=r.MAX_BUDGET_PER_HOUR, allow_inf_nan=False),
                           NotBool]
 
-QueueModel = Literal["mm1", "md1", "mg1"]
+QueueModel = Literal["auto", "mm1", "md1", "mg1"]
+# How a pool's requests are spread over its instances (docs/method.md, section Q).
+Routing = Literal["round-robin", "random", "least-loaded"]
 Role = Literal["prefill", "decode"]
 Extrapolation = Literal["error", "nearest", "linear"]
 Objective = Literal["cost", "gpus"]
@@ -413,7 +415,13 @@ class Workload(StrictModel):
     )
     queue: QueueModel | None = Field(
         default=None,
-        description="Prefill queue model: mm1 (the paper), md1 or mg1. Absent: options.",
+        description="Queue model: auto (from the routing and the length distribution), mm1 (the "
+        "paper), md1 or mg1. Absent: options.",
+    )
+    routing: Routing | None = Field(
+        default=None,
+        description="How the deployment spreads requests over a pool's instances (round-robin, "
+        "random, least-loaded); used by queue auto. Absent: options.",
     )
     service_scv: Scv | None = Field(
         default=None,
@@ -491,7 +499,18 @@ class KvTransfer(StrictModel):
 class Options(StrictModel):
     """Scenario-wide defaults and solver settings."""
 
-    queue: QueueModel = Field(default="mm1", description="Default prefill queue model.")
+    queue: QueueModel = Field(
+        default="auto", description="Default queue model: auto (docs/method.md, sections Q and "
+        "F) or the paper's mm1 (md1, mg1 also)."
+    )
+    routing: Routing = Field(
+        default="round-robin", description="Default routing over a pool's instances (as the "
+        "simulator's default)."
+    )
+    verify: bool = Field(
+        default=False, description="Solve, then check the plan by simulation and correct the "
+        "capacities until it holds and no one-fewer neighbour does (pdopt solve --verify)."
+    )
     service_scv: Scv | None = Field(
         default=None, description="Default squared coefficient of variation for mg1."
     )
@@ -548,6 +567,10 @@ class Scenario(StrictModel):
         scv = workload.service_scv if workload.service_scv is not None else self.options.service_scv
         return queue, scv
 
+    def routing_of(self, workload: Workload) -> Routing:
+        """The workload's routing over pool instances, falling back to options."""
+        return workload.routing or self.options.routing
+
     def headroom_of(self, workload: Workload) -> float:
         return workload.headroom if workload.headroom is not None else self.options.headroom
 
@@ -597,10 +620,11 @@ def check_references(scenario: Scenario) -> list[Problem]:
             problems.append(
                 Problem(f"{loc}.service_scv", "required for queue mg1 (here or in options)")
             )
-        if w.slo.ttft_percentile is not None and queue != "mm1":
+        if w.slo.ttft_percentile is not None and queue in ("md1", "mg1"):
             problems.append(
                 Problem(f"{loc}.slo.ttft_percentile",
-                        f"percentile TTFT targets need queue mm1 (this workload uses {queue})")
+                        f"percentile TTFT targets need queue auto or mm1 (this workload uses "
+                        f"{queue})")
             )
 
     models_served = {inst.model for inst in scenario.instances}
