@@ -114,3 +114,20 @@ def test_progress_reports_incumbent_and_bound() -> None:
     assert seen, "no progress reported"
     assert all(p.elapsed_s >= 0 for p in seen)
     assert any(p.bound is not None for p in seen)
+
+
+def test_cli_progress_on_request_and_silent_when_piped(tmp_path: Path) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from pdopt.cli import main
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(_fleetgen().fleet(2, 4, 4, 3)))
+    # a gap of 0 keeps HiGHS searching until the time limit: there is progress to show
+    args = ["solve", str(path), "--time-limit", "3", "--mip-gap", "0", "--format", "json"]
+    shown = CliRunner().invoke(main, [*args, "--progress"])
+    assert shown.exit_code in (0, 4), shown.output
+    assert "\r" in shown.stderr and " s  plan " in shown.stderr and "bound" in shown.stderr
+    piped = CliRunner().invoke(main, args)  # CliRunner's stderr is not a terminal
+    assert piped.exit_code in (0, 4) and "\r" not in piped.stderr

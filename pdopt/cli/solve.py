@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,9 @@ from pdopt.errors import ExitCode
 from pdopt.plan import Status
 from pdopt.plan_report import plan_report
 from pdopt.scenario.problems import ScenarioError
+
+if TYPE_CHECKING:  # Pyomo loads only when a solve runs
+    from pdopt.optimize.solver import SolveProgress
 
 
 @click.command()
@@ -27,10 +31,14 @@ from pdopt.scenario.problems import ScenarioError
 @click.option("--explain", is_flag=True,
               help="Why this GPU: each model's cheapest plan on each single GPU type and on the "
               "best prefill/decode pair, with the cost difference (`alternatives` in the JSON).")
+@click.option("--progress/--no-progress", default=None,
+              help="Show the search (elapsed, best plan, bound, gap) on stderr while HiGHS runs "
+              "[default: when stderr is a terminal].")
 @handle_errors
 def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
           overrides: list[tuple[str, object]], time_limit_s: float | None,
-          mip_gap: float | None, objective: str | None, explain: bool) -> None:
+          mip_gap: float | None, objective: str | None, explain: bool,
+          progress: bool | None) -> None:
     """Find the cheapest plan for each SCENARIO file: instance counts per pool, the load and
     predicted TTFT/TPOT per workload, totals per GPU type.
 
@@ -41,13 +49,18 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
 
     reports = []
     worst = ExitCode.OK
+    show = sys.stderr.isatty() if progress is None else progress
     for path in scenarios:
+        printer = ProgressLine(path) if show else None
         try:
             prepared = prepare_scenario(path, overrides)
             plan = solve_scenario(prepared, time_limit_s=time_limit_s,
-                                  mip_gap=mip_gap, objective=objective)
+                                  mip_gap=mip_gap, objective=objective, progress=printer)
         except ScenarioError as e:
             raise e if e.source else e.with_source(path) from None
+        finally:
+            if printer is not None:
+                printer.close()
         reports.append(plan_report(plan))
         if explain:
             from pdopt.explain import add_alternatives
@@ -67,3 +80,22 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
             click.echo(f"{path}: {message}", err=True)
     emit(reports, fmt, output)
     sys.exit(int(worst))
+
+
+class ProgressLine:
+    """One stderr line, rewritten in place while HiGHS searches (pdopt.optimize.SolveProgress)."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.shown = path, False
+
+    def __call__(self, p: SolveProgress) -> None:
+        def value(x: float | None) -> str:
+            return "-" if x is None else f"{x:,.6g}"
+        gap = "-" if p.gap is None else f"{100 * p.gap:.2f}%"
+        click.echo(f"\r{self.path}: {p.phase} {p.elapsed_s:6.1f} s  plan {value(p.incumbent)}  "
+                   f"bound {value(p.bound)}  gap {gap}\x1b[K", nl=False, err=True)
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("\r\x1b[K", nl=False, err=True)

@@ -71,7 +71,7 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         # Each model alone first (O.2), in worker processes that build their own programs:
         # often the parts together are the answer and the whole program is never built.
         t0 = time.perf_counter()
-        parts = _solve_parts(scenario, goal, deadline, mip_gap)
+        parts = _solve_parts(scenario, goal, deadline, mip_gap, progress)
         plans = [part.plan for part in parts if part.plan is not None]
         if len(plans) == len(parts) and fits_limits(scenario, plans):
             seconds = time.perf_counter() - t0
@@ -116,11 +116,11 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
 
 
 def _solve_parts(scenario: Scenario, objective: Objective, deadline: Deadline,
-                 mip_gap: float) -> list[Part]:
+                 mip_gap: float, progress: ProgressFn | None) -> list[Part]:
     """Each model alone (O.2), and again for the parts not yet proven when they fit together
     and there is time left."""
     parts = solve_parts(scenario, objective, deadline=deadline.share(PARTS_SHARE),
-                        mip_gap=mip_gap)
+                        mip_gap=mip_gap, progress=progress)
     plans = [part.plan for part in parts if part.plan is not None]
     if len(plans) < len(parts) or not fits_limits(scenario, plans):
         return parts
@@ -130,7 +130,7 @@ def _solve_parts(scenario: Scenario, objective: Objective, deadline: Deadline,
         return parts
     again = {part.model_name: part for part in solve_parts(
         scenario, objective, deadline=deadline.share(PARTS_AGAIN_SHARE), mip_gap=mip_gap,
-        names=unproven)}
+        names=unproven, progress=progress)}
     return [better(part, again[part.model_name], objective, mip_gap)
             if part.model_name in again else part for part in parts]
 

@@ -26,7 +26,7 @@ from pdopt.optimize.data import build_fleet_data
 from pdopt.optimize.extract import build_plan
 from pdopt.optimize.model import Relaxation, create_model
 from pdopt.optimize.rounding import rounded_up
-from pdopt.optimize.solver import Deadline, relative_gap, solve_lexicographic
+from pdopt.optimize.solver import Deadline, ProgressFn, relative_gap, solve_lexicographic
 from pdopt.plan import Objective, Plan, PlanTotals, Status
 from pdopt.scenario.schema import Scenario
 
@@ -71,7 +71,7 @@ def sub_scenario(scenario: Scenario, model_name: str) -> Scenario:
 
 
 def solve_part(scenario: Scenario, model_name: str, objective: Objective, deadline: Deadline,
-               mip_gap: float) -> Part:
+               mip_gap: float, progress: ProgressFn | None = None) -> Part:
     """One model alone, lexicographically (Eq. O10), by `deadline`; when branch and bound ends
     unproven, the rounded LP relaxation (O.3) may give a better plan in the time left."""
     start = time.perf_counter()
@@ -81,7 +81,8 @@ def solve_part(scenario: Scenario, model_name: str, objective: Objective, deadli
     relax = Relaxation(budget=True, inventory="drop")
     model = create_model(data, objective, relax)
     report = solve_lexicographic(model, deadline=deadline.share(BRANCH_AND_BOUND_SHARE),
-                                 mip_gap=mip_gap, integral_primary=objective == Objective.GPUS)
+                                 mip_gap=mip_gap, integral_primary=objective == Objective.GPUS,
+                                 progress=progress, phase=model_name)
     if report.status in (Status.FEASIBLE, Status.NO_SOLUTION):
         rounded = rounded_up(data, objective, relax, deadline=deadline,
                              dual_bound=report.dual_bound)
@@ -96,14 +97,15 @@ def solve_part(scenario: Scenario, model_name: str, objective: Objective, deadli
 
 
 def solve_parts(scenario: Scenario, objective: Objective, *, deadline: Deadline, mip_gap: float,
-                names: list[str] | None = None, workers: int | None = None) -> list[Part]:
+                names: list[str] | None = None, workers: int | None = None,
+                progress: ProgressFn | None = None) -> list[Part]:
     """Solve every model's part (or those `names`) by `deadline` (wall time, shared equally
-    among the parts a worker holds)."""
+    among the parts a worker holds). `progress` hears from parts solved in this process."""
     names = names or model_names(scenario)
     workers = min(workers or os.cpu_count() or 1, len(names))
     if len(names) < PARALLEL_FROM_MODELS or workers < 2 \
             or deadline.remaining() < PARALLEL_FROM_SECONDS:
-        return solve_in_turn(scenario, names, objective, deadline, mip_gap)
+        return solve_in_turn(scenario, names, objective, deadline, mip_gap, progress)
     # Fresh interpreters, not forked ones (a fork would inherit HiGHS's thread-pool state without
     # its threads) and not multiprocessing's spawn (which re-runs the caller's main module).
     chunks = [names[k::workers] for k in range(workers)]
@@ -153,13 +155,14 @@ def run_part_workers(inputs: list[bytes], names: list[str],
 
 
 def solve_in_turn(scenario: Scenario, names: list[str], objective: Objective,
-                  deadline: Deadline, mip_gap: float) -> list[Part]:
+                  deadline: Deadline, mip_gap: float,
+                  progress: ProgressFn | None = None) -> list[Part]:
     """The parts `names` one after another, each by an equal share of what is left before
     `deadline` (what earlier parts leave unused goes to later ones)."""
     parts = []
     for k, name in enumerate(names):
         share = deadline.share(1.0 / (len(names) - k))
-        parts.append(solve_part(scenario, name, objective, share, mip_gap))
+        parts.append(solve_part(scenario, name, objective, share, mip_gap, progress))
     return parts
 
 

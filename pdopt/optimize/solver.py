@@ -14,11 +14,13 @@ searches (through HiGHS's MIP callback; the library prints nothing itself).
 from __future__ import annotations
 
 import math
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -118,8 +120,20 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or math.isinf(x) or math.isnan(x) or abs(x) >= 1e30 else x
 
 
-def _progress_printer(progress: ProgressFn, phase: str) -> Callable[[Any], None]:
+@contextmanager
+def _progress_hook(progress: ProgressFn, phase: str) -> Iterator[Callable[[Any], None]]:
+    """HiGHS's MIP callback turned into `progress` calls (at most every PROGRESS_EVERY_S).
+
+    Pyomo captures stdout and stderr while HiGHS runs (its log), down to the file descriptors:
+    the callback runs with the stderr of before (a duplicate of its descriptor), so what the
+    caller prints there reaches the terminal."""
     start, last = time.perf_counter(), [-math.inf]
+    stderr = sys.stderr
+    try:
+        real: Any = open(os.dup(stderr.fileno()), "w", encoding=stderr.encoding,  # noqa: SIM115
+                         errors="replace")
+    except (AttributeError, OSError, ValueError):  # not a descriptor (a test's buffer)
+        real = None
 
     def on_event(event: Any) -> None:
         now = time.perf_counter()
@@ -128,10 +142,20 @@ def _progress_printer(progress: ProgressFn, phase: str) -> Callable[[Any], None]
         last[0] = now
         out = event.data_out
         incumbent, bound = _finite(out.mip_primal_bound), _finite(out.mip_dual_bound)
-        progress(SolveProgress(phase, now - start, incumbent, bound,
-                               relative_gap(incumbent, bound)))
+        captured = sys.stderr
+        sys.stderr = real or stderr
+        try:
+            progress(SolveProgress(phase, now - start, incumbent, bound,
+                                   relative_gap(incumbent, bound)))
+            sys.stderr.flush()
+        finally:
+            sys.stderr = captured
 
-    return on_event
+    try:
+        yield on_event
+    finally:
+        if real is not None:
+            real.close()
 
 
 class _Session:
@@ -158,18 +182,16 @@ class _Session:
             solution.col_value = start_from
             solution.value_valid = True
             self.highs.setSolution(solution)
-        hook = _progress_printer(progress, phase) if progress is not None else None
-        if hook is not None:
-            self.highs.cbMipInterrupt.subscribe(hook)
-        try:
-            with _interrupts_noted() as interrupted:
-                results = self.opt.solve(
-                    self.model, time_limit=seconds, rel_gap=mip_gap, load_solutions=False,
-                    raise_exception_on_nonoptimal_result=False, solver_options=self.options,
-                    auto_updates={key: False for key in self.opt.config.auto_updates})
-        finally:
-            if hook is not None:
-                self.highs.cbMipInterrupt.unsubscribe(hook)
+        with ExitStack() as stack:
+            if progress is not None:
+                hook = stack.enter_context(_progress_hook(progress, phase))
+                self.highs.cbMipInterrupt.subscribe(hook)
+                stack.callback(self.highs.cbMipInterrupt.unsubscribe, hook)
+            interrupted = stack.enter_context(_interrupts_noted())
+            results = self.opt.solve(
+                self.model, time_limit=seconds, rel_gap=mip_gap, load_solutions=False,
+                raise_exception_on_nonoptimal_result=False, solver_options=self.options,
+                auto_updates={key: False for key in self.opt.config.auto_updates})
         if interrupted:
             raise KeyboardInterrupt
         return _report(results, time.perf_counter() - start)
@@ -239,7 +261,7 @@ def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float | None = None,
 def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
                         time_limit_s: float | None = None, deadline: Deadline | None = None,
                         threads: int | None = None, progress: ProgressFn | None = None,
-                        integral_primary: bool = False) -> SolverReport:
+                        integral_primary: bool = False, phase: str = "") -> SolverReport:
     """Minimise `model.objective` (the primary, Eq. O10), then, with the primary held at the
     plan found, minimise `model.secondary` from that plan (when the model has one).
 
@@ -251,7 +273,8 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
     if until.passed():
         return not_started()
     session = _Session(model, threads)
-    first = session.run(deadline=until, mip_gap=mip_gap, progress=progress, phase="primary")
+    first = session.run(deadline=until, mip_gap=mip_gap, progress=progress,
+                        phase=f"{phase} primary".strip())
     if first.objective_value is None or not hasattr(model, "secondary"):
         return first
     value = first.objective_value
@@ -268,7 +291,7 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
     model.secondary_objective = pyo.Objective(expr=model.secondary.expr, sense=pyo.minimize)
     try:
         second = session.run(deadline=until, mip_gap=mip_gap, progress=progress,
-                             phase="secondary", start_from=start_from)
+                             phase=f"{phase} secondary".strip(), start_from=start_from)
     finally:
         model.del_component(model.secondary_objective)
         model.del_component(model.primary_held)
