@@ -29,12 +29,3 @@ class UnreachableTargetError(PdoptError):
 class ExtrapolationError(PdoptError):
     """A lookup outside a measured table's range; the scenario did not opt to extrapolate."""
 
-
-class InfeasibleError(PdoptError):
-    """No plan meets every requirement; `reasons` says which requirement and why."""
-
-    exit_code = ExitCode.INFEASIBLE
-
-    def __init__(self, reasons: list[str]):
-        self.reasons = list(reasons)
-        super().__init__("; ".join(self.reasons))

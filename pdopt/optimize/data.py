@@ -112,9 +112,6 @@ class FleetData:
     def workload(self, name: str) -> Workload:
         return self._workloads[name]
 
-    def pools_of(self, role: str) -> list[Pool]:
-        return [p for p in self.pools.values() if p.role == role]
-
     def decode_level_of(self, workload: str, pool: str) -> int:
         return self.decode_levels[pool].index(self.workload(workload).slo.tpot_ms)
 

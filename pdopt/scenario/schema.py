@@ -546,9 +546,6 @@ class Scenario(StrictModel):
     )
     options: Options = Field(default_factory=Options)
 
-    def gpu_of(self, instance: Instance) -> Gpu:
-        return self.gpus[instance.gpu]
-
     def workload(self, name: str) -> Workload:
         for w in self.workloads:
             if w.name == name:
