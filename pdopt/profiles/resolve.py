@@ -146,7 +146,9 @@ def estimate_source(est: Estimate, spec: EstimateProfile | None = None) -> str:
             f"KV {s.kv_dtype}, attention {s.attention}{ep}{mtp}; {engine} factors compute "
             f"{f.compute_efficiency:g} (MoE x {f.moe_gemm_efficiency:g}), bandwidth "
             f"{f.bandwidth_efficiency:g}, overhead {f.step_overhead_us:g} us/step + "
-            f"{f.layer_overhead_us:g} us/layer + {f.sequence_overhead_us:g} us/sequence"
+            f"{f.layer_overhead_us:g} us/layer + "
+            + (f"{f.moe_layer_overhead_us:g} us/MoE layer + " if est.arch.is_moe else "")
+            + f"{f.sequence_overhead_us:g} us/sequence"
             f"{calibrated} (docs/profiles.md)")
 
 
