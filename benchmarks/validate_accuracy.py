@@ -278,15 +278,146 @@ def section_generated(hours: float, seed: int, n: int, routing: str) -> None:
         print("| " + " | ".join(str(x) for x in row) + " |")
 
 
+# --- sizing: hold and smallest, the paper's method against queue auto (issue 12) --------------
+
+OTHER_PREFILL = {"name": "other-prefill-4xh100", "model": "deepseek-v3.1", "role": "prefill",
+                 "gpu": "H100", "gpus_per_instance": 4,
+                 "prefill_tokens_per_s": {1024: 9000.0, 4096: 11000.0, 8192: 10000.0}}
+OTHER_DECODE = {"name": "other-decode-4xh100", "model": "deepseek-v3.1", "role": "decode",
+                "gpu": "H100", "gpus_per_instance": 4,
+                "tpot_ms_by_batch": {1: 9.0, 16: 12.0, 32: 15.5, 64: 22.0, 96: 30.0}}
+
+
+def sizing_scenario(rng: np.random.Generator, routing: str) -> tuple[Scenario, str]:
+    """A one-model scenario of 1-3 workloads sharing the pools, on the paper's instance types or
+    on another pair (4xH100, prefill table over length): fixed, lognormal CV 0.5 or 1.0 lengths,
+    mean or p90 TTFT targets, the given routing. Returns it and a one-line description."""
+    data = load_scenario(PAPER).model_dump(exclude_none=True)
+    family = str(rng.choice(["paper", "other"]))
+    if family == "other":
+        data["gpus"]["H100"] = {"cost_per_hour": 2.5}
+        data["instances"] = [dict(OTHER_PREFILL), dict(OTHER_DECODE)]
+    else:
+        dec = next(i for i in data["instances"] if i["role"] == "decode")
+        dec.pop("measured_at", None)
+    prefill = data["instances"][0]
+    tp = prefill["prefill_tokens_per_s"]
+    kind = str(rng.choice(["fixed", "lognormal 0.5", "lognormal 1.0"]))
+    total = float(rng.choice([1.0e6, 2.0e6, 4.0e6, 6.0e6, 10.0e6]))
+    count = int(rng.integers(1, 4))
+    shares = rng.dirichlet(np.ones(count)) if count > 1 else np.ones(1)
+    template = data["workloads"][0]
+    workloads = []
+    for k in range(count):
+        li = int(rng.choice([1024, 2048, 4096, 6144, 8192]))
+        lo = int(rng.choice([128, 256, 512, 1024]))
+        rate = tp if not isinstance(tp, dict) else np.interp(li, sorted(tp), [tp[x] for x in
+                                                                               sorted(tp)])
+        service_ms = 1e3 * li / float(rate)
+        p90 = bool(rng.random() < 0.4)
+        factor = float(rng.choice([3.0, 4.0, 8.0] if p90 else [1.5, 2.5, 4.0, 8.0]))
+        slo: dict[str, Any] = {"ttft_ms": round(100 + service_ms * factor),
+                               "tpot_ms": float(rng.choice([18.0, 20.0, 22.0, 25.0, 30.0]))}
+        if p90:
+            slo["ttft_percentile"] = 90.0
+        dist: dict[str, Any] = ({"kind": "fixed"} if kind == "fixed" else
+                                {"kind": "lognormal", "input_cv": float(kind.split()[1]),
+                                 "output_cv": float(kind.split()[1])})
+        workloads.append({
+            "name": f"w{k}", "model": template["model"],
+            "tokens_per_minute": max(2e4, total * float(shares[k])),
+            "input_tokens": li, "output_tokens": lo, "slo": slo,
+            "ttft_overhead_ms": template.get("ttft_overhead_ms", 100.0),
+            "length_distribution": dist})
+    data["workloads"] = workloads
+    data.setdefault("options", {})["routing"] = routing
+    what = (f"{family}, {count} workload(s), {kind}, "
+            + ", ".join(f"{w['input_tokens']}/{w['output_tokens']} "
+                        f"{'p90' if 'ttft_percentile' in w['slo'] else 'mean'} "
+                        f"{w['slo']['ttft_ms']}/{w['slo']['tpot_ms']:g} ms" for w in workloads))
+    return scenario_from_data(data), what
+
+
+def _with_options(scenario: Scenario, **options: Any) -> Scenario:
+    return scenario.model_copy(update={"options": scenario.options.model_copy(update=options)})
+
+
+def section_sizing(hours: float, seed: int, n: int, verify: bool) -> None:
+    """Hold and smallest rates of the paper's method (queue mm1) and of queue auto (and, with
+    `verify`, of solve --verify) on `n` generated scenarios, half round-robin, half random."""
+    from pdopt.optimize import solve
+
+    methods = ["mm1", "auto"] + (["auto --verify"] if verify else [])
+    print(f"\n## Sizing: {n} generated scenarios, {hours:g} h simulations\n")
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, 2**31, n)
+    tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    costs: dict[str, list[float]] = defaultdict(list)
+    rows = []
+    started = time.perf_counter()
+    for k in range(n):
+        routing = "round-robin" if k % 2 == 0 else "random"
+        base, what = sizing_scenario(np.random.default_rng(seeds[k]), routing)
+        opts = SimulationOptions(duration_s=3600 * hours, seed=seed,
+                                 routing=routing)  # type: ignore[arg-type]
+        verdicts = []
+        for method in methods:
+            sc = _with_options(base, queue="mm1" if method == "mm1" else "auto")
+            t0 = time.perf_counter()
+            try:
+                if method.endswith("--verify"):
+                    from pdopt.simulate.verify import solve_verified
+
+                    outcome = solve_verified(sc, opts)
+                    plan = outcome.plan
+                else:
+                    plan = solve(sc)
+            except PdoptError as e:
+                tally[method]["no plan"] += 1
+                verdicts.append(f"{method}: no plan ({str(e)[:40]})")
+                continue
+            if not plan.has_plan:
+                tally[method]["no plan"] += 1
+                verdicts.append(f"{method}: {plan.status}")
+                continue
+            v = verify_plan(sc, plan, opts, search=False)
+            verdict = ("misses" if not v.plan_meets_slo else
+                       "smallest" if v.plan_is_smallest else "too big")
+            tally[method][verdict] += 1
+            tally[method]["plans"] += 1
+            costs[method].append(time.perf_counter() - t0)
+            counts = "+".join(f"{c}" for _, c in sorted(v.plan.counts.items()))
+            verdicts.append(f"{method}: {counts} {verdict}")
+        print(f"scenario {k + 1}/{n}: {'; '.join(verdicts)} "
+              f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+        rows.append((k + 1, routing, what, "; ".join(verdicts)))
+    print("| method | plans | hold their SLOs | smallest | too big | misses | no plan | "
+          "s per scenario |")
+    print("|---|---|---|---|---|---|---|---|")
+    for method in methods:
+        t = tally[method]
+        plans = t["plans"]
+        print(f"| {method} | {plans} | {t['smallest'] + t['too big']} "
+              f"({100 * (t['smallest'] + t['too big']) / max(plans, 1):.0f}%) | {t['smallest']} "
+              f"({100 * t['smallest'] / max(plans, 1):.0f}%) | {t['too big']} | {t['misses']} | "
+              f"{t['no plan']} | {np.mean(costs[method]) if costs[method] else 0:.1f} |")
+    print("\n| # | routing | scenario | plans (instance counts: decode+prefill) |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(x) for x in row) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--section", choices=("paper", "queue", "generated", "all"),
+    parser.add_argument("--section", choices=("paper", "queue", "generated", "sizing", "all"),
                         default="all")
     parser.add_argument("--hours", type=float, default=1.0, help="Simulated hours per run.")
     parser.add_argument("--scenarios", type=int, default=40, help="Generated scenarios.")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--routing", choices=("round-robin", "random", "least-loaded"),
                         default="round-robin", help="Routing in the generated section.")
+    parser.add_argument("--verify", action="store_true",
+                        help="sizing: also solve with --verify (simulation-corrected capacities)")
     args = parser.parse_args()
     if args.section in ("paper", "all"):
         section_paper(args.hours, args.seed)
@@ -294,6 +425,8 @@ def main() -> None:
         section_queue(args.hours, args.seed)
     if args.section in ("generated", "all"):
         section_generated(args.hours, args.seed, args.scenarios, args.routing)
+    if args.section == "sizing":
+        section_sizing(args.hours, args.seed, args.scenarios, args.verify)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,17 @@ if TYPE_CHECKING:  # Pyomo loads only when a solve runs
 @click.option("--explain", is_flag=True,
               help="Why this GPU: each model's cheapest plan on each single GPU type and on the "
               "best prefill/decode pair, with the cost difference (`alternatives` in the JSON).")
+@click.option("--verify", is_flag=True,
+              help="Check the plan by simulation (30 simulated minutes, seed 0) and correct the "
+              "capacities until it holds and no one-fewer neighbour does [default: the "
+              "scenario's options.verify].")
 @click.option("--progress/--no-progress", default=None,
               help="Show the search (elapsed, best plan, bound, gap) on stderr while HiGHS runs "
               "[default: when stderr is a terminal].")
 @handle_errors
 def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
           overrides: list[tuple[str, object]], time_limit_s: float | None,
-          mip_gap: float | None, objective: str | None, explain: bool,
+          mip_gap: float | None, objective: str | None, explain: bool, verify: bool,
           progress: bool | None) -> None:
     """Find the cheapest plan for each SCENARIO file: instance counts per pool, the load and
     predicted TTFT/TPOT per workload, totals per GPU type.
@@ -54,8 +58,16 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
         printer = ProgressLine(path) if show else None
         try:
             prepared = prepare_scenario(path, overrides)
-            plan = solve_scenario(prepared, time_limit_s=time_limit_s,
-                                  mip_gap=mip_gap, objective=objective, progress=printer)
+            if verify or prepared.scenario.options.verify:
+                from pdopt.simulate import SimulationOptions
+                from pdopt.simulate.verify import solve_verified
+
+                plan = solve_verified(prepared, SimulationOptions(duration_s=1800.0),
+                                      time_limit_s=time_limit_s, mip_gap=mip_gap,
+                                      objective=objective).plan
+            else:
+                plan = solve_scenario(prepared, time_limit_s=time_limit_s,
+                                      mip_gap=mip_gap, objective=objective, progress=printer)
         except ScenarioError as e:
             raise e if e.source else e.with_source(path) from None
         finally:

@@ -189,3 +189,148 @@ def verify_plan(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
             break
         current = min(tried, key=lambda cp: _ratio(cp[0]))[1]
     return out
+
+
+# --- solve --verify: sizing checked by simulation (docs/simulation.md, "Solve --verify") -------
+
+#: At most this many solves in `solve_verified`.
+MAX_VERIFY_ITERATIONS = 5
+
+
+@dataclass
+class VerifyIteration:
+    """One solve of `solve_verified`: the capacity factors it used and what simulation said."""
+
+    factors: dict[str, float]  # capacity factor per instance type (1: the model's capacity)
+    counts: dict[str, int]
+    cost_per_hour: float | None
+    meets_slo: bool
+    slo_ratio: float  # worst simulated statistic / target (<= 1: met)
+    holding_neighbours: list[str]  # pools whose one-fewer neighbour also meets the SLOs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"factors": self.factors, "counts": self.counts,
+                "cost_per_hour": self.cost_per_hour, "meets_slo": self.meets_slo,
+                "slo_ratio": self.slo_ratio, "holding_neighbours": self.holding_neighbours}
+
+
+@dataclass
+class VerifiedSolve:
+    plan: Plan  # the cheapest plan found that meets its SLOs in simulation (else the last)
+    iterations: list[VerifyIteration]
+    verified: bool  # the plan meets its SLOs and no one-fewer neighbour does
+    simulated_demand: str  # what load the simulations ran (headroom is explicit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verified": self.verified, "simulated_demand": self.simulated_demand,
+                "iterations": [i.to_dict() for i in self.iterations]}
+
+
+def with_capacity_factors(scenario: Scenario, factors: dict[str, float]) -> Scenario:
+    """The scenario whose instance types carry f times their capacity: a prefill type's
+    saturated throughput x f, a decode type's TPOT table / f (the sizing's inputs only; the
+    simulation keeps the measured numbers)."""
+    data = scenario.model_dump(exclude_none=True)
+    for inst in data["instances"]:
+        f = factors.get(inst["name"], 1.0)
+        if f == 1.0:
+            continue
+        tp = inst.get("prefill_tokens_per_s")
+        if isinstance(tp, dict):
+            inst["prefill_tokens_per_s"] = {k: v * f for k, v in tp.items()}
+        elif tp is not None:
+            inst["prefill_tokens_per_s"] = tp * f
+        if inst.get("tpot_ms_by_batch"):
+            inst["tpot_ms_by_batch"] = {k: v / f for k, v in inst["tpot_ms_by_batch"].items()}
+        for table in inst.get("tpot_tables") or []:
+            table["tpot_ms_by_batch"] = {k: v / f for k, v in table["tpot_ms_by_batch"].items()}
+    return Scenario.model_validate(data)
+
+
+def _workload_ratios(result: SimulationResult) -> dict[str, tuple[float, float]]:
+    """Per workload: simulated TTFT statistic / target and mean TPOT / target."""
+    out = {}
+    for w in result.workloads:
+        tpot = w.tpot_ms.mean if not math.isnan(w.tpot_ms.mean) else 0.0
+        out[w.workload] = (w.ttft_at_target_ms / w.ttft_target_ms, tpot / w.tpot_target_ms)
+    return out
+
+
+def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
+                   options: SimulationOptions | None = None, *,
+                   max_iterations: int = MAX_VERIFY_ITERATIONS,
+                   **solve_options: Any) -> VerifiedSolve:
+    """Solve, simulate the plan and its one-fewer neighbours, and while the simulation disagrees
+    correct each pool's capacity and solve again (docs/simulation.md, "Solve --verify"):
+
+    - the plan misses: every pool serving a missing workload (prefill for TTFT, decode for TPOT)
+      gets its capacity divided by the worst measured ratio (statistic / target, at least 2 %);
+    - a one-fewer neighbour holds too: that pool's capacity is raised so that one instance fewer
+      carries the plan's load, utilisation x n / (n - 1).
+
+    Stops when the plan holds and no neighbour does (verified), or after `max_iterations` solves;
+    returns the cheapest plan that held (the last plan when none did). Seeded: the same inputs
+    give the same result."""
+    from pdopt.optimize import solve  # the simulator does not need the optimizer otherwise
+
+    options = options or SimulationOptions()
+    prepared = prepare(scenario)
+    base = prepared.scenario
+    headrooms = {base.headroom_of(w) for w in base.workloads}
+    if len(headrooms) == 1 and headrooms != {1.0}:  # simulate the load the plan is sized for
+        options = replace(options, rate_scale=options.rate_scale * headrooms.pop())
+    factors = {i.name: 1.0 for i in base.instances}
+    iterations: list[VerifyIteration] = []
+    best: Plan | None = None
+    last: Plan | None = None
+    verified = False
+    seen: set[tuple[tuple[str, int], ...]] = set()
+    for _ in range(max_iterations):
+        sized = base if all(f == 1.0 for f in factors.values()) else with_capacity_factors(
+            base, factors)
+        plan = solve(sized, **solve_options)
+        last = plan
+        if not plan.has_plan:
+            break
+        check = verify_plan(prepared, plan, options, search=False)
+        result = check.plan.result
+        assert result is not None
+        holding = [p for p, c in zip([p.instance for p in plan.pools if p.count > 0],
+                                     check.neighbours, strict=True) if c.meets_slo]
+        iterations.append(VerifyIteration(dict(factors), counts_of(plan), plan.cost_per_hour,
+                                          check.plan_meets_slo, slo_ratio(result), holding))
+        key = tuple(sorted(counts_of(plan).items()))
+        if check.plan_meets_slo and (best is None or (plan.cost_per_hour or 0)
+                                     < (best.cost_per_hour or 0)):
+            best = plan
+        if check.plan_is_smallest:
+            verified = True
+            break
+        if key in seen and check.plan_meets_slo:
+            break  # the corrections cycle: keep the cheapest plan that held
+        seen.add(key)
+        pools = {p.instance: p for p in plan.pools}
+        if not check.plan_meets_slo:
+            ratios = _workload_ratios(result)
+            for flow in plan.flows:
+                ttft, tpot = ratios.get(flow.workload, (0.0, 0.0))
+                for pool, ratio in ((flow.prefill_instance, ttft), (flow.decode_instance, tpot)):
+                    if ratio > 1.0:
+                        factors[pool] = min(factors[pool],
+                                            factors[pool] / max(ratio, 1.02))
+        else:
+            for name in holding:
+                p = pools[name]
+                if p.count > 1:
+                    factors[name] *= max(1.0, p.utilization) * p.count / (p.count - 1) + 1e-6
+    chosen = best or last
+    assert chosen is not None
+    demand = "each workload's demand"
+    rate = f" x {options.rate_scale:g} (headroom x rate_scale)" if options.rate_scale != 1.0 else ""
+    note = (f"verified by simulation in {len(iterations)} solve(s): "
+            + ("the plan holds and no one-fewer neighbour does" if verified else
+               "the plan holds; a one-fewer neighbour may too (iteration limit)" if best else
+               "no plan held its SLOs within the iteration limit"))
+    if chosen.has_plan:
+        chosen = replace(chosen, messages=[*chosen.messages, note])
+    return VerifiedSolve(chosen, iterations, verified, f"{demand}{rate} (Poisson)")

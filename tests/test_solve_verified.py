@@ -1,0 +1,59 @@
+"""`solve --verify` (pdopt.simulate.verify.solve_verified): sizing checked by simulation and
+corrected until the plan holds and no one-fewer neighbour does (docs/simulation.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pdopt.scenario.loading import load_scenario
+from pdopt.simulate import SimulationOptions
+from pdopt.simulate.verify import solve_verified, with_capacity_factors
+
+SHORT = SimulationOptions(duration_s=600.0, warmup_s=60.0, cooldown_s=60.0, seed=1)
+
+
+def _mm1(scenario):  # noqa: ANN001, ANN202
+    return scenario.model_copy(
+        update={"options": scenario.options.model_copy(update={"queue": "mm1"})})
+
+
+def test_capacity_factors_scale_the_sizing_inputs(paper_scenario_path: Path) -> None:
+    sc = load_scenario(paper_scenario_path)
+    scaled = with_capacity_factors(sc, {"ds-prefill-8xh200": 1.1, "ds-decode-8xh200": 0.8})
+    pre, dec = scaled.instance("ds-prefill-8xh200"), scaled.instance("ds-decode-8xh200")
+    assert pre.prefill_tokens_per_s == pytest.approx(28309 * 1.1)
+    # a decode type at 0.8 x capacity: its TPOT table read 1/0.8 = 1.25 x slower
+    assert dec.decode_tables[0].tpot_ms_by_batch[10] == pytest.approx(12.8 / 0.8)
+    assert with_capacity_factors(sc, {}).instance("ds-prefill-8xh200").prefill_tokens_per_s \
+        == 28309
+
+
+def test_default_paper_plan_is_verified_at_once(paper_scenario_path: Path) -> None:
+    out = solve_verified(load_scenario(paper_scenario_path), SHORT)
+    assert out.verified and len(out.iterations) == 1
+    assert out.iterations[0].counts == {"ds-prefill-8xh200": 3, "ds-decode-8xh200": 4}
+    assert out.plan.messages[-1].startswith("verified by simulation in 1 solve(s)")
+    assert out.simulated_demand == "each workload's demand (Poisson)"
+
+
+def test_paper_method_is_corrected_down_to_3p4d(paper_scenario_path: Path) -> None:
+    # M/M/1 buys 4P4D; 3P4D holds in simulation (docs/validation.md section 1), so the prefill
+    # capacity is raised by utilisation x 4/3 and the second solve gives 3P4D, which holds while
+    # neither 2P4D nor 3P3D does.
+    out = solve_verified(_mm1(load_scenario(paper_scenario_path)), SHORT)
+    first, last = out.iterations[0], out.iterations[-1]
+    assert first.counts == {"ds-prefill-8xh200": 4, "ds-decode-8xh200": 4}
+    assert first.meets_slo and first.holding_neighbours == ["ds-prefill-8xh200"]
+    assert last.counts == {"ds-prefill-8xh200": 3, "ds-decode-8xh200": 4}
+    assert out.verified and last.factors["ds-prefill-8xh200"] > 1.0
+    assert {p.instance: p.count for p in out.plan.pools} == last.counts
+
+
+def test_headroom_is_simulated(paper_data: dict) -> None:
+    from pdopt.scenario.loading import scenario_from_data
+
+    paper_data["options"] = {"headroom": 1.1}
+    out = solve_verified(scenario_from_data(paper_data), SHORT, max_iterations=1)
+    assert out.simulated_demand == "each workload's demand x 1.1 (headroom x rate_scale) (Poisson)"
