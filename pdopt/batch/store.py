@@ -22,11 +22,11 @@ from typing import IO, Any
 from pdopt.batch.executors import Outcome
 from pdopt.batch.inputs import BatchSetupError, Entry, check_id
 from pdopt.fileio import TEMP_PREFIX, TEMP_SUFFIX, write_atomic
-from pdopt.plan import Plan
+from pdopt.plan import Plan, Status
 from pdopt.report import _clean_floats, to_json
 
 # Outcomes that count as failures for the exit code (1 when any row has one).
-FAILED_STATUSES = frozenset({"infeasible", "no_solution", "invalid", "error"})
+FAILED_STATUSES = frozenset({Status.INFEASIBLE.value, Status.NO_SOLUTION.value, "invalid", "error"})
 LOCK_NAME = ".pdopt-batch.lock"
 # The signals a write finishes before it takes effect (the CLI turns SIGTERM into an interrupt).
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -12,7 +12,7 @@ import click
 from pdopt.cli import params
 from pdopt.cli.common import handle_errors, prepare_scenario, set_option
 from pdopt.errors import ExitCode
-from pdopt.plan import Plan
+from pdopt.plan import Plan, Status
 from pdopt.plan_document import ReportInputError
 
 
@@ -110,7 +110,7 @@ def report(source: str, output: str, fmt: str, scenario_path: str | None,
 
                 alternatives = explain_plan(prepared, plan, time_limit_s=time_limit_s)
         if not plan.has_plan:
-            code = (ExitCode.INFEASIBLE if plan.status == "infeasible"
+            code = (ExitCode.INFEASIBLE if plan.status == Status.INFEASIBLE
                     else ExitCode.NO_SOLUTION_IN_TIME)
         sections += plan_sections(plan, scenario, alternatives)
         title = f"pdopt report: {plan.scenario}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pyomo.environ as pyo
 
 from pdopt.optimize.data import FleetData
+from pdopt.plan import Objective
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,12 @@ class Relaxation:
     max_count: bool = False  # drop per-pool maxima
 
 
-def create_model(data: FleetData, objective: str, relax: Relaxation | None = None,
+def create_model(data: FleetData, objective: Objective | str, relax: Relaxation | None = None,
                  model_bounds: dict[str, float] | None = None) -> pyo.ConcreteModel:
     """The program of section O. `model_bounds` are lower bounds of each model's share of the
     objective, from solving the models alone (Eq. O12)."""
     relax = relax or Relaxation()
+    objective = Objective(objective)
     m = pyo.ConcreteModel(name=data.scenario.name)
     define_group_counts(m, data)
     define_pool_limits(m, data, relax)
@@ -342,13 +344,13 @@ def define_budget(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -> N
     m.budget = pyo.Constraint(expr=cost_expr(m, data) <= data.scenario.budget_per_hour)
 
 
-def objective_coefficient(data: FleetData, pool: str, objective: str) -> float:
+def objective_coefficient(data: FleetData, pool: str, objective: Objective) -> float:
     """What one instance of a pool adds to the primary objective (Eq. O10)."""
     p = data.pools[pool]
-    return p.cost_per_hour if objective == "cost" else p.gpus_per_instance
+    return p.cost_per_hour if objective == Objective.COST else p.gpus_per_instance
 
 
-def define_model_bounds(m: pyo.ConcreteModel, data: FleetData, objective: str,
+def define_model_bounds(m: pyo.ConcreteModel, data: FleetData, objective: Objective,
                         bounds: dict[str, float]) -> None:
     """Each model's share of the objective is at least its bound when solved alone (Eq. O12)."""
     models = sorted(k for k in bounds if any(p.model == k for p in data.pools.values()))
@@ -362,19 +364,20 @@ def define_model_bounds(m: pyo.ConcreteModel, data: FleetData, objective: str,
         >= bounds[model] - 1e-9 * max(1.0, abs(bounds[model])))
 
 
-def define_objective(m: pyo.ConcreteModel, data: FleetData, objective: str,
+def define_objective(m: pyo.ConcreteModel, data: FleetData, objective: Objective,
                      relax: Relaxation) -> None:
     """Minimise $/hour or GPUs (Eq. O10): `objective` is the primary, `secondary` the other, which
     `solve_lexicographic` minimises with the primary held at its optimum. When diagnosing an
     inventory, minimise the GPU shortfall first."""
     cost, gpus = cost_expr(m, data), gpus_expr(m, data)
-    primary, secondary = (cost, gpus) if objective == "cost" else (gpus, cost)
+    primary, secondary = (cost, gpus) if objective == Objective.COST else (gpus, cost)
     expr = primary
     m.secondary = pyo.Expression(expr=secondary)
     if relax.inventory == "elastic" and hasattr(m, "gpu_shortfall"):
         # A GPU missing must weigh more than any plan: the largest possible primary objective.
         heavy = 1.0 + sum(
-            p.upper_bound * (p.cost_per_hour if objective == "cost" else p.gpus_per_instance)
+            p.upper_bound * (p.cost_per_hour if objective == Objective.COST
+                             else p.gpus_per_instance)
             for p in data.pools.values())
         expr = heavy * sum(m.gpu_shortfall[g] for g in m.LIMITED_GPUS) + expr
     m.objective = pyo.Objective(expr=expr, sense=pyo.minimize)
