@@ -260,3 +260,32 @@ def test_calibrate_from_in_an_estimate_block_says_so_in_source() -> None:
                                       calibrate_from=[str(FIXTURE)])
     assert "calibrated to 4 measured run(s) of measured_decode_runs.csv" in items[0]["source"]
     assert est_.factors != engine_factors("vllm")
+
+
+def test_a_scenario_estimate_block_with_engine_and_calibrate_from(tmp_path: Path) -> None:
+    import shutil
+
+    from pdopt.profiles.resolve import resolve_profiles
+    from pdopt.scenario.loading import scenario_from_data
+
+    runs = tmp_path / "h100-runs.csv"
+    shutil.copy(FIXTURE, runs)
+    block = {"model": "llama-3.1-8b", "engine": "vllm", "engine_version": "0.11.0",
+             "calibrate_from": [str(runs)]}
+    data = {
+        "name": "x", "gpus": {"B200": {"cost_per_hour": 5.0}},
+        "instances": [{"name": "p", "model": "llama-3.1-8b", "role": "prefill", "gpu": "B200",
+                       "gpus_per_instance": 1, "profile": {"estimate": {"model": "llama-3.1-8b"}}},
+                      {"name": "d", "model": "llama-3.1-8b", "role": "decode", "gpu": "B200",
+                       "gpus_per_instance": 1, "profile": {"estimate": block}}],
+        "workloads": [{"name": "w", "model": "llama-3.1-8b", "requests_per_s": 1,
+                       "input_tokens": 1000, "output_tokens": 200,
+                       "slo": {"ttft_ms": 1000, "tpot_ms": 30}}]}
+    resolved = resolve_profiles(scenario_from_data(data), use_cache=False)
+    source = resolved.instances[1].source
+    assert "vllm 0.11.0 factors" in source
+    assert "calibrated to 4 measured run(s) of h100-runs.csv" in source
+    plain = dict(block, calibrate_from=None)
+    data["instances"][1]["profile"] = {"estimate": plain}
+    other = resolve_profiles(scenario_from_data(data), use_cache=False).instances[1]
+    assert other.tpot_tables != resolved.instances[1].tpot_tables
