@@ -255,7 +255,17 @@ def simulate(scenario: str, plan_path: str | None, trace_path: str | None,
         result = simulate_plan(prepared, plan, options, trace=trace, trace_name=trace_path)
     except SimulationError as e:
         raise _with_source(e, plan_path or scenario) from None
+    click.echo(f"{scenario}: {demand_note(prepared.scenario, options)}", err=True)
     emit(simulation_report(result), fmt, output)
+
+
+def demand_note(scenario: Any, options: Any) -> str:
+    """What load a simulation ran, next to what the plan is sized for (headroom is explicit)."""
+    rooms = sorted({scenario.headroom_of(w) for w in scenario.workloads})
+    sized = ("demand" if rooms == [1.0] else
+             f"demand x headroom {', '.join(f'{h:g}' for h in rooms)}")
+    return (f"simulated each workload's demand x {options.rate_scale:g} (rate_scale); the plan is "
+            f"sized for {sized}")
 
 
 @click.command()
@@ -281,4 +291,5 @@ def verify(scenario: str, plan_path: str | None, search: bool, fmt: str, output:
         result = verify_plan(prepared, plan, options, search=search)
     except SimulationError as e:
         raise _with_source(e, plan_path or scenario) from None
+    click.echo(f"{scenario}: {demand_note(prepared.scenario, options)}", err=True)
     emit(verify_report(result), fmt, output)
