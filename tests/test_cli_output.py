@@ -54,6 +54,7 @@ def _option(cmd: click.Command, name: str) -> click.Option | None:
 
 
 def test_every_command_lists_its_exit_codes() -> None:
+    assert "Exit codes" in run("--help").stdout
     for name, _ in all_commands():
         result = run(*name.split()[1:], "--help")
         assert result.exit_code == 0, name

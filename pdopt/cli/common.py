@@ -31,7 +31,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors instead of one line.")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
-    """pdopt: size prefill/decode disaggregated LLM serving fleets at the lowest cost."""
+    """pdopt: size prefill/decode disaggregated LLM serving fleets at the lowest cost.
+
+    Exit codes (each command lists its own): 0 done; 1 some batch variants failed; 2 invalid
+    input; 3 infeasible; 4 no plan within the time limit; 130 interrupted (docs/cli.md).
+    """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     if threading.current_thread() is threading.main_thread():
