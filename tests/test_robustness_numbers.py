@@ -328,3 +328,27 @@ def test_ratio_tpot_table_flag_has_the_ranges(table: str) -> None:
                  "--tpot-table", table)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "batch must be at most 1000000 and TPOT between 0.001 and 1e8 ms" in result.output
+
+
+@pytest.mark.parametrize(("args", "flag"), [
+    (["profile", "estimate", "--model", "llama-3.1-8b", "--gpu", "H100", "--lengths", "1024:256",
+      "--max-batch", "1000000000000"], "--max-batch"),
+    (["profile", "estimate", "--model", "llama-3.1-8b", "--gpu", "H100", "--lengths", "1024:256",
+      "--tokens-per-step", "nan"], "--tokens-per-step"),
+    (["profile", "estimate", "--model", "llama-3.1-8b", "--gpu", "H100", "--lengths", "1024:256",
+      "--gpus", "1000000000000"], "--gpus"),
+    (["profile", "import", "vllm", "x.json", "--model", "m", "--gpu", "H100", "--role", "decode",
+      "--gpus-per-instance", "1000000000000"], "--gpus-per-instance"),
+])
+def test_profile_flags_have_the_ranges(args: list[str], flag: str) -> None:
+    """These flags fill profile blocks and instance types: outside the format's ranges they are
+    usage errors (they were tracebacks from the profile block's validation)."""
+    _usage_error(run(*args), flag)
+
+
+@pytest.mark.parametrize("command", ["simulate", "verify"])
+def test_max_decode_batch_is_bounded(paper_scenario_path: Path, command: str) -> None:
+    """The simulator tabulates TPOT for every batch up to the cap: 1e12 would be a list of 1e12
+    floats."""
+    _usage_error(run(command, str(paper_scenario_path), "--max-decode-batch", "1000000000000"),
+                 "--max-decode-batch")

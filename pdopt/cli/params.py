@@ -48,6 +48,10 @@ SIMULATED_S_OR_ZERO = non_negative(MAX_SIMULATED_S)
 RATE_SCALE = positive(MAX_RATE_SCALE)
 #: A seed for numpy's SeedSequence: a non-negative 64-bit integer.
 SEED = click.IntRange(0, 2**64 - 1)
+#: GPUs of one instance (and its parallel sizes), decode batch sizes, tokens per decode step.
+GPUS = click.IntRange(1, r.MAX_GPUS_PER_INSTANCE)
+BATCH = click.IntRange(1, r.MAX_BATCH)
+TOKENS_PER_STEP = FiniteFloatRange(1, r.MAX_TOKENS_PER_STEP)
 #: Numbers of the scenario format, for commands that take them as flags (pdopt ratio).
 TOKENS = positive(r.MAX_TOKENS)
 MILLISECONDS = positive(r.MAX_MS)

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from pdopt.cli import params
 from pdopt.cli.common import emit, handle_errors, output_options, write_atomic
 from pdopt.errors import ExitCode
 from pdopt.profiles.estimate import engine_factors
@@ -38,7 +39,7 @@ def _tpot_statistic(_ctx: click.Context, _param: click.Parameter, value: str) ->
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--model", required=True, help="Model name as the scenario's workloads use it.")
 @click.option("--gpu", required=True, help="GPU type, a key of the scenario's `gpus`.")
-@click.option("--gpus-per-instance", required=True, type=click.IntRange(min=1),
+@click.option("--gpus-per-instance", required=True, type=params.GPUS,
               help="GPUs in one benchmarked instance (TP x PP x EP).")
 @click.option("--role", required=True, type=click.Choice(["prefill", "decode"]),
               help="What the benchmarked instance did.")
@@ -152,7 +153,7 @@ def validation_report(result: dict[str, object], per_run: bool) -> Report:
                    "vLLM or SGLang results (auto: from the content).")
 @click.option("--model", default=None, help="Model of runs whose files do not name it.")
 @click.option("--gpu", default=None, help="Catalog GPU type of runs whose files do not name it.")
-@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--gpus", type=params.GPUS, default=1, show_default=True,
               help="GPUs per instance of runs whose files do not say.")
 @click.option("--weight-dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp4"]),
               default="bf16", show_default=True, help="Weight dtype where files do not say.")
@@ -160,7 +161,7 @@ def validation_report(result: dict[str, object], per_run: bool) -> Report:
               default=None, help="KV dtype where files do not say [default: the engine's usual].")
 @click.option("--attention", type=click.Choice(["tp", "dp"]), default="tp", show_default=True,
               help="Attention parallelism where files do not say.")
-@click.option("--moe-ep", type=click.IntRange(min=1), default=None,
+@click.option("--moe-ep", type=params.GPUS, default=None,
               help="MoE expert-parallel size where files do not say [default: every GPU].")
 @click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm"]), default=None,
               help="Engine of runs whose files do not say.")

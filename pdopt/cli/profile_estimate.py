@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from pdopt.cli import params
 from pdopt.cli.common import emit, handle_errors, output_options
 from pdopt.profiles.architecture import arch_from_config
 from pdopt.profiles.catalog import bundled_models, gpu_catalog, gpu_spec
@@ -99,7 +100,7 @@ def _with_common(f: Any) -> Any:
 @click.option("--model", required=True,
               help="Bundled model name (pdopt profile models) or path of a config.json.")
 @click.option("--gpu", required=True, help="GPU type of the bundled catalog (pdopt profile gpus).")
-@click.option("--gpus", "gpus", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--gpus", "gpus", type=params.GPUS, default=1, show_default=True,
               help="GPUs per instance (tensor parallel; MoE experts are spread over them too).")
 @click.option("--weight-dtype", type=click.Choice(["bf16", "fp16", "fp8", "fp4"]),
               default="bf16", show_default=True, help="Data type of the weights.")
@@ -107,14 +108,14 @@ def _with_common(f: Any) -> Any:
               default="bf16", show_default=True, help="Data type of the KV cache.")
 @click.option("--attention", type=click.Choice(["tp", "dp"]), default="tp", show_default=True,
               help="Attention parallelism: tensor parallel or data-parallel attention.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=1024, show_default=True,
+@click.option("--max-batch", type=params.BATCH, default=1024, show_default=True,
               help="Largest batch of the decode tables (the KV cache may allow less).")
-@click.option("--tokens-per-step", type=click.FloatRange(min=1), default=1.0, show_default=True,
+@click.option("--tokens-per-step", type=params.TOKENS_PER_STEP, default=1.0, show_default=True,
               help="Decode tokens per step and sequence (MTP/speculative: 1 + accepted drafts).")
 @click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm"]), default=None,
               help="Serving engine whose calibrated factors to use [default: generic factors].")
 @click.option("--engine-version", default=None, help="Engine version to record in `source`.")
-@click.option("--moe-ep", type=click.IntRange(min=1), default=None,
+@click.option("--moe-ep", type=params.GPUS, default=None,
               help="MoE expert-parallel size [default: every GPU of the instance].")
 @click.option("--calibrate-from", "calibrate_from", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
@@ -159,11 +160,11 @@ def estimate(model: str, gpu: str, gpus: int, weight_dtype: str, kv_dtype: str, 
 @click.option("--backend", type=click.Choice(["trtllm", "sglang", "vllm"]), default="trtllm",
               show_default=True, help="Serving engine whose timings to use.")
 @click.option("--backend-version", default=None, help="Database version [default: latest].")
-@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--tp", type=params.GPUS, default=1, show_default=True,
               help="Tensor parallel size.")
-@click.option("--attention-dp", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--attention-dp", type=params.GPUS, default=1, show_default=True,
               help="Attention data-parallel size (GPUs per instance = tp x attention-dp).")
-@click.option("--moe-ep", type=click.IntRange(min=1), default=None,
+@click.option("--moe-ep", type=params.GPUS, default=None,
               help="MoE expert parallel size [default: all GPUs of the instance].")
 @click.option("--batches", callback=_int_list, default=None,
               help="Decode batch sizes [default: 1,2,4,...,256].")

@@ -97,7 +97,7 @@ def simulation_options(f: F) -> F:
         click.option("--max-prefill-tokens-per-batch", type=click.IntRange(min=1), default=None,
                      help="Prefill batching: FCFS requests batched up to this many input tokens "
                      "[default: one request at a time]."),
-        click.option("--max-decode-batch", type=click.IntRange(min=1), default=None,
+        click.option("--max-decode-batch", type=params.BATCH, default=None,
                      help="Running requests per decode instance [default: the largest batch of "
                      "its TPOT table]."),
     ]
