@@ -132,3 +132,8 @@ def test_a_run_of_too_many_decode_steps_is_refused() -> None:
                                               r"the drain\), more than the limit of 100000000"):
         simulate_plan(sc, plan, SimulationOptions(duration_s=1e5, warmup_s=0, cooldown_s=0))
     assert time.perf_counter() - started < 20
+
+
+def test_a_negative_seed_is_an_option_error() -> None:
+    with pytest.raises(SimulationError, match="simulation option seed: must be a whole number"):
+        SimulationOptions(seed=-1)

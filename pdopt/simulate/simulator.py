@@ -42,6 +42,7 @@ class SimulationOptions:
             ("warmup_s", self.warmup_s >= 0, "must be >= 0"),
             ("cooldown_s", self.cooldown_s >= 0, "must be >= 0"),
             ("rate_scale", self.rate_scale > 0 and math.isfinite(self.rate_scale), "must be > 0"),
+            ("seed", isinstance(self.seed, int) and self.seed >= 0, "must be a whole number >= 0"),
             ("routing", self.routing in ROUTING_POLICIES,
              f"must be one of {', '.join(ROUTING_POLICIES)}"),
             ("max_prefill_tokens_per_batch",
