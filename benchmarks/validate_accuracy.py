@@ -282,10 +282,12 @@ def section_generated(hours: float, seed: int, n: int, routing: str) -> None:
 
 OTHER_PREFILL = {"name": "other-prefill-4xh100", "model": "deepseek-v3.1", "role": "prefill",
                  "gpu": "H100", "gpus_per_instance": 4,
-                 "prefill_tokens_per_s": {1024: 9000.0, 4096: 11000.0, 8192: 10000.0}}
+                 "prefill_tokens_per_s": {1024: 9000.0, 4096: 11000.0, 8192: 10000.0},
+                 "extrapolation": "nearest"}
 OTHER_DECODE = {"name": "other-decode-4xh100", "model": "deepseek-v3.1", "role": "decode",
                 "gpu": "H100", "gpus_per_instance": 4,
-                "tpot_ms_by_batch": {1: 9.0, 16: 12.0, 32: 15.5, 64: 22.0, 96: 30.0}}
+                "tpot_ms_by_batch": {1: 9.0, 16: 12.0, 32: 15.5, 64: 22.0, 96: 30.0},
+                "extrapolation": "nearest"}
 
 
 def sizing_scenario(rng: np.random.Generator, routing: str) -> tuple[Scenario, str]:

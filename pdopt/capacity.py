@@ -253,7 +253,7 @@ def auto_waiting_budget_s(routing: str, moments: ServiceMoments, limit_s: float,
     top = 1 if routing == "random" else counts
     waits = []
     for n in range(1, top + 1):
-        rate = max_rate_per_instance(routing, n, moments, limit_s, percentile, rel_tol=1e-7)
+        rate = max_rate_per_instance(routing, n, moments, limit_s, percentile, rel_tol=1e-6)
         if rate <= 0:
             return 0.0
         waits.append(mean_wait_s(routing, rate, n, moments))
