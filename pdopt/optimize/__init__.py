@@ -80,6 +80,11 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
             return _with_estimates(plan, estimated)
         bounds = {part.model_name: part.dual_bound for part in parts
                   if part.dual_bound is not None}
+        started = [part.data_seconds for part in parts if part.data_seconds is not None]
+        # the whole fleet's coefficients take about as long as the parts' together
+        expected = sum(started) / len(started) * len(parts) if started else 0.0
+        if deadline.remaining() < (1 + BUILD_PER_DATA_SECONDS) * expected:
+            return _out_of_time(scenario.name, goal, parts, time_limit_s, deadline, start)
 
     t0 = time.perf_counter()
     data = build_fleet_data(scenario)
@@ -89,15 +94,12 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         return Plan.without_plan(scenario=scenario.name, status=Status.INFEASIBLE,
                                  objective=goal, diagnosis=blocked)
     if deadline.remaining() < BUILD_PER_DATA_SECONDS * data_seconds:
-        # the parts took the time: building the whole program would take longer than is left
-        solved = sum(part.plan is not None for part in parts)
+        # building the program would take longer than is left (the parts took the time)
+        if parts:
+            return _out_of_time(scenario.name, goal, parts, time_limit_s, deadline, start)
         return Plan.without_plan(
             scenario=scenario.name, status=Status.NO_SOLUTION, objective=goal,
-            diagnosis=[f"no plan within the time limit ({time_limit_s:g} s): solved model by "
-                       f"model, {solved} of {len(parts)} models had a plan in their share of "
-                       f"the time{', not within the shared limits' if solved == len(parts) else ''}"
-                       f", and the {deadline.remaining():.1f} s left were too few to build and "
-                       "solve the whole fleet's program; raise --time-limit"],
+            diagnosis=[no_solution_reason(data, not_started(), time_limit_s)],
             solver=replace(not_started(), build_seconds=time.perf_counter() - start))
     model = create_model(data, goal, model_bounds=bounds)
     build_seconds = time.perf_counter() - start
@@ -113,6 +115,21 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
                                  diagnosis=[no_solution_reason(data, report, time_limit_s)],
                                  solver=report)
     return _with_estimates(build_plan(data, model, goal, report), estimated)
+
+
+def _out_of_time(name: str, goal: Objective, parts: list[Part], time_limit_s: float,
+                 deadline: Deadline, start: float) -> Plan:
+    """No plan: the models solved apart did not make one, and too little time is left to build
+    and solve the whole fleet's program."""
+    solved = sum(part.plan is not None for part in parts)
+    apart = ", not within the shared limits" if solved == len(parts) else ""
+    return Plan.without_plan(
+        scenario=name, status=Status.NO_SOLUTION, objective=goal,
+        diagnosis=[f"no plan within the time limit ({time_limit_s:g} s): solved model by model, "
+                   f"{solved} of {len(parts)} models had a plan in their share of the time{apart}"
+                   f", and the {deadline.remaining():.1f} s left were too few to build and solve "
+                   "the whole fleet's program; raise --time-limit"],
+        solver=replace(not_started(), build_seconds=time.perf_counter() - start))
 
 
 def _solve_parts(scenario: Scenario, objective: Objective, deadline: Deadline,

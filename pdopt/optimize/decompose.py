@@ -53,6 +53,7 @@ class Part:
     plan: Plan | None
     dual_bound: float | None
     seconds: float
+    data_seconds: float | None = None  # computing its coefficients (None: not started)
 
 
 def model_names(scenario: Scenario) -> list[str]:
@@ -78,6 +79,7 @@ def solve_part(scenario: Scenario, model_name: str, objective: Objective, deadli
     if deadline.passed():
         return Part(model_name, None, None, 0.0)
     data = build_fleet_data(sub_scenario(scenario, model_name))
+    data_seconds = time.perf_counter() - start
     relax = Relaxation(budget=True, inventory="drop")
     model = create_model(data, objective, relax)
     report = solve_lexicographic(model, deadline=deadline.share(BRANCH_AND_BOUND_SHARE),
@@ -93,7 +95,7 @@ def solve_part(scenario: Scenario, model_name: str, objective: Objective, deadli
             if report.mip_gap is not None and report.mip_gap <= mip_gap:
                 report = replace(report, status=Status.OPTIMAL)
     plan = build_plan(data, model, objective, report) if report.status.has_plan else None
-    return Part(model_name, plan, report.dual_bound, time.perf_counter() - start)
+    return Part(model_name, plan, report.dual_bound, time.perf_counter() - start, data_seconds)
 
 
 def solve_parts(scenario: Scenario, objective: Objective, *, deadline: Deadline, mip_gap: float,
@@ -197,4 +199,5 @@ def better(a: Part, b: Part, objective: Objective, mip_gap: float) -> Part:
         solver = replace(plan.solver, dual_bound=bound, mip_gap=gap,
                          status=Status.OPTIMAL if proven else plan.solver.status)
         plan = replace(plan.with_solver(solver), messages=[] if proven else plan.messages)
-    return Part(best.model_name, plan, bound, a.seconds + b.seconds)
+    return Part(best.model_name, plan, bound, a.seconds + b.seconds,
+                a.data_seconds if a.data_seconds is not None else b.data_seconds)
