@@ -1,0 +1,107 @@
+"""The optimizer under queue auto (docs/method.md O.4, Eqs. O13-O15): the one-hot count tables
+against a brute force over counts, and the properties of section O (more load never costs less,
+looser SLOs never cost more) with count-dependent capacities and a fluctuating decode batch."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from fleet_cases import random_fleet
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pdopt.capacity import decode_rate_table, prefill_rate_table, prefill_service_moments
+from pdopt.optimize import solve
+from pdopt.scenario.loading import scenario_from_data
+
+SLOW = settings(max_examples=10, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def _auto(data: dict[str, Any], routing: str = "round-robin") -> dict[str, Any]:
+    data = copy.deepcopy(data)
+    data["options"] = {"queue": "auto", "routing": routing}
+    return data
+
+
+def _one_pair(rate: float, ttft_ms: float, tpot_ms: float, cv: float) -> dict[str, Any]:
+    return {
+        "name": "pair", "gpus": {"G": {"cost_per_hour": 1.0}},
+        "instances": [
+            {"name": "pre", "model": "m", "role": "prefill", "gpu": "G", "gpus_per_instance": 1,
+             "prefill_tokens_per_s": 10_000},
+            {"name": "dec", "model": "m", "role": "decode", "gpu": "G", "gpus_per_instance": 2,
+             "tpot_ms_by_batch": {1: 8.0, 16: 12.0, 64: 24.0, 128: 40.0}},
+        ],
+        "workloads": [{"name": "w", "model": "m", "requests_per_s": rate, "input_tokens": 2000,
+                       "output_tokens": 300, "slo": {"ttft_ms": ttft_ms, "tpot_ms": tpot_ms},
+                       "ttft_overhead_ms": 50,
+                       "length_distribution": {"kind": "lognormal", "input_cv": cv,
+                                               "output_cv": cv}}],
+    }
+
+
+def _fewest(rate: float, table: list[float], upper: int = 400) -> int:
+    """The smallest count n with n a(n) >= rate (a(n) = a(K) beyond the table)."""
+    for n in range(1, upper):
+        if n * table[min(n, len(table)) - 1] >= rate * (1 - 1e-9):
+            return n
+    raise AssertionError("no count carries the rate")
+
+
+@SLOW
+@given(rate=st.floats(2.0, 60.0), ttft=st.floats(300.0, 1500.0), tpot=st.floats(13.0, 35.0),
+       cv=st.sampled_from([0.0, 0.5, 1.0]), routing=st.sampled_from(["round-robin",
+                                                                     "least-loaded"]))
+def test_count_tables_match_brute_force(rate: float, ttft: float, tpot: float, cv: float,
+                                        routing: str) -> None:
+    # One workload, one prefill and one decode type: the optimum is the fewest instances of each
+    # whose n a(n) carries the demand (Eqs. Q9, F3 per count), found here by enumeration.
+    data = _auto(_one_pair(rate, ttft, tpot, cv), routing)
+    scenario = scenario_from_data(data)
+    plan = solve(scenario, mip_gap=0.0)
+    w, pre, dec = scenario.workloads[0], scenario.instance("pre"), scenario.instance("dec")
+    moments = prefill_service_moments(scenario, pre, w)
+    budget = (ttft - 50) / 1e3 - moments.mean_s
+    if budget <= 0:
+        assert not plan.has_plan
+        return
+    pre_table = prefill_rate_table(routing, moments, budget, 24)
+    dec_table = [c.tokens_per_s / 300 for c in decode_rate_table(scenario, dec, w, tpot, 24,
+                                                                 routing=routing)]
+    want = {"pre": _fewest(rate, pre_table), "dec": _fewest(rate, dec_table)}
+    assert plan.has_plan
+    assert {p.instance: p.count for p in plan.pools} == want
+    assert math.isclose(plan.cost_per_hour, want["pre"] + 2 * want["dec"], rel_tol=1e-9)
+
+
+@SLOW
+@given(seed=st.integers(0, 10_000), factor=st.floats(1.0, 3.0),
+       routing=st.sampled_from(["round-robin", "random", "least-loaded"]))
+def test_more_load_never_costs_less_under_auto(seed: int, factor: float, routing: str) -> None:
+    base = _auto(random_fleet(seed, workloads=2, gpus=2, cross_links=seed % 2 == 0), routing)
+    more = copy.deepcopy(base)
+    for w in more["workloads"]:
+        w["requests_per_s"] *= factor
+    a = solve(scenario_from_data(base), mip_gap=0.0)
+    b = solve(scenario_from_data(more), mip_gap=0.0)
+    assert a.has_plan and b.has_plan
+    assert b.cost_per_hour >= a.cost_per_hour - 1e-9  # type: ignore[operator]
+
+
+@SLOW
+@given(seed=st.integers(0, 10_000), ttft=st.floats(1.0, 3.0), tpot=st.floats(1.0, 2.0),
+       routing=st.sampled_from(["round-robin", "random", "least-loaded"]))
+def test_looser_slo_never_costs_more_under_auto(seed: int, ttft: float, tpot: float,
+                                                routing: str) -> None:
+    base = _auto(random_fleet(seed, workloads=2, gpus=2, cross_links=seed % 2 == 1), routing)
+    loose = copy.deepcopy(base)
+    for w in loose["workloads"]:
+        w["slo"] = {"ttft_ms": w["slo"]["ttft_ms"] * ttft, "tpot_ms": w["slo"]["tpot_ms"] * tpot}
+    a = solve(scenario_from_data(base), mip_gap=0.0)
+    b = solve(scenario_from_data(loose), mip_gap=0.0)
+    if a.has_plan:
+        assert b.has_plan
+        assert b.cost_per_hour <= a.cost_per_hour + 1e-9  # type: ignore[operator]
