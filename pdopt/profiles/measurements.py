@@ -182,16 +182,16 @@ def validate_runs(runs: list[SiliconRun],
             skipped.append({"run": r.run_id, "reason": reason})
     pairs, refused = evaluate(usable, factors)
     skipped += [{"run": r.run_id, "reason": "weights do not fit"} for r in refused]
-    per_run = [{
+    per_run: list[dict[str, Any]] = [{
         "run": r.run_id, "engine": r.engine, "gpu": r.gpu, "gpus": r.gpus, "model": r.model,
         "weight_dtype": r.weight_dtype, "mode": r.mode, "batch": r.batch,
         "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
         "measured_tpot_ms": r.tpot_ms, "predicted_tpot_ms": p, "ratio": p / r.tpot_ms,
     } for r, p in pairs]
-    summary: dict[str, Any] = {"all": ratios([x["ratio"] for x in per_run])}
+    summary: dict[str, Any] = {"all": ratios([p / r.tpot_ms for r, p in pairs])}
     for name, key in GROUPINGS.items():
         groups: dict[str, list[float]] = {}
-        for (r, _), x in zip(pairs, per_run, strict=True):
-            groups.setdefault(key(r), []).append(x["ratio"])
+        for r, p in pairs:
+            groups.setdefault(key(r), []).append(p / r.tpot_ms)
         summary[name] = {k: ratios(v) for k, v in sorted(groups.items())}
     return {"runs": per_run, "summary": summary, "skipped": skipped}

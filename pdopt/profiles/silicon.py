@@ -191,7 +191,7 @@ def parse_row(row: dict[str, str]) -> SiliconRun | None:
     # A few vLLM rows give tp_size 1 beside moe_tp_size 4 (the run id says tp1, yet the FP8
     # weights need the 4 GPUs): the larger of the attention and the MoE layout counts.
     gpus = max(tp * adp, _int(row, f"{prefix}moe_tp_size") * moe_ep)
-    extra = {}
+    extra: dict[str, int] = {}
     if mode == "disagg":
         p_adp = max(1, _int(row, "prefill_attention_dp_size"))
         extra = {"prefill_gpus": _int(row, "prefill_tp_size") * p_adp,
@@ -207,7 +207,10 @@ def parse_row(row: dict[str, str]) -> SiliconRun | None:
         concurrency=_concurrency(row.get("silicon_data_source", "")), ttft_ms=ttft,
         tpot_ms=tpot, gemm_quant_mode=row.get("gemm_quant_mode") or "",
         moe_quant_mode=row.get("moe_quant_mode") or "",
-        moe_tp=max(1, _int(row, f"{prefix}moe_tp_size")), **extra)
+        moe_tp=max(1, _int(row, f"{prefix}moe_tp_size")),
+        prefill_gpus=extra.get("prefill_gpus", 0),
+        prefill_attention_dp=extra.get("prefill_attention_dp", 1),
+        prefill_moe_ep=extra.get("prefill_moe_ep", 1))
 
 
 def dedupe_key(run: SiliconRun) -> tuple[object, ...]:
