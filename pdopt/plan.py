@@ -148,6 +148,27 @@ class WorkloadPlan:
     expected_tpot_ms: float  # mean TPOT at the plan's load
 
 
+@dataclass
+class PeriodPlan:
+    """One period of a plan over a horizon (docs/method.md, section H): serving counts and spares
+    per pool, GPUs running by type, what was bought on demand and on spot, and what it cost."""
+
+    index: int
+    hours: float
+    counts: dict[str, int]  # serving instances per pool
+    cost: float  # USD over the period (reserved GPUs' share included)
+    cost_per_hour: float
+    gpus_by_type: dict[str, int]  # running (serving + spare)
+    spares: dict[str, int] = field(default_factory=dict)
+    on_demand_gpus_by_type: dict[str, int] = field(default_factory=dict)
+    spot_gpus_by_type: dict[str, int] = field(default_factory=dict)
+    demand_requests_per_s: dict[str, float] = field(default_factory=dict)  # with headroom
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PeriodPlan:
+        return cls(**data)
+
+
 @dataclass(frozen=True)
 class PlanTotals:
     """A plan's totals, from its pools: the one place they are computed."""
@@ -195,6 +216,14 @@ class Plan:
     # pools of the plan whose numbers are estimates, not measurements: instance -> source
     estimated: dict[str, str] = field(default_factory=dict)
     solver: SolverReport | None = None  # the solver's report (None: not from a solve)
+    # plans over a horizon (docs/method.md, section H): every period, the reserved baseline, the
+    # total over the horizon (cost_per_hour is then its average) and what the comparison plans
+    # (static peak sizing, all on demand) cost in total
+    periods: list[PeriodPlan] = field(default_factory=list)
+    reserved_gpus_by_type: dict[str, int] = field(default_factory=dict)
+    total_cost: float | None = None
+    warm_up_cost: float = 0.0
+    comparison: dict[str, float | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -254,6 +283,7 @@ class Plan:
         d["pools"] = [PoolPlan.from_dict(p) for p in d.get("pools", [])]
         d["workloads"] = [WorkloadPlan(**w) for w in d.get("workloads", [])]
         d["flows"] = [Flow(**f) for f in d.get("flows", [])]
+        d["periods"] = [PeriodPlan.from_dict(p) for p in d.get("periods", [])]
         if d.get("solver") is not None:
             d["solver"] = SolverReport.from_dict(d["solver"])
         try:

@@ -70,6 +70,9 @@ def absolutize_document(data: dict[str, Any], base: Path) -> None:
     for workload in _items(data.get("workloads")):
         if isinstance(workload, dict):
             _length_distribution(workload.get("length_distribution"), base)
+            demand = workload.get("demand")
+            if isinstance(demand, dict):
+                _length_distribution(demand.get("curve"), base)  # a curve's `file` likewise
     for instance in _items(data.get("instances")):
         if isinstance(instance, dict) and isinstance(instance.get("profile"), dict):
             _estimate_block(instance["profile"].get("estimate"), base)
@@ -89,14 +92,14 @@ def absolutize_value(key: str, value: Any, base: Path) -> Any:
     absolute against `base`."""
     last = key.replace("]", "").replace("[", ".").split(".")
     if isinstance(value, str) and value:
-        if last[-1] in _FILE_KEYS and "length_distribution" in last:
+        if last[-1] in _FILE_KEYS and ("length_distribution" in last or "curve" in last):
             return absolute(value, base)
         if last[-2:] == ["estimate", "model"] and _is_model_path(value, base):
             return absolute(value, base)
         return value
     if isinstance(value, dict):
         value = dict(value)
-        if last[-1] == "length_distribution":
+        if last[-1] in ("length_distribution", "curve"):
             _length_distribution(value, base)
         elif last[-1] == "estimate":
             _estimate_block(value, base)
