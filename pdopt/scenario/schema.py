@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from pdopt.scenario import ranges as r
+from pdopt.scenario.horizon import Periods, Redundancy, Reserved, Spot, WorkloadDemand
 from pdopt.scenario.problems import Problem
 from pdopt.scenario.profile_spec import ProfileSpec
 from pdopt.scenario.ranges import at_least
@@ -96,6 +97,12 @@ class Gpu(StrictModel):
         default=None,
         description="Inventory: at most this many GPUs of this type (absent: unlimited).",
     )
+    reserved: Reserved | None = Field(
+        default=None, description="Reserved capacity: price per GPU-hour paid in every period "
+        "of the horizon (docs/method.md, section H).")
+    spot: Spot | None = Field(
+        default=None, description="Spot capacity: price, cap per period, interruption share.")
+
 
 
 class MeasuredAt(StrictModel):
@@ -436,6 +443,13 @@ class Workload(StrictModel):
         description="Simulation only: how request lengths vary around the means (fixed, lognormal "
         "with a CV, or empirical from a CSV). Absent: fixed. The sizing uses the means.",
     )
+    demand: WorkloadDemand | None = Field(
+        default=None, description="Demand per period (with `periods`): multipliers of the rate, "
+        "requests_per_s, or a CSV curve. Absent: the rate in every period.")
+    prefix_cache_hit_rate: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False),
+                                     NotBool] = Field(
+        default=0.0, description="Share of input tokens served from the prefix cache: prefill "
+        "computes the rest; decode context is the whole prompt (docs/method.md, Eq. H9).")
 
     @model_validator(mode="after")
     def _one_rate(self) -> Workload:
@@ -545,6 +559,22 @@ class Scenario(StrictModel):
         default=None, description="At most this many USD per hour for the whole fleet."
     )
     options: Options = Field(default_factory=Options)
+    periods: Periods | None = Field(
+        default=None, description="Plan over a horizon of periods (docs/method.md, section H).")
+    redundancy: Redundancy | None = Field(
+        default=None, description="Spare instances (N+k) per pool, model or scenario.")
+
+    @property
+    def horizon_hours(self) -> list[float]:
+        """Lengths of the plan's periods, hours (one period of one hour without `periods`)."""
+        return self.periods.hours if self.periods is not None else [1.0]
+
+    @property
+    def plans_horizon(self) -> bool:
+        """Solved by the horizon program (docs/method.md, section H): periods, reserved or spot
+        capacity, or redundancy."""
+        return (self.periods is not None or self.redundancy is not None
+                or any(g.reserved is not None or g.spot is not None for g in self.gpus.values()))
 
     def workload(self, name: str) -> Workload:
         for w in self.workloads:
@@ -634,6 +664,7 @@ def check_references(scenario: Scenario) -> list[Problem]:
                 if gpu not in scenario.gpus:
                     problems.append(Problem(f"{loc}.{field}[{k}]", f"unknown GPU type '{gpu}'"))
 
+    problems += _horizon_problems(scenario)
     for k, link in enumerate(scenario.kv_transfer.links):
         for field in ("prefill_gpu", "decode_gpu"):
             if getattr(link, field) not in scenario.gpus:
@@ -641,4 +672,33 @@ def check_references(scenario: Scenario) -> list[Problem]:
                     Problem(f"kv_transfer.links[{k}].{field}",
                             f"unknown GPU type '{getattr(link, field)}'")
                 )
+    return problems
+
+
+def _horizon_problems(scenario: Scenario) -> list[Problem]:
+    """Demand lists as long as the horizon, redundancy naming known models and instances."""
+    problems: list[Problem] = []
+    count = len(scenario.periods.hours) if scenario.periods is not None else None
+    for j, w in enumerate(scenario.workloads):
+        if w.demand is None:
+            continue
+        loc = f"workloads[{j}].demand"
+        if count is None:
+            problems.append(Problem(loc, "needs `periods` (the horizon it is given over)"))
+            continue
+        values = w.demand.multipliers if w.demand.multipliers is not None \
+            else w.demand.requests_per_s
+        if values is not None and len(values) != count:
+            field = "multipliers" if w.demand.multipliers is not None else "requests_per_s"
+            problems.append(Problem(f"{loc}.{field}", f"{len(values)} values for {count} periods"))
+    if scenario.redundancy is not None:
+        names = {i.name for i in scenario.instances}
+        models = {i.model for i in scenario.instances}
+        for name in scenario.redundancy.instances:
+            if name not in names:
+                problems.append(Problem(f"redundancy.instances.{name}",
+                                        f"unknown instance type '{name}'"))
+        for name in scenario.redundancy.models:
+            if name not in models:
+                problems.append(Problem(f"redundancy.models.{name}", f"unknown model '{name}'"))
     return problems
