@@ -45,4 +45,7 @@ def plan_report(plan: Plan) -> Report:
         notes.append(f"unmeasured: {len(plan.estimated)} pools use estimated numbers ("
                      + ", ".join(plan.estimated) + "); their sources are in the JSON's "
                      "`estimated`")
-    return Report(data, [pools, workloads, totals], notes)
+    from pdopt.horizon_report import horizon_tables
+
+    extra, horizon_notes = horizon_tables(plan)
+    return Report(data, [pools, workloads, totals, *extra], notes + horizon_notes)

@@ -65,6 +65,11 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
                 plan = solve_verified(prepared, SimulationOptions(duration_s=1800.0),
                                       time_limit_s=time_limit_s, mip_gap=mip_gap,
                                       objective=objective).plan
+            elif prepared.scenario.plans_horizon:  # periods, reserved/spot, spares
+                from pdopt.optimize.periods import solve_horizon
+
+                plan = solve_horizon(prepared, time_limit_s=time_limit_s, mip_gap=mip_gap,
+                                     progress=printer)
             else:
                 plan = solve_scenario(prepared, time_limit_s=time_limit_s,
                                       mip_gap=mip_gap, objective=objective, progress=printer)
