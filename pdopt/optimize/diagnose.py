@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-import pyomo.environ as pyo
+import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
 
 from pdopt.optimize.data import FleetData
 from pdopt.optimize.model import Relaxation, cost_expr, create_model

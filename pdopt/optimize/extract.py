@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyomo.environ as pyo
+import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
 
 from pdopt.capacity import decode_context_tokens, instance_decode_curve, instance_kv_cache_tokens
 from pdopt.optimize import data as auto

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-import pyomo.environ as pyo
+import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
 
 from pdopt.optimize.data import FleetData
 from pdopt.optimize.model import Relaxation, create_model
