@@ -97,7 +97,8 @@ def instance_prefill_capacity(
     try:
         return prefill_capacity(
             input_tokens=workload.input_tokens,
-            saturated_tokens_per_s=saturated_prefill_tokens_per_s(instance, workload.input_tokens),
+            saturated_tokens_per_s=saturated_prefill_tokens_per_s(instance, workload.input_tokens)
+            / prefill_work_share(workload),
             ttft_ms=workload.slo.ttft_ms,
             ttft_overhead_ms=workload.ttft_overhead_ms + extra_overhead_ms,
             queue=queue,
@@ -179,6 +180,14 @@ def instance_decode_capacity(
 MAX_TABLE_COUNT = 24
 
 
+def prefill_work_share(workload: Workload) -> float:
+    """Share of a prompt prefill computes: 1 - prefix_cache_hit_rate (docs/method.md, Eq. H9).
+    The cached tokens are read, not computed; the prompt is read at the throughput of its whole
+    length (attention over the cached prefix still costs), so the service time is
+    (1 - h) L_in / TP_max(L_in). Decode context stays the whole prompt."""
+    return 1.0 - workload.prefix_cache_hit_rate
+
+
 def _tokens_per_s_for_integration(instance: Instance, input_tokens: float) -> float:
     """TP_max at a length of the distribution (Eq. Q1): lengths outside a table whose
     extrapolation is `error` are read at the table's nearer end."""
@@ -208,7 +217,7 @@ def prefill_service_moments(scenario: Scenario, instance: Instance, workload: Wo
     dist = workload.length_distribution
 
     def tp(length: float) -> float:
-        return _tokens_per_s_for_integration(instance, length)
+        return _tokens_per_s_for_integration(instance, length) / prefill_work_share(workload)
 
     if isinstance(dist, LognormalLengths) and dist.input_cv > 0:
         moments = lognormal_service_moments(workload.input_tokens, dist.input_cv, tp)

@@ -67,6 +67,7 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
     inp = requests.input_tokens.tolist()
     out = requests.output_tokens.tolist()
     wl = requests.workload.tolist()
+    work_share = fleet.prefill_work_share or [1.0] * len(fleet.flows)  # Eq. H9
 
     pre_pools, dec_pools = fleet.prefill_pools, fleet.decode_pools
     n_pre, n_dec = fleet.prefill_instances, fleet.decode_instances
@@ -244,7 +245,7 @@ def run(fleet: Fleet, requests: Requests, *, policy: RoutingPolicy, rng: np.rand
             pk = fleet.flows[w][f].prefill_pool
             p = pre_pickers[pk].pick(p_load)
             p_of[r] = p
-            service[r] = pre_pools[pk].service_s(inp[r])
+            service[r] = pre_pools[pk].service_s(inp[r]) * work_share[w]
             p_load[p] += inp[r]
             q = p_queue[p]
             p_qarea[p] += len(q) * (t - p_qlast[p])

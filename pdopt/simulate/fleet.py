@@ -92,6 +92,8 @@ class Fleet:
     flows: list[list[FlowSpec]]  # by workload index
     overhead_ms: list[float]  # ttft_overhead_ms by workload index
     messages: list[str]
+    # share of the prompt prefill computes, 1 - prefix_cache_hit_rate, by workload index (Eq. H9)
+    prefill_work_share: list[float] = field(default_factory=list)
 
     @property
     def prefill_instances(self) -> int:
@@ -191,7 +193,7 @@ def build_fleet(scenario: Scenario, plan: Plan, max_decode_batch: int | None = N
         if not flows[k]:
             raise SimulationError(f"plan has no flow with a positive rate for workload '{w.name}'")
     return Fleet(prefill, decode, flows, [w.ttft_overhead_ms for w in scenario.workloads],
-                 messages)
+                 messages, [1.0 - w.prefix_cache_hit_rate for w in scenario.workloads])
 
 
 def plan_from_counts(scenario: Scenario, counts: dict[str, int], *,
