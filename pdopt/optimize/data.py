@@ -20,6 +20,7 @@ from pdopt.capacity import (
     pool_routing,
     prefill_rate_table,
     prefill_service_moments,
+    prefill_work_share,
     saturated_prefill_tokens_per_s,
     table_counts,
 )
@@ -323,7 +324,9 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
         routes: list[tuple[Workload, str, float, float]] = []
         for w in (w for w in scenario.workloads if w.model == inst.model):
             try:
-                tp_max = saturated_prefill_tokens_per_s(inst, w.input_tokens)
+                # the prompt's computed share (Eq. H9: a prefix-cache hit is read, not computed)
+                tp_max = (saturated_prefill_tokens_per_s(inst, w.input_tokens)
+                          / prefill_work_share(w))
             except PdoptError as e:
                 data.exclusions[w.name].append(f"instance '{inst.name}': {e}")
                 continue
