@@ -59,7 +59,9 @@ SILICON_MODELS = {
 # Model families for leave-one-family-out cross-validation.
 FAMILIES = {
     "deepseek-v3": "deepseek", "kimi-k2.5": "kimi", "llama-3.1-70b": "llama",
-    "llama-3.1-8b": "llama", "qwen3-32b": "qwen3", "qwen3-235b-a22b": "qwen3-moe",
+    "llama-3.1-8b": "llama", "llama-3.3-70b": "llama", "llama-3.1-405b": "llama",
+    "qwen3-32b": "qwen3", "qwen3-235b-a22b": "qwen3-moe", "qwen3-30b-a3b": "qwen3-moe",
+    "deepseek-v3.1": "deepseek",
     "minimax-m2.5": "minimax", "gpt-oss-120b": "gpt-oss",
 }
 # The CSV's `precision` -> the estimator's weight dtype (int4 weight-only has no tensor cores; an
