@@ -282,3 +282,21 @@ def test_trace_readers_keep_their_results(tmp_path: Path) -> None:
     assert r.input_tokens.tolist() == [7, 1] and r.output_tokens.tolist() == [1, 3]
     assert r.workload.tolist() == [1, 1]
     assert traces.TRACE_FORMATS == ("azure", "mooncake", "csv")
+
+
+def test_a_demand_curve_file_that_is_a_fifo(tmp_path: Path, paper_data: dict[str, Any]) -> None:
+    from pdopt.scenario.demand import period_rates
+    from pdopt.scenario.prepare import prepare
+
+    os.mkfifo(tmp_path / "load.csv")
+    paper_data["periods"] = {"count": 2, "length_h": 6}
+    paper_data["workloads"][0]["demand"] = {"curve": {"file": "load.csv", "column": "rate"}}
+    path = write_yaml(tmp_path / "day.yaml", paper_data)
+    with pytest.raises(ScenarioError) as info:
+        period_rates(prepare(path).scenario)  # would block on the FIFO's open
+    assert "workloads[0].demand.curve.file: cannot read " in str(info.value)
+    assert "is a named pipe (FIFO), not a regular file" in str(info.value)
+    paper_data["workloads"][0]["demand"] = {"curve": {"file": "load.csv", "column": "rate",
+                                                      "first_row": 10**12}}
+    with pytest.raises(ScenarioError, match=r"first_row: must be < 1000000"):
+        prepare(write_yaml(tmp_path / "far.yaml", paper_data))

@@ -13,6 +13,7 @@ import csv
 import math
 from pathlib import Path
 
+from pdopt.inputfiles import describe_path
 from pdopt.scenario.horizon import MAX_MULTIPLIER, DemandCurveFile
 from pdopt.scenario.problems import Problem, ScenarioError
 from pdopt.scenario.ranges import MAX_REQUESTS_PER_S
@@ -83,6 +84,10 @@ def read_curve(curve: DemandCurveFile, location: str) -> list[float]:
     """The curve's column, rows filtered by `where`, then `first_row` and `rows` applied."""
     path = Path(curve.file)
     values: list[float] = []
+    kind = describe_path(path)  # stat only: a FIFO would block the open, a device never ends
+    if kind is not None and kind != "not found":
+        why = kind if kind.startswith("cannot") else f"is {kind}, not a regular file"
+        raise ScenarioError([Problem(f"{location}.file", f"cannot read {path}: {why}")])
     try:
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)

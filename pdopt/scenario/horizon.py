@@ -91,9 +91,9 @@ class DemandCurveFile(_Model):
     file: str = Field(min_length=1, description="CSV file; a relative path is read from the "
                       "folder of the scenario file that names it.")
     column: str = Field(min_length=1, description="Column holding the rate (or multiplier).")
-    first_row: Annotated[int, Field(ge=0), _NotBool] = Field(
+    first_row: Annotated[int, Field(ge=0, lt=r.MAX_CURVE_ROWS), _NotBool] = Field(
         default=0, description="First data row used (0: the first after the header).")
-    rows: Annotated[int, Field(ge=1), _NotBool] | None = Field(
+    rows: Annotated[int, Field(ge=1, le=r.MAX_CURVE_ROWS), _NotBool] | None = Field(
         default=None, description="Rows used (absent: all from first_row); a multiple of the "
         "number of periods.")
     where: dict[str, str] | None = Field(

@@ -75,6 +75,9 @@ MAX_TOKENS_PER_STEP = 64.0
 #: Fixed time per layer per decode step, microseconds (the estimator's factor).
 MAX_LAYER_OVERHEAD_US = 1e6
 
+#: Rows of a demand-curve file (a minute per row for two years).
+MAX_CURVE_ROWS = 1_000_000
+
 RANGES_DOC = "docs/scenario-format.md#ranges"
 
 
