@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pyomo.environ as pyo
 
@@ -23,7 +24,7 @@ from pdopt.optimize.diagnose import unroutable_workloads
 from pdopt.optimize.extract import build_plan, limit_messages
 from pdopt.optimize.model import Relaxation, create_model, pool_count
 from pdopt.optimize.solver import Deadline, ProgressFn, solve_lexicographic
-from pdopt.plan import Objective, PeriodPlan, Plan, Status
+from pdopt.plan import Objective, PeriodPlan, Plan, SolverReport, Status
 from pdopt.scenario.demand import period_rates
 from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import Gpu, Scenario
@@ -119,18 +120,18 @@ def create_horizon_model(hd: HorizonData) -> pyo.ConcreteModel:
     f_pools = [p for p in spare_pools if hd.spares(p)[1] > 0]
     m.F_POOLS = pyo.Set(initialize=f_pools, ordered=True)
     m.spare_f = pyo.Constraint(m.F_POOLS, m.T, rule=lambda _m, p, t: _m.spare[p, t]
-                               >= hd.spares(p)[1] * pool_count(blocks[t], hd.periods[t], p))
+                               >= hd.spares(p)[1] * _serving(blocks[t], hd.periods[t], p))
 
-    def total(p: str, t: int) -> object:
+    def total(p: str, t: int) -> Any:
         """Instances of pool p running in period t: serving plus spares."""
         serving = pool_count(blocks[t], hd.periods[t], p)
         return serving + m.spare[p, t] if p in spare_pools else serving
 
-    def gpus_needed(g: str, t: int) -> object:
+    def gpus_needed(g: str, t: int) -> Any:
         return sum(hd.peak.pools[p].gpus_per_instance * total(p, t) for p in pools
                    if hd.peak.pools[p].gpu == g)
 
-    def spare_gpus(g: str, t: int) -> object:
+    def spare_gpus(g: str, t: int) -> Any:
         return sum(hd.peak.pools[p].gpus_per_instance * m.spare[p, t] for p in spare_pools
                    if hd.peak.pools[p].gpu == g)
 
@@ -146,7 +147,7 @@ def create_horizon_model(hd: HorizonData) -> pyo.ConcreteModel:
     m.spot = pyo.Var(m.SPOT, m.T, domain=pyo.NonNegativeIntegers,
                      bounds=lambda _m, g, t: (0, spec[g].spot.max_gpus))  # type: ignore
 
-    def bought(g: str, t: int, effective: bool) -> object:
+    def bought(g: str, t: int, effective: bool) -> Any:
         expr = m.on_demand[g, t] + (m.reserved[g] if g in reserved else 0)
         if g in spot:
             share = spec[g].spot.interruption_share if effective else 0.0  # type: ignore
@@ -174,12 +175,12 @@ def create_horizon_model(hd: HorizonData) -> pyo.ConcreteModel:
         steps.append((len(hd.hours) - 1, 0))
     if per is not None and per.max_add is not None:
         m.scale_up = pyo.Constraint(m.POOLS, steps, rule=lambda _m, p, a, b: total(p, b)
-                                    - total(p, a) <= per.max_add)  # type: ignore[union-attr]
+                                    - total(p, a) <= per.max_add)
     if per is not None and per.max_remove is not None:
         m.scale_down = pyo.Constraint(m.POOLS, steps, rule=lambda _m, p, a, b: total(p, a)
-                                      - total(p, b) <= per.max_remove)  # type: ignore
+                                      - total(p, b) <= per.max_remove)
     warm_h = per.warm_up_minutes / 60 if per is not None else 0.0
-    warm_cost: object = 0.0
+    warm_cost: Any = 0.0
     if warm_h > 0 and steps:
         m.added = pyo.Var(m.POOLS, steps, domain=pyo.NonNegativeReals)
         m.added_at_least = pyo.Constraint(m.POOLS, steps, rule=lambda _m, p, a, b: _m.added[
@@ -187,7 +188,7 @@ def create_horizon_model(hd: HorizonData) -> pyo.ConcreteModel:
         warm_cost = sum(warm_h * hd.peak.pools[p].cost_per_hour * m.added[p, a, b]
                         for p in pools for a, b in steps)
 
-    def period_cost_per_hour(t: int) -> object:
+    def period_cost_per_hour(t: int) -> Any:
         return sum(_price(spec[g], "on_demand") * m.on_demand[g, t] for g in gpus) \
             + sum(_price(spec[g], "reserved") * m.reserved[g] for g in reserved) \
             + sum(_price(spec[g], "spot") * m.spot[g, t] for g in spot)
@@ -203,6 +204,11 @@ def create_horizon_model(hd: HorizonData) -> pyo.ConcreteModel:
     m.secondary = pyo.Expression(expr=sum(hd.hours[t] * gpus_needed(g, t) for g in gpus
                                           for t in T))
     return m
+
+
+def _serving(block: pyo.ConcreteModel, data: FleetData, pool: str) -> Any:
+    """A pool's serving instances in one period's copy of section O (its n summed over groups)."""
+    return pool_count(block, data, pool)
 
 
 def _ceil_fraction(fraction: float, count: int) -> int:
@@ -274,17 +280,16 @@ def _solve(sc: Scenario, deadline: Deadline, mip_gap: float, threads: int | None
     return horizon_plan(hd, m, report)
 
 
-def horizon_plan(hd: HorizonData, m: pyo.ConcreteModel, report: object) -> Plan:
+def horizon_plan(hd: HorizonData, m: pyo.ConcreteModel, report: SolverReport) -> Plan:
     """The solved horizon program as a Plan (Eq. H12): every period's counts and cost; the
     dearest period's pools, workloads and flows at the top."""
     gpus = hd.gpu_types()
-    spec = hd.scenario.gpus
     reserved = {g: int(round(pyo.value(m.reserved[g]))) for g in m.RESERVED}
     periods: list[PeriodPlan] = []
     plans: list[Plan] = []
     for t, hours in enumerate(hd.hours):
         block = getattr(m, f"p{t}")
-        plan = build_plan(hd.periods[t], block, Objective.COST, report)  # type: ignore[arg-type]
+        plan = build_plan(hd.periods[t], block, Objective.COST, report)
         plans.append(plan)
         counts = {p.instance: p.count for p in plan.pools}
         spares = {p: int(round(pyo.value(m.spare[p, t]))) for p in m.SPARE_POOLS
@@ -308,11 +313,8 @@ def horizon_plan(hd: HorizonData, m: pyo.ConcreteModel, report: object) -> Plan:
     warm_up = float(pyo.value(m.warm_up_cost))
     total = sum(p.cost for p in periods) + warm_up
     top = max(range(len(periods)), key=lambda t: (periods[t].cost_per_hour, -t))
-    solver = report  # a SolverReport
-    plan = replace(plans[top], periods=periods,
+    return replace(plans[top], periods=periods,
                    reserved_gpus_by_type={g: n for g, n in sorted(reserved.items()) if n},
                    total_cost=total, warm_up_cost=warm_up,
                    cost_per_hour=total / sum(hd.hours),
-                   messages=limit_messages(solver))  # type: ignore[arg-type]
-    del spec
-    return plan
+                   messages=limit_messages(report))

@@ -175,7 +175,7 @@ class Redundancy(Spares):
     instances: dict[str, Spares] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _one_form(self) -> Redundancy:  # type: ignore[override]
+    def _one_form(self) -> Redundancy:
         if self.spare_instances is not None and self.spare_fraction is not None:
             raise ValueError("give one of spare_instances, spare_fraction, not both")
         return self
