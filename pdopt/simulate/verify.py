@@ -283,6 +283,7 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
     iterations: list[VerifyIteration] = []
     best: Plan | None = None
     last: Plan | None = None
+    last_with_plan: Plan | None = None  # a correction may make the sizing infeasible
     verified = False
     seen: set[tuple[tuple[str, int], ...]] = set()
     for _ in range(max_iterations):
@@ -292,6 +293,7 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
         last = plan
         if not plan.has_plan:
             break
+        last_with_plan = plan
         check = verify_plan(prepared, plan, options, search=False)
         result = check.plan.result
         assert result is not None
@@ -323,7 +325,7 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
                 p = pools[name]
                 if p.count > 1:
                     factors[name] *= max(1.0, p.utilization) * p.count / (p.count - 1) + 1e-6
-    chosen = best or last
+    chosen = best or last_with_plan or last
     assert chosen is not None
     demand = "each workload's demand"
     rate = f" x {options.rate_scale:g} (headroom x rate_scale)" if options.rate_scale != 1.0 else ""
