@@ -114,12 +114,12 @@ def groups_feasible(data: FleetData, n: dict[tuple[str, float], int]) -> bool:
                     w = rt.workload
                     row[k] = (data.second_moment_s2[(w, rt.pool)]
                               + 2 * budget * data.service_s[(w, rt.pool)])
-            b_ub.append(2 * budget * count)
+            b_ub.append(2 * budget * count * _cap(data, grp[0]))
         else:
             for k, (w, g2, cap) in enumerate(dec):
                 if g2 == grp:
                     row[len(pre) + k] = data.workload(w).output_tokens / cap
-            b_ub.append(count)
+            b_ub.append(count * _cap(data, grp[0]))
         a_ub.append(row)
     a_eq, b_eq = [], []
     for w in data.scenario.workloads:
@@ -183,6 +183,8 @@ def brute_force_best(scenario: Scenario, objective: str) -> tuple[float, int] | 
         cost = sum(totals[p] * data.pools[p].cost_per_hour for p in pools)
         if scenario.budget_per_hour is not None and cost > scenario.budget_per_hour + 1e-9:
             continue
+        if not operable(data, totals):
+            continue
         vectors.append((cost, sum(gpus.values()), tuple(sorted(n.items()))))
     # costs rounded for the order only: equal costs summed in another order must tie
     vectors.sort(key=lambda v: (round(v[0], 9), v[1]) if objective == "cost"
@@ -206,11 +208,36 @@ def _necessary(data: FleetData, n: dict[tuple[str, float], int]) -> bool:
                 if any(rt.workload == w.name and rt.pool == p
                        and rt.waiting_budget_s >= level - 1e-12 for rt in data.prefill_routes):
                     s, m2 = data.service_s[(w.name, p)], data.second_moment_s2[(w.name, p)]
-                    prefill += count * 2 * level / (m2 + 2 * level * s)
+                    prefill += count * 2 * level / (m2 + 2 * level * s) * _cap(data, p)
             elif (w.name, p) in data.decode_routes and w.slo.tpot_ms >= level - 1e-12:
                 cap = data.decode_tokens_per_s[(w.name, p, data.decode_levels[p].index(level))]
-                decode += count * (cap or 0.0) / w.output_tokens
+                decode += count * (cap or 0.0) / w.output_tokens * _cap(data, p)
         demand = data.demand_requests_per_s[w.name]
         if prefill < demand * (1 - 1e-9) or decode < demand * (1 - 1e-9):
+            return False
+    return True
+
+
+def _cap(data: FleetData, pool: str) -> float:
+    """The utilisation cap of a pool, read from the scenario's limits (not the optimizer's)."""
+    p = data.pools[pool]
+    return data.scenario.limits_of(p.model).max_utilization.get(p.role, 1.0)
+
+
+def operable(data: FleetData, totals: dict[str, int]) -> bool:
+    """Whether pool totals meet the scenario's operability limits: at most K instance types per
+    model and role, one GPU type per model, every used pool at least min_count_if_used."""
+    used = [p for p, count in totals.items() if count > 0]
+    for p in used:
+        least = data.scenario.limits_of(data.pools[p].model).min_count_if_used
+        if least is not None and totals[p] < least:
+            return False
+    for model in {data.pools[p].model for p in used}:
+        limits = data.scenario.limits_of(model)
+        mine = [data.pools[p] for p in used if data.pools[p].model == model]
+        for role, k in limits.max_instance_types.items():
+            if sum(pool.role == role for pool in mine) > k:
+                return False
+        if limits.single_gpu_type and len({pool.gpu for pool in mine}) > 1:
             return False
     return True

@@ -62,6 +62,10 @@ class Pool:
     min_count: int
     max_count: int | None
     upper_bound: int  # no optimal plan needs more (Eq. O9); max_count not applied
+    # operability limits (Eqs. O16-O19): the share of its SLO-constrained capacity the pool may
+    # carry, and the fewest instances it may have when used (None: one)
+    utilization_cap: float = 1.0
+    min_count_if_used: int | None = None
 
 
 @dataclass(frozen=True)
@@ -429,8 +433,14 @@ def mixed_rate_table(data: FleetData, pool: str, members: list[str], workload: s
 
 def _pool(scenario: Scenario, inst: Instance, load_instances: float) -> Pool:
     # max_count applies later; any load needs an instance, however small (a rate below 1e-9 of
-    # an instance's capacity would otherwise round to none)
+    # an instance's capacity would otherwise round to none). A utilisation cap x divides each
+    # instance's capacity by 1/x, and a used pool has at least min_count_if_used (Eq. O9).
+    limits = scenario.limits_of(inst.model)
+    cap = limits.utilization_cap(inst.role)
+    load_instances /= cap
     upper = max(inst.min_count, math.ceil(load_instances - 1e-9), 1 if load_instances > 0 else 0)
+    if limits.min_count_if_used is not None and load_instances > 0:
+        upper = max(upper, limits.min_count_if_used)
     return Pool(
         name=inst.name,
         model=inst.model,
@@ -441,6 +451,8 @@ def _pool(scenario: Scenario, inst: Instance, load_instances: float) -> Pool:
         min_count=inst.min_count,
         max_count=inst.max_count,
         upper_bound=upper,
+        utilization_cap=cap,
+        min_count_if_used=limits.min_count_if_used,
     )
 
 

@@ -27,6 +27,7 @@ class Relaxation:
     budget: bool = False  # drop the budget
     inventory: str = "hard"  # "hard", "drop", or "elastic" (slack GPUs, minimised)
     max_count: bool = False  # drop per-pool maxima
+    limits: bool = False  # drop the operability limits on pool usage (Eqs. O17-O19)
 
 
 def create_model(data: FleetData, objective: Objective | str, relax: Relaxation | None = None,
@@ -45,6 +46,9 @@ def create_model(data: FleetData, objective: Objective | str, relax: Relaxation 
     define_decode_groups(m, data)
     define_count_tables(m, data)
     define_cover_cuts(m, data)
+    define_pool_usage(m, data, relax)
+    define_instance_type_limits(m, data, relax)
+    define_single_gpu_type(m, data, relax)
     define_inventory(m, data, relax)
     define_budget(m, data, relax)
     define_objective(m, data, objective, relax)
@@ -148,7 +152,8 @@ def define_prefill_groups(m: pyo.ConcreteModel, data: FleetData) -> None:
     def capacity(_m: pyo.ConcreteModel, p: str, lvl: int) -> object:
         budget = data.prefill_levels[p][lvl]
         return sum((data.second_moment_s2[(w, p)] + 2 * budget * data.service_s[(w, p)])
-                   * _m.q[w, p, lvl] for w in members[(p, lvl)]) <= 2 * budget * _m.n[p, lvl]
+                   * _m.q[w, p, lvl] for w in members[(p, lvl)]) \
+            <= 2 * budget * data.pools[p].utilization_cap * _m.n[p, lvl]
 
     m.prefill_capacity = pyo.Constraint(m.PREFILL_GROUP_ROWS, rule=capacity)
 
@@ -186,7 +191,8 @@ def define_decode_groups(m: pyo.ConcreteModel, data: FleetData) -> None:
         m.DECODE_GROUP_ROWS,
         rule=lambda _m, d, t: sum(
             data.workload(w).output_tokens / data.decode_tokens_per_s[(w, d, t)]  # type: ignore
-            * _m.v[w, d, t] for w in members[(d, t)]) <= _m.n[d, t])
+            * _m.v[w, d, t] for w in members[(d, t)])
+        <= data.pools[d].utilization_cap * _m.n[d, t])
 
 
 def table_segments(data: FleetData, pool: str) -> tuple[list[int], bool]:
@@ -253,7 +259,8 @@ def define_count_tables(m: pyo.ConcreteModel, data: FleetData) -> None:
     def capacity(_m: pyo.ConcreteModel, p: str, lvl: int, k: int) -> object:
         load = sum(_m.table_flow[w, p, lvl, k] / data.rate_tables[(w, p, lvl)][k - 1]
                    for w in by_group[(p, lvl)])
-        return load <= (_m.tail_count[p, lvl] if is_tail(p, k) else k * _m.count_is[p, lvl, k])
+        return load <= data.pools[p].utilization_cap * (
+            _m.tail_count[p, lvl] if is_tail(p, k) else k * _m.count_is[p, lvl, k])
 
     m.table_capacity = pyo.Constraint(m.TABLE_SEGMENTS, rule=capacity)
 
@@ -261,14 +268,15 @@ def define_count_tables(m: pyo.ConcreteModel, data: FleetData) -> None:
 def _per_instance_requests_per_s(data: FleetData, w: str, pool: str, lvl: int) -> float:
     """Requests/s one instance of a group serves of workload w alone (Eqs. P5, D6); for a tabled
     pool the table's largest (Eq. O14)."""
+    cap = data.pools[pool].utilization_cap  # Eq. O16
     table = data.rate_tables.get((w, pool, lvl))
     if table:
-        return max(table)
+        return cap * max(table)
     if data.pools[pool].role == "prefill":
         budget = data.prefill_levels[pool][lvl]
         s, m2 = data.service_s[(w, pool)], data.second_moment_s2[(w, pool)]
-        return 2 * budget / (m2 + 2 * budget * s)
-    return data.decode_tokens_per_s[(w, pool, lvl)] / data.workload(w).output_tokens  # type: ignore
+        return cap * 2 * budget / (m2 + 2 * budget * s)
+    return cap * data.decode_tokens_per_s[(w, pool, lvl)] / data.workload(w).output_tokens  # type: ignore
 
 
 def define_cover_cuts(m: pyo.ConcreteModel, data: FleetData) -> None:
@@ -310,6 +318,83 @@ def _at_least_one(units: float) -> int:
 def _ceil(x: float) -> int:
     """Ceiling that ignores floating-point excess below 1e-9 (as Eq. C1's rounding)."""
     return max(0, math.ceil(x - 1e-9))
+
+
+def _pool_ceiling(data: FleetData, p: str, relax: Relaxation) -> int:
+    """The largest count pool p may have: U_p (Eq. O9), within max_count unless relaxed."""
+    pool = data.pools[p]
+    upper = pool.upper_bound
+    if pool.max_count is not None and not relax.max_count:
+        upper = min(upper, pool.max_count)
+    return max(upper, pool.min_count)
+
+
+def define_pool_usage(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -> None:
+    """u[p] = 1 when pool p is used, for the pools of models with usage limits (Eq. O17):
+    k_p u_p <= sum_l n[p,l] <= Ubar_p u_p, with Ubar_p = min(U_p, max_count_p) the bound of
+    Eqs. O1 and O9 (no big-M beyond it) and k_p = min_count_if_used (1 when not set)."""
+    used = [p for p in sorted(data.pools)
+            if data.scenario.limits_of(data.pools[p].model).needs_usage and not relax.limits
+            and data.levels(p) and _pool_ceiling(data, p, relax) > 0]
+    if not used:
+        return
+    m.USED_POOLS = pyo.Set(initialize=used, ordered=True)
+    m.pool_used = pyo.Var(m.USED_POOLS, domain=pyo.Binary)
+    m.pool_used_high = pyo.Constraint(
+        m.USED_POOLS, rule=lambda _m, p: pool_count(_m, data, p)
+        <= _pool_ceiling(data, p, relax) * _m.pool_used[p])
+    m.pool_used_low = pyo.Constraint(
+        m.USED_POOLS, rule=lambda _m, p: pool_count(_m, data, p)
+        >= (data.pools[p].min_count_if_used or 1) * _m.pool_used[p])
+
+
+def define_instance_type_limits(m: pyo.ConcreteModel, data: FleetData,
+                                relax: Relaxation) -> None:
+    """At most K_{m,r} pools of model m in role r are used (Eq. O18):
+    sum_{p of m in r} u_p <= K_{m,r}; rows that cannot bind are left out."""
+    if not hasattr(m, "pool_used"):
+        return
+    by_key: dict[tuple[str, str], list[str]] = {}
+    for p in m.USED_POOLS:
+        pool = data.pools[p]
+        by_key.setdefault((pool.model, pool.role), []).append(p)
+    rows = {key: k for key, pools in by_key.items()
+            if (k := data.scenario.limits_of(key[0]).max_instance_types.get(key[1])) is not None
+            and k < len(pools)}
+    if not rows:
+        return
+    m.TYPE_LIMITS = pyo.Set(initialize=sorted(rows), dimen=2, ordered=True)
+    m.instance_types = pyo.Constraint(
+        m.TYPE_LIMITS, rule=lambda _m, model, role: sum(_m.pool_used[p]
+                                                        for p in by_key[(model, role)])
+        <= rows[(model, role)])
+
+
+def define_single_gpu_type(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -> None:
+    """A model with single_gpu_type runs every pool on one GPU type (Eq. O19): z[m,g] binary,
+    u_p <= z[m, g_p] and sum_g z[m,g] <= 1."""
+    if not hasattr(m, "pool_used"):
+        return
+    gpus: dict[str, set[str]] = {}
+    for p in m.USED_POOLS:
+        pool = data.pools[p]
+        if data.scenario.limits_of(pool.model).single_gpu_type:
+            gpus.setdefault(pool.model, set()).add(pool.gpu)
+    pairs = sorted((model, g) for model, gs in gpus.items() if len(gs) > 1 for g in gs)
+    if not pairs:
+        return
+    m.MODEL_GPUS = pyo.Set(initialize=pairs, dimen=2, ordered=True)
+    m.model_on_gpu = pyo.Var(m.MODEL_GPUS, domain=pyo.Binary)
+    linked = [p for p in m.USED_POOLS if (data.pools[p].model, data.pools[p].gpu) in set(pairs)]
+    m.SINGLE_GPU_POOLS = pyo.Set(initialize=linked, ordered=True)
+    m.pool_on_gpu = pyo.Constraint(
+        m.SINGLE_GPU_POOLS, rule=lambda _m, p: _m.pool_used[p]
+        <= _m.model_on_gpu[data.pools[p].model, data.pools[p].gpu])
+    models = sorted({model for model, _ in pairs})
+    m.SINGLE_GPU_MODELS = pyo.Set(initialize=models, ordered=True)
+    m.one_gpu_type = pyo.Constraint(
+        m.SINGLE_GPU_MODELS, rule=lambda _m, model: sum(
+            _m.model_on_gpu[model, g] for mm, g in pairs if mm == model) <= 1)
 
 
 def gpus_expr(m: pyo.ConcreteModel, data: FleetData, gpu: str | None = None) -> object:

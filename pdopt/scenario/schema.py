@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from pdopt.scenario import ranges as r
 from pdopt.scenario.horizon import Periods, Redundancy, Reserved, Spot, WorkloadDemand
+from pdopt.scenario.limits import Limits, ModelLimits, merge_limits
 from pdopt.scenario.problems import Problem
 from pdopt.scenario.profile_spec import ProfileSpec
 from pdopt.scenario.ranges import at_least
@@ -102,7 +103,6 @@ class Gpu(StrictModel):
         "of the horizon (docs/method.md, section H).")
     spot: Spot | None = Field(
         default=None, description="Spot capacity: price, cap per period, interruption share.")
-
 
 
 class MeasuredAt(StrictModel):
@@ -324,6 +324,9 @@ class ModelSpec(StrictModel):
     allowed_decode_gpus: list[str] | None = Field(
         default=None, description="Optimizer: GPU types for this model's decode (absent: any)."
     )
+    limits: Limits | None = Field(
+        default=None, description="Optimizer: operability limits of this model's pools "
+        "(override options.limits field by field; docs/scenario-format.md, Limits).")
 
     @model_validator(mode="after")
     def _kv_facts(self) -> ModelSpec:
@@ -541,6 +544,9 @@ class Options(StrictModel):
     mip_gap: Annotated[float, Field(ge=0, lt=1), NotBool] = Field(
         default=1e-4, description="Relative MIP gap at which the solver may stop."
     )
+    limits: Limits | None = Field(
+        default=None, description="Operability limits for every model's pools (max_instance_types,"
+        " single_gpu_type, min_count_if_used, max_utilization; docs/scenario-format.md, Limits).")
 
 
 class Scenario(StrictModel):
@@ -600,6 +606,11 @@ class Scenario(StrictModel):
 
     def headroom_of(self, workload: Workload) -> float:
         return workload.headroom if workload.headroom is not None else self.options.headroom
+
+    def limits_of(self, model: str) -> ModelLimits:
+        """The operability limits of a model: its own, else options.limits (field by field)."""
+        spec = self.models.get(model)
+        return merge_limits(self.options.limits, spec.limits if spec is not None else None)
 
 
 def check_references(scenario: Scenario) -> list[Problem]:

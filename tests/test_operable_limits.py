@@ -1,0 +1,89 @@
+"""Operability limits (docs/method.md, O.7; docs/scenario-format.md, Limits): each against brute
+force enumeration on small fleets, the plans obey them, and bad values are one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import pytest
+from fleet_cases import brute_force_cost, random_fleet
+
+from pdopt.optimize import solve
+from pdopt.plan import Plan, Status
+from pdopt.scenario.loading import scenario_from_data
+
+LIMITS: list[dict[str, Any]] = [
+    {"max_instance_types": 1},
+    {"max_instance_types": {"prefill": 1}},
+    {"single_gpu_type": True},
+    {"min_count_if_used": 2},
+    {"min_count_if_used": 3},
+    {"max_utilization": 0.85},
+    {"max_utilization": {"decode": 0.5}},
+    {"max_instance_types": 1, "min_count_if_used": 2, "max_utilization": 0.8},
+]
+
+
+def _fleet(seed: int, limits: dict[str, Any], where: str = "options", **kw: Any
+           ) -> dict[str, Any]:
+    data = random_fleet(seed, **kw)
+    data.setdefault("options", {})["queue"] = "mm1"
+    if where == "options":
+        data["options"]["limits"] = limits
+    else:
+        data["models"]["m"]["limits"] = limits
+    return data
+
+
+def _check_plan_obeys(plan: Plan, limits: dict[str, Any]) -> None:
+    pools = [p for p in plan.pools if p.count > 0]
+    types = limits.get("max_instance_types")
+    for role in ("prefill", "decode"):
+        k = types if isinstance(types, int) else (types or {}).get(role)
+        if k is not None:
+            assert sum(p.role == role for p in pools) <= k
+        cap = limits.get("max_utilization")
+        cap = cap if isinstance(cap, float) else (cap or {}).get(role)
+        if cap is not None:
+            assert all(p.utilization <= cap + 1e-6 for p in pools if p.role == role)
+    if limits.get("single_gpu_type"):
+        assert len({p.gpu for p in pools}) <= 1
+    if limits.get("min_count_if_used"):
+        assert all(p.count >= limits["min_count_if_used"] for p in pools)
+
+
+# Seeds where the limits bind (each costs more than the unlimited optimum, checked below).
+CASES = [(2, {}, lim) for lim in LIMITS] + [(11, {}, lim) for lim in LIMITS]
+
+
+@functools.cache
+def _brute(seed: int, limits: str) -> float | None:
+    return brute_force_cost(scenario_from_data(_fleet(seed, json.loads(limits))))
+
+
+@pytest.mark.parametrize("seed,kwargs,limits", CASES)
+def test_limits_match_brute_force(seed: int, kwargs: dict[str, Any],
+                                  limits: dict[str, Any]) -> None:
+    scenario = scenario_from_data(_fleet(seed, limits, **kwargs))
+    plan = solve(scenario, mip_gap=0.0)
+    expected = _brute(seed, json.dumps(limits))
+    if expected is None:
+        assert plan.status == Status.INFEASIBLE
+        return
+    assert plan.status == Status.OPTIMAL
+    assert plan.cost_per_hour == pytest.approx(expected, rel=1e-9)
+    _check_plan_obeys(plan, limits)
+
+
+def test_the_brute_force_cases_bind() -> None:
+    """Every limit raises the cost in at least one of the cases (else the tests could not fail)."""
+    for limits in LIMITS:
+        raised = False
+        for seed, _, lim in CASES:
+            if lim is not limits:
+                continue
+            free, limited = _brute(seed, "{}"), _brute(seed, json.dumps(limits))
+            raised |= free is not None and (limited is None or limited > free + 1e-6)
+        assert raised, limits
