@@ -163,10 +163,21 @@ class PeriodPlan:
     on_demand_gpus_by_type: dict[str, int] = field(default_factory=dict)
     spot_gpus_by_type: dict[str, int] = field(default_factory=dict)
     demand_requests_per_s: dict[str, float] = field(default_factory=dict)  # with headroom
+    # the period's serving pools and flows (what `pdopt simulate` replays for the period)
+    pools: list[PoolPlan] = field(default_factory=list)
+    flows: list[Flow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pools"] = [p.to_dict() for p in self.pools]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PeriodPlan:
-        return cls(**data)
+        d = dict(data)
+        d["pools"] = [PoolPlan.from_dict(p) for p in d.get("pools", [])]
+        d["flows"] = [Flow(**f) for f in d.get("flows", [])]
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -271,6 +282,7 @@ class Plan:
         d = asdict(self)
         d["status"], d["objective"] = self.status.value, self.objective.value
         d["pools"] = [p.to_dict() for p in self.pools]
+        d["periods"] = [p.to_dict() for p in self.periods]
         d["solver"] = None if self.solver is None else self.solver.to_dict()
         return d
 

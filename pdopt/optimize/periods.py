@@ -309,7 +309,8 @@ def horizon_plan(hd: HorizonData, m: pyo.ConcreteModel, report: SolverReport) ->
             cost=per_hour * hours, cost_per_hour=per_hour, gpus_by_type=dict(sorted(
                 by_type.items())), on_demand_gpus_by_type=on_demand, spot_gpus_by_type=spot,
             demand_requests_per_s={w: hd.periods[t].demand_requests_per_s[w]
-                                   for w in sorted(hd.rates)}))
+                                   for w in sorted(hd.rates)},
+            pools=plan.pools, flows=plan.flows))
     warm_up = float(pyo.value(m.warm_up_cost))
     total = sum(p.cost for p in periods) + warm_up
     top = max(range(len(periods)), key=lambda t: (periods[t].cost_per_hour, -t))
