@@ -64,8 +64,11 @@ def plan_for(scenario: PreparedScenario, scenario_path: str, plan_path: str | No
     if plan_path is not None:
         return read_plan(plan_path)
     from pdopt.optimize import solve  # Pyomo loads only when a plan must be solved
+    from pdopt.optimize.periods import solve_horizon
 
-    plan = solve(scenario)
+    # a scenario with periods, reserved/spot capacity or spares: the day plan (method H)
+    plan = solve_horizon(scenario, compare=False) if scenario.scenario.plans_horizon \
+        else solve(scenario)
     if not plan.has_plan:
         for reason in plan.diagnosis or [plan.status]:
             click.echo(f"{scenario_path}: {plan.status}: {reason}", err=True)
@@ -251,6 +254,15 @@ def simulate(scenario: str, plan_path: str | None, trace_path: str | None,
         raise click.UsageError("--trace-format and --trace-workload need --trace")
     options = make_options(trace=trace is not None, **sim)
     plan = plan_for(prepared, scenario, plan_path)
+    if plan.periods and trace is None:
+        from pdopt.simulate.day import day_report, simulate_day
+
+        try:
+            runs = simulate_day(prepared, plan, options)
+        except SimulationError as e:
+            raise _with_source(e, plan_path or scenario) from None
+        emit(day_report(runs), fmt, output)
+        return
     try:
         result = simulate_plan(prepared, plan, options, trace=trace, trace_name=trace_path)
     except SimulationError as e:
