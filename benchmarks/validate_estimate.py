@@ -22,7 +22,7 @@ from pathlib import Path
 
 from calibrate_estimate import HEADER, print_error_tables, summary_row
 
-from pdopt.profiles.calibration import fit_engines
+from pdopt.profiles.calibration import calibrate_from_runs, fit_engines
 from pdopt.profiles.estimate import EstimateFactors, engine_factors
 from pdopt.profiles.silicon import (
     SiliconRun,
@@ -62,6 +62,41 @@ def cross_validate(runs: Sequence[SiliconRun], group: Callable[[SiliconRun], str
                 t = pair_terms([p], factors(p[0]))
                 prefill.append((p[0], float(t.predict_ms(factors(p[0]))[0] / t.measured_ms[0])))
     return tpot, prefill, refused
+
+
+CALIBRATION_RUNS = 8  # measured runs a planner brings from the GPU type they have
+
+
+def calibrate_across_gpus(runs: Sequence[SiliconRun]) -> tuple[list[float], list[float]]:
+    """Eq. C2 as a planner uses it: for each GPU type T and each engine and model with runs on
+    T and on another type S, factors fitted without T's runs (leave one GPU type out) are
+    refitted to up to 8 runs on S (the type with the most runs of that engine and model), then
+    predict the runs on T. Returns predicted/measured on T without and with that refit."""
+    plain: list[float] = []
+    calibrated: list[float] = []
+    for target in sorted({r.gpu or r.system for r in runs}):
+        fitted = fit_engines([r for r in runs if r.gpu != target])
+        on_target: dict[tuple[str, str], list[SiliconRun]] = {}
+        for r in runs:
+            if r.gpu == target:
+                on_target.setdefault((r.engine, r.model or ""), []).append(r)
+        for (engine, model), tests in sorted(on_target.items()):
+            others = [r for r in runs if r.engine == engine and r.model == model
+                      and r.gpu != target]
+            if not others:
+                continue
+            counts: dict[str, int] = {}
+            for r in others:
+                counts[r.gpu or ""] = counts.get(r.gpu or "", 0) + 1
+            source = max(sorted(counts), key=lambda g: counts[g])
+            sample = [r for r in others if r.gpu == source][:CALIBRATION_RUNS]
+            base = fitted.get(engine, fitted["generic"])
+            refit, used = calibrate_from_runs(sample, base)
+            if not used:
+                continue
+            plain += [p / r.tpot_ms for r, p in evaluate(tests, base)[0]]
+            calibrated += [p / r.tpot_ms for r, p in evaluate(tests, refit)[0]]
+    return plain, calibrated
 
 
 def aiconfigurator_tpot_ms(run: SiliconRun) -> float | None:
@@ -151,6 +186,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         prefill_rows.append(summary_row(f"{title}, MoE models", moe))
     print(f"\n## prefill time, two-length prompt pairs (Eq. V4)\n\n{HEADER}")
     print("\n".join(prefill_rows))
+    plain, calibrated = calibrate_across_gpus(runs)
+    print(f"\n## decode TPOT on a held-out GPU type, refitted to {CALIBRATION_RUNS} runs of the "
+          f"same engine and model on another type (Eq. C2)\n\n{HEADER}")
+    print(summary_row("leave one GPU type out, engine factors", plain))
+    print(summary_row(f"the same, refitted to {CALIBRATION_RUNS} runs on another GPU type",
+                      calibrated))
     if args.aiconfigurator:
         compare_aiconfigurator(runs, args.aiconfigurator)
     print(f"\n({time.perf_counter() - t0:.1f} s)")

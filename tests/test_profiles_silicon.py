@@ -239,13 +239,15 @@ def test_profile_validate_command_formats() -> None:
 
 
 def test_calibrate_from_refits_the_engine_factors_eq_c2() -> None:
-    assert factors_to_fit(1) == ("layer_overhead_us",)
-    assert factors_to_fit(3) == ("layer_overhead_us", "bandwidth_efficiency")
+    assert factors_to_fit(1) == factors_to_fit(19) == ("bandwidth_efficiency",)
+    assert factors_to_fit(20) == ("bandwidth_efficiency", "layer_overhead_us",
+                                  "compute_efficiency")
     runs = [r for r in read_measurements([str(FIXTURE)]) if r.engine == "vllm"]
     base = engine_factors("vllm")
     fitted, used = calibrate_from_runs(runs, base)
     assert used == 4
-    unchanged = ("moe_gemm_efficiency", "step_overhead_us", "sequence_overhead_us")
+    unchanged = ("compute_efficiency", "layer_overhead_us", "moe_gemm_efficiency",
+                 "step_overhead_us", "sequence_overhead_us")
     assert all(getattr(fitted, n) == getattr(base, n) for n in unchanged)
     before = validate_runs(runs, base)["summary"]["all"]["median_abs_error"]
     after = validate_runs(runs, fitted)["summary"]["all"]["median_abs_error"]

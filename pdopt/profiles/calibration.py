@@ -311,14 +311,19 @@ def write_factors(fitted: dict[str, EstimateFactors], source: Path, runs: int,
                     encoding="utf-8")
 
 
+# Runs from which a user's measurements refit the overheads and compute efficiency too.
+MANY_RUNS = 20
+
+
 def factors_to_fit(runs: int) -> tuple[str, ...]:
-    """Which factors a user's few runs can pin down (Eq. C2): the per-layer overhead from one
-    run, HBM efficiency too from two, compute efficiency too from four."""
-    if runs >= 4:
-        return ("layer_overhead_us", "bandwidth_efficiency", "compute_efficiency")
-    if runs >= 2:
-        return ("layer_overhead_us", "bandwidth_efficiency")
-    return ("layer_overhead_us",)
+    """Which factors a user's runs refit (Eq. C2): HBM efficiency alone below MANY_RUNS runs,
+    also the per-layer overhead and compute efficiency from MANY_RUNS on. Refitting more from
+    a few runs made held-out predictions worse (docs/profiles.md, "Validation on measured
+    runs": refit to 8 runs on another GPU type, HBM efficiency alone 16%, with the per-layer
+    overhead 18%, against 13% without refit)."""
+    if runs >= MANY_RUNS:
+        return ("bandwidth_efficiency", "layer_overhead_us", "compute_efficiency")
+    return ("bandwidth_efficiency",)
 
 
 def calibrate_from_runs(runs: Sequence[SiliconRun], base: EstimateFactors
