@@ -8,8 +8,11 @@ import json
 from typing import Any
 
 import pytest
+import yaml
+from click.testing import CliRunner
 from fleet_cases import brute_force_cost, random_fleet
 
+from pdopt.cli import main
 from pdopt.optimize import solve
 from pdopt.plan import Plan, Status
 from pdopt.scenario.loading import scenario_from_data
@@ -87,3 +90,28 @@ def test_the_brute_force_cases_bind() -> None:
             free, limited = _brute(seed, "{}"), _brute(seed, json.dumps(limits))
             raised |= free is not None and (limited is None or limited > free + 1e-6)
         assert raised, limits
+
+
+def test_model_limits_override_the_scenario_wide_ones() -> None:
+    """models.<m>.limits overrides options.limits field by field."""
+    data = _fleet(2, {"min_count_if_used": 3, "max_instance_types": 1})
+    data["models"]["m"]["limits"] = {"min_count_if_used": 2}
+    limits = scenario_from_data(data).limits_of("m")
+    assert limits.min_count_if_used == 2
+    assert limits.max_instance_types == {"prefill": 1, "decode": 1}
+    assert limits.max_utilization == {} and not limits.single_gpu_type
+
+
+@pytest.mark.parametrize("limits,message", [
+    ({"max_utilization": 1.5}, "options.limits.max_utilization.prefill: must be <= 1"),
+    ({"max_instance_types": True}, "options.limits.max_instance_types: must be a number"),
+    ({"min_count_if_used": 0}, "options.limits.min_count_if_used: must be > 0"),
+    ({"single_gpu_typ": True}, "options.limits.single_gpu_typ"),
+])
+def test_bad_limits_are_one_line_errors(tmp_path: Any, limits: dict[str, Any],
+                                        message: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(_fleet(2, limits)))
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output

@@ -28,6 +28,19 @@ LIMIT_KINDS: tuple[LimitKind, ...] = ("max_instance_types", "single_gpu_type",
                                       "min_count_if_used", "max_utilization")
 
 
+def _both_roles(value: object) -> object:
+    """A number stands for both roles: {prefill: x, decode: x}."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number or {{prefill: .., decode: ..}}, got "
+                         f"{str(value).lower()}")
+    if isinstance(value, int | float):
+        return {"prefill": value, "decode": value}
+    return value
+
+
+BothRoles = BeforeValidator(_both_roles)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,7 +62,7 @@ class UtilizationPerRole(_Strict):
 class Limits(_Strict):
     """What makes a plan operable (each absent: no limit)."""
 
-    max_instance_types: TypeCount | TypesPerRole | None = Field(
+    max_instance_types: Annotated[TypesPerRole, BothRoles] | None = Field(
         default=None, description="At most this many instance types (pools) per model and role; "
         "a number for both roles or {prefill: k, decode: k}.")
     single_gpu_type: bool | None = Field(
@@ -57,7 +70,7 @@ class Limits(_Strict):
     min_count_if_used: TypeCount | None = Field(
         default=None, description="A pool is absent or has at least this many instances (2: no "
         "single instance as a single point of failure).")
-    max_utilization: Share | UtilizationPerRole | None = Field(
+    max_utilization: Annotated[UtilizationPerRole, BothRoles] | None = Field(
         default=None, description="Each pool's load at most this share of its SLO-constrained "
         "capacity (0 < x <= 1); a number for both roles or {prefill: x, decode: x}. Distinct "
         "from headroom, which scales the demand.")
@@ -88,8 +101,7 @@ def _per_role(value: object) -> dict[str, float]:
     if isinstance(value, TypesPerRole | UtilizationPerRole):
         return {role: float(v) for role in ("prefill", "decode")
                 if (v := getattr(value, role)) is not None}
-    assert isinstance(value, int | float)
-    return {"prefill": float(value), "decode": float(value)}
+    raise TypeError(f"not a per-role limit: {value!r}")
 
 
 def merge_limits(scenario_wide: Limits | None, own: Limits | None) -> ModelLimits:
