@@ -376,3 +376,29 @@ def test_prefix_cache_reduces_prefill_only(paper_data: dict[str, Any]) -> None:
     cached = solve(scenario_from_data(paper_data))
     assert cached.pool("ds-prefill-8xh200").count < base.pool("ds-prefill-8xh200").count
     assert cached.pool("ds-decode-8xh200").count == base.pool("ds-decode-8xh200").count
+
+
+# ---- simulating a day plan -----------------------------------------------------------------------
+
+def test_day_plan_simulated_period_by_period(paper_data: dict[str, Any]) -> None:
+    from pdopt.simulate.day import day_report, simulate_day
+    from pdopt.simulate.simulator import SimulationOptions
+
+    data = _day(paper_data, [0.4, 1.8])
+    plan = solve_horizon(scenario_from_data(data), compare=False)
+    again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))  # as `--plan` reads it
+    runs = simulate_day(scenario_from_data(data), again, SimulationOptions(duration_s=120))
+    assert [r.result.counts for r in runs] == [
+        {p.instance: p.count for p in period.pools} for period in plan.periods]
+    # each period at its own rate: the busier period simulates about 1.8 / 0.4 as many requests
+    low, high = (r.result.workloads[0].requests for r in runs)
+    assert 3.5 < high / low < 5.5
+    assert day_report(runs).data["meets_slo"] == all(r.result.meets_slo for r in runs)
+
+
+def test_simulating_a_plan_without_periods_is_refused(paper_data: dict[str, Any]) -> None:
+    from pdopt.simulate.day import simulate_day
+    from pdopt.simulate.fleet import SimulationError
+
+    with pytest.raises(SimulationError, match="no periods"):
+        simulate_day(scenario_from_data(paper_data), solve(scenario_from_data(paper_data)))
