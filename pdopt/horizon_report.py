@@ -39,6 +39,8 @@ def horizon_tables(plan: Plan) -> tuple[list[Table], list[str]]:
             other = plan.comparison[key]
             saved = "" if other is None else f" (this plan saves " \
                 f"{100 * (1 - plan.total_cost / other):.1f}%)"
+            gap = plan.comparison.get(key.replace("total_cost", "mip_gap"))
+            proven = "" if gap is None else f", within {100 * gap:.2g}% of its bound"
             notes.append(f"vs {label}: " + ("no plan" if other is None else
-                                             f"${other:,.2f}{saved}"))
+                                             f"${other:,.2f}{proven}{saved}"))
     return tables, notes

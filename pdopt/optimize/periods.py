@@ -238,6 +238,7 @@ def solve_horizon(scenario: PreparedScenario | Scenario | str | Path, *,
         other = _solve(variant, deadline.share(0.5 if name == "static_peak" else 1.0),
                        mip_gap, threads, None, time.perf_counter())
         comparison[f"{name}_total_cost"] = other.total_cost if other.has_plan else None
+        comparison[f"{name}_mip_gap"] = other.mip_gap
     return replace(plan, comparison=comparison)
 
 

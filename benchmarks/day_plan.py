@@ -1,0 +1,107 @@
+"""Day plans (issue 13, docs/method.md section H): solve time of the horizon program for the
+shipped day-ahead scenario at 24 one-hour and 144 ten-minute periods, the savings against static
+peak sizing and all on demand, and the one-period check on the heterogeneous fleet.
+
+    python benchmarks/day_plan.py [--periods 24 144] [--time-limit 300] [--gap 0.01]
+                                  [--no-compare] [--one-period]
+
+144 periods repeat each hourly multiplier of scenarios/day-ahead.yaml six times (the file embeds
+hourly curves). Columns: build s (coefficients, Pyomo model, HiGHS handed the program), solve s
+(HiGHS, both lexicographic stages), status and gap of the plan, total cost over the day and the
+average $/hour; with comparisons (24 periods), the same demand sized statically for its peak and
+bought all on demand, and what the day plan saves against each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pdopt.optimize import solve
+from pdopt.optimize.periods import solve_horizon
+from pdopt.report import Report, Table, render
+from pdopt.scenario.prepare import PreparedScenario, prepare
+
+ROOT = Path(__file__).resolve().parent.parent
+DAY = ROOT / "scenarios" / "day-ahead.yaml"
+FLEET = ROOT / "scenarios" / "fleet-heterogeneous.yaml"
+
+
+def day_scenario(periods: int) -> PreparedScenario:
+    """The day-ahead scenario with its hourly curves spread over `periods` equal periods."""
+    base = prepare(DAY)
+    if periods == 24:
+        return base
+    if periods % 24:
+        raise SystemExit("--periods: a multiple of 24")
+    repeat = periods // 24
+    overrides: dict[str, Any] = {"periods": {"count": periods, "length_h": 24 / periods,
+                                             "warm_up_minutes": 10}}
+    for w in base.scenario.workloads:
+        assert w.demand is not None and w.demand.multipliers is not None
+        overrides[f"workloads.{w.name}.demand"] = {
+            "multipliers": [m for m in w.demand.multipliers for _ in range(repeat)]}
+    return prepare(DAY, overrides=overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--periods", type=int, nargs="+", default=[24, 144])
+    ap.add_argument("--time-limit", type=float, default=300.0)
+    ap.add_argument("--gap", type=float, default=0.01, help="relative MIP gap (default 1%%)")
+    ap.add_argument("--no-compare", action="store_true")
+    ap.add_argument("--one-period", action="store_true",
+                    help="also check the heterogeneous fleet as a one-period horizon")
+    args = ap.parse_args(argv)
+    rows = []
+    notes = []
+    for periods in args.periods:
+        prepared = day_scenario(periods)
+        compare = periods == 24 and not args.no_compare
+        t0 = time.perf_counter()
+        plan = solve_horizon(prepared, time_limit_s=args.time_limit, mip_gap=args.gap,
+                             compare=compare)
+        wall = time.perf_counter() - t0
+        gap = "-" if plan.mip_gap is None else f"{100 * plan.mip_gap:.2f}%"
+        total = plan.total_cost
+        row: list[Any] = [periods, f"{plan.build_seconds:.1f}", f"{plan.solve_seconds:.1f}",
+                          f"{wall:.1f}", plan.status.value, gap,
+                          "-" if total is None else f"{total:,.0f}",
+                          "-" if plan.cost_per_hour is None else f"{plan.cost_per_hour:,.2f}"]
+        for key in ("static_peak_total_cost", "all_on_demand_total_cost"):
+            other = plan.comparison.get(key)
+            gap = plan.comparison.get(key.replace("total_cost", "mip_gap"))
+            row.append("-" if other is None or total is None
+                       else f"{other:,.0f} ({100 * (1 - total / other):.1f}%; gap "
+                       f"{'-' if gap is None else f'{100 * gap:.2f}%'})")
+        rows.append(row)
+        if plan.reserved_gpus_by_type:
+            notes.append(f"{periods} periods: reserved " + ", ".join(
+                f"{g} {n}" for g, n in plan.reserved_gpus_by_type.items()))
+    tables = [Table("day plans (scenarios/day-ahead.yaml)",
+                    ("periods", "build s", "solve s", "wall s", "status", "gap", "total $",
+                     "$/hour", "static peak $ (saved)", "all on demand $ (saved)"), rows)]
+    if args.one_period:
+        one = prepare(FLEET, overrides={"periods": {"count": 1, "length_h": 1}})
+        t0 = time.perf_counter()
+        horizon = solve_horizon(one, time_limit_s=args.time_limit, mip_gap=1e-4, compare=False)
+        t1 = time.perf_counter()
+        today = solve(prepare(FLEET), time_limit_s=args.time_limit)
+        t2 = time.perf_counter()
+        same = {p.instance: p.count for p in horizon.pools} == \
+            {p.instance: p.count for p in today.pools}
+        tables.append(Table("one period = today's plan (fleet-heterogeneous)",
+                            ("program", "status", "$/hour", "wall s", "same counts"),
+                            [("horizon, 1 period", horizon.status.value, horizon.total_cost,
+                              f"{t1 - t0:.1f}", same),
+                             ("pdopt solve", today.status.value, today.cost_per_hour,
+                              f"{t2 - t1:.1f}", same)]))
+    print(render(Report({}, tables, notes), "table"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
