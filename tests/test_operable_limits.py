@@ -115,3 +115,14 @@ def test_bad_limits_are_one_line_errors(tmp_path: Any, limits: dict[str, Any],
     result = CliRunner().invoke(main, ["check", str(path)])
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_limits_that_admit_no_plan_are_named() -> None:
+    """Prefill allowed on GA only and decode on GB only: one GPU type per model admits no plan,
+    and the diagnosis says so."""
+    data = _fleet(2, {"single_gpu_type": True}, cross_links=True)
+    data["models"]["m"].update(allowed_prefill_gpus=["GA"], allowed_decode_gpus=["GB"])
+    plan = solve(scenario_from_data(data))
+    assert plan.status == Status.INFEASIBLE
+    assert any("operability limits (single_gpu_type) admit no plan" in r
+               for r in plan.diagnosis), plan.diagnosis

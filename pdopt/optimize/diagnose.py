@@ -17,6 +17,7 @@ from pdopt.optimize.data import FleetData
 from pdopt.optimize.model import Relaxation, cost_expr, create_model
 from pdopt.optimize.solver import Deadline, SolverReport, not_started, solve_model
 from pdopt.plan import Objective, Status
+from pdopt.scenario.limits import ModelLimits
 
 # Costs, rates and coefficients beyond these magnitudes are outside what a double-precision
 # simplex solves reliably (HiGHS warns above 1e9 and treats 1e20 as infinite).
@@ -83,10 +84,17 @@ def diagnose(data: FleetData, objective: Objective, *, deadline: Deadline, mip_g
               ) -> tuple[pyo.ConcreteModel | None, SolverReport]:
         return _solve(data, goal, relax, deadline, mip_gap)
 
-    free, report = solve(Relaxation(budget=True, inventory="drop", max_count=True))
+    free, report = solve(Relaxation(budget=True, inventory="drop", max_count=True, limits=True))
     if free is None:
         return [without_limits_reason(data, report)]
     reasons: list[str] = []
+    if solve(Relaxation(budget=True, inventory="drop", max_count=True))[1].status \
+            == Status.INFEASIBLE:
+        kinds = sorted({kind for p in data.pools.values()
+                        for kind in _usage_limits(data.scenario.limits_of(p.model))})
+        reasons.append("the operability limits (" + ", ".join(kinds) + ") admit no plan: no "
+                       "allowed combination of instance types serves every workload within its "
+                       "SLOs; loosen them in options.limits or models.<m>.limits")
     if solve(Relaxation(budget=True, inventory="drop"))[1].status == Status.INFEASIBLE:
         n: dict[str, int] = {}
         for p, lvl in free.GROUPS:
@@ -113,6 +121,13 @@ def diagnose(data: FleetData, objective: Objective, *, deadline: Deadline, mip_g
         return [_out_of_time(data)]
     return reasons or ["the limits together admit no plan, though each alone does "
                        "(budget, inventories and max_count interact)"]
+
+
+def _usage_limits(limits: ModelLimits) -> list[str]:
+    """The usage limits (Eqs. O17-O19) a model has, by name."""
+    return ([("max_instance_types")] if limits.max_instance_types else []) \
+        + (["single_gpu_type"] if limits.single_gpu_type else []) \
+        + (["min_count_if_used"] if limits.min_count_if_used is not None else [])
 
 
 def _budget_reasons(data: FleetData, budget: float, inventory_short: bool, solve: object
