@@ -1,0 +1,47 @@
+"""A worker process of `pdopt.optimize.lagrange.ProcessPricer`: builds the pricing programs of
+its models once, then answers one pricing round per request (framed pickles on stdin/stdout).
+
+Usage: `python -m pdopt.optimize.pricing_worker PARENT_PID`. Requests: ("init", scenario, names,
+objective, deadline), then ("price", prices, deadline, mip_gap) any number of times; the answer
+to each "price" is the list of `Priced` of its models. It dies with the process that started it
+(pdopt.children) and leaves Ctrl-C to that process, which stops it."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import sys
+
+
+def _read(stream: object) -> object:
+    head = stream.read(8)  # type: ignore[attr-defined]
+    if len(head) < 8:
+        raise EOFError
+    size = struct.unpack("<Q", head)[0]
+    body = stream.read(size)  # type: ignore[attr-defined]
+    if len(body) < size:
+        raise EOFError
+    return pickle.loads(body)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C is the parent's to handle
+    from pdopt.children import die_with_parent
+
+    die_with_parent(int(sys.argv[1]) if len(sys.argv) > 1 else None)
+    from pdopt.optimize.lagrange import LocalPricer, _send
+
+    try:
+        _, scenario, names, objective, deadline = _read(sys.stdin.buffer)  # type: ignore[misc]
+        pricer = LocalPricer(scenario, names, objective, deadline)
+        while True:
+            _, prices, deadline, mip_gap = _read(sys.stdin.buffer)  # type: ignore[misc]
+            _send(sys.stdout.buffer, pricer.price(prices, deadline, mip_gap))
+    except (EOFError, pickle.UnpicklingError, BrokenPipeError):  # the parent stopped: done
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
