@@ -22,6 +22,7 @@ from pdopt import figures
 from pdopt.document import Section
 from pdopt.errors import PdoptError
 from pdopt.explain import Alternative, alternatives_table
+from pdopt.inputfiles import FileTooLargeError, InputFileError, read_limited
 from pdopt.plan import Plan
 from pdopt.plan_report import plan_report
 from pdopt.report import Table
@@ -192,13 +193,23 @@ def alternatives_section(alternatives: list[Alternative]) -> Section:
 
 # --- batch folders --------------------------------------------------------------------------
 
+#: A summary row is under 2 kB: room for 100,000 rows (one sweep file's limit) many times over.
+MAX_SUMMARY_BYTES = 256 * 1024 * 1024
+
+
 def read_summary(folder: Path) -> list[dict[str, Any]]:
     path = folder / "summary.jsonl"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise ReportInputError(f"{path}: cannot read file: {e.strerror or e} (is {folder} a "
+    try:  # a regular file of bounded size: a FIFO cannot block, /dev/zero is refused
+        lines = read_limited(path, MAX_SUMMARY_BYTES, "batch summaries").decode(
+            "utf-8").splitlines()
+    except FileTooLargeError as e:
+        raise ReportInputError(f"{path}: {e}") from None
+    except InputFileError as e:
+        raise ReportInputError(f"{path}: cannot read file: {e} (is {folder} a "
                                "pdopt batch output folder?)") from None
+    except UnicodeDecodeError as e:
+        raise ReportInputError(f"{path}: not UTF-8 text (bad byte at offset {e.start})"
+                               ) from None
     rows = []
     for k, line in enumerate(lines, start=1):
         if not line.strip():

@@ -22,12 +22,15 @@ from typing import IO, Any
 from pdopt.batch.executors import Outcome
 from pdopt.batch.inputs import BatchSetupError, Entry, check_id
 from pdopt.fileio import TEMP_PREFIX, TEMP_SUFFIX, write_atomic
+from pdopt.inputfiles import InputFileError, read_limited
 from pdopt.plan import Plan, Status
 from pdopt.report import _clean_floats, to_json
 
 # Outcomes that count as failures for the exit code (1 when any row has one).
 FAILED_STATUSES = frozenset({Status.INFEASIBLE.value, Status.NO_SOLUTION.value, "invalid", "error"})
 LOCK_NAME = ".pdopt-batch.lock"
+#: A saved plan is the JSON of `pdopt solve`: a few MB for the largest fleets.
+MAX_SAVED_PLAN_BYTES = 64 * 1024 * 1024
 # The signals a write finishes before it takes effect (the CLI turns SIGTERM into an interrupt).
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -148,13 +151,17 @@ def forget_plan(output_dir: Path, variant_id: str) -> None:
 
 
 def load_saved_plan(output_dir: Path, variant_id: str, digest: str) -> dict[str, Any] | None:
-    """The saved plan when its hash file says `digest` and it reads back as a Plan; else None."""
+    """The saved plan when its hash file says `digest` and it reads back as a Plan; else None.
+    Regular files of bounded size only: a FIFO or a huge file in their place counts as no plan
+    (the variant is solved again and the file replaced)."""
     try:
-        if hash_path(output_dir, variant_id).read_text().strip() != digest:
+        saved = read_limited(hash_path(output_dir, variant_id), 1024, "plan hash files")
+        if saved.decode("ascii").strip() != digest:
             return None
-        plan = json.loads(plan_path(output_dir, variant_id).read_text(encoding="utf-8"))
+        plan = json.loads(read_limited(plan_path(output_dir, variant_id), MAX_SAVED_PLAN_BYTES,
+                                       "saved plans"))
         Plan.from_dict(plan)
-    except (OSError, ValueError, TypeError):
+    except (InputFileError, OSError, ValueError, TypeError):
         return None
     return plan
 

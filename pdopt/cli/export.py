@@ -3,13 +3,15 @@ docs/cli.md."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 import yaml
 
 from pdopt.cli.common import handle_errors
 from pdopt.export import ENGINES, TARGETS, ExportError, ExportOptions, export_plan, write_export
+from pdopt.inputfiles import FileTooLargeError, InputFileError, read_limited
+
+#: A GPU type -> node labels mapping is a few lines per GPU type.
+MAX_LABELS_BYTES = 1024 * 1024
 
 
 def _pairs(values: tuple[str, ...], flag: str, example: str) -> dict[str, str]:
@@ -27,10 +29,13 @@ def gpu_labels(pairs: tuple[str, ...], path: str | None) -> dict[str, dict[str, 
     then --gpu-label GPU=KEY=VALUE flags (which add to or replace the file's labels)."""
     labels: dict[str, dict[str, str]] = {}
     if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ExportError(f"{path}: cannot read file: {e.strerror or e}") from None
+        try:  # a regular file of bounded size (a FIFO is refused without blocking)
+            data = yaml.safe_load(read_limited(path, MAX_LABELS_BYTES, "GPU label files")
+                                  .decode("utf-8"))
+        except FileTooLargeError as e:
+            raise ExportError(f"{path}: {e}") from None
+        except InputFileError as e:
+            raise ExportError(f"{path}: cannot read file: {e}") from None
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ExportError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):

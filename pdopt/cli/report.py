@@ -12,15 +12,23 @@ import click
 from pdopt.cli import params
 from pdopt.cli.common import handle_errors, prepare_scenario, set_option
 from pdopt.errors import ExitCode
+from pdopt.inputfiles import FileTooLargeError, InputFileError, read_limited
 from pdopt.plan import Plan, Status
 from pdopt.plan_document import ReportInputError
 
+#: Plans and simulation results of the largest fleets are a few MB of JSON (as --plan files).
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
 
 def _read_json(path: str) -> Any:
+    """A plan or simulation JSON: a regular file of at most MAX_JSON_BYTES (a FIFO is refused
+    without blocking, /dev/zero from its kind)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ReportInputError(f"{path}: cannot read file: {e.strerror or e}") from None
+        return json.loads(read_limited(path, MAX_JSON_BYTES, "plan and simulation files"))
+    except FileTooLargeError as e:
+        raise ReportInputError(f"{path}: {e}") from None
+    except InputFileError as e:
+        raise ReportInputError(f"{path}: cannot read file: {e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ReportInputError(f"{path}: not valid JSON ({e})") from None
 

@@ -13,7 +13,7 @@ import click
 from pdopt.cli import params
 from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenario, set_option
 from pdopt.errors import ExitCode, PdoptError
-from pdopt.inputfiles import FileTooLargeError, InputFileError, describe_path, read_limited
+from pdopt.inputfiles import FileTooLargeError, InputFileError, open_regular, read_limited
 from pdopt.plan import Plan, Status
 from pdopt.report import Report, Table
 from pdopt.scenario.prepare import PreparedScenario
@@ -126,14 +126,13 @@ def sniff_trace_format(path: str) -> str:
     """mooncake for .jsonl; for CSV files, azure or csv from the header."""
     if path.lower().endswith((".jsonl", ".json")):
         return "mooncake"
-    if describe_path(path) is not None:  # not a regular file: never opened here (a FIFO blocks)
+    try:  # a regular file only (a FIFO is refused without blocking); the header line only
+        fh, _size = open_regular(path)
+        with fh:
+            header = fh.readline(4096)
+    except (InputFileError, OSError):
         return "csv"  # the reader reports the problem with the file's name
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            header = fh.readline()
-    except (OSError, UnicodeDecodeError):
-        return "csv"  # the reader reports the problem with the file's name
-    return "azure" if header.startswith("TIMESTAMP") else "csv"
+    return "azure" if header.removeprefix(b"\xef\xbb\xbf").startswith(b"TIMESTAMP") else "csv"
 
 
 def simulation_report(result: SimulationResult) -> Report:

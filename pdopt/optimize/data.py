@@ -7,7 +7,6 @@ constraints of docs/method.md section O, and records why a route was left out (f
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 
@@ -36,9 +35,8 @@ from pdopt.queueing import (
     ttft_quantile_s,
     wait_probability,
 )
+from pdopt.scenario.problems import Problem, ScenarioError
 from pdopt.scenario.schema import EmpiricalLengths, Instance, Scenario, Workload
-
-log = logging.getLogger(__name__)
 
 #: What each queue setting and routing is called in a plan (docs/method.md, sections P, Q, F).
 QUEUE_MODEL_NAMES = {
@@ -167,26 +165,28 @@ def _distinct_sorted(values: list[float]) -> list[float]:
     return out
 
 
-def _empirical_lengths(workload: Workload) -> tuple[list[float], list[float]] | None:
-    """The (input, output) lengths of an empirical length file, or None (other distributions, or
-    a file that cannot be read: then the sizing uses the mean lengths, with a warning)."""
+def _empirical_lengths(workload: Workload, index: int
+                       ) -> tuple[list[float], list[float]] | None:
+    """The (input, output) lengths of an empirical length file, or None (other distributions).
+    A file that cannot be read (or holds no pair) is a ScenarioError naming the field
+    `workloads[index].length_distribution.file` and the file."""
     dist = workload.length_distribution
     if not isinstance(dist, EmpiricalLengths):
         return None
     from pdopt.simulate.traces import read_length_pairs  # reading a file: only when needed
 
+    field = f"workloads[{index}].length_distribution.file"
     try:
         inputs, outputs = read_length_pairs(dist.file)
     except PdoptError as e:
-        log.warning("workload '%s': %s; the sizing uses the mean lengths", workload.name, e)
-        return None
+        raise ScenarioError([Problem(field, str(e))]) from None
     return inputs.tolist(), outputs.tolist()
 
 
 def build_fleet_data(scenario: Scenario) -> FleetData:
     """Enumerate pools and routes and compute every coefficient of the program."""
     data = FleetData(scenario=scenario)
-    data.lengths = {w.name: _empirical_lengths(w) for w in scenario.workloads}
+    data.lengths = {w.name: _empirical_lengths(w, k) for k, w in enumerate(scenario.workloads)}
     for w in scenario.workloads:
         data.demand_requests_per_s[w.name] = w.rate_requests_per_s * scenario.headroom_of(w)
         data.exclusions[w.name] = []

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pdopt.inputfiles import FileTooLargeError, InputFileError, read_limited
 from pdopt.scenario.problems import Problem, ScenarioError
 
 DENSE_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
@@ -26,6 +27,8 @@ MOE_TYPES = MIXTRAL_LIKE_TYPES | {"qwen2_moe", "qwen3_moe"}
 MLA_TYPES = {"deepseek_v2", "deepseek_v3", "kimi_k2"}  # Kimi-K2 is DeepSeek-V3's architecture
 SUPPORTED_TYPES = DENSE_TYPES | MOE_TYPES | MLA_TYPES
 GATED_MLP_MATRICES = 3  # gate, up and down projections of a SwiGLU MLP
+#: Hugging Face config.json files are a few kB; anything near this limit is not one.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -255,13 +258,17 @@ def arch_from_config(config: Mapping[str, Any], name: str, source: str | None = 
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a config.json; ScenarioError naming the file for unreadable or non-JSON content."""
+    """Read a config.json; ScenarioError naming the file for unreadable or non-JSON content.
+
+    A regular file of at most MAX_CONFIG_BYTES (pdopt.inputfiles): a FIFO or a device is refused
+    without blocking or reading it."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ScenarioError([Problem("", f"cannot read model config: {e.strerror or e}")],
-                            str(p)) from None
+        data = json.loads(read_limited(p, MAX_CONFIG_BYTES, "model configs").decode("utf-8"))
+    except FileTooLargeError as e:
+        raise ScenarioError([Problem("", str(e))], str(p)) from None
+    except InputFileError as e:
+        raise ScenarioError([Problem("", f"cannot read model config: {e}")], str(p)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ScenarioError([Problem("", f"not a JSON model config: {e}")], str(p)) from None
     if not isinstance(data, dict):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime
 import functools
+import io
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -29,6 +30,7 @@ import numpy as np
 import yaml
 from scipy.optimize import least_squares
 
+from pdopt.inputfiles import read_limited
 from pdopt.profiles.catalog import gpu_spec, model_arch
 from pdopt.profiles.estimate import (
     DEFAULT_FACTORS,
@@ -107,6 +109,10 @@ def paper_errors(factors: EstimateFactors = DEFAULT_FACTORS) -> list[PointError]
     return out
 
 
+#: The published overview (trtllm_perf_overview_throughput.csv) is ~11 kB.
+MAX_TRTLLM_CSV_BYTES = 16 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class TrtllmRow:
     model: str
@@ -119,15 +125,16 @@ class TrtllmRow:
 
 
 def read_trtllm_rows(path: str | Path) -> list[TrtllmRow]:
-    """Rows of trtllm_perf_overview_throughput.csv for the supported model families."""
+    """Rows of trtllm_perf_overview_throughput.csv for the supported model families. A regular
+    file of at most MAX_TRTLLM_CSV_BYTES (pdopt.inputfiles.InputFileError otherwise)."""
+    text = read_limited(path, MAX_TRTLLM_CSV_BYTES, "TensorRT-LLM overview CSVs").decode("utf-8")
     rows = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            if r["model"] not in TRTLLM_MODELS:
-                continue
-            rows.append(TrtllmRow(TRTLLM_MODELS[r["model"]], r["gpu"], int(r["tp"]),
-                                  r["precision"].lower(), int(r["isl"]), int(r["osl"]),
-                                  float(r["total_output_tokens_per_s"])))
+    for r in csv.DictReader(io.StringIO(text, newline="")):
+        if r["model"] not in TRTLLM_MODELS:
+            continue
+        rows.append(TrtllmRow(TRTLLM_MODELS[r["model"]], r["gpu"], int(r["tp"]),
+                              r["precision"].lower(), int(r["isl"]), int(r["osl"]),
+                              float(r["total_output_tokens_per_s"])))
     return rows
 
 

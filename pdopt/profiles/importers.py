@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pdopt.errors import PdoptError
+from pdopt.inputfiles import FileTooLargeError, InputFileError, read_limited
 
 Engine = Literal["vllm", "sglang", "csv"]
 ENGINES: tuple[str, ...] = ("vllm", "sglang", "csv")
@@ -77,13 +78,12 @@ class Run:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ProfileImportError([f"{path}: cannot read file: {e.strerror or e}"]) from None
-    if len(raw) > MAX_RESULT_BYTES:
-        raise ProfileImportError([f"{path}: file is {len(raw)} bytes, more than the "
-                                  f"{MAX_RESULT_BYTES} bytes a benchmark result may have"])
+    try:  # a regular file within MAX_RESULT_BYTES: a FIFO cannot block, /dev/zero is refused
+        raw = read_limited(path, MAX_RESULT_BYTES, "benchmark results")
+    except FileTooLargeError as e:
+        raise ProfileImportError([f"{path}: {e}"]) from None
+    except InputFileError as e:
+        raise ProfileImportError([f"{path}: cannot read file: {e}"]) from None
     if b"\x00" in raw:
         raise ProfileImportError([f"{path}: binary file (contains NUL bytes), not a benchmark "
                                   "result"])

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pdopt.inputfiles import FileTooLargeError, InputFileError, open_regular, read_limited
 from pdopt.profiles.catalog import gpu_spec
 from pdopt.profiles.estimate import EstimateFactors
-from pdopt.profiles.importers import ProfileImportError, Run, read_runs
+from pdopt.profiles.importers import MAX_RESULT_BYTES, ProfileImportError, Run, read_runs
 from pdopt.profiles.silicon import (
     SiliconRun,
     batch_bucket,
@@ -55,13 +56,18 @@ class RunDefaults:
 def detect_format(path: Path) -> str:
     """silicon, csv, vllm or sglang from the file's first bytes (SGLang writes JSON lines with
     `server_info` or `random_range_ratio`; vLLM one JSON object)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            head = fh.read(4096)
+    try:  # a regular file only: a FIFO is refused without blocking (pdopt.inputfiles)
+        fh, _size = open_regular(path)
+        with fh:
+            head = fh.read(4096).decode("utf-8")
+    except InputFileError as e:
+        raise ScenarioError([Problem("", f"cannot read: {e}")], str(path)) from None
     except OSError as e:
         raise ScenarioError([Problem("", f"cannot read: {e.strerror or e}")], str(path)) from None
-    except UnicodeDecodeError:
-        raise ScenarioError([Problem("", "not a text file")], str(path)) from None
+    except UnicodeDecodeError as e:
+        if e.start < 4096 - 3:  # not a multi-byte character cut at the end of the head
+            raise ScenarioError([Problem("", "not a text file")], str(path)) from None
+        head = e.object[:e.start].decode("utf-8")
     text = head.lstrip()
     if not text.startswith(("{", "[")):
         return "silicon" if SILICON_COLUMN in text.splitlines()[0] else "csv"
@@ -70,8 +76,8 @@ def detect_format(path: Path) -> str:
 
 def _shape_columns(path: Path) -> dict[int, dict[str, str]]:
     """Row number (as the importer counts it) -> the row's cells, for the optional columns."""
-    text = path.read_text(encoding="utf-8")
-    reader = csv.DictReader(io.StringIO(text))
+    text = read_limited(path, MAX_RESULT_BYTES, "benchmark results").decode("utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     reader.fieldnames = [h.strip() for h in (reader.fieldnames or [])]
     return {n: {k: (v or "").strip() for k, v in row.items() if k}
             for n, row in enumerate(reader, start=2)}
@@ -143,6 +149,12 @@ def read_measurements(paths: list[str], defaults: RunDefaults = RunDefaults(),
         if kind == "silicon":
             try:
                 runs, _, _ = read_silicon(path)
+            except FileTooLargeError as e:
+                raise ScenarioError([Problem("", str(e))], str(path)) from None
+            except InputFileError as e:
+                raise ScenarioError([Problem("", f"cannot read: {e}")], str(path)) from None
+            except UnicodeDecodeError:
+                raise ScenarioError([Problem("", "not a text file")], str(path)) from None
             except (KeyError, ValueError) as e:
                 raise ScenarioError([Problem("", f"not an AIConfigurator silicon CSV: {e}")],
                                     str(path)) from None

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from pdopt.errors import PdoptError
 from pdopt.fileio import write_atomic
+from pdopt.inputfiles import InputFileError, read_limited
 from pdopt.profiles import aiconfigurator as aic
 from pdopt.profiles.catalog import config_digest, gpu_spec, model_arch, model_config
 from pdopt.profiles.estimate import (
@@ -50,6 +51,8 @@ from pdopt.simulate.traces import lognormal_params, read_length_pairs
 # Bump when the estimator's equations change, so cached estimates are recomputed.
 ESTIMATOR_VERSION = "2"
 CACHE_ENV = "PDOPT_CACHE_DIR"
+#: An estimated profile's tables are tens of kB; a larger entry is not one of ours.
+MAX_CACHE_ENTRY_BYTES = 64 * 1024 * 1024
 
 
 def cache_dir() -> Path:
@@ -66,9 +69,10 @@ def _cached(key: dict[str, Any], compute: Callable[[], dict[str, Any]],
     path = cache_dir() / f"{digest[:32]}.json"
     if use_cache and path.is_file():
         try:
-            return json.loads(path.read_text(encoding="utf-8"))["result"]
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is recomputed and rewritten
+            raw = read_limited(path, MAX_CACHE_ENTRY_BYTES, "cache entries")
+            return json.loads(raw.decode("utf-8"))["result"]
+        except (InputFileError, OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged (or replaced) cache entry is recomputed and rewritten
     result = compute()
     if use_cache:
         with contextlib.suppress(OSError):  # a read-only cache folder costs recomputation only

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pdopt.errors import UnreachableTargetError
+from pdopt.inputfiles import read_limited
 from pdopt.profiles.catalog import gpu_spec, model_arch
 from pdopt.profiles.estimate import (
     DecodeTerms,
@@ -42,6 +44,8 @@ from pdopt.profiles.estimate import (
 from pdopt.scenario.problems import ScenarioError
 
 ENGINES = ("vllm", "sglang", "trtllm")
+#: aiconfigurator-core 0.12.0's silicon_sample.csv is ~1.9 MB; a file past this is not one.
+MAX_SILICON_BYTES = 256 * 1024 * 1024
 
 # AIConfigurator model paths -> bundled architectures (pdopt profile models). R1 and V3(.1) share
 # DeepSeek-V3's architecture; NVIDIA's FP8/NVFP4 checkpoints share their base model's.
@@ -236,9 +240,11 @@ def dedupe(runs: Iterable[SiliconRun]) -> list[SiliconRun]:
 
 def read_silicon(path: str | Path) -> tuple[list[SiliconRun], int, int]:
     """The de-duplicated runs of a silicon CSV, the number of rows read and of rows parsed
-    (with a TPOT and a decode layout) before removing repeats."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    (with a TPOT and a decode layout) before removing repeats. A regular file of at most
+    MAX_SILICON_BYTES (pdopt.inputfiles.InputFileError otherwise; UnicodeDecodeError for
+    a file that is not UTF-8)."""
+    text = read_limited(path, MAX_SILICON_BYTES, "silicon CSVs").decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     runs = [r for r in (parse_row(row) for row in rows) if r is not None]
     return dedupe(runs), len(rows), len(runs)
 

@@ -140,9 +140,19 @@ def _lines(path: Path, rows: _Rows | None = None) -> Iterator[tuple[int, str]]:
         fh, _size = open_regular(path)
     except InputFileError as e:
         raise TraceError(f"{path}: cannot read file: {e}") from None
+    def too_long(number: int) -> TraceError:
+        return TraceError(f"{path}: line {number}: longer than {limits.MAX_LINE_BYTES} bytes; "
+                          "not a trace or length file")
+
     with fh:
-        if rows is not None and _line_breaks(fh) > rows.limit + 1:
-            raise rows.too_many()
+        if rows is not None:
+            # a file without line breaks (a sparse or binary file) is refused from its first
+            # line, before the line count reads it all
+            if len(fh.readline(limits.MAX_LINE_BYTES + 1)) > limits.MAX_LINE_BYTES:
+                raise too_long(1)
+            fh.seek(0)
+            if _line_breaks(fh) > rows.limit + 1:
+                raise rows.too_many()
         number = offset = 0
         while True:
             raw = fh.readline(limits.MAX_LINE_BYTES + 1)
@@ -150,8 +160,7 @@ def _lines(path: Path, rows: _Rows | None = None) -> Iterator[tuple[int, str]]:
                 return
             number += 1
             if len(raw) > limits.MAX_LINE_BYTES:
-                raise TraceError(f"{path}: line {number}: longer than {limits.MAX_LINE_BYTES} "
-                                 "bytes; not a trace or length file")
+                raise too_long(number)
             start = 3 if number == 1 and raw.startswith(b"\xef\xbb\xbf") else 0
             try:
                 text = raw[start:].decode("utf-8")
