@@ -402,3 +402,27 @@ def test_simulating_a_plan_without_periods_is_refused(paper_data: dict[str, Any]
 
     with pytest.raises(SimulationError, match="no periods"):
         simulate_day(scenario_from_data(paper_data), solve(scenario_from_data(paper_data)))
+
+
+def test_shipped_day_ahead_scenario(project_root: Path) -> None:
+    """The day-ahead scenario solves without ../shared (its curves are embedded) and its plan
+    has N+1 on every pool in use in every period."""
+    plan = solve_horizon(project_root / "scenarios" / "day-ahead.yaml", time_limit_s=40,
+                         mip_gap=0.05, compare=False)
+    assert plan.has_plan and len(plan.periods) == 24 and plan.total_cost is not None
+    assert plan.total_cost == pytest.approx(sum(p.cost for p in plan.periods)
+                                            + plan.warm_up_cost)
+    for period in plan.periods:
+        assert all(n >= 1 for n in period.spares.values())  # N+1 on every pool in use
+        assert set(period.spares) == {p.instance for p in period.pools}
+
+
+def test_solve_plans_a_horizon_scenario(paper_data: dict[str, Any]) -> None:
+    """pdopt.solve hands scenarios with periods, reserved/spot capacity or spares to the horizon
+    program."""
+    data = _day(paper_data, [0.5, 1.5])
+    assert solve(scenario_from_data(data)).periods
+    spares_only = copy.deepcopy(paper_data) | {"redundancy": {"spare_instances": 1}}
+    plan = solve(scenario_from_data(spares_only))
+    assert len(plan.periods) == 1 and plan.periods[0].spares == {
+        p.instance: 1 for p in plan.pools}
