@@ -78,8 +78,9 @@ def _html_table(table: Table) -> str:
     rows = []
     for row in table.rows:
         cells = "".join(
-            f'<td class="num">{html.escape(fmt_cell(v))}</td>' if _is_number(v)
-            else f"<td>{html.escape(fmt_cell(v))}</td>" for v in row)
+            f'<td class="num">{html.escape(fmt_cell(v, c))}</td>' if _is_number(v)
+            else f"<td>{html.escape(fmt_cell(v, c))}</td>"
+            for v, c in zip(row, table.columns, strict=True))
         rows.append(f"<tr>{cells}</tr>")
     return (f'<div class="tablewrap"><table><caption>{html.escape(table.title)}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")

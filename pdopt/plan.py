@@ -292,6 +292,8 @@ class Plan:
         unknown key, a status or objective that is not one of the enums')."""
         d = dict(data)
         d.pop("alternatives", None)  # `pdopt solve --explain` adds them (read by pdopt.explain)
+        d.pop("routing", None)  # the plan's report adds the routing weights (pdopt.routing)
+        d.pop("limit_prices", None)  # `pdopt solve --explain` adds them (pdopt.simplicity)
         d["pools"] = [PoolPlan.from_dict(p) for p in d.get("pools", [])]
         d["workloads"] = [WorkloadPlan(**w) for w in d.get("workloads", [])]
         d["flows"] = [Flow(**f) for f in d.get("flows", [])]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pdopt.plan import Plan
-from pdopt.report import Report, Table
+from pdopt.report import Report, Table, fmt_gap
+from pdopt.routing import routing_rows, routing_weights
 
 
 def plan_report(plan: Plan) -> Report:
     """Pools, workloads and totals of a plan; for a plan-less outcome, the diagnosis."""
     data = plan.to_dict()
+    data["routing"] = routing_weights(plan.flows)
     if not plan.has_plan:
         rows = [(k + 1, reason) for k, reason in enumerate(plan.diagnosis)]
         return Report(data, [Table(f"{plan.scenario}: {plan.status}", ("#", "reason"), rows)])
@@ -22,21 +24,26 @@ def plan_report(plan: Plan) -> Report:
     )
     workloads = Table(
         "workloads: predicted at the plan's load vs targets",
-        ("workload", "model", "requests/s", "ttft_ms", "ttft_target", "tpot_ms", "tpot_target"),
-        [(w.workload, w.model, w.demand_requests_per_s, w.expected_ttft_ms,
-          (f"p{w.ttft_percentile:g} " if w.ttft_percentile else "") + f"{w.ttft_target_ms:g}",
-          w.expected_tpot_ms, w.tpot_target_ms) for w in plan.workloads],
+        ("workload", "model", "requests/s", "ttft_ms", "ttft_target", "ttft_percentile",
+         "tpot_ms", "tpot_target"),
+        [(w.workload, w.model, w.demand_requests_per_s, w.expected_ttft_ms, w.ttft_target_ms,
+          w.ttft_percentile, w.expected_tpot_ms, w.tpot_target_ms) for w in plan.workloads],
     )
+    routing = Table(
+        "routing weights: each workload's share per prefill pool, then per decode pool of what "
+        "that prefill pool takes",
+        ("workload", "prefill pool", "share", "decode pool", "decode share"),
+        routing_rows(plan.flows, [w.workload for w in plan.workloads]))
     by_type: dict[str, float] = {}
     for p in plan.pools:
         by_type[p.gpu] = by_type.get(p.gpu, 0.0) + p.cost_per_hour
     totals = Table(
         "totals by GPU type",
         ("gpu", "gpus", "cost_per_hour"),
-        [(g, n, f"{by_type[g]:,.2f}") for g, n in plan.gpus_by_type.items()]
-        + [("total", plan.total_gpus, f"{plan.cost_per_hour:,.2f}")],
+        [(g, n, by_type[g]) for g, n in plan.gpus_by_type.items()]
+        + [("total", plan.total_gpus, plan.cost_per_hour)],
     )
-    gap = "-" if plan.mip_gap is None else f"{100 * plan.mip_gap:.3g}%"
+    gap = fmt_gap(plan.mip_gap)
     bound = "-" if plan.dual_bound is None else f"{plan.dual_bound:,.6g}"
     notes = [f"objective: {plan.objective}; dual bound {bound}; gap {gap}; "
              f"build {plan.build_seconds:.3f} s, solve {plan.solve_seconds:.3f} s"]
@@ -48,4 +55,4 @@ def plan_report(plan: Plan) -> Report:
     from pdopt.horizon_report import horizon_tables
 
     extra, horizon_notes = horizon_tables(plan)
-    return Report(data, [pools, workloads, totals, *extra], notes + horizon_notes)
+    return Report(data, [pools, workloads, routing, totals, *extra], notes + horizon_notes)

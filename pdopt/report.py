@@ -29,15 +29,52 @@ class Report:
     notes: list[str] = field(default_factory=list)  # lines printed under the tables
 
 
-def fmt_cell(value: Any) -> str:
+#: Below this, a number is floating-point noise (HiGHS's tolerances are 1e-7 to 1e-9): shown as 0.
+NOISE = 1e-9
+#: Column names whose numbers are money (USD): printed to the cent.
+MONEY_WORDS = ("cost", "$", "price", "budget", "per_hour", "/hour", "vs_chosen", "difference")
+#: Column names whose numbers are shares (utilisation, routing weights): two decimals.
+SHARE_WORDS = ("util", "share")
+
+
+def column_kind(column: str) -> str | None:
+    """How a column's numbers read: "money" (to the cent), "share" (two decimals), "gap" (noise
+    shown as 0) or None (significant digits)."""
+    name = column.lower()
+    if any(word in name for word in MONEY_WORDS):
+        return "money"
+    if any(word in name for word in SHARE_WORDS):
+        return "share"
+    if "gap" in name:
+        return "gap"
+    return None
+
+
+def fmt_gap(gap: float | None) -> str:
+    """A relative gap in percent; below the solver's tolerance, 0%."""
+    if gap is None:
+        return "-"
+    return "0%" if abs(gap) < NOISE else f"{100 * gap:.3g}%"
+
+
+def fmt_cell(value: Any, column: str = "") -> str:
+    """A cell as people read it: money to the cent, shares with two decimals, noise as 0."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, int | float) and math.isfinite(value):
+        kind = column_kind(column)
+        if kind == "money":
+            return f"{value:,.2f}"
+        if isinstance(value, float) and abs(value) < NOISE:
+            return "0"
+        if kind == "share" and isinstance(value, float):
+            return f"{value:.2f}"
     if isinstance(value, float):
         if math.isinf(value):
             return "inf"
-        if value != 0 and (abs(value) >= 1e7 or abs(value) < 1e-3):
+        if abs(value) >= 1e7 or abs(value) < 1e-3:
             return f"{value:.4g}"
         if abs(value) >= 100:
             return f"{value:,.0f}"
@@ -69,7 +106,8 @@ def to_json(data: Any) -> str:
 
 
 def _text_table(table: Table) -> str:
-    cells = [[fmt_cell(v) for v in row] for row in table.rows]
+    cells = [[fmt_cell(v, c) for v, c in zip(row, table.columns, strict=True)]
+             for row in table.rows]
     widths = [len(c) for c in table.columns]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
@@ -88,7 +126,8 @@ def _text_table(table: Table) -> str:
 def _markdown_table(table: Table) -> str:
     out = [f"### {table.title}", "", "| " + " | ".join(table.columns) + " |",
            "|" + "|".join("---" for _ in table.columns) + "|"]
-    out += ["| " + " | ".join(fmt_cell(v) for v in row) + " |" for row in table.rows]
+    out += ["| " + " | ".join(fmt_cell(v, c) for v, c in zip(row, table.columns, strict=True))
+            + " |" for row in table.rows]
     return "\n".join(out)
 
 
