@@ -8,6 +8,7 @@ No Pyomo and no I/O here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from pdopt.decode import (
@@ -253,6 +254,7 @@ def pool_routing(routings: Sequence[str]) -> str:
     return kinds.pop() if len(kinds) == 1 else "random"
 
 
+@functools.lru_cache(maxsize=4096)
 def auto_waiting_budget_s(routing: str, moments: ServiceMoments, limit_s: float,
                           percentile: float | None, counts: int) -> float:
     """The mean wait a class may see (Eq. O13): TTFT - o - E[S] for a mean target; for a

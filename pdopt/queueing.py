@@ -152,7 +152,7 @@ def ttft_at_load_ms(
 # --- Queueing that matches the deployment (docs/method.md, section Q) -------------------------
 
 #: Service-time points the percentile of Eq. Q8 integrates over (midpoint quantiles).
-QUANTILE_POINTS = 64
+QUANTILE_POINTS = 32
 
 #: How the router spreads a pool's requests over its instances (docs/method.md, section Q).
 ROUTINGS: tuple[str, ...] = ("round-robin", "random", "least-loaded")
@@ -303,11 +303,16 @@ def mean_wait_s(routing: str, per_instance_rate_per_s: float, count: int,
 def ttft_quantile_s(mean_wait: float, wait_prob: float, service: ServiceMoments,
                     percentile: float) -> float:
     """p-quantile of W + S, without the overhead (Eq. Q8): W is 0 with probability 1 - P_W and
-    otherwise exponential with mean Wq / P_W; S takes the distribution's points (at most 64
+    otherwise exponential with mean Wq / P_W; S takes the distribution's points (at most 32
     midpoint quantiles of them). Solved by bisection on P(W + S > t) = 1 - p/100."""
     tail = 1.0 - percentile / 100.0
     if not math.isfinite(mean_wait):
         return math.inf
+    if len(service.points_s) == 1:  # fixed lengths: closed form
+        s = service.points_s[0]
+        if wait_prob <= tail or mean_wait <= 0:
+            return s
+        return s + mean_wait / wait_prob * math.log(wait_prob / tail)
     points = np.asarray(service.points_s, dtype=np.float64)
     if points.size > QUANTILE_POINTS:
         points = np.sort(points)[((np.arange(QUANTILE_POINTS) + 0.5) * points.size
@@ -325,7 +330,7 @@ def ttft_quantile_s(mean_wait: float, wait_prob: float, service: ServiceMoments,
                          if scale > 0 else 0.0)
     while exceed(hi) > tail:
         hi = 2.0 * hi + 1e-9
-    for _ in range(60):
+    for _ in range(40):
         mid = (lo + hi) / 2.0
         if exceed(mid) > tail:
             lo = mid
