@@ -85,6 +85,10 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
 
             add_alternatives(reports[-1], explain_plan(prepared, plan, time_limit_s=time_limit_s,
                                                        mip_gap=mip_gap))
+            from pdopt.simplicity import add_limit_prices, limit_prices
+
+            add_limit_prices(reports[-1], limit_prices(prepared, plan, time_limit_s=time_limit_s,
+                                                       mip_gap=mip_gap))
         if plan.status == Status.INFEASIBLE:
             worst = max(worst, ExitCode.INFEASIBLE)
             for reason in plan.diagnosis:

@@ -121,7 +121,7 @@ def merge_limits(scenario_wide: Limits | None, own: Limits | None) -> ModelLimit
     )
 
 
-def without_limit(limits: Limits | None, kind: LimitKind) -> Limits | None:
+def without_limit(limits: Limits | None, kind: str) -> Limits | None:
     """`limits` with one kind removed (for the price of simplicity)."""
     if limits is None:
         return None
