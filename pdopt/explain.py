@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pdopt.plan import Objective, Plan
+from pdopt.plan import Objective, Plan, PlanTotals
 from pdopt.report import Report, Table
 from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import ModelSpec, Scenario
@@ -108,10 +108,10 @@ def chosen_alternative(plan: Plan, model: str) -> Alternative:
     decode = sorted({p.gpu for p in pools if p.role == "decode"})
     label = prefill[0] if prefill == decode and len(prefill) == 1 else (
         f"{_composition(prefill, 'prefill')} + {_composition(decode, 'decode')}")
+    totals = PlanTotals.of(pools)
     return Alternative(
         model=model, kind="chosen", label=label, prefill_gpus=prefill, decode_gpus=decode,
-        status=plan.status, cost_per_hour=sum(p.cost_per_hour for p in pools),
-        total_gpus=sum(p.count * p.gpus_per_instance for p in pools),
+        status=plan.status, cost_per_hour=totals.cost_per_hour, total_gpus=totals.total_gpus,
         difference_per_hour=0.0, difference_gpus=0,
         counts={p.instance: p.count for p in pools})
 
