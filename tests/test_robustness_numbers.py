@@ -224,10 +224,12 @@ SIM_FLAGS = [
 
 
 def _usage_error(result: Result, flag: str) -> None:
+    """Exit 2 and one stderr line, `pdopt COMMAND: error: ...`, naming the flag."""
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    errors = result.stderr.splitlines()
     assert len(errors) == 1 and f"'{flag}'" in errors[0], result.output
+    assert errors[0].startswith("pdopt ") and ": error: " in errors[0]
 
 
 @pytest.mark.parametrize("command", ["solve", "batch"])

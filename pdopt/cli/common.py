@@ -26,7 +26,57 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineUsageError(click.UsageError):
+    """A click usage error (unknown or missing option, bad value) shown as one stderr line,
+    `pdopt <command>: error: <message>`, instead of click's usage, help hint and message."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.message, error.ctx)
+        self.exit_code = error.exit_code
+        self.error = error
+
+    def format_message(self) -> str:
+        lines = self.error.format_message().splitlines()
+        return " ".join(line.strip() for line in lines if line.strip())
+
+    def show(self, file: Any = None) -> None:
+        ctx = self.ctx or click.get_current_context(silent=True)
+        names = []  # `pdopt` whatever the program is called (python -m pdopt, a test runner)
+        while ctx is not None and ctx.parent is not None:
+            names.append(ctx.info_name or "")
+            ctx = ctx.parent
+        command = " ".join(["pdopt", *reversed(names)])
+        click.echo(f"{command}: error: {self.format_message()}", file=file, err=file is None)
+
+
+def one_line(error: click.UsageError) -> click.UsageError:
+    """The error as a OneLineUsageError; `pdopt` or `pdopt profile` alone still shows its help
+    (click's NoArgsIsHelpError)."""
+    if isinstance(error, OneLineUsageError | click.exceptions.NoArgsIsHelpError):
+        return error
+    return OneLineUsageError(error)
+
+
+class Group(click.Group):
+    """A click group whose usage errors, its own and its commands', are one line naming the
+    command and the option (`pdopt solve: error: Invalid value for '--time-limit': ...`), exit 2.
+    `--help` is unchanged."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as e:
+            raise one_line(e) from e
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:
+            raise one_line(e) from e
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pdopt")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors instead of one line.")
 @click.pass_context
