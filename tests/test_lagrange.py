@@ -1,4 +1,4 @@
-"""The price decomposition of coupled fleets (docs/method.md, O.6): its bound is a bound of the
+"""The price decomposition of coupled fleets (docs/method.md, O.8): its bound is a bound of the
 whole program, its plans fit the shared limits, and `solve` still finds the brute-force optimum."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def test_bound_is_below_and_incumbent_above_the_brute_force_optimum(seed: int) -
 
 @pytest.mark.parametrize("gpu_price,budget_price", [(0.0, 0.0), (0.7, 0.0), (3.0, 0.2)])
 def test_lagrangian_bound_holds_at_any_prices(gpu_price: float, budget_price: float) -> None:
-    """Eq. O15: for any prices >= 0 the priced parts less the priced limits bound the optimum."""
+    """Eq. O20: for any prices >= 0 the priced parts less the priced limits bound the optimum."""
     data = _binding(0, "inventory")
     data["budget_per_hour"] = 1000.0
     scenario = scenario_from_data(data)

@@ -16,6 +16,7 @@ from pdopt.optimize.data import FleetData, build_fleet_data
 from pdopt.optimize.decompose import Part, better, fits_limits, model_names, plan_key, solve_parts
 from pdopt.optimize.diagnose import diagnose, no_solution_reason, unroutable_workloads
 from pdopt.optimize.extract import build_plan, limit_messages
+from pdopt.optimize.lagrange import Outcome, coupled, solve_coupled
 from pdopt.optimize.model import create_model
 from pdopt.optimize.solver import (
     Deadline,
@@ -41,6 +42,12 @@ PARTS_AGAIN_SHARE = 0.8
 # coefficients (build_fleet_data; from 1x with `queue: auto` tables to 3x with the paper's
 # queue): with less time left than that it is not started.
 BUILD_PER_DATA_SECONDS = 1.0
+# Coupled fleets (inventories or a budget over several models): the price decomposition (O.8)
+# gets this share of what the parts left, the whole program the rest when it is not proven.
+DECOMPOSITION_SHARE = 0.7
+# False: coupled fleets go the way of uncoupled ones (models alone, then the whole program); the
+# benchmarks compare both in one run.
+PRICE_COUPLED_FLEETS = True
 # A second round of the parts is started only with this much time left (starting workers and
 # building the parts' programs cost about a second).
 PARTS_AGAIN_MIN_S = 1.0
@@ -73,6 +80,7 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
 
     bounds: dict[str, float] = {}
     parts: list[Part] = []
+    decomposed: Plan | None = None  # the price decomposition's plan, when not proven (O.8)
     if len(model_names(scenario)) > 1:
         # Each model alone first (O.2), in worker processes that build their own programs:
         # often the parts together are the answer and the whole program is never built.
@@ -86,10 +94,25 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
             return _with_estimates(plan, estimated)
         bounds = {part.model_name: part.dual_bound for part in parts
                   if part.dual_bound is not None}
+        if PRICE_COUPLED_FLEETS and len(plans) == len(parts) and coupled(scenario):
+            # the limits bind: price them (O.8), from the parts' plans and bounds (O12)
+            t0 = time.perf_counter()
+            outcome = solve_coupled(
+                scenario, goal, deadline=deadline.share(DECOMPOSITION_SHARE), mip_gap=mip_gap,
+                seed_plans={part.model_name: part.plan for part in parts
+                            if part.plan is not None},
+                seed_bounds=bounds)
+            decomposed = _decomposed_plan(outcome, scenario, goal, mip_gap,
+                                          time.perf_counter() - t0, time.perf_counter() - start)
+            if decomposed is not None and (decomposed.status == Status.OPTIMAL
+                                           or deadline.passed()):
+                return _with_estimates(decomposed, estimated)
         started = [part.data_seconds for part in parts if part.data_seconds is not None]
         # the whole fleet's coefficients take about as long as the parts' together
         expected = sum(started) / len(started) * len(parts) if started else 0.0
         if deadline.remaining() < expected:  # not even the coefficients would be ready
+            if decomposed is not None:
+                return _with_estimates(decomposed, estimated)
             return _out_of_time(scenario.name, goal, parts, time_limit_s, deadline, start)
 
     t0 = time.perf_counter()
@@ -101,6 +124,8 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
                                  objective=goal, diagnosis=blocked)
     if deadline.remaining() < BUILD_PER_DATA_SECONDS * data_seconds:
         # building the program would take longer than is left (the parts took the time)
+        if decomposed is not None:
+            return _with_estimates(decomposed, estimated)
         if parts:
             return _out_of_time(scenario.name, goal, parts, time_limit_s, deadline, start)
         return Plan.without_plan(
@@ -117,10 +142,30 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         return Plan.without_plan(scenario=scenario.name, status=report.status, objective=goal,
                                  diagnosis=reasons, solver=report)
     if not report.status.has_plan:
+        if decomposed is not None:
+            return _with_estimates(decomposed, estimated)
         return Plan.without_plan(scenario=scenario.name, status=report.status, objective=goal,
                                  diagnosis=[no_solution_reason(data, report, time_limit_s)],
                                  solver=report)
-    return _with_estimates(build_plan(data, model, goal, report), estimated)
+    whole = build_plan(data, model, goal, report)
+    return _with_estimates(_better_of(whole, decomposed, mip_gap), estimated)
+
+
+def _better_of(whole: Plan, decomposed: Plan | None, mip_gap: float) -> Plan:
+    """The whole program's plan or the price decomposition's (O.8), whichever is cheaper, with
+    the better of their bounds (both are bounds of the same fleet)."""
+    if decomposed is None or whole.solver is None or decomposed.solver is None:
+        return whole
+    goal = whole.objective
+    best = decomposed if plan_key(decomposed, goal) < plan_key(whole, goal) else whole
+    assert best.solver is not None
+    bounds = [b for b in (whole.solver.dual_bound, decomposed.solver.dual_bound) if b is not None]
+    bound = max(bounds) if bounds else None
+    gap = relative_gap(best.solver.objective_value, bound)
+    proven = best.solver.status == Status.OPTIMAL or (gap is not None and gap <= mip_gap)
+    report = replace(best.solver, dual_bound=bound, mip_gap=gap,
+                     status=Status.OPTIMAL if proven else Status.FEASIBLE)
+    return replace(best.with_solver(report), messages=limit_messages(report))
 
 
 def _out_of_time(name: str, goal: Objective, parts: list[Part], time_limit_s: float,
@@ -162,6 +207,24 @@ def _with_estimates(plan: Plan, estimated: dict[str, str]) -> Plan:
     """The plan naming its pools whose numbers are estimates, with their sources."""
     return replace(plan, estimated={p.instance: estimated[p.instance] for p in plan.pools
                                     if p.instance in estimated})
+
+
+def _decomposed_plan(outcome: Outcome, scenario: Scenario, objective: Objective, mip_gap: float,
+                     solve_seconds: float, total_seconds: float) -> Plan | None:
+    """The fleet's plan from the price decomposition's incumbent (O.8) with its proven bound
+    (Eq. O20); None without an incumbent."""
+    if not outcome.plans:
+        return None
+    merged = _merge(outcome.plans, scenario, objective, mip_gap, solve_seconds, total_seconds)
+    assert merged.solver is not None
+    value = merged.solver.objective_value
+    bound = outcome.bound
+    gap = relative_gap(value, bound)
+    status = Status.OPTIMAL if gap is not None and gap <= mip_gap else Status.FEASIBLE
+    report = replace(merged.solver, status=status, dual_bound=bound, mip_gap=gap,
+                     termination=f"price decomposition (O.8), {outcome.rounds} rounds",
+                     time_limit_hit=status != Status.OPTIMAL)
+    return replace(merged.with_solver(report), messages=limit_messages(report))
 
 
 def _merge(plans: list[Plan], scenario: Scenario, objective: Objective, mip_gap: float,

@@ -1,11 +1,11 @@
-"""Coupled fleets by price decomposition (docs/method.md, O.6, Eqs. O15-O17).
+"""Coupled fleets by price decomposition (docs/method.md, O.8, Eqs. O20-O22).
 
 Models share only the GPU inventories and the budget (O8): a few coupling rows over many
 independent model blocks. With prices mu_g >= 0 on the inventories and beta >= 0 on the budget,
 the Lagrangian relaxation of those rows splits into one pricing program per model (its own
 program with each pool's objective coefficient raised by mu_g G_p + beta pi_p), and
 
-    L(mu, beta) = sum_m z_m(mu, beta) - sum_g mu_g count_g - beta budget                   (O15)
+    L(mu, beta) = sum_m z_m(mu, beta) - sum_g mu_g count_g - beta budget                   (O20)
 
 is a lower bound of the fleet's optimum for any prices, with z_m any dual bound of model m's
 pricing program (HiGHS's bound, so the pricing programs need not be solved to optimality). Every
@@ -13,8 +13,8 @@ pricing solve also gives a plan of that model (a column). A restricted master ov
 one column per model within the inventories and the budget, gives
 
   - as an LP (with elastic rows), the next prices (its duals, smoothed with the best prices so
-    far) (O16);
-  - as a small integer program, the incumbent: a plan of the whole fleet (O17).
+    far) (O21);
+  - as a small integer program, the incumbent: a plan of the whole fleet (O22).
 
 The reported gap is the incumbent's against the best L, so it is proven. Pricing programs are
 built once per model and kept, in worker processes (`pdopt.optimize.pricing_worker`) when there
@@ -65,7 +65,7 @@ class Prices:
 
 @dataclass
 class Column:
-    """One plan of one model: its primary objective, cost and GPUs by type (O16, O17)."""
+    """One plan of one model: its primary objective, cost and GPUs by type (O21, O22)."""
 
     model_name: str
     plan: Plan
@@ -93,7 +93,7 @@ class Priced:
 @dataclass
 class Outcome:
     """The decomposition's result: the chosen plan of each model (empty: no incumbent), the best
-    Lagrangian bound (O15) and the rounds run."""
+    Lagrangian bound (O20) and the rounds run."""
 
     plans: list[Plan]
     bound: float | None
@@ -117,7 +117,7 @@ def coupled(scenario: Scenario) -> bool:
 
 class Block:
     """One model's pricing program: its program without inventories and budget, with the primary
-    objective plus mutable prices on its GPUs by type and its cost (O15)."""
+    objective plus mutable prices on its GPUs by type and its cost (O20)."""
 
     def __init__(self, scenario: Scenario, model_name: str, objective: Objective) -> None:
         import pyomo.core as pyo
@@ -141,6 +141,9 @@ class Block:
         self.model, self.gpus = m, gpus
         self.opt = Highs()
         self.opt.set_instance(m)
+        # the last plan found: feasible at any prices (only the objective changes), so it
+        # starts the next round's search
+        self.start: list[float] | None = None
 
     def price(self, prices: Prices, deadline: Deadline, mip_gap: float) -> Priced:
         """Solve the pricing program at `prices` by `deadline`: its dual bound and its plan."""
@@ -154,10 +157,22 @@ class Block:
         for g in self.gpus:
             m.gpu_price[g] = prices.gpu.get(g, 0.0)
         m.budget_price = prices.budget
+        import highspy
+
         start = time.perf_counter()
+        self.opt.update()
+        highs = self.opt._solver_model  # the highspy object behind Pyomo's (pinned) interface
+        if self.start is not None:
+            solution = highspy.HighsSolution()
+            solution.col_value = self.start
+            solution.value_valid = True
+            highs.setSolution(solution)
         results = self.opt.solve(m, time_limit=seconds, rel_gap=mip_gap, load_solutions=False,
-                                 raise_exception_on_nonoptimal_result=False)
+                                 raise_exception_on_nonoptimal_result=False,
+                                 auto_updates={key: False for key in self.opt.config.auto_updates})
         report = _report(results, time.perf_counter() - start)
+        if report.status.has_plan:
+            self.start = list(highs.getSolution().col_value)
         plan = build_plan(self.data, m, self.objective, report) if report.status.has_plan \
             else None
         return Priced(self.model_name, report.dual_bound, plan)
@@ -232,7 +247,8 @@ class ProcessPricer:
         for chunk in self.chunks:
             proc = subprocess.Popen([sys.executable, "-m", "pdopt.optimize.pricing_worker",
                                      str(os.getpid())], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, **OWN_PROCESS_GROUP)
+                                    stdout=subprocess.PIPE,
+                                    process_group=OWN_PROCESS_GROUP.get("process_group"))
             self.procs.append(proc)
             _send(proc.stdin, ("init", scenario, chunk, objective, deadline))
 
@@ -270,7 +286,7 @@ class ProcessPricer:
             self._stop(k)
 
 
-# -- the restricted master (O16, O17) ----------------------------------------------------------
+# -- the restricted master (O21, O22) ----------------------------------------------------------
 
 def _rows(scenario: Scenario, columns: list[Column]) -> tuple[list[str], float | None]:
     limited = sorted(g for g, spec in scenario.gpus.items() if spec.count is not None
@@ -282,7 +298,7 @@ def master_prices(scenario: Scenario, names: list[str],
                   columns: list[Column]) -> Prices | None:
     """The master LP over the columns (a convex combination of each model's columns within the
     inventories and the budget, made elastic at a high price per unit): its row duals as prices
-    (O16). None when the LP fails."""
+    (O21). None when the LP fails."""
     import numpy as np
     from scipy.optimize import linprog
 
@@ -317,7 +333,7 @@ def master_prices(scenario: Scenario, names: list[str],
 
 def master_plan(scenario: Scenario, names: list[str], columns: list[Column],
                 deadline: Deadline) -> list[Column] | None:
-    """The best choice of one column per model within the inventories and the budget (O17), by
+    """The best choice of one column per model within the inventories and the budget (O22), by
     a small integer program; None when no choice fits (or the deadline passes first)."""
     import numpy as np
     from scipy.optimize import Bounds, LinearConstraint, milp
@@ -361,20 +377,22 @@ def master_plan(scenario: Scenario, names: list[str], columns: list[Column],
 
 def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadline,
                   mip_gap: float, seed_plans: dict[str, Plan] | None = None,
-                  seed_bound: float | None = None, workers: int | None = None) -> Outcome:
-    """Price, master, repeat until the incumbent is within `mip_gap` of the best bound (O15)
+                  seed_bounds: dict[str, float] | None = None,
+                  workers: int | None = None) -> Outcome:
+    """Price, master, repeat until the incumbent is within `mip_gap` of the best bound (O20)
     or `deadline` passes. `seed_plans` (each model alone, O.2) are the first columns and
-    `seed_bound` (the sum of their bounds, O12: L at zero prices) the first bound."""
+    `seed_bounds` (their bounds: L at zero prices is their sum, O12) the first bound; with
+    them the first round is priced at the master's duals, without them at zero prices."""
     start = time.perf_counter()
     names = model_names(scenario)
     columns: list[Column] = [Column.of(name, plan, objective)
                              for name, plan in (seed_plans or {}).items()]
-    best_bound = seed_bound
+    alone: dict[str, float] = dict(seed_bounds or {})
+    best_bound = sum(alone.values()) if len(alone) == len(names) else None
     best_prices = Prices()
     incumbent: list[Column] | None = master_plan(scenario, names, columns, deadline)
     value = None if incumbent is None else sum(c.primary for c in incumbent)
     rounds = 0
-    alone: dict[str, float] = {}
     workers = min(workers or os.cpu_count() or 1, len(names))
     pricer: LocalPricer | ProcessPricer
     if workers >= 2 and len(names) >= WORKERS_FROM_MODELS:
@@ -400,7 +418,7 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             rounds += 1
             if not prices.gpu and not prices.budget:
                 alone.update({p.model_name: p.bound for p in priced if p.bound is not None})
-            bound = lagrangian_bound(scenario, priced, prices)
+            bound = lagrangian_bound(scenario, priced, prices, alone)
             if bound is not None and (best_bound is None or bound > best_bound):
                 best_bound, best_prices = bound, prices
             known = {(c.model_name, c.primary, tuple(sorted(c.gpus.items()))) for c in columns}
@@ -424,11 +442,16 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
     return Outcome(plans, best_bound, value, rounds, time.perf_counter() - start, alone)
 
 
-def lagrangian_bound(scenario: Scenario, priced: list[Priced], prices: Prices) -> float | None:
-    """L(mu, beta) of Eq. O15 from the pricing programs' dual bounds; None when any is missing."""
-    if any(p.bound is None for p in priced):
+def lagrangian_bound(scenario: Scenario, priced: list[Priced], prices: Prices,
+                     alone: dict[str, float] | None = None) -> float | None:
+    """L(mu, beta) of Eq. O20 from the pricing programs' dual bounds; a program without one
+    (out of time) counts with its bound at zero prices from `alone`, which bounds it at any
+    prices >= 0 (GPUs and cost are never negative). None when a model has neither."""
+    alone = alone or {}
+    bounds = [p.bound if p.bound is not None else alone.get(p.model_name) for p in priced]
+    if any(b is None for b in bounds):
         return None
-    total = sum(p.bound for p in priced if p.bound is not None)
+    total = sum(b for b in bounds if b is not None)
     total -= sum(price * float(scenario.gpus[g].count or 0) for g, price in prices.gpu.items()
                  if g in scenario.gpus and scenario.gpus[g].count is not None)
     if scenario.budget_per_hour is not None:

@@ -13,14 +13,15 @@ import pickle
 import signal
 import struct
 import sys
+from typing import Any
 
 
-def _read(stream: object) -> object:
-    head = stream.read(8)  # type: ignore[attr-defined]
+def _read(stream: Any) -> Any:
+    head = stream.read(8)
     if len(head) < 8:
         raise EOFError
     size = struct.unpack("<Q", head)[0]
-    body = stream.read(size)  # type: ignore[attr-defined]
+    body = stream.read(size)
     if len(body) < size:
         raise EOFError
     return pickle.loads(body)
@@ -34,10 +35,10 @@ def main() -> None:
     from pdopt.optimize.lagrange import LocalPricer, _send
 
     try:
-        _, scenario, names, objective, deadline = _read(sys.stdin.buffer)  # type: ignore[misc]
+        _, scenario, names, objective, deadline = _read(sys.stdin.buffer)
         pricer = LocalPricer(scenario, names, objective, deadline)
         while True:
-            _, prices, deadline, mip_gap = _read(sys.stdin.buffer)  # type: ignore[misc]
+            _, prices, deadline, mip_gap = _read(sys.stdin.buffer)
             _send(sys.stdout.buffer, pricer.price(prices, deadline, mip_gap))
     except (EOFError, pickle.UnpicklingError, BrokenPipeError):  # the parent stopped: done
         os._exit(0)
