@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from typing import Any
 
 import pyomo.environ as pyo
@@ -172,3 +173,18 @@ def test_changing_a_plan_makes_a_new_one() -> None:
     assert smaller.total_gpus == plan.total_gpus + pool.gpus_per_instance  # type: ignore[operator]
     with pytest.raises(AttributeError):
         plan.status = Status.FEASIBLE  # type: ignore[misc]
+
+
+def test_better_of_two_parts_leaves_both_unchanged() -> None:
+    from pdopt.optimize.decompose import Part, better
+
+    plan = solve(scenario_from_data(random_fleet(2)), mip_gap=0.0)
+    assert plan.solver is not None
+    loose = plan.with_solver(replace(plan.solver, status=Status.FEASIBLE, dual_bound=1.0,
+                                     mip_gap=0.9))
+    before = copy.deepcopy(loose.to_dict())
+    tight = Part("m", None, plan.dual_bound, 1.0)
+    best = better(Part("m", loose, 1.0, 1.0), tight, Objective.COST, 1e-4)
+    assert loose.to_dict() == before  # not mutated
+    assert best.plan is not None and best.plan.status == Status.OPTIMAL
+    assert best.plan.dual_bound == plan.dual_bound and best.dual_bound == plan.dual_bound
