@@ -48,6 +48,9 @@ DECOMPOSITION_SHARE = 0.7
 # False: coupled fleets go the way of uncoupled ones (models alone, then the whole program); the
 # benchmarks compare both in one run.
 PRICE_COUPLED_FLEETS = True
+# ... and without a budget or an inventory shared by models, this share (the parts' plans are the
+# fleet's; the whole program is only needed when a part has no plan).
+PARTS_ALONE_SHARE = 0.9
 # A second round of the parts is started only with this much time left (starting workers and
 # building the parts' programs cost about a second).
 PARTS_AGAIN_MIN_S = 1.0
@@ -56,7 +59,7 @@ PARTS_AGAIN_MIN_S = 1.0
 def solve(scenario: PreparedScenario | Scenario | str | Path, *,
           time_limit_s: float | None = None, mip_gap: float | None = None,
           objective: Objective | str | None = None, threads: int | None = None,
-          progress: ProgressFn | None = None) -> Plan:
+          progress: ProgressFn | None = None, dask_scheduler: str | None = None) -> Plan:
     """Cheapest (or fewest-GPU, then cheapest) plan that serves every workload within its SLOs.
 
     `scenario` is prepared first (`pdopt.scenario.prepare`: a path is read, `profile:` blocks
@@ -64,7 +67,9 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
     phase shares one deadline) with the best plan found and its gap. Never raises for an
     infeasible scenario: the Plan's status is `infeasible` and `diagnosis` says why. Raises
     pdopt errors for invalid input (e.g. a table lookup outside its range). `progress`, when
-    given, is called with the elapsed time, incumbent and bound while HiGHS searches."""
+    given, is called with the elapsed time, incumbent and bound while HiGHS searches.
+    `dask_scheduler`: the address of a Dask cluster that solves the pricing programs of a
+    coupled fleet (O.8) instead of local worker processes."""
     start = time.perf_counter()
     prepared = prepare(scenario)
     if prepared.scenario.plans_horizon:  # periods, reserved/spot capacity, spares (section H)
@@ -101,7 +106,7 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
                 scenario, goal, deadline=deadline.share(DECOMPOSITION_SHARE), mip_gap=mip_gap,
                 seed_plans={part.model_name: part.plan for part in parts
                             if part.plan is not None},
-                seed_bounds=bounds)
+                seed_bounds=bounds, dask_scheduler=dask_scheduler)
             decomposed = _decomposed_plan(outcome, scenario, goal, mip_gap,
                                           time.perf_counter() - t0, time.perf_counter() - start)
             if decomposed is not None and (decomposed.status == Status.OPTIMAL
@@ -183,11 +188,22 @@ def _out_of_time(name: str, goal: Objective, parts: list[Part], time_limit_s: fl
         solver=replace(not_started(), build_seconds=time.perf_counter() - start))
 
 
+def _limits_shared(scenario: Scenario) -> bool:
+    """Does a budget or a GPU inventory limit several models together?"""
+    if scenario.budget_per_hour is not None:
+        return True
+    return any(spec.count is not None
+               and len({i.model for i in scenario.instances if i.gpu == gpu}) > 1
+               for gpu, spec in scenario.gpus.items())
+
+
 def _solve_parts(scenario: Scenario, objective: Objective, deadline: Deadline,
                  mip_gap: float, progress: ProgressFn | None) -> list[Part]:
     """Each model alone (O.2), and again for the parts not yet proven when they fit together
     and there is time left."""
-    parts = solve_parts(scenario, objective, deadline=deadline.share(PARTS_SHARE),
+    # without shared limits the parts together are the plan: they may take nearly all the time
+    share = PARTS_SHARE if _limits_shared(scenario) else PARTS_ALONE_SHARE
+    parts = solve_parts(scenario, objective, deadline=deadline.share(share),
                         mip_gap=mip_gap, progress=progress)
     plans = [part.plan for part in parts if part.plan is not None]
     if len(plans) < len(parts) or not fits_limits(scenario, plans):
