@@ -126,3 +126,36 @@ def test_limits_that_admit_no_plan_are_named() -> None:
     assert plan.status == Status.INFEASIBLE
     assert any("operability limits (single_gpu_type) admit no plan" in r
                for r in plan.diagnosis), plan.diagnosis
+
+
+def test_price_of_each_limit_against_brute_force() -> None:
+    """The price of a limit is the plan's cost minus the optimum without that kind of limit (the
+    others kept); with two kinds, one more row removes both."""
+    from pdopt.report import render
+    from pdopt.simplicity import add_limit_prices, limit_prices
+
+    both = {"min_count_if_used": 3, "max_utilization": {"decode": 0.5}}
+    scenario = scenario_from_data(_fleet(11, both))
+    plan = solve(scenario, mip_gap=0.0)
+    prices = {p.limit: p for p in limit_prices(scenario, plan, mip_gap=0.0)}
+    assert list(prices) == ["min_count_if_used", "max_utilization", "all"]
+    assert plan.cost_per_hour is not None
+    expected = {"min_count_if_used": _brute(11, json.dumps({"max_utilization": {"decode": 0.5}})),
+                "max_utilization": _brute(11, json.dumps({"min_count_if_used": 3})),
+                "all": _brute(11, "{}")}
+    for kind, cost_without in expected.items():
+        assert cost_without is not None
+        assert prices[kind].cost_without_per_hour == pytest.approx(cost_without, rel=1e-9)
+        assert prices[kind].price_per_hour == pytest.approx(plan.cost_per_hour - cost_without)
+    assert prices["all"].price_per_hour > 0
+    from pdopt.plan_report import plan_report
+
+    text = render(add_limit_prices(plan_report(plan), list(prices.values())), "table")
+    assert f"price of all limits: +${plan.cost_per_hour - expected['all']:,.2f}/h" in text
+
+
+def test_no_limits_no_prices() -> None:
+    from pdopt.simplicity import limit_prices
+
+    scenario = scenario_from_data(_fleet(11, {}))
+    assert limit_prices(scenario, solve(scenario)) == []
