@@ -117,7 +117,7 @@ def finish_writes_first() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if caught:
-        handler = previous[caught[0]]
+        handler = previous[signal.Signals(caught[0])]
         if callable(handler):
             handler(caught[0], None)  # as it would have run: raises KeyboardInterrupt
         elif handler != signal.SIG_IGN:

@@ -6,7 +6,7 @@ Registered on the `profile` group in pdopt/cli/__init__.py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import click
 
@@ -18,7 +18,7 @@ from pdopt.profiles.import_append import instance_yaml
 from pdopt.profiles.resolve import aiconfigurator_instances, estimated_instances
 from pdopt.report import Report, Table
 from pdopt.scenario.problems import ScenarioError
-from pdopt.scenario.profile_spec import AiconfiguratorProfile
+from pdopt.scenario.profile_spec import AiconfiguratorBackend, AiconfiguratorProfile
 
 ROLES = {"prefill": ("prefill",), "decode": ("decode",), "both": ("prefill", "decode")}
 
@@ -65,9 +65,9 @@ def _tables_report(items: list[dict[str, Any]], summary: list[tuple[str, Any]]) 
     tables = [Table("instance shape", ("quantity", "value"), summary)]
     for item in items:
         if "prefill_tokens_per_s" in item:
-            rows = [(n, v) for n, v in item["prefill_tokens_per_s"].items()]
+            prefill_rows = list(item["prefill_tokens_per_s"].items())
             tables.append(Table(f"{item['name']}: saturated prefill",
-                                ("input tokens", "input tokens/s"), rows))
+                                ("input tokens", "input tokens/s"), prefill_rows))
         for t in item.get("tpot_tables", []):
             at = t["measured_at"]
             rows = [(b, ms, b / ms * 1e3) for b, ms in t["tpot_ms_by_batch"].items()]
@@ -157,7 +157,7 @@ def estimate(model: str, gpu: str, gpus: int, weight_dtype: str, kv_dtype: str, 
 @click.option("--model", required=True,
               help="AIConfigurator model path (e.g. Qwen/Qwen3-32B) or a bundled model name.")
 @click.option("--system", required=True, help="AIConfigurator system, e.g. h200_sxm.")
-@click.option("--backend", type=click.Choice(["trtllm", "sglang", "vllm"]), default="trtllm",
+@click.option("--backend", type=click.Choice(get_args(AiconfiguratorBackend)), default="trtllm",
               show_default=True, help="Serving engine whose timings to use.")
 @click.option("--backend-version", default=None, help="Database version [default: latest].")
 @click.option("--tp", type=params.GPUS, default=1, show_default=True,
@@ -181,8 +181,9 @@ def estimate(model: str, gpu: str, gpus: int, weight_dtype: str, kv_dtype: str, 
               help="Model name for the instance blocks [default: --model].")
 @_with_common
 @handle_errors
-def aiconfigurator(model: str, system: str, backend: str, backend_version: str | None, tp: int,
-                   attention_dp: int, moe_ep: int | None, batches: list[int] | None,
+def aiconfigurator(model: str, system: str, backend: AiconfiguratorBackend,
+                   backend_version: str | None, tp: int, attention_dp: int, moe_ep: int | None,
+                   batches: list[int] | None,
                    gemm_quant_mode: str | None, kvcache_quant_mode: str | None,
                    moe_quant_mode: str | None, gpu: str | None, name_model: str | None, role: str,
                    lengths: list[tuple[int, int]], input_tokens: list[int] | None, fmt: str,

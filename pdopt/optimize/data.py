@@ -309,11 +309,11 @@ def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
     data.pools[inst.name] = _pool(scenario, inst, load)
     counts = table_counts(data.pools[inst.name].upper_bound)
     tabled = routing != "random" and counts > 1
-    for (w, t), caps in (tables(counts) if tabled else first).items():
-        data.decode_tokens_per_s[(w, inst.name, t)] = caps[0] if caps else None
-        if tabled and caps:
-            data.rate_tables[(w, inst.name, t)] = [
-                c / data.workload(w).output_tokens for c in caps]
+    for (name, t), table in (tables(counts) if tabled else first).items():
+        data.decode_tokens_per_s[(name, inst.name, t)] = table[0] if table else None
+        if tabled and table:
+            data.rate_tables[(name, inst.name, t)] = [
+                c / data.workload(name).output_tokens for c in table]
     if tabled:
         data.table_counts[inst.name] = counts
     data.queue_models[inst.name] = (
@@ -322,8 +322,8 @@ def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
 
 def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -> None:
     decode_gpus_by_model: dict[str, set[str]] = {}
-    for w, d in data.decode_routes:
-        decode_gpus_by_model.setdefault(data.workload(w).model, set()).add(data.pools[d].gpu)
+    for name, d in data.decode_routes:
+        decode_gpus_by_model.setdefault(data.workload(name).model, set()).add(data.pools[d].gpu)
     for inst in prefill:
         routes: list[tuple[Workload, str, float, float]] = []
         for w in (w for w in scenario.workloads if w.model == inst.model):

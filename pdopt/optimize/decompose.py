@@ -130,7 +130,7 @@ def run_part_workers(inputs: list[bytes], names: list[str],
             proc = subprocess.Popen([sys.executable, "-m", "pdopt.optimize.part_worker",
                                      str(os.getpid())],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    **OWN_PROCESS_GROUP)
+                                    process_group=OWN_PROCESS_GROUP.get("process_group"))
             procs.append(proc)
             assert proc.stdin is not None
             proc.stdin.write(payload)

@@ -99,8 +99,8 @@ def diagnose(data: FleetData, objective: Objective, *, deadline: Deadline, mip_g
         n: dict[str, int] = {}
         for p, lvl in free.GROUPS:
             n[p] = n.get(p, 0) + round(pyo.value(free.n[p, lvl]))
-        over = [f"'{p}' needs {n[p]} (max_count {data.pools[p].max_count})" for p in sorted(n)
-                if data.pools[p].max_count is not None and n[p] > data.pools[p].max_count]
+        over = [f"'{p}' needs {n[p]} (max_count {cap})" for p in sorted(n)
+                if (cap := data.pools[p].max_count) is not None and n[p] > cap]
         reasons.append("per-pool max_count limits are too tight: the plan without them has "
                        + ", ".join(over or ["pools above their max_count"]))
     elastic, _ = solve(Relaxation(budget=True, inventory="elastic"))

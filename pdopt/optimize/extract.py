@@ -114,7 +114,11 @@ def decode_points(data: FleetData, sol: Solution) -> dict[tuple[str, int], Group
         curve = instance_decode_curve(data.scenario.instance(d), context)
         batch = curve.batch_at_throughput(total / count)
         tpot = curve.tpot_at(batch)
-        load = sum(out[w] / data.decode_tokens_per_s[(w, d, t)] for w in by_w)  # type: ignore
+        load = 0.0
+        for w in by_w:
+            capacity = data.decode_tokens_per_s[(w, d, t)]
+            assert capacity is not None  # a decode route exists only where it has a capacity
+            load += out[w] / capacity
         if d in data.decode_routing:  # queue auto: fluctuating batch (Eqs. F1, F2, O14)
             batch, tpot = auto.fluctuating_operating_point(data, d, curve, list(by_w),
                                                            total / count, count)
@@ -140,7 +144,8 @@ def pool_plans(data: FleetData, sol: Solution, pre: dict[tuple[str, int], GroupP
         points = pre if pool.role == "prefill" else dec
         kv_tokens = (instance_kv_cache_tokens(data.scenario, data.scenario.instance(name))
                      if pool.role == "decode" else None)
-        groups, routed = [], defaultdict(float)
+        groups: list[PoolGroup] = []
+        routed: defaultdict[str, float] = defaultdict(float)
         for lvl, level in enumerate(data.levels(name)):
             n = sol.n.get((name, lvl), 0)
             if n == 0:

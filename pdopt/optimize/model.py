@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
 
@@ -397,19 +398,22 @@ def define_single_gpu_type(m: pyo.ConcreteModel, data: FleetData, relax: Relaxat
             _m.model_on_gpu[model, g] for mm, g in pairs if mm == model) <= 1)
 
 
-def gpus_expr(m: pyo.ConcreteModel, data: FleetData, gpu: str | None = None) -> object:
+def gpus_expr(m: pyo.ConcreteModel, data: FleetData, gpu: str | None = None) -> Any:
+    """GPUs of the fleet (of one type): a Pyomo expression, compared in constraints."""
     return sum(data.pools[p].gpus_per_instance * m.n[p, lvl] for p, lvl in m.GROUPS
                if gpu is None or data.pools[p].gpu == gpu)
 
 
-def cost_expr(m: pyo.ConcreteModel, data: FleetData) -> object:
+def cost_expr(m: pyo.ConcreteModel, data: FleetData) -> Any:
+    """Fleet cost in $/hour: a Pyomo expression, compared in constraints."""
     return sum(data.pools[p].cost_per_hour * m.n[p, lvl] for p, lvl in m.GROUPS)
 
 
 def define_inventory(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -> None:
     """GPUs of each type within its inventory `count` (Eq. O8); elastic when diagnosing."""
-    limited = sorted(g for g, spec in data.scenario.gpus.items()
-                     if spec.count is not None and any(p.gpu == g for p in data.pools.values()))
+    counts = {g: spec.count for g, spec in data.scenario.gpus.items()
+              if spec.count is not None and any(p.gpu == g for p in data.pools.values())}
+    limited = sorted(counts)
     if relax.inventory == "drop" or not limited:
         return
     m.LIMITED_GPUS = pyo.Set(initialize=limited, ordered=True)
@@ -417,7 +421,7 @@ def define_inventory(m: pyo.ConcreteModel, data: FleetData, relax: Relaxation) -
         m.gpu_shortfall = pyo.Var(m.LIMITED_GPUS, domain=pyo.NonNegativeReals)
     m.inventory = pyo.Constraint(
         m.LIMITED_GPUS,
-        rule=lambda _m, g: gpus_expr(_m, data, g) <= data.scenario.gpus[g].count
+        rule=lambda _m, g: gpus_expr(_m, data, g) <= counts[g]
         + (_m.gpu_shortfall[g] if relax.inventory == "elastic" else 0),
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from pdopt.inputfiles import FileTooLargeError, InputFileError, read_limited
 from pdopt.scenario.problems import Problem, ScenarioError
@@ -242,7 +243,7 @@ def _field_names() -> list[str]:
     return sorted(names)
 
 
-def _message(e: dict[str, Any]) -> str:
+def _message(e: ErrorDetails) -> str:
     """One pydantic error in the scenario format's words."""
     etype, ctx = e["type"], e.get("ctx") or {}
     if etype == "extra_forbidden":
@@ -326,7 +327,7 @@ def problems_from_validation(err: ValidationError, data: Any = None) -> list[Pro
     otherwise the branch whose type matched explains what is wrong. With the validated `data`,
     the tags of tagged unions are left out of locations."""
     raw = err.errors(include_url=False)
-    entries: list[tuple[str, bool, dict[str, Any]]] = []
+    entries: list[tuple[str, bool, ErrorDetails]] = []
     for e in raw:
         in_branch = any(_is_union_branch(p) for p in e["loc"])
         loc = tuple(p for p in e["loc"] if not _is_union_branch(p) and p != "[key]")

@@ -25,6 +25,7 @@ OverheadUs = Annotated[float, Field(ge=0, le=r.MAX_LAYER_OVERHEAD_US, allow_inf_
 Share = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 WeightDtype = Literal["bf16", "fp16", "fp8", "fp4"]
 KvDtype = Literal["bf16", "fp16", "fp8", "fp4", "int8", "fp32"]
+AiconfiguratorBackend = Literal["trtllm", "sglang", "vllm"]
 
 
 class _Block(BaseModel):
@@ -96,7 +97,7 @@ class AiconfiguratorProfile(_Block):
     system: str | None = Field(default=None, description=(
         "AIConfigurator system (e.g. h200_sxm); absent: the catalog's system for the instance's "
         "`gpu`."))
-    backend: Literal["trtllm", "sglang", "vllm"] = Field(default="trtllm")
+    backend: AiconfiguratorBackend = Field(default="trtllm")
     backend_version: str | None = Field(
         default=None, description="Absent: AIConfigurator's latest database for the backend.")
     gemm_quant_mode: str | None = Field(default=None, description="Absent: from the checkpoint.")

@@ -484,10 +484,10 @@ class Workload(StrictModel):
         """Demand in requests/s, whichever unit the file used (docs/method.md, Eq. R1)."""
         if self.requests_per_s is not None:
             return self.requests_per_s
-        tokens_per_s = (
-            self.tokens_per_s if self.tokens_per_s is not None else self.tokens_per_minute / 60.0
-        )
-        return tokens_per_s / self.tokens_per_request
+        if self.tokens_per_s is not None:
+            return self.tokens_per_s / self.tokens_per_request
+        assert self.tokens_per_minute is not None  # the validator requires one unit
+        return self.tokens_per_minute / 60.0 / self.tokens_per_request
 
     @property
     def rate_tokens_per_s(self) -> float:

@@ -213,6 +213,7 @@ def resolve(data: dict[str, Any], parts: tuple[str, ...]) -> list[Target]:
             n = _name_parts(node, parts, i)
             part = ".".join(parts[i:i + n])
             last = i + n == len(parts)
+            steps: list[tuple[Any, Any, tuple[str, ...]]]  # (container, key or index, where)
             if isinstance(node, dict):
                 if part == "*":
                     keys = list(node)
@@ -293,7 +294,8 @@ class SweepAxis(BaseModel):
             raise ValueError("give values, or all of start, stop and num")
         if self.values is not None and not self.values:
             raise ValueError("values: must list at least one value")
-        if self.scale == "log" and self.values is None and (self.start <= 0 or self.stop <= 0):
+        if self.scale == "log" and self.start is not None and self.stop is not None \
+                and (self.start <= 0 or self.stop <= 0):  # a range (no values)
             raise ValueError("a log range needs start > 0 and stop > 0")
         if self.label is not None and not _LABEL.fullmatch(self.label):
             raise ValueError(f"label: '{self.label}' may use letters, digits and _ . : + - only")
