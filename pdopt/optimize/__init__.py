@@ -45,6 +45,8 @@ BUILD_PER_DATA_SECONDS = 1.0
 # Coupled fleets (inventories or a budget over several models): the price decomposition (O.8)
 # gets this share of what the parts left, the whole program the rest when it is not proven.
 DECOMPOSITION_SHARE = 0.7
+# ... and the models alone before it only this share of the time (O.2's own shares apply within).
+COUPLED_PARTS_SHARE = 0.6
 # False: coupled fleets go the way of uncoupled ones (models alone, then the whole program); the
 # benchmarks compare both in one run.
 PRICE_COUPLED_FLEETS = True
@@ -90,7 +92,9 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         # Each model alone first (O.2), in worker processes that build their own programs:
         # often the parts together are the answer and the whole program is never built.
         t0 = time.perf_counter()
-        parts = _solve_parts(scenario, goal, deadline, mip_gap, progress)
+        priced = PRICE_COUPLED_FLEETS and coupled(scenario)
+        parts = _solve_parts(scenario, goal, deadline.share(COUPLED_PARTS_SHARE) if priced
+                             else deadline, mip_gap, progress)
         plans = [part.plan for part in parts if part.plan is not None]
         if len(plans) == len(parts) and fits_limits(scenario, plans):
             seconds = time.perf_counter() - t0
@@ -99,7 +103,7 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
             return _with_estimates(plan, estimated)
         bounds = {part.model_name: part.dual_bound for part in parts
                   if part.dual_bound is not None}
-        if PRICE_COUPLED_FLEETS and len(plans) == len(parts) and coupled(scenario):
+        if priced and len(plans) == len(parts):
             # the limits bind: price them (O.8), from the parts' plans and bounds (O12)
             t0 = time.perf_counter()
             outcome = solve_coupled(
@@ -109,8 +113,12 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
                 seed_bounds=bounds, dask_scheduler=dask_scheduler)
             decomposed = _decomposed_plan(outcome, scenario, goal, mip_gap,
                                           time.perf_counter() - t0, time.perf_counter() - start)
-            if decomposed is not None and (decomposed.status == Status.OPTIMAL
-                                           or deadline.passed()):
+            # proven on the primary is enough for `cost`; for `gpus`, plans tying on the GPU
+            # count are the rule and the columns priced so far need not hold the cheapest of
+            # them: the whole program settles the secondary (Eq. O10)
+            proven = decomposed is not None and decomposed.status == Status.OPTIMAL \
+                and goal == Objective.COST
+            if decomposed is not None and (proven or deadline.passed()):
                 return _with_estimates(decomposed, estimated)
         started = [part.data_seconds for part in parts if part.data_seconds is not None]
         # the whole fleet's coefficients take about as long as the parts' together
