@@ -5,8 +5,9 @@ peak sizing and all on demand, and the one-period check on the heterogeneous fle
     python benchmarks/day_plan.py [--periods 24 144] [--time-limit 300] [--gap 0.01]
                                   [--no-compare] [--one-period]
 
-144 periods repeat each hourly multiplier of scenarios/day-ahead.yaml six times (the file embeds
-hourly curves). Columns: build s (coefficients, Pyomo model, HiGHS handed the program), solve s
+144 periods follow ServeGen's ten-minute curves (../shared/data/load, averaged by time of day)
+when ../shared is there, else repeat each hourly multiplier of scenarios/day-ahead.yaml six times.
+Columns: build s (coefficients, Pyomo model, HiGHS handed the program), solve s
 (HiGHS, both lexicographic stages), status and gap of the plan, total cost over the day and the
 average $/hour; with comparisons (24 periods), the same demand sized statically for its peak and
 bought all on demand, and what the day plan saves against each.
@@ -15,6 +16,7 @@ bought all on demand, and what the day plan saves against each.
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 from pathlib import Path
@@ -30,21 +32,53 @@ DAY = ROOT / "scenarios" / "day-ahead.yaml"
 FLEET = ROOT / "scenarios" / "fleet-heterogeneous.yaml"
 
 
-def day_scenario(periods: int) -> PreparedScenario:
-    """The day-ahead scenario with its hourly curves spread over `periods` equal periods."""
+LOAD = ROOT.parent / "shared" / "data" / "load" / "aggregate_rate_600s.csv"
+#: the ServeGen model class whose curve each model of the day-ahead scenario follows (its comments)
+CURVES = {"llama-3.1-8b": "language/m-small", "llama-3.1-70b": "language/m-large",
+          "deepseek-v3": "reason/deepseek-r1"}
+
+
+def ten_minute_curves() -> dict[str, list[float]] | None:
+    """ServeGen's 600 s windows averaged by time of day (144 per day) and divided by their mean,
+    per model of the scenario; None without ../shared."""
+    if not LOAD.is_file():
+        return None
+    sums: dict[str, list[float]] = {c: [0.0] * 144 for c in CURVES.values()}
+    days: dict[str, set[int]] = {c: set() for c in CURVES.values()}
+    with LOAD.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["model"] in sums:
+                t = int(row["window_start_s"])
+                sums[row["model"]][(t // 600) % 144] += float(row["sum_client_rate_rps"])
+                days[row["model"]].add(t // 86400)
+    out = {}
+    for model, curve in CURVES.items():
+        values = [v / len(days[curve]) for v in sums[curve]]
+        mean = sum(values) / len(values)
+        out[model] = [v / mean for v in values]
+    return out
+
+
+def day_scenario(periods: int) -> tuple[PreparedScenario, str]:
+    """The day-ahead scenario over `periods` equal periods, and where its curves come from: the
+    file's hourly curves for 24; for 144, ServeGen's ten-minute curves when ../shared is there,
+    else each hourly multiplier six times."""
     base = prepare(DAY)
     if periods == 24:
-        return base
+        return base, "hourly curves of the file"
     if periods % 24:
         raise SystemExit("--periods: a multiple of 24")
     repeat = periods // 24
+    fine = ten_minute_curves() if periods == 144 else None
     overrides: dict[str, Any] = {"periods": {"count": periods, "length_h": 24 / periods,
                                              "warm_up_minutes": 10}}
     for w in base.scenario.workloads:
         assert w.demand is not None and w.demand.multipliers is not None
-        overrides[f"workloads.{w.name}.demand"] = {
-            "multipliers": [m for m in w.demand.multipliers for _ in range(repeat)]}
-    return prepare(DAY, overrides=overrides)
+        values = fine[w.model] if fine else [m for m in w.demand.multipliers
+                                              for _ in range(repeat)]
+        overrides[f"workloads.{w.name}.demand"] = {"multipliers": values}
+    source = "ServeGen ten-minute curves" if fine else "hourly curves repeated"
+    return prepare(DAY, overrides=overrides), source
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     notes = []
     for periods in args.periods:
-        prepared = day_scenario(periods)
+        prepared, source = day_scenario(periods)
         compare = periods == 24 and not args.no_compare
         t0 = time.perf_counter()
         plan = solve_horizon(prepared, time_limit_s=args.time_limit, mip_gap=args.gap,
@@ -67,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t0
         gap = "-" if plan.mip_gap is None else f"{100 * plan.mip_gap:.2f}%"
         total = plan.total_cost
-        row: list[Any] = [periods, f"{plan.build_seconds:.1f}", f"{plan.solve_seconds:.1f}",
+        row: list[Any] = [periods, source, f"{plan.build_seconds:.1f}", f"{plan.solve_seconds:.1f}",
                           f"{wall:.1f}", plan.status.value, gap,
                           "-" if total is None else f"{total:,.0f}",
                           "-" if plan.cost_per_hour is None else f"{plan.cost_per_hour:,.2f}"]
@@ -82,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"{periods} periods: reserved " + ", ".join(
                 f"{g} {n}" for g, n in plan.reserved_gpus_by_type.items()))
     tables = [Table("day plans (scenarios/day-ahead.yaml)",
-                    ("periods", "build s", "solve s", "wall s", "status", "gap", "total $",
-                     "$/hour", "static peak $ (saved)", "all on demand $ (saved)"), rows)]
+                    ("periods", "curves", "build s", "solve s", "wall s", "status", "gap",
+                     "total $", "$/hour", "static peak $ (saved)",
+                     "all on demand $ (saved)"), rows)]
     if args.one_period:
         one = prepare(FLEET, overrides={"periods": {"count": 1, "length_h": 1}})
         t0 = time.perf_counter()
