@@ -18,7 +18,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pdopt.profiles.calibration import FITTED_FACTORS, fit_engines, write_factors
+from pdopt.profiles.calibration import (
+    FITTED_FACTORS,
+    PREFILL_FACTORS,
+    fit_engines,
+    write_factors,
+)
 from pdopt.profiles.estimate import FACTORS_PATH
 from pdopt.profiles.silicon import (
     SiliconRun,
@@ -26,7 +31,9 @@ from pdopt.profiles.silicon import (
     describable,
     evaluate,
     ratios,
+    read_prefill_runs,
     read_silicon,
+    saturated_prefill,
     silicon_csv_path,
     why_not_describable,
 )
@@ -88,14 +95,17 @@ def main(argv: Sequence[str] | None = None) -> None:
           + "".join(f"\n  {n} x {k}" for k, n in collections.Counter(
               f"{r.model} {r.precision} on {r.gpus} x {r.gpu}" for r in refused).most_common()))
     print_error_tables(pairs, "decode TPOT, shipped factors (in-sample)")
-    fitted = fit_engines(usable)
+    prefill = saturated_prefill(read_prefill_runs(path))
+    print(f"saturated prefill sweeps (Eq. V5): {len(prefill)}")
+    fitted = fit_engines(usable, prefill=prefill)
     for name, f in fitted.items():
-        print(f"fitted {name}: " + ", ".join(f"{k} {getattr(f, k):g}" for k in FITTED_FACTORS))
+        print(f"fitted {name}: " + ", ".join(f"{k} {getattr(f, k):g}"
+                                            for k in (*FITTED_FACTORS, *PREFILL_FACTORS)))
     pairs, refused = evaluate(usable, lambda r: fitted[r.engine])
     print(f"refused with the fitted factors: {len(refused)}")
     print_error_tables(pairs, "decode TPOT, fitted per-engine factors (in-sample)")
     if args.write:
-        write_factors(fitted, path, len(usable))
+        write_factors(fitted, path, len(usable), prefill=prefill)
         print(f"wrote {FACTORS_PATH}")
     print(f"\n({time.perf_counter() - t0:.1f} s)")
 

@@ -25,30 +25,49 @@ from calibrate_estimate import HEADER, print_error_tables, summary_row
 from pdopt.profiles.calibration import calibrate_from_runs, fit_engines
 from pdopt.profiles.estimate import EstimateFactors, engine_factors
 from pdopt.profiles.silicon import (
+    SaturatedPrefill,
     SiliconRun,
     describable,
     evaluate,
     fits,
     pair_terms,
     prefill_pairs,
+    prefill_run_estimate,
+    read_prefill_runs,
     read_silicon,
+    saturated_prefill,
     silicon_csv_path,
 )
 
 
-def cross_validate(runs: Sequence[SiliconRun], group: Callable[[SiliconRun], str]
+def saturated_ratio(point: SaturatedPrefill, factors: EstimateFactors) -> float:
+    """Predicted (Eq. E9) / measured (Eq. V5) saturated prefill throughput of one sweep."""
+    est = prefill_run_estimate(point.run, factors)
+    return est.prefill_tokens_per_s(point.run.input_tokens) / point.tokens_per_s
+
+
+def cross_validate(runs: Sequence[SiliconRun], group: Callable[[SiliconRun], str],
+                   saturated: Sequence[SaturatedPrefill] = ()
                    ) -> tuple[list[tuple[SiliconRun, float]], list[tuple[SiliconRun, float]],
-                              list[SiliconRun]]:
+                              list[SiliconRun], list[tuple[SaturatedPrefill, float]]]:
     """Held-out predictions of every run: (run, TPOT ms), (short run of a prompt pair, the
-    pair's predicted / measured prefill time), and refused runs."""
+    pair's predicted / measured prefill time), refused runs, and (saturated-prefill sweep,
+    predicted / measured throughput, Eq. V5). `group` names a run's group; sweeps are grouped
+    by the same attribute of their run (GPU type or model family)."""
     tpot: list[tuple[SiliconRun, float]] = []
     prefill: list[tuple[SiliconRun, float]] = []
     refused: list[SiliconRun] = []
+    held_out: list[tuple[SaturatedPrefill, float]] = []
     pairs = prefill_pairs(runs)
-    for name in sorted({group(r) for r in runs}):
+
+    def sweep_group(p: SaturatedPrefill) -> str:
+        return group(runs_like(p))
+
+    names = sorted({group(r) for r in runs} | {sweep_group(p) for p in saturated})
+    for name in names:
         train = [r for r in runs if group(r) != name]
         test = [r for r in runs if group(r) == name]
-        fitted = fit_engines(train)
+        fitted = fit_engines(train, prefill=[p for p in saturated if sweep_group(p) != name])
 
         def factors(r: SiliconRun, fitted: dict[str, EstimateFactors] = fitted
                     ) -> EstimateFactors:
@@ -61,7 +80,20 @@ def cross_validate(runs: Sequence[SiliconRun], group: Callable[[SiliconRun], str
             if group(p[0]) == name and fits(p[0], factors(p[0])):
                 t = pair_terms([p], factors(p[0]))
                 prefill.append((p[0], float(t.predict_ms(factors(p[0]))[0] / t.measured_ms[0])))
-    return tpot, prefill, refused
+        for s in saturated:
+            if sweep_group(s) == name:
+                held_out.append((s, saturated_ratio(s, fitted.get(s.run.engine,
+                                                                  fitted["generic"]))))
+    return tpot, prefill, refused, held_out
+
+
+def runs_like(point: SaturatedPrefill) -> SiliconRun:
+    """A SiliconRun with the sweep's engine, model and GPU, for the grouping functions."""
+    r = point.run
+    return SiliconRun(r.run_id, r.engine, r.engine_version, r.model_path, r.model, r.gpu,
+                      r.system, r.precision, "disagg", r.input_tokens, r.output_tokens, r.gpus,
+                      r.gpus // r.attention_dp, r.attention_dp, r.moe_ep, r.concurrency,
+                      r.concurrency, r.ttft_ms, r.tpot_ms)
 
 
 CALIBRATION_RUNS = 8  # measured runs a planner brings from the GPU type they have
@@ -175,9 +207,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "leave one GPU type out": lambda r: r.gpu or r.system,
         "leave one model family out": lambda r: r.family,
     }
+    saturated = saturated_prefill(read_prefill_runs(path))
     prefill_rows = [summary_row("shipped factors (in-sample)", [x for _, x in in_sample])]
+    saturated_rows = [summary_row("shipped factors (in-sample)", [
+        saturated_ratio(p, engine_factors(p.run.engine)) for p in saturated])]
     for title, group in splits.items():
-        tpot, prefill, refused = cross_validate(runs, group)
+        tpot, prefill, refused, held_out = cross_validate(runs, group, saturated)
+        saturated_rows.append(summary_row(title, [x for _, x in held_out]))
+        for engine in ("sglang", "trtllm", "vllm"):
+            saturated_rows.append(summary_row(f"{title}: {engine}", [
+                x for p, x in held_out if p.run.engine == engine]))
         print_error_tables(tpot, f"decode TPOT, {title}")
         if refused:
             print(f"refused: {len(refused)}")
@@ -186,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         prefill_rows.append(summary_row(f"{title}, MoE models", moe))
     print(f"\n## prefill time, two-length prompt pairs (Eq. V4)\n\n{HEADER}")
     print("\n".join(prefill_rows))
+    print(f"\n## saturated prefill of disaggregated prefill workers (Eq. V5), {len(saturated)} "
+          f"sweeps\n\n{HEADER}")
+    print("\n".join(saturated_rows))
     plain, calibrated = calibrate_across_gpus(runs)
     print(f"\n## decode TPOT on a held-out GPU type, refitted to {CALIBRATION_RUNS} runs of the "
           f"same engine and model on another type (Eq. C2)\n\n{HEADER}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -108,15 +109,50 @@ def test_decode_step_eq_e11_by_hand() -> None:
     assert est.decode_step_ms(4, 1000) == pytest.approx(9.5938, abs=1e-4)
 
 
-def test_tpot_with_mtp_eq_e11b() -> None:
+def test_tpot_with_mtp_eq_e11b_e11c() -> None:
     plain = llama8b()
     mtp = llama8b(tokens_per_step=1.875)
-    assert mtp.decode_step_ms(4, 1000) == plain.decode_step_ms(4, 1000)
-    assert mtp.tpot_ms(4, 1000) == pytest.approx(9.5938 / 1.875, abs=1e-4)
+    assert (mtp.draft_passes(), llama8b(tokens_per_step=3).draft_passes(), plain.draft_passes()) \
+        == (1, 2, 0)
+    # Eq. E11c: one draft pass = one layer's mean share of attention weights + KV and MLP
+    # weights, and the whole output head: (2 x 1,342,177,280 + 4 x 1000 x 131,072) / 32
+    # + 2 x 5,637,144,576 / 32 + 2 x 525,336,576 = 1,503,264,768 bytes (memory-bound at batch
+    # 4), plus one more layer's 10 us overhead; the step verifies 4 x 1.875 tokens, which
+    # stays memory-bound, so its own time is the plain step's.
+    draft_ms = 1_503_264_768 / (3.35e12 * 0.5) * 1e3 + 10e-3
+    assert mtp.decode_step_ms(4, 1000) == pytest.approx(plain.decode_step_ms(4, 1000) + draft_ms)
+    assert mtp.decode_step_ms(4, 1000) == pytest.approx(10.5013, abs=1e-4)
+    assert mtp.tpot_ms(4, 1000) == pytest.approx(10.5013 / 1.875, abs=1e-4)
     assert mtp.tpot_table(1000, 100, max_batch=4)[4] == pytest.approx(mtp.tpot_ms(4, 1050),
                                                                        abs=1e-3)
     with pytest.raises(ScenarioError, match="tokens_per_step: must be >= 1"):
         llama8b(tokens_per_step=0.5)
+
+
+def test_attention_runs_at_the_kv_dtype_eq_e7b() -> None:
+    # FP8 weights over a BF16 KV cache on H100: the weight GEMMs (2 x 6,979,321,856 FLOPs per
+    # token) at FP8's 1979 TFLOP/s, the attention products (32 x 32 x 256 x 1024) at BF16's 989.5
+    fp8 = llama8b(weight_dtype="fp8")
+    assert fp8.attention_dtype == "bf16"
+    assert fp8.prefill_tokens_per_s(1023) == pytest.approx(
+        1 / (13_958_643_712 / (1979e12 * 0.5) + 268_435_456 / (989.5e12 * 0.5)))
+    assert fp8.prefill_tokens_per_s(1023) == pytest.approx(68_262.50, abs=0.01)
+    # an FP8 KV cache: attention in FP8 too (TensorRT-LLM's FP8 FMHA)
+    both = llama8b(weight_dtype="fp8", kv_dtype="fp8")
+    assert both.attention_dtype == "fp8"
+    assert both.prefill_tokens_per_s(1023) == pytest.approx(0.5 * 1979e12 / 14_227_079_168)
+    # FP4 weights never make attention FP4
+    assert llama8b("B200", weight_dtype="fp4", kv_dtype="fp8").attention_dtype == "fp8"
+    assert llama8b("B200", weight_dtype="fp4").attention_dtype == "bf16"
+
+
+def test_prefill_has_its_own_efficiencies() -> None:
+    base = llama8b(weight_dtype="bf16").prefill_tokens_per_s(1023)
+    own = Estimate(model_arch("llama-3.1-8b"), InstanceShape(gpu_spec("H100"), 1),
+                   replace(FACTORS, prefill_compute_efficiency=0.25))
+    assert own.prefill_tokens_per_s(1023) == pytest.approx(base / 2)
+    assert FACTORS.prefill_efficiencies == (0.5, 1.0)  # None: the decode fit's
+    assert replace(FACTORS, prefill_moe_gemm_efficiency=0.2).prefill_efficiencies == (0.5, 0.2)
 
 
 def test_decode_turns_compute_bound_at_large_batch() -> None:

@@ -61,8 +61,12 @@ def test_distinct_experts_grow_with_batch_times_tokens_per_step_eq_e10a() -> Non
     # expert bytes per GPU: 32 layers x distinct x 3 x 4096 x 14336 x 2 bytes / 2 GPUs
     per_expert = 32 * 3 * 4096 * 14336 * 2 / 2
     assert a.expert_params == 3 * 4096 * 14336
+    # ... and MTP's one draft pass (Eq. E11c) reads one layer's attention and router weights,
+    # the 8 (1 - 0.75^2) experts batch 2 touches in one MoE layer, and the output head
+    draft = ((a.attention_params + a.always_active_mlp_params) / 32 * 2 / 2
+             + 8 * (1 - 0.75 ** 2) * a.expert_params * 2 / 2 + a.lm_head_params * 2 / 2)
     diff = mtp.decode_bytes_per_gpu(2, 0) - plain.decode_bytes_per_gpu(2, 0)
-    assert diff == pytest.approx(per_expert * (4.625 - 8 * (1 - 0.75 ** 2)))
+    assert diff == pytest.approx(per_expert * (4.625 - 8 * (1 - 0.75 ** 2)) + draft)
 
 
 def test_expert_parallel_all_to_all_eq_e11a() -> None:
@@ -87,9 +91,13 @@ def test_prefill_routed_experts_at_grouped_gemm_efficiency_and_overlapped_link_e
     a = e.arch
     n = 2048
     moe_flops = 2 * a.moe_layers * a.experts_per_token * a.expert_params
-    dense_flops = a.prefill_flops_per_token(n) - moe_flops
-    peak = 2 * 1979e12
-    compute = dense_flops / (peak * 0.5) + moe_flops / (peak * 0.5 * 0.25)
+    # the attention products at BF16 (a BF16 KV cache, Eq. E7b): 48 x 32 x 256 x 2049
+    attention = 48 * 32 * (128 + 128) * (n + 1)
+    assert a.prefill_attention_flops_per_token(n) == attention
+    dense_flops = a.prefill_flops_per_token(n) - moe_flops - attention
+    peak, peak_bf16 = 2 * 1979e12, 2 * 989.5e12
+    compute = (dense_flops / (peak * 0.5) + attention / (peak_bf16 * 0.5)
+               + moe_flops / (peak * 0.5 * 0.25))
     assert compute > e.comm_seconds_per_token()  # the link time hides under the compute
     assert e.prefill_tokens_per_s(n) == pytest.approx(1 / compute)
 

@@ -169,6 +169,16 @@ class ModelArch:
         qk, v = self._attention_dims(prefill=False)
         return 2 * self.active_params + 2 * self.layers * self.heads * (qk + v) * context_tokens
 
+    def prefill_attention_dims(self) -> tuple[int, int]:
+        """(query-key, value) dims per head of prefill attention (MLA: the expanded form)."""
+        return self._attention_dims(prefill=True)
+
+    def prefill_attention_flops_per_token(self, input_tokens: float) -> float:
+        """The causal attention part of Eq. E7 (scores and values, no weights):
+        L h (qk + v) (n + 1) per prompt token."""
+        qk, v = self.prefill_attention_dims()
+        return self.layers * self.heads * (qk + v) * (input_tokens + 1)
+
     def decode_attention_dims(self) -> tuple[int, int]:
         """(query-key, value) dims per head of decode attention (MLA: the absorbed form)."""
         return self._attention_dims(prefill=False)

@@ -45,11 +45,13 @@ from pdopt.profiles.silicon import (
     ENGINES,
     PairTerms,
     RunTerms,
+    SaturatedPrefill,
     SiliconRun,
     fits,
     pair_terms,
     prefill_pairs,
     run_terms,
+    saturated_terms,
     why_not_describable,
 )
 
@@ -224,7 +226,14 @@ ENGINE_FACTORS = ("moe_gemm_efficiency", "step_overhead_us", "layer_overhead_us"
 LOSS_SCALE = 0.1
 ROUNDING = {"compute_efficiency": 4, "bandwidth_efficiency": 4, "moe_gemm_efficiency": 4,
             "step_overhead_us": 1, "layer_overhead_us": 2, "sequence_overhead_us": 3,
-            "moe_layer_overhead_us": 2}
+            "moe_layer_overhead_us": 2, "prefill_moe_gemm_efficiency": 4}
+# Fitted on saturated prefill (Eq. V5) after the decode fit: the routed experts' grouped-GEMM
+# efficiency of prefill. Dense prefill keeps compute_efficiency: the saturated sweeps are all
+# MoE models (DeepSeek, Kimi), no evidence for dense prefill GEMMs apart from the decode fit's.
+PREFILL_FACTORS = ("prefill_moe_gemm_efficiency",)
+PREFILL_BOUNDS = {"prefill_moe_gemm_efficiency": (0.02, 1.0)}
+# An engine with fewer saturated sweeps than this keeps the generic prefill factors.
+MIN_PREFILL_POINTS = 3
 
 
 # Weight of one prefill pair's residual against one run's TPOT residual: the ~80 pairs are the
@@ -265,10 +274,36 @@ def fit_to_runs(terms: RunTerms, base: EstimateFactors,
                             for n, v in zip(names, fit.x, strict=True)})
 
 
-def fit_engines(runs: Sequence[SiliconRun], base: EstimateFactors | None = None
-                ) -> dict[str, EstimateFactors]:
+def fit_prefill(points: Sequence[SaturatedPrefill], base: EstimateFactors,
+                names: Sequence[str] = PREFILL_FACTORS) -> EstimateFactors:
+    """Eq. C3: the prefill factors `names` minimising the soft-L1 sum of log(predicted Eq. E9 /
+    measured Eq. V5 saturated throughput) over the points (the others as in `base`)."""
+    if not points:
+        return base
+    terms = saturated_terms(points, base)
+
+    def with_x(x: Sequence[float]) -> EstimateFactors:
+        return replace(base, **{n: float(v) for n, v in zip(names, x, strict=True)})
+
+    def residuals(x: Sequence[float]) -> np.ndarray:
+        return np.log(terms.predict_tokens_per_s(with_x(x)) / terms.measured_tokens_per_s)
+
+    lower = [PREFILL_BOUNDS[n][0] for n in names]
+    upper = [PREFILL_BOUNDS[n][1] for n in names]
+    start = [min(max(getattr(base, n) or base.moe_gemm_efficiency, lo), hi)
+             for n, lo, hi in zip(names, lower, upper, strict=True)]
+    fit = least_squares(residuals, start, bounds=(lower, upper), loss="soft_l1",
+                        f_scale=LOSS_SCALE)
+    return replace(base, **{n: round(float(v), ROUNDING[n])
+                            for n, v in zip(names, fit.x, strict=True)})
+
+
+def fit_engines(runs: Sequence[SiliconRun], base: EstimateFactors | None = None,
+                prefill: Sequence[SaturatedPrefill] = ()) -> dict[str, EstimateFactors]:
     """Generic factors fitted on every run, then each engine's fitted on its own runs starting
-    from the generic ones (Eq. C1). Runs whose weights do not fit are left out."""
+    from the generic ones (Eq. C1); then the prefill factors on the saturated-prefill points
+    (Eq. C3: generic on all, an engine on its own when it has MIN_PREFILL_POINTS or more, else
+    the generic values). Runs whose weights do not fit are left out."""
     start = base or EstimateFactors(compute_efficiency=0.4, bandwidth_efficiency=0.7,
                                     moe_gemm_efficiency=0.5, step_overhead_us=100.0,
                                     layer_overhead_us=20.0, sequence_overhead_us=1.0)
@@ -283,11 +318,21 @@ def fit_engines(runs: Sequence[SiliconRun], base: EstimateFactors | None = None
             mine_pairs = [p for p in pairs if p[0].engine == engine]
             out[engine] = fit_to_runs(run_terms(mine, g), g, ENGINE_FACTORS,
                                       pairs=pair_terms(mine_pairs, g))
+    if prefill:
+        generic = fit_prefill(prefill, out["generic"])
+        for name, f in out.items():
+            mine_points = [p for p in prefill if p.run.engine == name]
+            values = {n: getattr(generic, n) for n in PREFILL_FACTORS}
+            if name == "generic" or len(mine_points) < MIN_PREFILL_POINTS:
+                out[name] = replace(f, **values)
+            else:
+                out[name] = fit_prefill(mine_points, replace(f, **values))
     return out
 
 
 def write_factors(fitted: dict[str, EstimateFactors], source: Path, runs: int,
-                  path: Path = FACTORS_PATH) -> None:
+                  path: Path = FACTORS_PATH,
+                  prefill: Sequence[SaturatedPrefill] = ()) -> None:
     """Store fitted factors with their provenance as pdopt/data/estimate_factors.yaml."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -299,7 +344,7 @@ def write_factors(fitted: dict[str, EstimateFactors], source: Path, runs: int,
     data: dict[str, Any] = {"engines": {}}
     for name, f in fitted.items():
         data["engines"][name] = {
-            "factors": {k: getattr(f, k) for k in FITTED_FACTORS},
+            "factors": {k: getattr(f, k) for k in (*FITTED_FACTORS, *PREFILL_FACTORS)},
             "provenance": {
                 "fitted_on": fitted_on,
                 "runs": ("every engine's" if name == "generic" else
@@ -309,6 +354,7 @@ def write_factors(fitted: dict[str, EstimateFactors], source: Path, runs: int,
                         f"({runs} describable de-duplicated runs of all engines)",
                 "method": "docs/profiles.md Eq. C1 (python benchmarks/calibrate_estimate.py "
                           "--write)",
+                "prefill": _prefill_provenance(name, prefill),
             },
         }
     header = ("# Calibrated factors of the first-principles estimator (docs/profiles.md, "
@@ -316,6 +362,14 @@ def write_factors(fitted: dict[str, EstimateFactors], source: Path, runs: int,
               "--write`; do not edit by hand.\n")
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=100),
                     encoding="utf-8")
+
+
+def _prefill_provenance(engine: str, prefill: Sequence[SaturatedPrefill]) -> str:
+    own = [p for p in prefill if p.run.engine == engine]
+    whose = (f"{len(own)} {engine} sweeps" if engine != "generic"
+             and len(own) >= MIN_PREFILL_POINTS else f"all {len(prefill)} sweeps (generic)")
+    return (f"{', '.join(PREFILL_FACTORS)} by Eq. C3 on saturated disaggregated prefill "
+            f"(Eq. V5), {whose}")
 
 
 # Runs from which a user's measurements refit the overheads and compute efficiency too.

@@ -12,6 +12,7 @@ engine leaves after weights and a reserve. The only file read is the package's c
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -51,8 +52,21 @@ class EstimateFactors:
     moe_layer_overhead_us: float = 0.0  # extra time per MoE layer per step (routing, dispatch)
     memory_utilization: float = 0.9  # share of the memory left after weights + reserve for KV
     memory_reserve_gb: float = 4.0  # per GPU: CUDA context, activations, CUDA graphs, NCCL
+    # Saturated prefill (Eq. E9) has its own efficiencies, fitted on disaggregated prefill
+    # workers' throughput (Eq. V5); None: the decode fit's compute_efficiency / moe_gemm_efficiency.
+    prefill_compute_efficiency: float | None = None
+    prefill_moe_gemm_efficiency: float | None = None
 
-    def to_dict(self) -> dict[str, float]:
+    @property
+    def prefill_efficiencies(self) -> tuple[float, float]:
+        """(dense, routed-expert relative) efficiencies of Eq. E9."""
+        dense = (self.compute_efficiency if self.prefill_compute_efficiency is None
+                 else self.prefill_compute_efficiency)
+        moe = (self.moe_gemm_efficiency if self.prefill_moe_gemm_efficiency is None
+               else self.prefill_moe_gemm_efficiency)
+        return dense, moe
+
+    def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
 
 
@@ -77,7 +91,8 @@ def engine_factors(engine: str | None = None) -> EstimateFactors:
                                      f"{', '.join(SERVING_ENGINES)})")])
     if key not in engines:  # an engine without runs of its own: the generic fit
         key = "generic"
-    values = {k: float(v) for k, v in engines[key]["factors"].items() if k in FACTOR_NAMES}
+    values = {k: float(v) for k, v in engines[key]["factors"].items()
+              if k in FACTOR_NAMES and v is not None}
     return EstimateFactors(**values)
 
 
@@ -135,6 +150,7 @@ class DecodeTerms:
     moe_layers: Any
     batch: Any
     tokens_per_step: Any
+    steps: Any = 1  # forward passes per step: 1 + the draft passes of MTP (Eq. E11c)
 
 
 @dataclass(frozen=True)
@@ -149,23 +165,25 @@ class PrefillTerms:
 
 def decode_step_seconds(t: DecodeTerms, f: EstimateFactors) -> Any:
     """Eq. E11: sum over operator classes of max(HBM time / e_b, FLOP time / e_c (x e_moe for
-    routed experts)) + link time + o_step + o_layer L + o_seq B."""
+    routed experts)) + link time + (o_step + o_seq B) x passes + o_layer L + o_moe L_moe
+    (passes, L and L_moe include MTP's draft passes and layers, Eq. E11c)."""
     moe = (False, False, True, False)
     total: Any = 0.0
     for m, c, is_moe in zip(t.memory_s, t.compute_s, moe, strict=True):
         e = f.compute_efficiency * (f.moe_gemm_efficiency if is_moe else 1.0)
         total = total + np.maximum(m / f.bandwidth_efficiency, c / e)
-    overhead = (f.step_overhead_us + f.layer_overhead_us * t.layers
-                + f.moe_layer_overhead_us * t.moe_layers + f.sequence_overhead_us * t.batch) * 1e-6
+    overhead = ((f.step_overhead_us + f.sequence_overhead_us * t.batch) * t.steps
+                + f.layer_overhead_us * t.layers + f.moe_layer_overhead_us * t.moe_layers) * 1e-6
     return total + t.comm_s + overhead
 
 
 def prefill_seconds_per_token(t: PrefillTerms, f: EstimateFactors) -> Any:
-    """Eq. E9 (inverse): max(FLOP time / e_c (routed experts / (e_c e_moe)), link time): a
+    """Eq. E9 (inverse): max(FLOP time / e_p (routed experts / (e_p e_pmoe)), link time): a
     prefill batch is large enough for the engines to overlap communication with computation
-    (SGLang's two-batch overlap, TensorRT-LLM's and DeepEP's pipelined all-to-all)."""
-    compute = (t.dense_s / f.compute_efficiency
-               + t.moe_s / (f.compute_efficiency * f.moe_gemm_efficiency))
+    (SGLang's two-batch overlap, TensorRT-LLM's and DeepEP's pipelined all-to-all). e_p and
+    e_pmoe are the prefill efficiencies (Eq. V5 fit; the decode ones when not fitted)."""
+    dense, moe = f.prefill_efficiencies
+    compute = t.dense_s / dense + t.moe_s / (dense * moe)
     return np.maximum(compute, t.comm_s)
 
 
@@ -179,6 +197,21 @@ class Estimate:
         self.weight_bytes = KV_DTYPE_BYTES[shape.weight_dtype]
         self.kv_bytes = arch.kv_bytes_per_token(KV_DTYPE_BYTES[shape.kv_dtype])
         self.peak_flops = shape.gpu.peak_flops(shape.weight_dtype)
+        self.attention_peak_flops = shape.gpu.peak_flops(self.attention_dtype)
+
+    @property
+    def attention_dtype(self) -> str:
+        """Eq. E7b: the dtype attention's score and value products run in: FP8 with an FP8 KV
+        cache on a GPU with FP8 tensor cores (TensorRT-LLM's FP8 FMHA, FlashAttention-3 FP8),
+        else BF16 (FlashAttention, FlashInfer, FlashMLA read the KV cache in the activation
+        dtype): never the FP4 of FP4 weights, nor FP8 weights' FP8 over a BF16 KV cache."""
+        gpu = self.shape.gpu
+        if self.shape.kv_dtype == "fp8" and "fp8" in gpu.dense_tflops:
+            return "fp8"
+        for dtype in ("bf16", "fp16"):
+            if dtype in gpu.dense_tflops:
+                return dtype
+        return self.shape.weight_dtype
 
     # --- memory ------------------------------------------------------------------------------
 
@@ -256,10 +289,15 @@ class Estimate:
     # --- prefill -----------------------------------------------------------------------------
 
     def prefill_terms(self, input_tokens: float) -> PrefillTerms:
-        a, gf = self.arch, self.shape.gpus * self.peak_flops
+        """Eq. E9's FLOP times at peak: the weight GEMMs at the weight dtype's peak, the
+        causal attention products at the attention dtype's (Eq. E7b), routed experts apart."""
+        a, g = self.arch, self.shape.gpus
         flops = a.prefill_flops_per_token(input_tokens)
+        attention = a.prefill_attention_flops_per_token(input_tokens)
         moe = 2.0 * a.moe_layers * a.experts_per_token * a.expert_params
-        return PrefillTerms((flops - moe) / gf, moe / gf, self.comm_seconds_per_token())
+        dense_s = ((flops - attention - moe) / (g * self.peak_flops)
+                   + attention / (g * self.attention_peak_flops))
+        return PrefillTerms(dense_s, moe / (g * self.peak_flops), self.comm_seconds_per_token())
 
     def prefill_tokens_per_s(self, input_tokens: float) -> float:
         """Eq. E9: saturated prefill throughput of one instance in input tokens/s:
@@ -287,19 +325,49 @@ class Estimate:
         attention_w = a.attention_params * self._attention_copies() / g * wb
         kv = batch * context_tokens * self.kv_bytes / self.kv_shards
         qk, v = a.decode_attention_dims()
+        # Eq. E7b: the attention weights' GEMMs at the weight dtype's peak, the products with
+        # the KV cache at the attention dtype's; as seconds at the weight dtype's peak.
         attention_f = tokens * (2 * a.attention_params
-                                + 2 * a.layers * a.heads * (qk + v) * context_tokens)
+                                + 2 * a.layers * a.heads * (qk + v) * context_tokens
+                                * self.peak_flops / self.attention_peak_flops)
         dense_params = a.always_active_mlp_params
         expert_w = a.moe_layers * self.distinct_experts(tokens) * a.expert_params / g * wb
         expert_f = tokens * 2 * a.moe_layers * a.experts_per_token * a.expert_params
+        memory = [(attention_w + kv) / hbm, dense_params / g * wb / hbm, expert_w / hbm,
+                  a.lm_head_params / g * wb / hbm]
+        compute = [attention_f / flops, tokens * 2 * dense_params / flops,
+                   expert_f / flops, tokens * 2 * a.lm_head_params / flops]
+        comm = tokens * self.comm_seconds_per_token()
+        drafts = self.draft_passes()
+        layers, moe_layers = a.layers, a.moe_layers
+        if drafts:
+            # Eq. E11c: each draft pass runs one decoder layer of the model's mean shape (one
+            # MoE layer in an MoE model) and the output head for the batch's B tokens.
+            moe = 1 if a.is_moe else 0
+            draft_memory = ((attention_w + kv) / a.layers / hbm,
+                            dense_params / a.layers / g * wb / hbm,
+                            moe * self.distinct_experts(batch) * a.expert_params / g * wb / hbm,
+                            a.lm_head_params / g * wb / hbm)
+            draft_compute = (attention_f / tokens * batch / a.layers / flops,
+                             batch * 2 * dense_params / a.layers / flops,
+                             moe * batch * 2 * a.experts_per_token * a.expert_params / flops,
+                             batch * 2 * a.lm_head_params / flops)
+            for i in range(4):
+                memory[i] = memory[i] + drafts * draft_memory[i]
+                compute[i] = compute[i] + drafts * draft_compute[i]
+            comm = comm + drafts * batch * self.comm_seconds_per_token() / a.layers
+            layers, moe_layers = layers + drafts, moe_layers + drafts * moe
         return DecodeTerms(
-            memory_s=((attention_w + kv) / hbm, dense_params / g * wb / hbm, expert_w / hbm,
-                      a.lm_head_params / g * wb / hbm),
-            compute_s=(attention_f / flops, tokens * 2 * dense_params / flops,
-                       expert_f / flops, tokens * 2 * a.lm_head_params / flops),
-            comm_s=tokens * self.comm_seconds_per_token(), layers=a.layers,
-            moe_layers=a.moe_layers, batch=batch,
-            tokens_per_step=s.tokens_per_step)
+            memory_s=tuple(memory), compute_s=tuple(compute),  # type: ignore[arg-type]
+            comm_s=comm, layers=layers, moe_layers=moe_layers, batch=batch,
+            tokens_per_step=s.tokens_per_step, steps=1 + drafts)
+
+    def draft_passes(self) -> int:
+        """Eq. E11c: draft passes per decode step with MTP / speculative decoding: a step
+        verifying t tokens per sequence first drafted t - 1 of them, ceil(t - 1) passes of the
+        draft module (DeepSeek-V3's MTP module, an EAGLE head: one decoder layer and the
+        output head); 0 without."""
+        return max(0, math.ceil(self.shape.tokens_per_step - 1 - 1e-9))
 
     def decode_bytes_per_gpu(self, batch: float, context_tokens: float) -> float:
         """Eq. E10b: HBM bytes one GPU reads in a decode step: its attention, dense-MLP and

@@ -329,7 +329,8 @@ def run_terms(runs: Sequence[SiliconRun], factors: EstimateFactors) -> RunTerms:
         compute_s=tuple(col(t.compute_s[i] for t in decode) for i in range(4)),  # type: ignore[arg-type]
         comm_s=col(t.comm_s for t in decode), layers=col(t.layers for t in decode),
         moe_layers=col(t.moe_layers for t in decode),
-        batch=col(t.batch for t in decode), tokens_per_step=col(t.tokens_per_step for t in decode))
+        batch=col(t.batch for t in decode), tokens_per_step=col(t.tokens_per_step for t in decode),
+        steps=col(t.steps for t in decode))
     return RunTerms(list(runs), d, col(r.tpot_ms for r in runs))
 
 
@@ -437,3 +438,193 @@ def pair_terms(pairs: Sequence[tuple[SiliconRun, SiliconRun]], factors: Estimate
         np.asarray([s.input_tokens for s, _ in pairs], dtype=float),
         np.asarray([long.input_tokens for _, long in pairs], dtype=float),
         np.asarray([long.ttft_ms - s.ttft_ms for s, long in pairs], dtype=float))
+
+
+# --- saturated prefill from disaggregated sweeps (docs/profiles.md, Eq. V5) --------------------
+
+# A sweep's best run counts as saturated when its TTFT is at least this many times the sweep's
+# lowest TTFT (requests queued at the prefill workers: TTFT at low load is fixed costs and one
+# prompt's prefill, ~0.1-0.5 s in these runs) and the sweep has at least SWEEP_MIN_RUNS runs.
+SATURATION_TTFT_FACTOR = 4.0
+SWEEP_MIN_RUNS = 3
+# No measured prefill exceeds this share of the GPUs' dense peak FLOP/s (Eq. E7 FLOPs): a run
+# implying more is physically impossible (a mislabelled layout or worker count) and is dropped.
+MAX_PEAK_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class PrefillRun:
+    """One disaggregated run seen from its prefill workers: `workers` prefill instances of
+    `gpus` GPUs (TP x attention-DP, MoE expert-parallel `moe_ep`), `concurrency` requests in
+    the closed loop, measured mean TTFT and TPOT (ms)."""
+
+    run_id: str
+    engine: str
+    engine_version: str
+    model_path: str
+    model: str | None
+    gpu: str | None
+    system: str
+    precision: str
+    input_tokens: int
+    output_tokens: int
+    gpus: int
+    attention_dp: int
+    moe_ep: int
+    workers: int
+    concurrency: int
+    ttft_ms: float
+    tpot_ms: float
+
+    @property
+    def family(self) -> str:
+        return FAMILIES.get(self.model or "", self.model or self.model_path)
+
+    @property
+    def weight_dtype(self) -> str | None:
+        return WEIGHT_DTYPES.get(self.precision)
+
+    @property
+    def served_tokens_per_s(self) -> float:
+        """Eq. V5a: prompt tokens/s each prefill worker processed. A closed loop of c requests
+        completes c / (TTFT + (L_out - 1) TPOT) requests/s (Little's law), each of L_in
+        prompt tokens, shared by the workers: a lower bound of the saturated throughput, equal
+        to it when the prefill workers are the bottleneck."""
+        latency_s = (self.ttft_ms + (self.output_tokens - 1) * self.tpot_ms) / 1e3
+        return self.concurrency / latency_s * self.input_tokens / self.workers
+
+
+def parse_prefill_row(row: dict[str, str]) -> PrefillRun | None:
+    """A disaggregated CSV row with its prefill layout and worker count, else None."""
+    if row.get("mode") != "disagg":
+        return None
+    try:
+        tpot, ttft = float(row["silicon_tpot_ms"]), float(row["silicon_ttft_ms"])
+    except (KeyError, ValueError):
+        return None
+    tp, workers = _int(row, "prefill_tp_size"), _int(row, "prefill_num_workers")
+    concurrency = _concurrency(row.get("silicon_data_source", ""))
+    if not (math.isfinite(tpot) and math.isfinite(ttft) and tpot > 0 and ttft > 0):
+        return None
+    if tp < 1 or workers < 1 or concurrency < 1:
+        return None
+    adp = max(1, _int(row, "prefill_attention_dp_size"))
+    moe_ep = max(1, _int(row, "prefill_moe_ep_size"))
+    gpus = max(tp * adp, max(1, _int(row, "prefill_moe_tp_size")) * moe_ep)
+    return PrefillRun(
+        run_id=row["id"], engine=row["backend"], engine_version=row["backend_version"],
+        model_path=row["model_path"], model=SILICON_MODELS.get(row["model_path"]),
+        gpu=_catalog_gpu(row["system"]), system=row["system"], precision=row["precision"],
+        input_tokens=int(row["isl"]), output_tokens=int(row["osl"]), gpus=gpus,
+        attention_dp=adp, moe_ep=moe_ep if gpus % moe_ep == 0 else 1, workers=workers,
+        concurrency=concurrency, ttft_ms=ttft, tpot_ms=tpot)
+
+
+def read_prefill_runs(path: str | Path) -> list[PrefillRun]:
+    """The de-duplicated disaggregated runs of a silicon CSV that give their prefill layout and
+    worker count (repeats of an earlier row's numbers dropped, as `dedupe`)."""
+    text = read_limited(path, MAX_SILICON_BYTES, "silicon CSVs").decode("utf-8-sig")
+    seen: set[tuple[object, ...]] = set()
+    out = []
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        p = parse_prefill_row(row)
+        if p is None:
+            continue
+        key = (p.engine, p.system, p.precision, p.input_tokens, p.output_tokens, p.gpus,
+               p.attention_dp, p.moe_ep, p.workers, p.concurrency, round(p.ttft_ms, 4),
+               round(p.tpot_ms, 4))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def why_prefill_not_describable(run: PrefillRun) -> str | None:
+    if run.model is None:
+        return f"model {run.model_path} not a supported architecture"
+    if run.gpu is None:
+        return f"system {run.system} not in the catalog"
+    if run.weight_dtype is None:
+        return f"precision {run.precision} (weight-only) not modelled"
+    if run.weight_dtype not in gpu_spec(run.gpu).dense_tflops:
+        return f"{run.gpu} has no {run.weight_dtype} tensor cores"
+    return None
+
+
+def prefill_run_estimate(run: PrefillRun, factors: EstimateFactors) -> Estimate:
+    """The estimator of one prefill worker of the run (attention-DP ranks as DP attention)."""
+    assert run.model is not None and run.gpu is not None and run.weight_dtype is not None
+    arch = model_arch(run.model)
+    shape = InstanceShape(gpu_spec(run.gpu), run.gpus, run.weight_dtype,
+                          kv_dtype_for(run.engine, run.weight_dtype),
+                          "dp" if run.attention_dp > 1 else "tp",
+                          moe_ep=run.moe_ep if arch.is_moe else None)
+    return Estimate(arch, shape, factors)
+
+
+@dataclass(frozen=True)
+class SaturatedPrefill:
+    """A sweep's saturated prefill throughput per worker (Eq. V5) and the run that gave it."""
+
+    run: PrefillRun
+    tokens_per_s: float
+    sweep_runs: int
+
+
+def peak_tokens_per_s(run: PrefillRun) -> float:
+    """Prompt tokens/s of one worker at 100% of dense peak FLOP/s (Eq. E7 at the weight dtype)."""
+    assert run.model is not None and run.gpu is not None and run.weight_dtype is not None
+    flops = model_arch(run.model).prefill_flops_per_token(run.input_tokens)
+    return run.gpus * gpu_spec(run.gpu).peak_flops(run.weight_dtype) / flops
+
+
+def saturated_prefill(runs: Iterable[PrefillRun]) -> list[SaturatedPrefill]:
+    """Eq. V5: per sweep (engine, version, model, GPU, precision, prefill layout, lengths; the
+    concurrency varies) the run with the most prompt tokens/s per worker (Eq. V5a), kept when
+    the sweep has SWEEP_MIN_RUNS runs or more, outputs no longer than prompts (longer outputs
+    fill the decode workers' KV cache, which then holds prompts back: TTFT grows while the
+    prefill workers idle), that run's TTFT is SATURATION_TTFT_FACTOR times
+    the sweep's lowest or more (prefill queued), and it implies at most MAX_PEAK_SHARE of peak
+    FLOP/s (more is physically impossible). Only describable runs."""
+    sweeps: dict[tuple[object, ...], list[PrefillRun]] = {}
+    for r in runs:
+        if why_prefill_not_describable(r) is not None:
+            continue
+        key = (r.engine, r.engine_version, r.model_path, r.system, r.precision, r.gpus,
+               r.attention_dp, r.moe_ep, r.input_tokens, r.output_tokens)
+        sweeps.setdefault(key, []).append(r)
+    out = []
+    for members in sweeps.values():
+        if len(members) < SWEEP_MIN_RUNS or members[0].output_tokens > members[0].input_tokens:
+            continue
+        best = max(members, key=lambda r: r.served_tokens_per_s)
+        if best.ttft_ms < SATURATION_TTFT_FACTOR * min(r.ttft_ms for r in members):
+            continue
+        if best.served_tokens_per_s > MAX_PEAK_SHARE * peak_tokens_per_s(best):
+            continue
+        out.append(SaturatedPrefill(best, best.served_tokens_per_s, len(members)))
+    return out
+
+
+@dataclass(frozen=True)
+class SaturatedTerms:
+    """Factor-free Eq. E9 terms of saturated-prefill points, for fitting Eq. V5."""
+
+    points: list[SaturatedPrefill]
+    terms: PrefillTerms
+    measured_tokens_per_s: np.ndarray
+
+    def predict_tokens_per_s(self, f: EstimateFactors) -> np.ndarray:
+        return 1.0 / prefill_seconds_per_token(self.terms, f)
+
+
+def saturated_terms(points: Sequence[SaturatedPrefill], factors: EstimateFactors
+                    ) -> SaturatedTerms:
+    ts = [prefill_run_estimate(p.run, factors).prefill_terms(p.run.input_tokens)
+          for p in points]
+    return SaturatedTerms(
+        list(points),
+        PrefillTerms(np.asarray([t.dense_s for t in ts], dtype=float),
+                     np.asarray([t.moe_s for t in ts], dtype=float),
+                     np.asarray([t.comm_s for t in ts], dtype=float)),
+        np.asarray([p.tokens_per_s for p in points], dtype=float))
