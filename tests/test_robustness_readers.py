@@ -191,3 +191,18 @@ def test_an_unreadable_empirical_length_file_while_sizing(tmp_path: Path, kind: 
             "huge": "line 1: longer than 1048576 bytes; not a trace or length file",
             "missing": "cannot read file: No such file or directory"}[kind]
     assert line == f"{scenario}: workloads[0].length_distribution.file: {pairs}: {says}"
+
+
+def test_an_oversize_demand_curve_file(tmp_path: Path, paper_data: dict[str, Any]) -> None:
+    """Refused from its size (was: a 1 GiB file without line breaks read whole by the CSV
+    reader, 20 s and a 1 GiB line in memory)."""
+    from pdopt.scenario.demand import MAX_CURVE_BYTES
+
+    curve = make(tmp_path, "load.csv", "huge")
+    paper_data["periods"] = {"count": 2, "length_h": 6}
+    paper_data["workloads"][0]["demand"] = {"curve": {"file": "load.csv", "column": "rate"}}
+    scenario = tmp_path / "day.yaml"
+    scenario.write_text(yaml.safe_dump(paper_data), encoding="utf-8")
+    line = one_line(run("solve", str(scenario)))
+    assert line == (f"{scenario}: workloads[0].demand.curve.file: {curve}: file is {GIB} bytes; "
+                    f"demand curves are limited to {MAX_CURVE_BYTES} bytes")

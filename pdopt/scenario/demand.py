@@ -10,10 +10,11 @@ naming the field.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
-from pdopt.inputfiles import describe_path
+from pdopt.inputfiles import InputFileError, open_regular
 from pdopt.scenario.horizon import MAX_MULTIPLIER, DemandCurveFile
 from pdopt.scenario.problems import Problem, ScenarioError
 from pdopt.scenario.ranges import MAX_REQUESTS_PER_S
@@ -21,6 +22,8 @@ from pdopt.scenario.schema import Scenario, Workload
 
 #: A curve file holds at most this many rows (a year of one-minute windows is 525,600).
 MAX_CURVE_ROWS = 1_000_000
+#: Bytes of a demand curve file: a row is well under 256 bytes, with room for rows `where` skips.
+MAX_CURVE_BYTES = 256 * 1024 * 1024
 
 
 def period_rates(scenario: Scenario) -> dict[str, list[float]]:
@@ -84,12 +87,16 @@ def read_curve(curve: DemandCurveFile, location: str) -> list[float]:
     """The curve's column, rows filtered by `where`, then `first_row` and `rows` applied."""
     path = Path(curve.file)
     values: list[float] = []
-    kind = describe_path(path)  # stat only: a FIFO would block the open, a device never ends
-    if kind is not None and kind != "not found":
-        why = kind if kind.startswith("cannot") else f"is {kind}, not a regular file"
-        raise ScenarioError([Problem(f"{location}.file", f"cannot read {path}: {why}")])
+    try:  # a regular file (a FIFO is refused without blocking) of at most MAX_CURVE_BYTES
+        fh, size = open_regular(path)
+    except InputFileError as e:
+        raise ScenarioError([Problem(f"{location}.file", f"cannot read {path}: {e}")]) from None
+    if size > MAX_CURVE_BYTES:
+        fh.close()
+        raise ScenarioError([Problem(f"{location}.file", f"{path}: file is {size} bytes; demand "
+                                     f"curves are limited to {MAX_CURVE_BYTES} bytes")])
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with io.TextIOWrapper(fh, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
             missing = [c for c in [curve.column, *(curve.where or {})] if c not in columns]
