@@ -1,5 +1,5 @@
 """The rebuilt estimator's terms against hand-computed values (docs/profiles.md, Eqs. E9-E12a,
-V3, V4, C2), the silicon-CSV pipeline, and validation / calibration from measured runs."""
+V3, V4, V5, C2, C3), the silicon-CSV pipeline, and validation / calibration from measured runs."""
 
 from __future__ import annotations
 
@@ -11,18 +11,29 @@ import pytest
 from click.testing import CliRunner
 
 from pdopt.cli import main
-from pdopt.profiles.calibration import calibrate_from_runs, factors_to_fit
+from pdopt.profiles.calibration import calibrate_from_runs, factors_to_fit, fit_prefill
 from pdopt.profiles.catalog import gpu_spec, model_arch
 from pdopt.profiles.estimate import Estimate, EstimateFactors, InstanceShape, engine_factors
-from pdopt.profiles.measurements import RunDefaults, read_measurements, validate_runs
+from pdopt.profiles.measurements import (
+    RunDefaults,
+    read_measurements,
+    read_prefill_measurements,
+    validate_prefill,
+    validate_runs,
+)
 from pdopt.profiles.silicon import (
     SiliconRun,
     dedupe,
     pair_terms,
     parse_row,
+    peak_tokens_per_s,
     predicted_tpot_ms,
     prefill_pairs,
+    prefill_run_estimate,
     ratios,
+    read_prefill_runs,
+    saturated_prefill,
+    saturated_terms,
 )
 from pdopt.scenario.problems import ScenarioError
 
@@ -299,3 +310,61 @@ def test_a_scenario_estimate_block_with_engine_and_calibrate_from(tmp_path: Path
     data["instances"][1]["profile"] = {"estimate": plain}
     other = resolve_profiles(scenario_from_data(data), use_cache=False).instances[1]
     assert other.tpot_tables != resolved.instances[1].tpot_tables
+
+
+# --- saturated prefill of disaggregated sweeps (Eqs. V5, V5a, C3) -----------------------------
+
+SWEEPS = Path(__file__).parent / "data" / "silicon_prefill_sweeps.csv"
+
+
+def test_served_prefill_throughput_by_littles_law_eq_v5a() -> None:
+    runs = {r.run_id: r for r in read_prefill_runs(SWEEPS)}
+    assert len(runs) == 12
+    r = runs["sat_c256"]
+    # 8 GPUs (1 TP x 8 attention-DP ranks), EP 8, one worker
+    assert (r.gpus, r.attention_dp, r.moe_ep, r.workers, r.model, r.gpu) == (
+        8, 8, 8, 1, "deepseek-v3", "H200")
+    # 256 requests / (20 s + 1023 x 30 ms) x 8192 prompt tokens / 1 worker
+    assert r.served_tokens_per_s == pytest.approx(256 / (20 + 1023 * 0.030) * 8192)
+    assert r.served_tokens_per_s == pytest.approx(41_372.1, abs=0.1)
+    assert replace(r, workers=2).served_tokens_per_s == pytest.approx(41_372.1 / 2, abs=0.1)
+
+
+def test_saturated_sweeps_follow_the_documented_rule_eq_v5() -> None:
+    points = saturated_prefill(read_prefill_runs(SWEEPS))
+    # kept: the sweep whose TTFT rose 40x (500 ms -> 20 s); dropped: the sweep whose TTFT
+    # stayed under 4x its lowest, the 8,192-token outputs (decode-bound), and the sweep implying
+    # 2.1 M tokens/s, above 0.9 x the 172,337 tokens/s of 8 x H200 at peak FP8 FLOP/s
+    assert [(p.run.run_id, p.sweep_runs) for p in points] == [("sat_c256", 3)]
+    fast = {r.run_id: r for r in read_prefill_runs(SWEEPS)}["fast_c4096"]
+    assert fast.served_tokens_per_s > 0.9 * peak_tokens_per_s(fast)
+    assert peak_tokens_per_s(fast) == pytest.approx(
+        8 * 1979e12 / model_arch("deepseek-v3").prefill_flops_per_token(8192))
+
+
+def test_prefill_fit_recovers_the_grouped_gemm_efficiency_eq_c3() -> None:
+    points = saturated_prefill(read_prefill_runs(SWEEPS))
+    base = replace(F, prefill_moe_gemm_efficiency=0.5)
+    est = prefill_run_estimate(points[0].run, replace(F, prefill_moe_gemm_efficiency=0.2))
+    # a measurement that the estimate at e_pmoe = 0.2 matches exactly is fitted back to 0.2
+    exact = replace(points[0], tokens_per_s=est.prefill_tokens_per_s(8192))
+    fitted = fit_prefill([exact], base)
+    assert fitted.prefill_moe_gemm_efficiency == pytest.approx(0.2, abs=1e-3)
+    assert fitted.compute_efficiency == F.compute_efficiency  # decode factors untouched
+    assert saturated_terms([exact], fitted).predict_tokens_per_s(fitted)[0] == pytest.approx(
+        exact.tokens_per_s, rel=1e-3)
+
+
+def test_profile_validate_compares_saturated_prefill() -> None:
+    points = read_prefill_measurements([str(SWEEPS)])
+    result = validate_prefill(points, F)
+    [run] = result["runs"]
+    predicted = prefill_run_estimate(points[0].run, F).prefill_tokens_per_s(8192)
+    assert run["predicted_tokens_per_s"] == pytest.approx(predicted)
+    assert run["ratio"] == pytest.approx(predicted / 41_372.104951667)
+    out = CliRunner().invoke(main, ["profile", "validate", str(SWEEPS), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["prefill"]["summary"]["all"]["runs"] == 1
+    table = CliRunner().invoke(main, ["profile", "validate", str(SWEEPS)])
+    assert "saturated prefill per sweep" in table.output and "sat_c256" in table.output

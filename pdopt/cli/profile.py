@@ -16,7 +16,14 @@ from pdopt.profiles.estimate import engine_factors
 from pdopt.profiles.import_append import append_instance, instance_yaml
 from pdopt.profiles.import_tables import build_instance
 from pdopt.profiles.importers import ENGINES, STATISTIC_RE, ProfileImportError, read_runs
-from pdopt.profiles.measurements import FORMATS, RunDefaults, read_measurements, validate_runs
+from pdopt.profiles.measurements import (
+    FORMATS,
+    RunDefaults,
+    read_measurements,
+    read_prefill_measurements,
+    validate_prefill,
+    validate_runs,
+)
 from pdopt.report import Report, Table
 
 
@@ -143,6 +150,23 @@ def validation_report(result: dict[str, object], per_run: bool) -> Report:
             reasons.items(), key=lambda kv: -kv[1])))
     if not per_run and runs:
         notes.append(f"{len(runs)} runs compared (--per-run lists each)")
+    prefill = result.get("prefill")
+    if isinstance(prefill, dict) and prefill["runs"]:
+        p_summary = prefill["summary"]
+        p_rows = [_summary_row("all", "all", p_summary["all"])]
+        for by, groups in p_summary.items():
+            if by != "all":
+                p_rows += [_summary_row(by, g, s) for g, s in groups.items()]
+        tables.append(Table("saturated prefill (disaggregated prefill workers, Eq. V5): "
+                            "predicted / measured tokens/s by group", _SUMMARY_COLUMNS, p_rows))
+        if per_run:
+            tables.append(Table("saturated prefill per sweep", (
+                "run", "engine", "gpu", "gpus", "model", "workers", "concurrency", "in", "out",
+                "TTFT ms", "measured tokens/s", "predicted tokens/s", "predicted/measured"),
+                [(r["run"], r["engine"], r["gpu"], r["gpus"], r["model"], r["workers"],
+                  r["concurrency"], r["input_tokens"], r["output_tokens"], r["ttft_ms"],
+                  r["measured_tokens_per_s"], r["predicted_tokens_per_s"], r["ratio"])
+                 for r in prefill["runs"]]))
     return Report(data=result, tables=tables, notes=notes)
 
 
@@ -180,7 +204,8 @@ def validate(files: tuple[str, ...], input_format: str, model: str | None, gpu: 
              per_run: bool | None, fmt: str, output: str | None) -> None:
     """Compare the estimator with measured decode runs in FILES: per-run predicted and measured
     TPOT and the error distribution by engine, GPU, model and batch (docs/profiles.md,
-    "Validation on measured runs").
+    "Validation on measured runs"); for silicon CSVs also the saturated prefill throughput of
+    disaggregated prefill workers (Eq. V5) against the estimate.
 
     Exit codes: 0; 2 unreadable files or runs that cannot be described (no model or GPU).
     """
@@ -190,6 +215,9 @@ def validate(files: tuple[str, ...], input_format: str, model: str | None, gpu: 
     runs = read_measurements(list(files), defaults, input_format)
     factors = engine_factors("generic") if factor_set == "generic" else None
     result = validate_runs(runs, factors)
+    points = read_prefill_measurements(list(files), input_format)
+    if points:
+        result["prefill"] = validate_prefill(points, factors)
     if per_run is None:
         per_run = len(result["runs"]) <= PER_RUN_DEFAULT_LIMIT
     emit(validation_report(result, per_run), fmt, output)

@@ -22,14 +22,18 @@ from typing import Any
 
 from pdopt.inputfiles import FileTooLargeError, InputFileError, open_regular, read_limited
 from pdopt.profiles.catalog import gpu_spec
-from pdopt.profiles.estimate import EstimateFactors
+from pdopt.profiles.estimate import EstimateFactors, engine_factors
 from pdopt.profiles.importers import MAX_RESULT_BYTES, ProfileImportError, Run, read_runs
 from pdopt.profiles.silicon import (
+    SaturatedPrefill,
     SiliconRun,
     batch_bucket,
     evaluate,
+    prefill_run_estimate,
     ratios,
+    read_prefill_runs,
     read_silicon,
+    saturated_prefill,
     why_not_describable,
 )
 from pdopt.scenario.problems import Problem, ScenarioError
@@ -169,6 +173,55 @@ def read_measurements(paths: list[str], defaults: RunDefaults = RunDefaults(),
             row = int(run.where.rsplit("row ", 1)[1]) if kind == "csv" else 0
             out.append(_to_run(run, cells.get(row, {}), defaults, kind))
     return out
+
+
+def read_prefill_measurements(paths: list[str], fmt: str = "auto") -> list[SaturatedPrefill]:
+    """The saturated prefill sweeps (Eq. V5) of the silicon CSVs among the files: runs that
+    isolate prefill (disaggregated prefill workers at saturation). Other formats give none
+    here: their decode runs do not isolate prefill. Call after `read_measurements` (which
+    reports unreadable files)."""
+    out: list[SaturatedPrefill] = []
+    for p in paths:
+        path = Path(p)
+        if (detect_format(path) if fmt == "auto" else fmt) == "silicon":
+            try:
+                out += saturated_prefill(read_prefill_runs(path))
+            except (InputFileError, UnicodeDecodeError, KeyError, ValueError) as e:
+                raise ScenarioError([Problem("", f"cannot read prefill runs: {e}")],
+                                    str(path)) from None
+    return out
+
+
+def validate_prefill(points: list[SaturatedPrefill],
+                     factors: EstimateFactors | Callable[[str], EstimateFactors] | None = None
+                     ) -> dict[str, Any]:
+    """Predicted (Eq. E9) against measured (Eq. V5) saturated prefill throughput per sweep, and
+    the error distribution overall and by engine, GPU and model. `factors`: one set, a
+    function of the engine, or None for each sweep's engine's calibrated factors."""
+    per_run: list[dict[str, Any]] = []
+    for p in points:
+        r = p.run
+        if factors is None:
+            f = engine_factors(r.engine)
+        elif isinstance(factors, EstimateFactors):
+            f = factors
+        else:
+            f = factors(r.engine)
+        predicted = prefill_run_estimate(r, f).prefill_tokens_per_s(r.input_tokens)
+        per_run.append({
+            "run": r.run_id, "engine": r.engine, "gpu": r.gpu, "gpus": r.gpus,
+            "model": r.model, "weight_dtype": r.weight_dtype, "workers": r.workers,
+            "concurrency": r.concurrency, "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens, "ttft_ms": r.ttft_ms,
+            "measured_tokens_per_s": p.tokens_per_s, "predicted_tokens_per_s": predicted,
+            "ratio": predicted / p.tokens_per_s})
+    summary: dict[str, Any] = {"all": ratios([x["ratio"] for x in per_run])}
+    for name in ("engine", "gpu", "model"):
+        groups: dict[str, list[float]] = {}
+        for x in per_run:
+            groups.setdefault(str(x[name]), []).append(x["ratio"])
+        summary[name] = {k: ratios(v) for k, v in sorted(groups.items())}
+    return {"runs": per_run, "summary": summary}
 
 
 GROUPINGS: dict[str, Callable[[SiliconRun], str]] = {
