@@ -2,6 +2,7 @@
 paper's scenario end to end (`pdopt solve`, process start to exit).
 
     python benchmarks/solve_scaling.py [--quick] [--time-limit 60] [--mip-gap 0.01]
+    python benchmarks/solve_scaling.py --coupled 50 [--gpu-types 6 --sizes 3 --time-limit 60]
 
 Prints a table. Targets (issue 3, on a 2-core machine): the paper's scenario end to end under 1 s;
 the largest fleet (50 models x 8 GPU types x 4 sizes per role x 3 classes per model) to a proven
@@ -24,6 +25,7 @@ from fleetgen import fleet  # noqa: E402
 
 from pdopt.optimize import build_fleet_data, create_model, solve  # noqa: E402
 from pdopt.scenario.loading import scenario_from_data  # noqa: E402
+from pdopt.scenario.schema import Scenario  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ROOT / "scenarios" / "paper-deepseek-v31-h200.yaml"
@@ -59,12 +61,59 @@ def run(models: int, gpu_types: int, sizes: int, classes: int, time_limit: float
     }
 
 
+def coupled_fleet(models: int, gpu_types: int, sizes: int, classes: int,
+                  share: float = 0.7) -> tuple[Scenario, dict[str, int]]:
+    """The fleet with inventories on the two GPU types it uses most when unconstrained, each at
+    `share` of that use (so they bind; issue 15). The unconstrained use comes from a solve of
+    the fleet without inventories (5% gap, not timed)."""
+    data = fleet(models, gpu_types, sizes, classes, inventory=False)
+    free = solve(scenario_from_data(data), time_limit_s=120, mip_gap=0.05)
+    use = sorted(free.gpus_by_type.items(), key=lambda kv: -kv[1])[:2]
+    counts = {g: int(share * n) for g, n in use}
+    for g, n in counts.items():
+        data["gpus"][g]["count"] = n
+    return scenario_from_data(data), counts
+
+
+def compare_coupled(models: int, gpu_types: int, sizes: int, classes: int, time_limit: float,
+                    mip_gap: float) -> None:
+    """The monolithic way (models alone, then the whole program) beside the price decomposition
+    (O.8), in the same run on the same fleet."""
+    import pdopt.optimize as optimize
+
+    scenario, counts = coupled_fleet(models, gpu_types, sizes, classes)
+    print(f"{models}m x {gpu_types}g x {sizes}s x {classes}w, inventories {counts} "
+          f"(70% of unconstrained use), --time-limit {time_limit:g} --mip-gap {mip_gap:g}")
+    header = ("method", "wall_s", "status", "gap", "cost", "bound", "termination")
+    print("  ".join(f"{h:>14}" for h in header))
+    for priced in (False, True):
+        optimize.PRICE_COUPLED_FLEETS = priced
+        t0 = time.perf_counter()
+        plan = solve(scenario, time_limit_s=time_limit, mip_gap=mip_gap)
+        wall = time.perf_counter() - t0
+        gap = f"{100 * plan.mip_gap:.2f}%" if plan.mip_gap is not None else "-"
+        cells = ("decomposition" if priced else "monolithic", f"{wall:.1f}", plan.status.value,
+                 gap, f"{plan.cost_per_hour or 0:.2f}", f"{plan.dual_bound or 0:.2f}",
+                 plan.solver.termination if plan.solver else "-")
+        print("  ".join(f"{c:>14}" for c in cells), flush=True)
+    optimize.PRICE_COUPLED_FLEETS = True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the small fleets")
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--mip-gap", type=float, default=0.01)
+    parser.add_argument("--coupled", type=int, metavar="MODELS",
+                        help="only a coupled fleet of MODELS models: monolithic beside the "
+                             "price decomposition (O.8)")
+    parser.add_argument("--gpu-types", type=int, default=6)
+    parser.add_argument("--sizes", type=int, default=3)
     args = parser.parse_args()
+    if args.coupled:
+        compare_coupled(args.coupled, args.gpu_types, args.sizes, 3, args.time_limit,
+                        args.mip_gap)
+        return
 
     e2e = end_to_end()
     print(f"paper scenario, `pdopt solve` process start to exit: median "

@@ -104,3 +104,19 @@ def test_returns_by_the_deadline() -> None:
     start = time.perf_counter()
     solve_coupled(scenario, Objective.COST, deadline=Deadline.after(0.3), mip_gap=0.0)
     assert time.perf_counter() - start < 1.3
+
+
+def test_pricing_on_a_dask_cluster_gives_a_valid_bound() -> None:
+    distributed = pytest.importorskip("distributed")
+    scenario = scenario_from_data(_binding(0, "inventory"))
+    optimum = brute_force_cost(scenario)
+    assert optimum is not None
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        parts = solve_coupled(scenario, Objective.COST, deadline=Deadline.after(30),
+                              mip_gap=0.0, dask_scheduler=cluster.scheduler_address)
+    assert parts.bound is not None and parts.rounds >= 1
+    assert parts.bound <= optimum * (1 + 1e-9)
+    if parts.plans:
+        assert fits_limits(scenario, parts.plans)
+        assert parts.value is not None and parts.value >= optimum * (1 - 1e-9)

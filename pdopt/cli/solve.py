@@ -38,11 +38,15 @@ if TYPE_CHECKING:  # Pyomo loads only when a solve runs
 @click.option("--progress/--no-progress", default=None,
               help="Show the search (elapsed, best plan, bound, gap) on stderr while HiGHS runs "
               "[default: when stderr is a terminal].")
+@click.option("--dask-scheduler", metavar="ADDRESS", default=None,
+              help="Solve the per-model pricing programs of a fleet whose inventories or budget "
+              "couple its models (docs/method.md, O.8) on this Dask cluster, e.g. "
+              "tcp://host:8786 [default: local worker processes].")
 @handle_errors
 def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
           overrides: list[tuple[str, object]], time_limit_s: float | None,
           mip_gap: float | None, objective: str | None, explain: bool, verify: bool,
-          progress: bool | None) -> None:
+          progress: bool | None, dask_scheduler: str | None) -> None:
     """Find the cheapest plan for each SCENARIO file: instance counts per pool, the load and
     predicted TTFT/TPOT per workload, totals per GPU type.
 
@@ -72,7 +76,8 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
                                      progress=printer)
             else:
                 plan = solve_scenario(prepared, time_limit_s=time_limit_s,
-                                      mip_gap=mip_gap, objective=objective, progress=printer)
+                                      mip_gap=mip_gap, objective=objective, progress=printer,
+                                      dask_scheduler=dask_scheduler)
         except ScenarioError as e:
             raise e if e.source else e.with_source(path) from None
         finally:

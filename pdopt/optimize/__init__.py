@@ -103,7 +103,7 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
             return _with_estimates(plan, estimated)
         bounds = {part.model_name: part.dual_bound for part in parts
                   if part.dual_bound is not None}
-        if priced and len(plans) == len(parts):
+        if priced:
             # the limits bind: price them (O.8), from the parts' plans and bounds (O12)
             t0 = time.perf_counter()
             outcome = solve_coupled(

@@ -51,8 +51,10 @@ SMOOTHING = 0.5
 # The pricing programs are solved to this share of the requested gap (their bounds count, not
 # their plans, so a looser gap only costs bound).
 PRICING_GAP_SHARE = 0.5
-# Of the time left, a pricing round gets at most this share (the master and later rounds the rest).
+# Of the time left, a pricing round gets at most this share (the master and later rounds the rest);
+# the first round, which also starts the workers and builds the programs, gets more.
 ROUND_SHARE = 0.5
+FIRST_ROUND_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class Block:
         # the last plan found: feasible at any prices (only the objective changes), so it
         # starts the next round's search
         self.start: list[float] | None = None
+        self.rounded_tried = False
 
     def price(self, prices: Prices, deadline: Deadline, mip_gap: float) -> Priced:
         """Solve the pricing program at `prices` by `deadline`: its dual bound and its plan."""
@@ -173,9 +176,25 @@ class Block:
         report = _report(results, time.perf_counter() - start)
         if report.status.has_plan:
             self.start = list(highs.getSolution().col_value)
-        plan = build_plan(self.data, m, self.objective, report) if report.status.has_plan \
-            else None
-        return Priced(self.model_name, report.dual_bound, plan)
+            return Priced(self.model_name, report.dual_bound,
+                          build_plan(self.data, m, self.objective, report))
+        return Priced(self.model_name, report.dual_bound, self._rounded(deadline))
+
+    def _rounded(self, deadline: Deadline) -> Plan | None:
+        """Without a plan from branch and bound, the rounded LP relaxation's (O.3): any plan of
+        the model is a column; tried once per model."""
+        from pdopt.optimize.extract import build_plan
+        from pdopt.optimize.model import Relaxation
+        from pdopt.optimize.rounding import rounded_up
+
+        if self.rounded_tried or deadline.passed():
+            return None
+        self.rounded_tried = True
+        rounded = rounded_up(self.data, self.objective, Relaxation(budget=True, inventory="drop"),
+                             deadline=deadline, dual_bound=None)
+        if rounded is None:
+            return None
+        return build_plan(self.data, rounded[0], self.objective, rounded[1])
 
 
 class LocalPricer:
@@ -286,6 +305,75 @@ class ProcessPricer:
             self._stop(k)
 
 
+# In a Dask worker: the pricing programs of the solves it serves, kept between rounds (a worker
+# runs one task of a solve at a time: each round sends one task per worker).
+_WORKER_BLOCKS: dict[tuple[str, str], Block] = {}
+
+
+def price_on_worker(solve_key: str, scenario: Scenario, names: list[str], objective: Objective,
+                    prices: Prices, deadline: Deadline, mip_gap: float) -> list[Priced]:
+    """A Dask task: price `names` at `prices`, building their programs on first use."""
+    out = []
+    for k, name in enumerate(names):
+        block = _WORKER_BLOCKS.get((solve_key, name))
+        if block is None and not deadline.passed():
+            block = _WORKER_BLOCKS[(solve_key, name)] = Block(scenario, name, objective)
+        share = deadline.share(1.0 / (len(names) - k))
+        out.append(block.price(prices, share, mip_gap) if block is not None
+                   else Priced(name, None, None))
+    return out
+
+
+def forget_on_worker(solve_key: str) -> None:
+    """A Dask task: drop the pricing programs of a finished solve."""
+    for key in [key for key in _WORKER_BLOCKS if key[0] == solve_key]:
+        del _WORKER_BLOCKS[key]
+
+
+class DaskPricer:
+    """Pricing programs on a Dask cluster (the batch executor's, `--dask-scheduler`): each
+    worker holds its share of the models' programs across rounds; a round is one task per
+    worker. Tasks not done WORKER_GRACE_S after the round's deadline are cancelled."""
+
+    def __init__(self, scenario: Scenario, names: list[str], objective: Objective,
+                 address: str) -> None:
+        import uuid
+
+        from distributed import Client
+
+        from pdopt.batch.executors import DASK_CONNECT_TIMEOUT_S, check_dask_scheduler
+
+        check_dask_scheduler(address, DASK_CONNECT_TIMEOUT_S)
+        self.client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S, set_as_default=False)
+        workers = sorted(self.client.scheduler_info()["workers"])
+        self.chunks = {w: names[k::len(workers)] for k, w in enumerate(workers)
+                       if names[k::len(workers)]}
+        self.names, self.objective = names, objective
+        self.key = uuid.uuid4().hex
+        self.scenario = self.client.scatter(scenario, broadcast=True)
+
+    def price(self, prices: Prices, deadline: Deadline, mip_gap: float) -> list[Priced]:
+        futures = [self.client.submit(price_on_worker, self.key, self.scenario, chunk,
+                                      self.objective, prices, deadline, mip_gap, workers=[w],
+                                      allow_other_workers=False, pure=False)
+                   for w, chunk in self.chunks.items()]
+        until = deadline.at + WORKER_GRACE_S
+        got: dict[str, Priced] = {}
+        for future in futures:
+            try:
+                got.update({p.model_name: p
+                            for p in future.result(timeout=max(0.01, until - time.time()))})
+            except Exception:  # late (cancelled), or the worker failed: no bound this round
+                self.client.cancel([future])
+        return [got.get(name, Priced(name, None, None)) for name in self.names]
+
+    def close(self) -> None:
+        try:
+            self.client.run(forget_on_worker, self.key)
+        finally:
+            self.client.close()
+
+
 # -- the restricted master (O21, O22) ----------------------------------------------------------
 
 def _rows(scenario: Scenario, columns: list[Column]) -> tuple[list[str], float | None]:
@@ -378,11 +466,12 @@ def master_plan(scenario: Scenario, names: list[str], columns: list[Column],
 def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadline,
                   mip_gap: float, seed_plans: dict[str, Plan] | None = None,
                   seed_bounds: dict[str, float] | None = None,
-                  workers: int | None = None) -> Outcome:
+                  workers: int | None = None, dask_scheduler: str | None = None) -> Outcome:
     """Price, master, repeat until the incumbent is within `mip_gap` of the best bound (O20)
     or `deadline` passes. `seed_plans` (each model alone, O.2) are the first columns and
     `seed_bounds` (their bounds: L at zero prices is their sum, O12) the first bound; with
-    them the first round is priced at the master's duals, without them at zero prices."""
+    them the first round is priced at the master's duals, without them at zero prices.
+    `dask_scheduler`: price on that Dask cluster instead of local processes."""
     start = time.perf_counter()
     names = model_names(scenario)
     columns: list[Column] = [Column.of(name, plan, objective)
@@ -394,8 +483,10 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
     value = None if incumbent is None else sum(c.primary for c in incumbent)
     rounds = 0
     workers = min(workers or os.cpu_count() or 1, len(names))
-    pricer: LocalPricer | ProcessPricer
-    if workers >= 2 and len(names) >= WORKERS_FROM_MODELS:
+    pricer: LocalPricer | ProcessPricer | DaskPricer
+    if dask_scheduler:
+        pricer = DaskPricer(scenario, names, objective, dask_scheduler)
+    elif workers >= 2 and len(names) >= WORKERS_FROM_MODELS:
         pricer = ProcessPricer(scenario, names, objective, deadline, workers)
     else:
         pricer = LocalPricer(scenario, names, objective, deadline)
@@ -404,7 +495,9 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             gap = relative_gap(value, best_bound)
             if gap is not None and gap <= mip_gap:
                 break
-            prices = master_prices(scenario, names, columns) if columns else Prices()
+            # until every model has a column, the models alone (zero prices)
+            complete = {c.model_name for c in columns} == set(names)
+            prices = master_prices(scenario, names, columns) if complete else Prices()
             if prices is None:
                 break
             if rounds and best_bound is not None:  # smoothed towards the best prices so far
@@ -413,7 +506,8 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                          + (1 - SMOOTHING) * best_prices.gpu.get(g, 0.0)
                          for g in set(prices.gpu) | set(best_prices.gpu)},
                     budget=SMOOTHING * prices.budget + (1 - SMOOTHING) * best_prices.budget)
-            priced = pricer.price(prices, deadline.share(ROUND_SHARE),
+            priced = pricer.price(prices, deadline.share(ROUND_SHARE if rounds else
+                                                         FIRST_ROUND_SHARE),
                                   mip_gap * PRICING_GAP_SHARE)
             rounds += 1
             if not prices.gpu and not prices.budget:
@@ -446,12 +540,11 @@ def lagrangian_bound(scenario: Scenario, priced: list[Priced], prices: Prices,
                      alone: dict[str, float] | None = None) -> float | None:
     """L(mu, beta) of Eq. O20 from the pricing programs' dual bounds; a program without one
     (out of time) counts with its bound at zero prices from `alone`, which bounds it at any
-    prices >= 0 (GPUs and cost are never negative). None when a model has neither."""
+    prices >= 0 (GPUs and cost are never negative), or else with 0."""
     alone = alone or {}
-    bounds = [p.bound if p.bound is not None else alone.get(p.model_name) for p in priced]
-    if any(b is None for b in bounds):
-        return None
-    total = sum(b for b in bounds if b is not None)
+    # without either, 0: the primary objective (cost or GPUs) and the prices are never negative
+    total = sum(p.bound if p.bound is not None else max(0.0, alone.get(p.model_name, 0.0))
+                for p in priced)
     total -= sum(price * float(scenario.gpus[g].count or 0) for g, price in prices.gpu.items()
                  if g in scenario.gpus and scenario.gpus[g].count is not None)
     if scenario.budget_per_hour is not None:
