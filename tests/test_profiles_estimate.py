@@ -340,3 +340,23 @@ def test_catalog_agrees_with_the_public_spec_table(shared_data: Path) -> None:
         assert g.hbm_tb_per_s == pytest.approx(float(r["hbm_bw_TBps"]), rel=0.04)
         if r["fp8_dense_tflops"]:
             assert g.dense_tflops["fp8"] == pytest.approx(float(r["fp8_dense_tflops"]), rel=0.01)
+
+
+def test_mla_decode_rows_padded_to_the_kernel_tile_eq_e8b() -> None:
+    def deepseek(**kw: object) -> Estimate:
+        return Estimate(model_arch("deepseek-v3"),
+                        InstanceShape(gpu_spec("H200"), 8, "fp8", "bf16", **kw), FACTORS)  # type: ignore[arg-type]
+
+    # 128 heads over 8 GPUs: 16 query rows per GPU, padded to 128 (8x); MTP verifies 2 tokens
+    # per sequence: 32 rows (4x); DP attention keeps all 128 heads on a GPU (1x); GQA: 1x
+    assert deepseek().mla_row_padding() == 8.0
+    assert deepseek(tokens_per_step=1.875).mla_row_padding() == 4.0
+    assert deepseek(attention="dp").mla_row_padding() == 1.0
+    assert llama8b().mla_row_padding() == 1.0
+    # the attention class's FLOP time at batch 1, context 1000: the weight GEMMs at FP8 peak,
+    # the absorbed products 2 x 61 x 128 x (576 + 512) x 1000 at BF16 peak, 8x padded
+    e = deepseek()
+    a = e.arch
+    products = 2 * 61 * 128 * (576 + 512) * 1000
+    expected = 2 * a.attention_params / (8 * 1979e12) + 8 * products / (8 * 989.5e12)
+    assert e.decode_terms(1, 1000).compute_s[0] == pytest.approx(expected)

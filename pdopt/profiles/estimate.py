@@ -36,6 +36,10 @@ ACTIVATION_BYTES = 2
 # cap concurrent sequences too; vLLM's default max_num_seqs is 1024 on GPUs with 70 GiB or more
 # other than A100 (vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults).
 DEFAULT_MAX_BATCH = 1024
+# Query rows per tile of the MLA decode kernels (docs/profiles.md, Eq. E8b): chosen by the data
+# among 1 (no padding), 64, 128, 256 (decode TPOT of the silicon runs, in-sample median |error|
+# 12.7%, 12.7%, 12.5%, 12.7%); DeepSeek-V3 has 128 query heads, what the kernels are built for.
+MLA_ROW_TILE = 128
 
 
 @dataclass(frozen=True)
@@ -329,7 +333,8 @@ class Estimate:
         # the KV cache at the attention dtype's; as seconds at the weight dtype's peak.
         attention_f = tokens * (2 * a.attention_params
                                 + 2 * a.layers * a.heads * (qk + v) * context_tokens
-                                * self.peak_flops / self.attention_peak_flops)
+                                * self.peak_flops / self.attention_peak_flops
+                                * self.mla_row_padding())
         dense_params = a.always_active_mlp_params
         expert_w = a.moe_layers * self.distinct_experts(tokens) * a.expert_params / g * wb
         expert_f = tokens * 2 * a.moe_layers * a.experts_per_token * a.expert_params
@@ -361,6 +366,17 @@ class Estimate:
             memory_s=tuple(memory), compute_s=tuple(compute),  # type: ignore[arg-type]
             comm_s=comm, layers=layers, moe_layers=moe_layers, batch=batch,
             tokens_per_step=s.tokens_per_step, steps=1 + drafts)
+
+    def mla_row_padding(self) -> float:
+        """Eq. E8b: MLA decode kernels (FlashMLA, CUTLASS MLA) process a tile of
+        MLA_ROW_TILE query rows, query heads on the GPU x tokens per step; fewer rows are padded
+        to the tile, so the attention products cost tile / rows times their FLOPs. 1 for GQA."""
+        if not self.arch.is_mla:
+            return 1.0
+        heads = self.arch.heads if self.shape.attention == "dp" else \
+            self.arch.heads / min(self.shape.gpus, self.arch.heads)
+        rows = heads * math.ceil(self.shape.tokens_per_step - 1e-9)
+        return max(1.0, MLA_ROW_TILE / rows)
 
     def draft_passes(self) -> int:
         """Eq. E11c: draft passes per decode step with MTP / speculative decoding: a step
