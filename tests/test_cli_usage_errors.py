@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -49,6 +50,14 @@ def test_a_bad_value_names_the_option() -> None:
 ])
 def test_usage_errors_are_one_line(args: list[str], says: str) -> None:
     assert one_line(run(*args)).startswith(says)
+
+
+def test_usage_errors_raised_by_a_command_are_one_line(paper_scenario_path: Path) -> None:
+    """Raised in the command's body (after the scenario is read), not by click's parser."""
+    line = one_line(run("simulate", str(paper_scenario_path), "--trace-format", "csv"))
+    assert line == "pdopt simulate: error: --trace-format and --trace-workload need --trace"
+    line = one_line(run("solve", str(paper_scenario_path), "--set", "foo"))
+    assert line.startswith("pdopt solve: error: Invalid value for '--set': 'foo' is not KEY=VALUE")
 
 
 def test_help_is_unchanged() -> None:
