@@ -426,3 +426,14 @@ def test_solve_plans_a_horizon_scenario(paper_data: dict[str, Any]) -> None:
     plan = solve(scenario_from_data(spares_only))
     assert len(plan.periods) == 1 and plan.periods[0].spares == {
         p.instance: 1 for p in plan.pools}
+
+
+def test_curve_paths_in_overrides_are_relative_to_their_file(tmp_path: Path) -> None:
+    from pdopt.scenario.paths import absolutize_value
+
+    for key, value in [("workloads.chat.demand", {"curve": {"file": "c.csv", "column": "r"}}),
+                       ("workloads.chat.demand.curve", {"file": "c.csv", "column": "r"}),
+                       ("workloads.chat.demand.curve.file", "c.csv")]:
+        out = absolutize_value(key, value, tmp_path)
+        got = out if isinstance(out, str) else out.get("file") or out["curve"]["file"]
+        assert got == str(tmp_path / "c.csv")

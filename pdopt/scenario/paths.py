@@ -101,6 +101,8 @@ def absolutize_value(key: str, value: Any, base: Path) -> Any:
         value = dict(value)
         if last[-1] in ("length_distribution", "curve"):
             _length_distribution(value, base)
+        elif last[-1] == "demand":
+            _length_distribution(value.get("curve"), base)  # the curve's `file`
         elif last[-1] == "estimate":
             _estimate_block(value, base)
         elif last[-1] == "profile":
