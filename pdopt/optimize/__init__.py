@@ -43,10 +43,8 @@ PARTS_AGAIN_SHARE = 0.8
 # queue): with less time left than that it is not started.
 BUILD_PER_DATA_SECONDS = 1.0
 # Coupled fleets (inventories or a budget over several models): the price decomposition (O.8)
-# gets this share of what the parts left, the whole program the rest when it is not proven.
-DECOMPOSITION_SHARE = 0.7
-# ... and the models alone before it only this share of the time (O.2's own shares apply within).
-COUPLED_PARTS_SHARE = 0.6
+# gets this share of the time, the whole program the rest when it is not proven.
+DECOMPOSITION_SHARE = 0.8
 # False: coupled fleets go the way of uncoupled ones (models alone, then the whole program); the
 # benchmarks compare both in one run.
 PRICE_COUPLED_FLEETS = True
@@ -92,11 +90,12 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         # Each model alone first (O.2), in worker processes that build their own programs:
         # often the parts together are the answer and the whole program is never built.
         t0 = time.perf_counter()
+        # With inventories or a budget, the price decomposition (O.8) solves the models alone
+        # in its first round (zero prices) and keeps their programs for the next rounds.
         priced = PRICE_COUPLED_FLEETS and coupled(scenario)
-        parts = _solve_parts(scenario, goal, deadline.share(COUPLED_PARTS_SHARE) if priced
-                             else deadline, mip_gap, progress)
+        parts = [] if priced else _solve_parts(scenario, goal, deadline, mip_gap, progress)
         plans = [part.plan for part in parts if part.plan is not None]
-        if len(plans) == len(parts) and fits_limits(scenario, plans):
+        if parts and len(plans) == len(parts) and fits_limits(scenario, plans):
             seconds = time.perf_counter() - t0
             plan = _merge(plans, scenario, goal, mip_gap, seconds,
                           time.perf_counter() - start)
@@ -104,13 +103,9 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         bounds = {part.model_name: part.dual_bound for part in parts
                   if part.dual_bound is not None}
         if priced:
-            # the limits bind: price them (O.8), from the parts' plans and bounds (O12)
-            t0 = time.perf_counter()
-            outcome = solve_coupled(
-                scenario, goal, deadline=deadline.share(DECOMPOSITION_SHARE), mip_gap=mip_gap,
-                seed_plans={part.model_name: part.plan for part in parts
-                            if part.plan is not None},
-                seed_bounds=bounds, dask_scheduler=dask_scheduler)
+            outcome = solve_coupled(scenario, goal, deadline=deadline.share(DECOMPOSITION_SHARE),
+                                    mip_gap=mip_gap, dask_scheduler=dask_scheduler)
+            bounds = outcome.alone_bounds  # O12 cuts for the whole program
             decomposed = _decomposed_plan(outcome, scenario, goal, mip_gap,
                                           time.perf_counter() - t0, time.perf_counter() - start)
             # proven on the primary is enough for `cost`; for `gpus`, plans tying on the GPU

@@ -382,19 +382,31 @@ def _rows(scenario: Scenario, columns: list[Column]) -> tuple[list[str], float |
     return limited, scenario.budget_per_hour
 
 
-def master_prices(scenario: Scenario, names: list[str],
-                  columns: list[Column]) -> Prices | None:
+def price_caps(scenario: Scenario, objective: Objective) -> tuple[float, float]:
+    """The most the master's prices may reach, per GPU and per $ of budget (O21): the dearest
+    GPU-hour (cost) or 2 GPUs (gpus) per GPU, and 1 (cost) or the GPUs one $ buys at the cheapest
+    GPU (gpus) per $. Any prices >= 0 give a valid bound (O20); the caps only keep the first
+    rounds, whose columns do not yet fit, from pricing at the elastic rows' penalty."""
+    prices = [spec.cost_per_hour for spec in scenario.gpus.values() if spec.cost_per_hour > 0]
+    if objective == Objective.COST:
+        return max(prices, default=1.0), 1.0
+    return 2.0, 1.0 / min(prices, default=1.0)
+
+
+def master_prices(scenario: Scenario, names: list[str], columns: list[Column],
+                  objective: Objective = Objective.COST) -> Prices | None:
     """The master LP over the columns (a convex combination of each model's columns within the
-    inventories and the budget, made elastic at a high price per unit): its row duals as prices
-    (O21). None when the LP fails."""
+    inventories and the budget, made elastic at the price caps): its row duals as prices (O21).
+    None when the LP fails."""
     import numpy as np
     from scipy.optimize import linprog
 
     limited, budget = _rows(scenario, columns)
     index = {name: k for k, name in enumerate(names)}
-    scale = max((c.primary for c in columns), default=1.0) or 1.0
+    per_gpu, per_dollar = price_caps(scenario, objective)
     n_cols, n_slack = len(columns), len(limited) + (budget is not None)
-    cost = np.array([c.primary for c in columns] + [100.0 * scale] * n_slack)
+    cost = np.array([c.primary for c in columns] + [per_gpu] * len(limited)
+                    + [per_dollar] * (budget is not None))
     a_eq = np.zeros((len(names), n_cols + n_slack))
     for j, c in enumerate(columns):
         a_eq[index[c.model_name], j] = 1.0
@@ -497,7 +509,8 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                 break
             # until every model has a column, the models alone (zero prices)
             complete = {c.model_name for c in columns} == set(names)
-            prices = master_prices(scenario, names, columns) if complete else Prices()
+            prices = master_prices(scenario, names, columns, objective) if complete \
+                else Prices()
             if prices is None:
                 break
             if rounds and best_bound is not None:  # smoothed towards the best prices so far
