@@ -21,10 +21,10 @@ def main() -> None:
     from pdopt.optimize.decompose import solve_in_turn
 
     try:
-        scenario, names, objective, time_limit_s, mip_gap = pickle.loads(sys.stdin.buffer.read())
+        scenario, names, objective, deadline, mip_gap = pickle.loads(sys.stdin.buffer.read())
     except (EOFError, pickle.UnpicklingError):  # the parent stopped while sending: it is gone
         os._exit(1)
-    parts = solve_in_turn(scenario, names, objective, time_limit_s, mip_gap)
+    parts = solve_in_turn(scenario, names, objective, deadline, mip_gap)
     try:
         sys.stdout.buffer.write(pickle.dumps(parts))
         sys.stdout.buffer.flush()
