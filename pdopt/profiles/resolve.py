@@ -148,7 +148,9 @@ def estimate_source(est: Estimate, spec: EstimateProfile | None = None) -> str:
                       f"{', '.join(Path(p).name for p in spec.calibrate_from)}")
     return (f"estimate pdopt {est.arch.name} on {s.gpus} x {s.gpu.name}, weights {s.weight_dtype}, "
             f"KV {s.kv_dtype}, attention {s.attention}{ep}{mtp}; {engine} factors compute "
-            f"{f.compute_efficiency:g} (MoE x {f.moe_gemm_efficiency:g}), bandwidth "
+            f"{f.compute_efficiency:g} (MoE x {f.moe_gemm_efficiency:g}"
+            + (f", prefill MoE x {f.prefill_efficiencies[1]:g}" if est.arch.is_moe else "")
+            + f"), bandwidth "
             f"{f.bandwidth_efficiency:g}, overhead {f.step_overhead_us:g} us/step + "
             f"{f.layer_overhead_us:g} us/layer + "
             + (f"{f.moe_layer_overhead_us:g} us/MoE layer + " if est.arch.is_moe else "")
