@@ -284,6 +284,9 @@ class Plan:
         d["pools"] = [p.to_dict() for p in self.pools]
         d["periods"] = [p.to_dict() for p in self.periods]
         d["solver"] = None if self.solver is None else self.solver.to_dict()
+        from pdopt.routing import routing_weights  # routing imports Flow from here
+
+        d["routing"] = routing_weights(self.flows)
         return d
 
     @classmethod
@@ -292,7 +295,7 @@ class Plan:
         unknown key, a status or objective that is not one of the enums')."""
         d = dict(data)
         d.pop("alternatives", None)  # `pdopt solve --explain` adds them (read by pdopt.explain)
-        d.pop("routing", None)  # the plan's report adds the routing weights (pdopt.routing)
+        d.pop("routing", None)  # derived from the flows (pdopt.routing)
         d.pop("limit_prices", None)  # `pdopt solve --explain` adds them (pdopt.simplicity)
         d["pools"] = [PoolPlan.from_dict(p) for p in d.get("pools", [])]
         d["workloads"] = [WorkloadPlan(**w) for w in d.get("workloads", [])]

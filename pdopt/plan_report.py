@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pdopt.plan import Plan
 from pdopt.report import Report, Table, fmt_gap
-from pdopt.routing import routing_rows, routing_weights
+from pdopt.routing import routing_rows
 
 
 def plan_report(plan: Plan) -> Report:
     """Pools, workloads and totals of a plan; for a plan-less outcome, the diagnosis."""
     data = plan.to_dict()
-    data["routing"] = routing_weights(plan.flows)
     if not plan.has_plan:
         rows = [(k + 1, reason) for k, reason in enumerate(plan.diagnosis)]
         return Report(data, [Table(f"{plan.scenario}: {plan.status}", ("#", "reason"), rows)])
