@@ -129,10 +129,12 @@ def validation_report(result: dict[str, object], per_run: bool) -> Report:
     for by, groups in summary.items():
         if by != "all":
             rows += [_summary_row(by, g, s) for g, s in groups.items()]
-    tables = [Table("decode TPOT: predicted / measured by group", _SUMMARY_COLUMNS, rows)]
+    has_prefill = bool(result.get("prefill"))
+    tables = ([Table("decode TPOT: predicted / measured by group", _SUMMARY_COLUMNS, rows)]
+              if rows or not has_prefill else [])
     runs = result["runs"]
     assert isinstance(runs, list)
-    if per_run:
+    if per_run and (runs or not has_prefill):
         tables.append(Table("decode TPOT per run", (
             "run", "engine", "gpu", "gpus", "model", "mode", "batch", "in", "out",
             "measured ms", "predicted ms", "predicted/measured"),
