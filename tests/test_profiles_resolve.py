@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -14,7 +15,8 @@ from click.testing import CliRunner
 
 from pdopt.cli import main
 from pdopt.profiles import resolve as resolve_module
-from pdopt.profiles.estimate import engine_factors
+from pdopt.profiles.catalog import gpu_spec, model_arch
+from pdopt.profiles.estimate import Estimate, InstanceShape, engine_factors
 from pdopt.profiles.resolve import check_profiles, resolve_profiles
 from pdopt.ratio import ratio_from_scenario
 from pdopt.scenario.loading import load_scenario, scenario_from_data
@@ -307,3 +309,19 @@ def test_aiconfigurator_block_without_the_extra(tmp_path: Path) -> None:
     assert result.stderr == (
         f"error: {path}: instance 'd' (instances[1].profile.aiconfigurator): AIConfigurator is "
         "not installed: pip install 'pdopt[aiconfigurator]' (tested with aiconfigurator 0.12.0)\n")
+
+
+def test_prefill_moe_efficiency_can_be_overridden(_cache: Path) -> None:
+    d = data(gpus={"H200": {"cost_per_hour": 3.99}}, workloads=[{
+        "name": "chat", "model": "qwen3-30b-a3b", "requests_per_s": 1,
+        "input_tokens": 2048, "output_tokens": 256, "slo": {"ttft_ms": 2000, "tpot_ms": 50}}])
+    for inst in d["instances"]:
+        inst.update(model="qwen3-30b-a3b", gpu="H200", gpus_per_instance=1,
+                    profile={"estimate": {"model": "qwen3-30b-a3b", "factors": {
+                        "prefill_moe_gemm_efficiency": 0.5}}})
+    scenario = resolve_profiles(scenario_from_data(d))
+    est = Estimate(model_arch("qwen3-30b-a3b"), InstanceShape(gpu_spec("H200"), 1),
+                   dataclasses.replace(engine_factors(), prefill_moe_gemm_efficiency=0.5))
+    assert scenario.instances[0].prefill_tokens_per_s[2048] == pytest.approx(
+        est.prefill_tokens_per_s(2048), abs=0.1)
+    assert "prefill MoE x 0.5" in scenario.instances[0].source

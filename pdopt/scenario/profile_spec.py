@@ -42,6 +42,9 @@ class FactorOverrides(_Block):
         default=None, description="Fixed time per layer per decode step, microseconds.")
     moe_gemm_efficiency: Share | None = Field(default=None, description=(
         "Routed-expert grouped GEMMs' efficiency relative to compute_efficiency."))
+    prefill_moe_gemm_efficiency: Share | None = Field(default=None, description=(
+        "Routed-expert grouped GEMMs' efficiency in saturated prefill, relative to "
+        "compute_efficiency."))
     step_overhead_us: OverheadUs | None = Field(
         default=None, description="Fixed time per decode step, microseconds.")
     sequence_overhead_us: OverheadUs | None = Field(
