@@ -96,8 +96,24 @@ def silicon_csv_path() -> Path | None:
     return None
 
 
+class _ModelOfRun:
+    """The model family and weight dtype of a run (SiliconRun, PrefillRun)."""
+
+    model: str | None
+    model_path: str
+    precision: str
+
+    @property
+    def family(self) -> str:
+        return FAMILIES.get(self.model or "", self.model or self.model_path)
+
+    @property
+    def weight_dtype(self) -> str | None:
+        return WEIGHT_DTYPES.get(self.precision)
+
+
 @dataclass(frozen=True)
-class SiliconRun:
+class SiliconRun(_ModelOfRun):
     """One measured run, reduced to what the estimator needs. Lengths in tokens, times in ms.
 
     `gpus`, `attention_dp`, `moe_ep` and `batch` describe the instance whose TPOT was measured:
@@ -130,14 +146,6 @@ class SiliconRun:
     gemm_quant_mode: str = ""  # AIConfigurator's names, as the silicon CSV records them
     moe_quant_mode: str = ""
     moe_tp: int = 1
-
-    @property
-    def family(self) -> str:
-        return FAMILIES.get(self.model or "", self.model or self.model_path)
-
-    @property
-    def weight_dtype(self) -> str | None:
-        return WEIGHT_DTYPES.get(self.precision)
 
     @property
     def kv_dtype(self) -> str:
@@ -453,7 +461,7 @@ MAX_PEAK_SHARE = 0.9
 
 
 @dataclass(frozen=True)
-class PrefillRun:
+class PrefillRun(_ModelOfRun):
     """One disaggregated run seen from its prefill workers: `workers` prefill instances of
     `gpus` GPUs (TP x attention-DP, MoE expert-parallel `moe_ep`), `concurrency` requests in
     the closed loop, measured mean TTFT and TPOT (ms)."""
@@ -475,14 +483,6 @@ class PrefillRun:
     concurrency: int
     ttft_ms: float
     tpot_ms: float
-
-    @property
-    def family(self) -> str:
-        return FAMILIES.get(self.model or "", self.model or self.model_path)
-
-    @property
-    def weight_dtype(self) -> str | None:
-        return WEIGHT_DTYPES.get(self.precision)
 
     @property
     def served_tokens_per_s(self) -> float:
