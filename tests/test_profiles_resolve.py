@@ -114,6 +114,12 @@ def test_the_paper_case_estimated_with_mtp() -> None:
     r = ratio_from_scenario(scenario, "nearest")
     assert (r.prefill_instances, r.decode_instances) == (4, 3)
     assert r.saturated_prefill_tokens_per_s == pytest.approx(28_309 * (1 - 0.210), rel=0.001)
+    # the paper's engine: decode as measured (4 instances), prefill 31% low (5)
+    for inst in d["instances"]:
+        inst["profile"]["estimate"]["engine"] = "sglang"
+    r = ratio_from_scenario(resolve_profiles(scenario_from_data(d)), "nearest")
+    assert (r.prefill_instances, r.decode_instances) == (5, 4)
+    assert r.saturated_prefill_tokens_per_s == pytest.approx(28_309 * (1 - 0.313), rel=0.001)
 
 
 def test_results_are_cached_by_their_inputs(_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
