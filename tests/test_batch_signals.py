@@ -159,7 +159,10 @@ def part_workers(run: Run) -> list[psutil.Process]:
     found = []
     for p in run.note_descendants():
         try:
-            if _running(p) and "pdopt.optimize.part_worker" in " ".join(p.cmdline()):
+            command = " ".join(p.cmdline())
+            # models alone (O.2) or, with inventories coupling them, pricing programs (O.8)
+            if _running(p) and ("pdopt.optimize.part_worker" in command
+                                or "pdopt.optimize.pricing_worker" in command):
                 found.append(p)
         except psutil.NoSuchProcess:
             continue

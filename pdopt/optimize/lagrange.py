@@ -541,8 +541,9 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                     incumbent, value = chosen, chosen_value
             log.debug("round %d at %.1f s: bound %s (best %s), incumbent %s, %d new columns",
                       rounds, time.perf_counter() - start, bound, best_bound, value, len(new))
-            if not new and bound is not None and bound <= (best_bound or -math.inf):
-                break  # nothing new to price: the master cannot improve
+            answered = all(p.bound is not None for p in priced)
+            if not new and answered and bound is not None and bound <= (best_bound or -math.inf):
+                break  # every program answered with nothing new: the master cannot improve
     finally:
         pricer.close()
     plans = [c.plan for c in incumbent] if incumbent is not None else []
