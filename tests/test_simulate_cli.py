@@ -50,7 +50,8 @@ def test_simulate_solves_when_no_plan_is_given(paper_scenario_path: Path) -> Non
 
 
 def test_simulate_markdown_and_csv(paper_scenario_path: Path, plan_file: Path) -> None:
-    for fmt, marker in (("markdown", "### TPOT (ms)"), ("csv", "workload,target,target_percentile,predicted")):
+    for fmt, marker in (("markdown", "### TPOT (ms)"),
+                        ("csv", "workload,target,target_percentile,predicted")):
         code, out, _ = invoke("simulate", str(paper_scenario_path), "--plan", str(plan_file),
                               *FAST, "--format", fmt)
         assert code == 0 and marker in out
