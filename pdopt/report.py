@@ -41,6 +41,8 @@ def column_kind(column: str) -> str | None:
     """How a column's numbers read: "money" (to the cent), "share" (two decimals), "gap" (noise
     shown as 0) or None (significant digits)."""
     name = column.lower()
+    if "gpus" in name:  # counts of GPUs, also where they are a difference ("price_gpus")
+        return None
     if any(word in name for word in MONEY_WORDS):
         return "money"
     if any(word in name for word in SHARE_WORDS):

@@ -37,7 +37,8 @@ def test_plan_json_carries_routing_weights(paper_scenario_path: object) -> None:
     (127.68, "$/hour", "127.68"), (127.68, "cost_per_hour", "127.68"),
     (1234.5, "cost_per_hour", "1,234.50"), (1.0, "utilization", "1.00"),
     (0.8567, "kv_util", "0.86"), (1.781e-16, "mip_gap", "0"), (3.2e-15, "requests/s", "0"),
-    (0.5, "", "0.5"), (1500.0, "ttft_target", "1,500"), (None, "cost", "-"),
+    (0.5, "", "0.5"), (-2, "price_gpus", "-2"), (12, "total_gpus", "12"),
+    (1500.0, "ttft_target", "1,500"), (None, "cost", "-"),
 ])
 def test_cells_as_people_read_them(value: object, column: str, text: str) -> None:
     assert fmt_cell(value, column) == text
