@@ -26,9 +26,9 @@ def test_shipped_scenario_solves(path: Path) -> None:
     assert plan.status in ("optimal", "feasible"), plan.diagnosis
     assert plan.cost_per_hour and plan.cost_per_hour > 0
     for w in plan.workloads:
-        # a percentile class sharing a group with other lengths may read up to 1 % over its
+        # a percentile class sharing a group with other lengths may read up to 2 % over its
         # target under queue auto (docs/method.md O.4, "Several classes in one group")
-        slack = 1.01 if w.ttft_percentile is not None else 1 + 1e-9
+        slack = 1.02 if w.ttft_percentile is not None else 1 + 1e-9
         assert w.expected_ttft_ms <= w.ttft_target_ms * slack
         assert w.expected_tpot_ms <= w.tpot_target_ms * (1 + 1e-9)
 

@@ -8,6 +8,7 @@ constraints of docs/method.md section O, and records why a route was left out (f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pdopt.capacity import (
@@ -100,6 +101,8 @@ class FleetData:
     table_counts: dict[str, int] = field(default_factory=dict)
     rate_tables: dict[tuple[str, str, int], list[float]] = field(default_factory=dict)
     queue_models: dict[str, str] = field(default_factory=dict)  # pool -> model used
+    table_groups: dict[str, int] = field(default_factory=dict)  # pool -> groups with a table
+    table_jobs: dict[str, Callable[[int], None]] = field(default_factory=dict)  # fill the tables
     # queue auto: the routing model of each pool (prefill: Eqs. Q3-Q7; decode: F1), the service
     # time points of each (workload, prefill pool) for percentiles (Eq. Q8) and the output SCVs
     prefill_routing: dict[str, str] = field(default_factory=dict)
@@ -214,20 +217,20 @@ TABLE_BINARY_BUDGET = 160
 
 
 def _limit_tables(data: FleetData) -> None:
-    groups = {(p, lvl) for (_, p, lvl) in data.rate_tables}
+    """Cut the tables to the binary budget, then compute them (only the counts used)."""
+    groups = sum(data.table_groups.values())
     if not groups:
         return
-    per_group = TABLE_BINARY_BUDGET // len(groups)
+    per_group = TABLE_BINARY_BUDGET // groups
     if per_group < 2:
         for p in list(data.table_counts):
             data.queue_models[p] += "; capacity at one instance (too many groups for tables)"
         data.table_counts.clear()
-        data.rate_tables.clear()
+        data.table_jobs.clear()
         return
-    for p in data.table_counts:
+    for p, job in data.table_jobs.items():
         data.table_counts[p] = min(data.table_counts[p], per_group)
-    for key, table in data.rate_tables.items():
-        data.rate_tables[key] = table[:data.table_counts[key[1]]]
+        job(data.table_counts[p])
 
 
 def _add_decode(data: FleetData, scenario: Scenario, decode: list[Instance]) -> None:
@@ -309,13 +312,19 @@ def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
     data.pools[inst.name] = _pool(scenario, inst, load)
     counts = table_counts(data.pools[inst.name].upper_bound)
     tabled = routing != "random" and counts > 1
-    for (name, t), table in (tables(counts) if tabled else first).items():
+    for (name, t), table in first.items():
         data.decode_tokens_per_s[(name, inst.name, t)] = table[0] if table else None
-        if tabled and table:
-            data.rate_tables[(name, inst.name, t)] = [
-                c / data.workload(name).output_tokens for c in table]
     if tabled:
         data.table_counts[inst.name] = counts
+        data.table_groups[inst.name] = len({t for (_, t), table in first.items() if table})
+
+        def job(k: int) -> None:
+            for (name, t), table in tables(k).items():
+                if table:
+                    data.rate_tables[(name, inst.name, t)] = [
+                        c / data.workload(name).output_tokens for c in table]
+
+        data.table_jobs[inst.name] = job
     data.queue_models[inst.name] = (
         f"fluctuating batch, {'c_a^2 = 1/n' if tabled else 'Poisson'} arrivals (auto)")
 
@@ -402,16 +411,21 @@ def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
     for w, p, lvl in data.prefill_shares():
         if p == inst.name:
             members.setdefault(lvl, []).append(w)
-    for lvl, ws in members.items():
-        budget = data.prefill_levels[inst.name][lvl]
-        if len(ws) > 1:  # several classes: the linear bound of Eq. O15
-            for w in ws:
-                data.rate_tables[(w, inst.name, lvl)] = mixed_rate_table(
-                    data, inst.name, ws, w, routing, budget, counts)
-            continue
-        s, m2 = data.service_s[(ws[0], inst.name)], data.second_moment_s2[(ws[0], inst.name)]
-        data.rate_tables[(ws[0], inst.name, lvl)] = prefill_rate_table(
-            routing, ServiceMoments(s, m2, (s,)), budget, counts)
+    data.table_groups[inst.name] = len(members)
+
+    def job(k: int) -> None:
+        for lvl, ws in members.items():
+            budget = data.prefill_levels[inst.name][lvl]
+            if len(ws) > 1:  # several classes: the linear bound of Eq. O15
+                for w in ws:
+                    data.rate_tables[(w, inst.name, lvl)] = mixed_rate_table(
+                        data, inst.name, ws, w, routing, budget, k)
+                continue
+            s, m2 = data.service_s[(ws[0], inst.name)], data.second_moment_s2[(ws[0], inst.name)]
+            data.rate_tables[(ws[0], inst.name, lvl)] = prefill_rate_table(
+                routing, ServiceMoments(s, m2, (s,)), budget, k)
+
+    data.table_jobs[inst.name] = job
 
 
 def mixed_rate_table(data: FleetData, pool: str, members: list[str], workload: str,
