@@ -48,6 +48,9 @@ DECOMPOSITION_SHARE = 0.8
 # False: coupled fleets go the way of uncoupled ones (models alone, then the whole program); the
 # benchmarks compare both in one run.
 PRICE_COUPLED_FLEETS = True
+# With fewer models the whole program is small and proves tight gaps the decomposition cannot
+# (its bound leaves the models' integrality gaps open, O.8): they go the way of uncoupled fleets.
+PRICE_FROM_MODELS = 4
 # ... and without a budget or an inventory shared by models, this share (the parts' plans are the
 # fleet's; the whole program is only needed when a part has no plan).
 PARTS_ALONE_SHARE = 0.9
@@ -92,7 +95,8 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         t0 = time.perf_counter()
         # With inventories or a budget, the price decomposition (O.8) solves the models alone
         # in its first round (zero prices) and keeps their programs for the next rounds.
-        priced = PRICE_COUPLED_FLEETS and coupled(scenario)
+        priced = PRICE_COUPLED_FLEETS and coupled(scenario) \
+            and len(model_names(scenario)) >= PRICE_FROM_MODELS
         parts = [] if priced else _solve_parts(scenario, goal, deadline, mip_gap, progress)
         plans = [part.plan for part in parts if part.plan is not None]
         if parts and len(plans) == len(parts) and fits_limits(scenario, plans):
