@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 from pdopt.inputfiles import FileTooLargeError, InputFileError, read_limited
 from pdopt.scenario.problems import Problem, ScenarioError
 from pdopt.scenario.ranges import RANGES_DOC, format_number
-from pdopt.scenario.schema import Scenario, StrictModel, check_references
+from pdopt.scenario.schema import FIELD_PROBLEMS, Scenario, StrictModel, check_references
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 # A hand-written scenario of 50 models x 8 GPU types x 4 sizes has ~100k nodes; 2M is far beyond
@@ -351,19 +351,22 @@ def problems_from_validation(err: ValidationError, data: Any = None) -> list[Pro
             kinds = sorted({_TYPE_ERRORS[x[2]["type"]] for x in [*siblings, (location, True, e)]})
             add(location, f"must be {' or '.join(kinds)}, got {_describe(e.get('input'))}")
             continue
+        if e["type"] == FIELD_PROBLEMS:  # a model validator's problems, each at its field
+            for field, message in (e.get("ctx") or {}).get("problems", []):
+                add(f"{location}.{field}" if location else field, message)
+            continue
         msg = _message(e)
         if "[key]" in e["loc"]:
             msg = f"key {msg}"
         if e["type"] != "value_error":
             add(location, msg)
             continue
-        # Model validators report "field: message; field: message" for fields of the model.
-        for chunk in msg.split("; "):
-            head, sep, tail = chunk.partition(": ")
-            if sep and _FIELD_PATH.fullmatch(head):
-                add(f"{location}.{head}" if location else head, tail)
-            else:
-                add(location, chunk[:1].lower() + chunk[1:])
+        # A validator's one message may name a field of the model: "field: message".
+        head, sep, tail = msg.partition(": ")
+        if sep and _FIELD_PATH.fullmatch(head):
+            add(f"{location}.{head}" if location else head, tail)
+        else:
+            add(location, msg[:1].lower() + msg[1:])
     return problems
 
 

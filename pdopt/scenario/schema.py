@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from pdopt.scenario import ranges as r
 from pdopt.scenario.horizon import Periods, Redundancy, Reserved, Spot, WorkloadDemand
@@ -152,6 +153,17 @@ class TpotTable(StrictModel):
         return None if self.measured_at is None else self.measured_at.context_tokens
 
 
+FIELD_PROBLEMS = "field_problems"
+
+
+def field_problems(problems: list[tuple[str, str]]) -> PydanticCustomError:
+    """A model validator's problems, each (field path within the model, message), carried
+    through pydantic as data (`ctx["problems"]`) so the loader reports each at its location."""
+    summary = "; ".join(f"{field}: {message}" for field, message in problems)  # str() only
+    return PydanticCustomError(FIELD_PROBLEMS, "{summary}",
+                               {"summary": summary, "problems": problems})
+
+
 EstimatedBy = Literal["estimate", "aiconfigurator"]
 #: how pdopt 0.1 began the `source` of the instance blocks it estimated (read for old files only)
 LEGACY_ESTIMATE_SOURCES: tuple[tuple[str, EstimatedBy], ...] = (
@@ -231,55 +243,53 @@ class Instance(StrictModel):
 
     @model_validator(mode="after")
     def _role_fields(self) -> Instance:
-        problems: list[str] = []
+        problems: list[tuple[str, str]] = []
         if self.profile is not None:
             measured = ("prefill_tokens_per_s", "measured_at", "tpot_ms_by_batch", "tpot_tables",
                         "kv_cache_tokens")
-            problems += [f"{f}: give measured numbers or a profile, not both"
+            problems += [(f, "give measured numbers or a profile, not both")
                          for f in measured if getattr(self, f) is not None]
         elif self.role == "prefill":
             if self.prefill_tokens_per_s is None:
-                problems.append("prefill_tokens_per_s: required for a prefill instance")
+                problems.append(("prefill_tokens_per_s", "required for a prefill instance"))
             elif isinstance(self.prefill_tokens_per_s, dict) and not self.prefill_tokens_per_s:
-                problems.append("prefill_tokens_per_s: table must have at least one entry")
+                problems.append(("prefill_tokens_per_s", "table must have at least one entry"))
             for f in ("measured_at", "tpot_ms_by_batch", "tpot_tables", "kv_cache_tokens"):
                 if getattr(self, f) is not None:
-                    problems.append(f"{f}: only for decode instances")
+                    problems.append((f, "only for decode instances"))
         else:
             if self.prefill_tokens_per_s is not None:
-                problems.append("prefill_tokens_per_s: only for prefill instances")
+                problems.append(("prefill_tokens_per_s", "only for prefill instances"))
             if self.tpot_tables is not None and (
                 self.tpot_ms_by_batch is not None or self.measured_at is not None
             ):
                 problems.append(
-                    "tpot_tables: give either tpot_tables or tpot_ms_by_batch, not both"
-                )
+                    ("tpot_tables", "give either tpot_tables or tpot_ms_by_batch, not both"))
             elif self.tpot_tables is None and self.tpot_ms_by_batch is None:
-                problems.append("tpot_ms_by_batch: required for a decode instance")
+                problems.append(("tpot_ms_by_batch", "required for a decode instance"))
             elif self.tpot_tables is not None and not self.tpot_tables:
-                problems.append("tpot_tables: must have at least one table")
+                problems.append(("tpot_tables", "must have at least one table"))
             elif self.tpot_tables is not None and len(self.tpot_tables) > 1:
                 # Several tables are interpolated by context (docs/method.md, Eq. D2).
                 at_context: dict[float, int] = {}
                 for k, table in enumerate(self.tpot_tables):
                     context = table.context_tokens
                     if context is None:
-                        problems.append(f"tpot_tables[{k}].measured_at: required when there are "
-                                        "several tables")
+                        problems.append((f"tpot_tables[{k}].measured_at",
+                                         "required when there are several tables"))
                     elif context in at_context:
-                        problems.append(
-                            f"tpot_tables[{k}].measured_at: same context ({context:g} tokens, "
-                            f"input + output/2) as tpot_tables[{at_context[context]}] (give one "
-                            "table per context)"
-                        )
+                        problems.append((
+                            f"tpot_tables[{k}].measured_at",
+                            f"same context ({context:g} tokens, input + output/2) as "
+                            f"tpot_tables[{at_context[context]}] (give one table per context)"))
                     else:
                         at_context[context] = k
             elif self.tpot_ms_by_batch is not None:
                 TpotTable(measured_at=self.measured_at, tpot_ms_by_batch=self.tpot_ms_by_batch)
         if self.max_count is not None and self.max_count < self.min_count:
-            problems.append(f"max_count: must be >= min_count ({self.min_count})")
+            problems.append(("max_count", f"must be >= min_count ({self.min_count})"))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise field_problems(problems)
         return self
 
     @property
