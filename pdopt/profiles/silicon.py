@@ -257,8 +257,8 @@ def read_silicon(path: str | Path) -> tuple[list[SiliconRun], int, int]:
     return dedupe(runs), len(rows), len(runs)
 
 
-def why_not_describable(run: SiliconRun) -> str | None:
-    """None when the estimator can describe the run, else the reason (for the tally)."""
+def _why_shape_not_described(run: SiliconRun | PrefillRun) -> str | None:
+    """The reason the estimator cannot describe a run's model, GPU or precision (None: it can)."""
     if run.model is None:
         return f"model {run.model_path} not a supported architecture"
     if run.gpu is None:
@@ -267,6 +267,14 @@ def why_not_describable(run: SiliconRun) -> str | None:
         return f"precision {run.precision} (weight-only) not modelled"
     if run.weight_dtype not in gpu_spec(run.gpu).dense_tflops:
         return f"{run.gpu} has no {run.weight_dtype} tensor cores"
+    return None
+
+
+def why_not_describable(run: SiliconRun) -> str | None:
+    """None when the estimator can describe the run, else the reason (for the tally)."""
+    reason = _why_shape_not_described(run)
+    if reason is not None:
+        return reason
     if run.attention is None:
         return "hybrid attention-DP (ranks of several GPUs)"
     return None
@@ -540,15 +548,8 @@ def read_prefill_runs(path: str | Path) -> list[PrefillRun]:
 
 
 def why_prefill_not_describable(run: PrefillRun) -> str | None:
-    if run.model is None:
-        return f"model {run.model_path} not a supported architecture"
-    if run.gpu is None:
-        return f"system {run.system} not in the catalog"
-    if run.weight_dtype is None:
-        return f"precision {run.precision} (weight-only) not modelled"
-    if run.weight_dtype not in gpu_spec(run.gpu).dense_tflops:
-        return f"{run.gpu} has no {run.weight_dtype} tensor cores"
-    return None
+    """None when the estimator can describe the prefill run, else the reason."""
+    return _why_shape_not_described(run)
 
 
 def prefill_run_estimate(run: PrefillRun, factors: EstimateFactors) -> Estimate:
