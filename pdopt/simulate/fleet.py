@@ -18,7 +18,7 @@ from pdopt.capacity import (
     saturated_prefill_tokens_per_s,
 )
 from pdopt.errors import PdoptError
-from pdopt.plan import Flow, Objective, Plan, PoolPlan, Status, WorkloadPlan
+from pdopt.plan import Flow, Objective, Plan, PoolGroup, PoolPlan, Status, WorkloadPlan
 from pdopt.scenario.schema import Instance, Scenario
 
 
@@ -34,6 +34,7 @@ class PrefillPool:
     instance: Instance
     count: int
     members: list[int] = field(default_factory=list)  # global prefill instance indices
+    group: int | None = None  # SLO group level of a split plan pool (docs/simulation.md)
     _service_s: dict[int, float] = field(default_factory=dict)
 
     def service_s(self, input_tokens: int) -> float:
@@ -58,6 +59,7 @@ class DecodePool:
     tpot_s: list[list[float]]  # tpot_s[j][b]: step time at batch b, table j (b = 0..max_batch)
     tpot_clamped: bool  # batches beyond the largest measured one use its TPOT (optimistic)
     members: list[int] = field(default_factory=list)  # global decode instance indices
+    group: int | None = None  # SLO group level of a split plan pool (docs/simulation.md)
 
     def step_s(self, batch: int, context_tokens: float) -> float:
         """Duration of one decode step: TPOT(batch, context), linear between the tables' contexts
@@ -140,7 +142,8 @@ def build_fleet(scenario: Scenario, plan: Plan, max_decode_batch: int | None = N
     messages: list[str] = []
     prefill: list[PrefillPool] = []
     decode: list[DecodePool] = []
-    index: dict[str, tuple[str, int]] = {}
+    # instance type -> (role, [(simulated pool index, routed requests/s by workload)])
+    index: dict[str, tuple[str, list[tuple[int, dict[str, float]]]]] = {}
     for pool in plan.pools:
         if pool.count <= 0:
             continue
@@ -152,20 +155,31 @@ def build_fleet(scenario: Scenario, plan: Plan, max_decode_batch: int | None = N
         if pool.role != inst.role:
             raise SimulationError(f"plan pool '{pool.instance}': role {pool.role} but the "
                                   f"scenario's instance type is {inst.role}")
-        if inst.role == "prefill":
-            index[pool.instance] = ("prefill", len(prefill))
-            prefill.append(PrefillPool(pool.instance, inst, pool.count))
-        else:
-            index[pool.instance] = ("decode", len(decode))
-            decode.append(_decode_pool(scenario, pool, max_decode_batch, messages))
+        # A pool the plan splits into SLO groups runs as one simulated pool per group, each with
+        # the group's count (docs/simulation.md, "SLO groups"); one group: the whole pool.
+        groups: list[PoolGroup | None] = (
+            [g for g in pool.groups if g.count > 0] if len(pool.groups) > 1 else [None])
+        parts: list[tuple[int, dict[str, float]]] = []
+        for g in groups:
+            count = pool.count if g is None else g.count
+            level = None if g is None else g.level
+            if inst.role == "prefill":
+                parts.append((len(prefill), {} if g is None else g.routed_requests_per_s))
+                prefill.append(PrefillPool(pool.instance, inst, count, group=level))
+            else:
+                parts.append((len(decode), {} if g is None else g.routed_requests_per_s))
+                d = _decode_pool(scenario, pool, max_decode_batch, messages)
+                d.count, d.group = count, level
+                decode.append(d)
+        index[pool.instance] = (inst.role, parts)
     start = 0
     for p in prefill:
         p.members = list(range(start, start + p.count))
         start += p.count
     start = 0
-    for d in decode:
-        d.members = list(range(start, start + d.count))
-        start += d.count
+    for dp in decode:
+        dp.members = list(range(start, start + dp.count))
+        start += dp.count
 
     flows: list[list[FlowSpec]] = [[] for _ in scenario.workloads]
     names = {w.name: k for k, w in enumerate(scenario.workloads)}
@@ -181,19 +195,39 @@ def build_fleet(scenario: Scenario, plan: Plan, max_decode_batch: int | None = N
                 f"plan flow of '{f.workload}': {f.prefill_instance} -> {f.decode_instance} does "
                 "not name a prefill and a decode pool of the plan with instances"
             )
-        pinst, dinst = prefill[pk[1]].instance, decode[dk[1]].instance
+        pinst, dinst = prefill[pk[1][0][0]].instance, decode[dk[1][0][0]].instance
         per_token = kv_transfer_ms(scenario, w.model, pinst.gpu, dinst.gpu, 1.0)
         if per_token is None:
             raise SimulationError(
                 f"plan flow of '{f.workload}': no KV link from {pinst.gpu} to {dinst.gpu} in the "
                 "scenario (kv_transfer) and no KV bytes per token for the model"
             )
-        flows[names[f.workload]].append(FlowSpec(pk[1], dk[1], f.requests_per_s, per_token))
+        for pi, ps in _group_shares(pk[1], f.workload):
+            for di, ds in _group_shares(dk[1], f.workload):
+                if ps * ds > 0:
+                    flows[names[f.workload]].append(
+                        FlowSpec(pi, di, f.requests_per_s * ps * ds, per_token))
     for k, w in enumerate(scenario.workloads):
         if not flows[k]:
             raise SimulationError(f"plan has no flow with a positive rate for workload '{w.name}'")
+    messages = list(dict.fromkeys(messages))  # a split pool's groups share one message
     return Fleet(prefill, decode, flows, [w.ttft_overhead_ms for w in scenario.workloads],
                  messages, [1.0 - w.prefix_cache_hit_rate for w in scenario.workloads])
+
+
+def _group_shares(parts: list[tuple[int, dict[str, float]]],
+                  workload: str) -> list[tuple[int, float]]:
+    """The simulated pools of one plan pool and the fraction of `workload`'s requests each gets:
+    the group's routed requests/s of the workload over the pool's (docs/simulation.md, "SLO
+    groups"). One part (an unsplit pool): all of them. A workload no group names (a plan without
+    routed rates) is spread over the groups in proportion to their counts."""
+    if len(parts) == 1:
+        return [(parts[0][0], 1.0)]
+    routed = [max(r.get(workload, 0.0), 0.0) for _, r in parts]
+    total = sum(routed)
+    if total > 0:
+        return [(i, x / total) for (i, _), x in zip(parts, routed, strict=True)]
+    return [(i, 1.0 / len(parts)) for i, _ in parts]
 
 
 def plan_from_counts(scenario: Scenario, counts: dict[str, int], *,

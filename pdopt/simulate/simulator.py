@@ -152,6 +152,20 @@ def check_decode_steps(fleet: Fleet, requests: Requests, run_s: float) -> float:
     return steps
 
 
+def _pool_label(name: str, group: int | None) -> str:
+    """A simulated pool's name: the instance type, and its SLO group level for a split pool."""
+    return name if group is None else f"{name} [group {group}]"
+
+
+def _counts_by_instance(fleet: Fleet) -> dict[str, int]:
+    """Simulated instances per instance type (the groups of a split pool added up)."""
+    counts: dict[str, int] = {}
+    for name, count in [(p.name, p.count) for p in fleet.prefill_pools] + [
+            (d.name, d.count) for d in fleet.decode_pools]:
+        counts[name] = counts.get(name, 0) + count
+    return counts
+
+
 def _pool_stats(fleet: Fleet, raw: RawResult) -> list[PoolStats]:
     window = raw.window_s
     out: list[PoolStats] = []
@@ -159,7 +173,7 @@ def _pool_stats(fleet: Fleet, raw: RawResult) -> list[PoolStats]:
         m = p.members
         batches = float(raw.prefill_batches[m].sum())
         out.append(PoolStats(
-            pool=p.name, role="prefill", count=p.count,
+            pool=_pool_label(p.name, p.group), role="prefill", count=p.count,
             busy=float(raw.prefill_busy_s[m].sum()) / (window * p.count) if window else math.nan,
             mean_queue=float(raw.prefill_queue_area[m].sum()) / (window * p.count)
             if window else math.nan,
@@ -171,7 +185,7 @@ def _pool_stats(fleet: Fleet, raw: RawResult) -> list[PoolStats]:
         m = d.members
         busy = float(raw.decode_busy_s[m].sum())
         out.append(PoolStats(
-            pool=d.name, role="decode", count=d.count,
+            pool=_pool_label(d.name, d.group), role="decode", count=d.count,
             busy=busy / (window * d.count) if window else math.nan,
             mean_queue=float(raw.decode_waiting_area[m].sum()) / (window * d.count)
             if window else math.nan,
@@ -276,6 +290,5 @@ def simulate_plan(scenario: PreparedScenario | Scenario | str | Path, plan: Plan
         workloads=stats, pools=_pool_stats(fleet, raw), simulated_requests=len(requests),
         decode_steps=raw.total_decode_steps, events=raw.events,
         wall_seconds=time.perf_counter() - started, messages=messages,
-        counts={p.name: p.count for p in fleet.prefill_pools}
-        | {d.name: d.count for d in fleet.decode_pools},
+        counts=_counts_by_instance(fleet),
     )
