@@ -341,13 +341,6 @@ def resolve_profiles(scenario: Scenario, *, use_cache: bool = True) -> Scenario:
     return scenario.model_copy(update={"instances": instances, "models": models})
 
 
-def unmeasured(scenario: Scenario) -> dict[str, str]:
-    """Instance name -> source, for every instance type whose numbers are estimated
-    (`estimated_by` set): what a plan should flag."""
-    return {i.name: str(i.source or i.estimated_by) for i in scenario.instances
-            if i.estimated_by is not None}
-
-
 def check_profiles(scenario: Scenario) -> list[Problem]:
     """Validate every `profile:` block without computing tables: the model config reads and is
     a supported family, the GPU is in the catalog and has the weight dtype, the weights fit,

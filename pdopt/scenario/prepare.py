@@ -82,12 +82,6 @@ def apply_overrides(data: dict[str, Any], overrides: Overrides | None,
     return changes
 
 
-def _read(path: Path) -> tuple[dict[str, Any], list[str]]:
-    from pdopt.scenario.variants import resolve_scenario_data_with_changes
-
-    return resolve_scenario_data_with_changes(path)
-
-
 def prepare(source: str | Path | Mapping[str, Any] | Scenario | PreparedScenario, *,
             overrides: Overrides | None = None, source_name: str | None = None,
             use_cache: bool = True) -> PreparedScenario:
@@ -108,7 +102,9 @@ def prepare(source: str | Path | Mapping[str, Any] | Scenario | PreparedScenario
     name: str | None
     if isinstance(source, str | Path):
         name = source_name or str(source)
-        data, changes = _read(Path(source))
+        from pdopt.scenario.variants import resolve_scenario_data_with_changes
+
+        data, changes = resolve_scenario_data_with_changes(Path(source))
     elif isinstance(source, Scenario):
         name = source_name
         if not overrides:
@@ -135,8 +131,3 @@ def _resolved(scenario: Scenario, name: str | None, changes: list[str],
         raise (e if e.source or name is None else e.with_source(name)) from None
     return PreparedScenario(resolved, name, tuple(changes), _estimated(resolved.instances),
                             tuple(overridden))
-
-
-def scenario_of(source: Scenario | PreparedScenario) -> Scenario:
-    """The Scenario inside (a PreparedScenario's is resolved)."""
-    return source.scenario if isinstance(source, PreparedScenario) else source
