@@ -144,10 +144,11 @@ def looks_like_path(model: str) -> bool:
     return model.endswith(".json") or "/" in model or "\\" in model or Path(model).exists()
 
 
-def model_config(model: str, base_dir: Path | None = None) -> tuple[str, dict[str, Any], str]:
+def model_config(model: str) -> tuple[str, dict[str, Any], str]:
     """(display name, config mapping, source) for a bundled name or a config.json path.
 
-    A path is taken relative to `base_dir` (the scenario's folder) when not absolute."""
+    A relative path is read from the working directory: scenarios reach here prepared, their
+    paths already absolute (pdopt.scenario.prepare)."""
     bundled = bundled_models().get(model.lower())
     if bundled is not None:
         return bundled.name, bundled.config, bundled.source
@@ -156,16 +157,14 @@ def model_config(model: str, base_dir: Path | None = None) -> tuple[str, dict[st
         raise ScenarioError([Problem("model", f"unknown model '{model}': give a bundled name "
                                      f"({', '.join(names)}) or the path of a config.json")])
     path = Path(model)
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
     if path.is_dir():
         path = path / "config.json"
     return path.parent.name or path.stem, read_config_file(path), str(path)
 
 
-def model_arch(model: str, base_dir: Path | None = None) -> ModelArch:
+def model_arch(model: str) -> ModelArch:
     """The architecture of a bundled model or of a config.json file."""
-    name, config, source = model_config(model, base_dir)
+    name, config, source = model_config(model)
     return arch_from_config(config, name, source)
 
 
