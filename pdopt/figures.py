@@ -348,3 +348,132 @@ def latency_cdfs(name: str, title: str, workloads: Sequence[str],
             if col == 0:
                 ax.set_ylabel("% of requests")
     return _finish(ctx, fig, name, title)
+
+
+# --- day plans (plans over a horizon of periods) --------------------------------------------
+
+#: Colours of the purchase options in the GPU and cost figures of a day plan.
+OPTION_COLOURS = {"reserved": "#0072B2", "on demand": "#E69F00", "spot": "#009E73"}
+
+
+def series_colours(labels: Sequence[str]) -> dict[str, str]:
+    """A colour per label: the palette for up to its length, then matplotlib's tab20."""
+    if len(labels) <= len(PALETTE):
+        return {label: PALETTE[k] for k, label in enumerate(labels)}
+    matplotlib, _ = _mpl()
+    cmap = matplotlib.colormaps["tab20"]
+    return {label: matplotlib.colors.to_hex(cmap(k % 20)) for k, label in enumerate(labels)}
+
+
+def _period_axes(ax: Any, labels: Sequence[str], series: Mapping[str, Sequence[float]], *,
+                 colours: Mapping[str, str], hatches: Mapping[str, str] | None = None,
+                 overlay: Mapping[str, Sequence[float]] | None = None,
+                 references: Mapping[str, float] | None = None) -> list[float]:
+    """Bars per period stacked by series, `overlay` as step lines and `references` as dashed
+    levels on the same axis. Returns the stacks' heights."""
+    positions = list(range(len(labels)))
+    base = [0.0] * len(labels)
+    for label, values in series.items():
+        ax.bar(positions, values, bottom=base, width=0.8, label=label, color=colours[label],
+               edgecolor="white", linewidth=0.4, hatch=(hatches or {}).get(label, ""))
+        base = [b + v for b, v in zip(base, values, strict=True)]
+    styles = ("-", "--", ":", "-.")
+    for k, (label, values) in enumerate((overlay or {}).items()):
+        ax.step([p - 0.5 for p in positions] + [positions[-1] + 0.5],
+                [*values, values[-1]], where="post", color="#102a43", linewidth=1.4,
+                linestyle=styles[k % len(styles)], label=label)
+    for k, (label, level) in enumerate((references or {}).items()):
+        ax.axhline(level, color=(TARGET_COLOUR, "#52606d", "#9aa5b1", "#000000")[k % 4],
+                   linestyle=("--", "-.", ":", "--")[k % 4], linewidth=1.3, label=label)
+    step = max(1, math.ceil(len(labels) / 24))
+    ax.set_xticks(positions[::step], list(labels)[::step])
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    top = max([*base, *(v for vs in (overlay or {}).values() for v in vs),
+               *(references or {}).values(), 1e-9])
+    ax.set_ylim(0, top * 1.12)
+    ax.grid(axis="x", visible=False)
+    return base
+
+
+def _legend_right(ax: Any, extra: Any = None) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if extra is not None:
+        more, more_labels = extra.get_legend_handles_labels()
+        handles, labels = handles + more, labels + more_labels
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01 if extra is None
+                                                                     else 1.08, 1.0),
+                  fontsize=7.5, ncol=1 if len(handles) <= 14 else 2)
+
+
+def period_bars(name: str, title: str, labels: Sequence[str],
+                series: Mapping[str, Sequence[float]], ylabel: str, *, xlabel: str = "period",
+                colours: Mapping[str, str] | None = None,
+                hatches: Mapping[str, str] | None = None,
+                overlay: Mapping[str, Sequence[float]] | None = None,
+                references: Mapping[str, float] | None = None,
+                secondary: Mapping[str, Sequence[float]] | None = None,
+                secondary_label: str = "") -> Chart:
+    """Per period, bars stacked by series (e.g. instances per pool, $/hour by purchase option);
+    `overlay`: step lines in the same unit; `references`: dashed levels (e.g. the average $/hour
+    of other plans); `secondary`: lines on a right-hand axis (e.g. demand per period)."""
+    ctx, fig, axes = _figure(3.4)
+    ax = axes[0][0]
+    colours = dict(colours or series_colours(list(series)))
+    _period_axes(ax, labels, series, colours=colours, hatches=hatches, overlay=overlay,
+                 references=references)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    twin = None
+    if secondary:
+        twin = ax.twinx()
+        twin.spines["right"].set_visible(True)
+        twin.grid(False)
+        line_colours = series_colours(list(secondary))
+        positions = list(range(len(labels)))
+        for label, values in secondary.items():
+            twin.plot(positions, values, marker="o", markersize=3, linewidth=1.5,
+                      color="#102a43" if len(secondary) == 1 else line_colours[label],
+                      label=label, markeredgecolor="white", markeredgewidth=0.5)
+        twin.set_ylim(0, max([v for vs in secondary.values() for v in vs] + [1e-9]) * 1.12)
+        twin.set_ylabel(secondary_label)
+    _legend_right(ax, twin)
+    return _finish(ctx, fig, name, title)
+
+
+def period_gpu_panels(name: str, title: str, labels: Sequence[str],
+                      panels: Mapping[str, Mapping[str, Sequence[float]]],
+                      running: Mapping[str, Sequence[float]], *,
+                      xlabel: str = "period") -> Chart:
+    """GPUs per period stacked by purchase option (reserved, on demand, spot), one panel per
+    key of `panels` (the first across the figure, e.g. all GPU types; then one per GPU type,
+    three to a row), each with the GPUs running (serving + spare) as a step line."""
+    keys = list(panels)
+    rest = keys[1:]
+    ncols = 3 if len(rest) >= 3 else max(1, len(rest))
+    rows = 1 + math.ceil(len(rest) / ncols)
+    ctx, fig, axes = _figure(2.9 + 2.1 * (rows - 1), ncols=ncols, nrows=rows)
+    gs = axes[0][0].get_gridspec()
+    for ax in axes[0]:
+        ax.remove()
+    first = fig.add_subplot(gs[0, :])
+    for k, key in enumerate(keys):
+        ax = first if k == 0 else axes[1 + (k - 1) // ncols][(k - 1) % ncols]
+        series = {o: v for o, v in panels[key].items() if any(v)}
+        _period_axes(ax, labels, series, colours=OPTION_COLOURS,
+                     overlay={"GPUs running": running[key]})
+        ax.set_title(f"{key}: GPUs", loc="left", fontsize=9)
+        if k == 0:
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("GPUs")
+            from matplotlib.patches import Patch
+
+            handles = [Patch(color=OPTION_COLOURS[o], label=o) for o in OPTION_COLOURS
+                       if any(any(panels[key].get(o, [])) for key in keys)]
+            lines = [h for h, label in zip(*ax.get_legend_handles_labels(), strict=True)
+                     if label == "GPUs running"]
+            ax.legend(handles=[*handles, *lines], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      fontsize=7.5)
+    for k in range(len(rest), (rows - 1) * ncols):
+        axes[1 + k // ncols][k % ncols].remove()
+    return _finish(ctx, fig, name, title)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from pdopt.explain import Alternative, alternatives_table
 from pdopt.inputfiles import FileTooLargeError, InputFileError, read_limited
 from pdopt.plan import Plan
 from pdopt.plan_report import plan_report
-from pdopt.report import Table
+from pdopt.report import Report, Table
 from pdopt.scenario.schema import Scenario
 
 
@@ -65,11 +65,14 @@ class WorkloadCost:
         return self.cost_per_hour * 1e6 / tokens if tokens > 0 else None
 
 
-def workload_costs(plan: Plan, scenario: Scenario | None) -> list[WorkloadCost]:
-    """Each workload's share of the plan's cost (Eq. W1)."""
+def workload_costs(plan: Plan, scenario: Scenario | None,
+                   rates: dict[str, float] | None = None) -> list[WorkloadCost]:
+    """Each workload's share of the plan's cost (Eq. W1); `rates`: the requests/s (without
+    headroom) the plan serves when not the scenario's (a period of a day plan)."""
     lengths: dict[str, tuple[int, int, float]] = {}
     if scenario is not None:
-        lengths = {w.name: (w.input_tokens, w.output_tokens, w.rate_requests_per_s)
+        lengths = {w.name: (w.input_tokens, w.output_tokens,
+                            w.rate_requests_per_s if rates is None else rates[w.name])
                    for w in scenario.workloads}
     shares = {w.workload: [0.0, 0.0] for w in plan.workloads}
     for pool in plan.pools:
@@ -110,17 +113,50 @@ def _pd_ratio_rows(plan: Plan) -> list[tuple[Any, ...]]:
 def plan_sections(plan: Plan, scenario: Scenario | None = None,
                   alternatives: Sequence[Alternative] | None = None) -> list[Section]:
     """The plan: cost by model, GPU type and role; counts and utilisation per pool; predicted
-    latency against targets; cost per workload and per million tokens; P/D ratio; alternatives."""
+    latency against targets; cost per workload and per million tokens; P/D ratio; alternatives.
+    A day plan (periods): the day first (pdopt.day_document), then its dearest period."""
     base = plan_report(plan)
     if not plan.has_plan:
         return [Section(f"Plan: {plan.status}", ["No plan: " + "; ".join(plan.diagnosis)],
                         tables=base.tables)]
+    from pdopt import day_document as day
+
+    if day.is_day_plan(plan):
+        from pdopt.horizon_report import horizon_tables
+
+        shown_in_day, day_notes = horizon_tables(plan)  # the day section has them (and more)
+        # the day section has the horizon's tables and the GPUs by type per period; the
+        # plan's $/hour is the horizon's average, not the dearest period's pools' cost
+        base.tables = [t for t in base.tables if t.title not in {d.title for d in shown_in_day}
+                       and t.title != "totals by GPU type"]
+        top = plan.periods[day.dearest_period(plan)]
+        base.tables = [replace(t, title=f"period {top.index}: serving pools (spares not "
+                               "counted)") if t.columns[0] == "pool" else t for t in base.tables]
+        base.notes = [n for n in base.notes if n not in day_notes]
+        period = plan_section(plan, scenario, base, f"Dearest period: period "
+                              f"{plan.periods[day.dearest_period(plan)].index}",
+                              day.period_plan_note(plan), day.dearest_period_rates(plan, scenario))
+        sections = [day.day_section(plan, scenario), period]
+        if alternatives:
+            sections[0].notes.append(
+                "why this GPU (the plan's `alternatives`) is not shown: it compares plans for "
+                "one steady rate, not over the periods")
+        return sections
     gap = "-" if plan.mip_gap is None else f"{100 * plan.mip_gap:.3g}%"
     summary = (f"{plan.status} plan minimising {plan.objective}: ${plan.cost_per_hour:,.2f} per "
                f"hour (${24 * 30 * (plan.cost_per_hour or 0):,.0f} per 30 days), "
                f"{plan.total_gpus} GPUs ("
                + ", ".join(f"{n} {g}" for g, n in plan.gpus_by_type.items())
                + f"), gap to the bound {gap}.")
+    sections = [plan_section(plan, scenario, base, "Plan", summary)]
+    if alternatives:
+        sections.append(alternatives_section(list(alternatives)))
+    return sections
+
+
+def plan_section(plan: Plan, scenario: Scenario | None, base: Report, title: str,
+                 summary: str, rates: dict[str, float] | None = None) -> Section:
+    """The figures and tables of the plan's pools (`base`: its `plan_report`)."""
     pools = [p for p in plan.pools if p.count > 0]
     models = list(dict.fromkeys(p.model for p in pools))
     series: dict[str, list[float]] = {}
@@ -155,7 +191,7 @@ def plan_sections(plan: Plan, scenario: Scenario | None = None,
             [w.workload for w in plan.workloads],
             [(w.expected_ttft_ms, w.ttft_target_ms) for w in plan.workloads],
             [(w.expected_tpot_ms, w.tpot_target_ms) for w in plan.workloads], label))
-    costs = workload_costs(plan, scenario)
+    costs = workload_costs(plan, scenario, rates)
     cost_table = Table(
         "cost per workload (each pool's cost split by the tokens each workload brings to it)",
         ("workload", "model", "requests/s", "$/hour", "prefill $/hour", "decode $/hour",
@@ -170,12 +206,7 @@ def plan_sections(plan: Plan, scenario: Scenario | None = None,
     if scenario is None:
         notes.append("cost per workload is split by requests and $ per million tokens is not "
                      "shown: the plan's file has no request lengths (give --scenario)")
-    sections = [
-        Section("Plan", [summary], charts, [*base.tables, cost_table, ratio], notes),
-    ]
-    if alternatives:
-        sections.append(alternatives_section(list(alternatives)))
-    return sections
+    return Section(title, [summary], charts, [*base.tables, cost_table, ratio], notes)
 
 
 def alternatives_section(alternatives: list[Alternative]) -> Section:

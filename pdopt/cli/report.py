@@ -1,5 +1,6 @@
 """`pdopt report`: one HTML file (or Markdown with figure files) a planner can mail: the plan in
-figures and tables, why this GPU, a batch folder's sweeps, a simulation's latency CDFs."""
+figures and tables (a day plan period by period), why this GPU, a batch folder's sweeps, a
+simulation's latency CDFs."""
 
 from __future__ import annotations
 
@@ -69,11 +70,13 @@ def read_plan_json(path: str, data: Any) -> tuple[Plan, list[dict[str, Any]] | N
               "and the plan has no `alternatives` yet.")
 @click.option("--time-limit", "time_limit_s", type=params.TIME_LIMIT_S, default=None,
               help="Solver time limit per solve, seconds [default: the scenario's].")
+@click.option("--mip-gap", type=params.MIP_GAP, default=None,
+              help="Relative MIP gap at which a solve stops [default: the scenario's].")
 @set_option
 @handle_errors
 def report(source: str, output: str, fmt: str, scenario_path: str | None,
            simulation_path: str | None, explain: bool, time_limit_s: float | None,
-           overrides: list[tuple[str, object]]) -> None:
+           mip_gap: float | None, overrides: list[tuple[str, object]]) -> None:
     """Write a report of SOURCE: a PLAN.json (`pdopt solve --format json`), a SCENARIO file
     (solved now) or a BATCH_DIR (`pdopt batch` output folder).
 
@@ -110,13 +113,15 @@ def report(source: str, output: str, fmt: str, scenario_path: str | None,
             prepared = prepare_scenario(source, overrides)
             from pdopt.optimize import solve
 
-            plan = solve(prepared, time_limit_s=time_limit_s)
+            plan = solve(prepared, time_limit_s=time_limit_s, mip_gap=mip_gap)
         if prepared is not None:
             scenario = prepared.scenario
-            if explain and alternatives is None and plan.has_plan:
+            # why this GPU compares plans for one steady rate: not computed for a day plan
+            if explain and alternatives is None and plan.has_plan and not plan.periods:
                 from pdopt.explain import explain as explain_plan
 
-                alternatives = explain_plan(prepared, plan, time_limit_s=time_limit_s)
+                alternatives = explain_plan(prepared, plan, time_limit_s=time_limit_s,
+                                            mip_gap=mip_gap)
         if not plan.has_plan:
             code = (ExitCode.INFEASIBLE if plan.status == Status.INFEASIBLE
                     else ExitCode.NO_SOLUTION_IN_TIME)
