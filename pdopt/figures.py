@@ -368,9 +368,10 @@ def series_colours(labels: Sequence[str]) -> dict[str, str]:
 def _period_axes(ax: Any, labels: Sequence[str], series: Mapping[str, Sequence[float]], *,
                  colours: Mapping[str, str], hatches: Mapping[str, str] | None = None,
                  overlay: Mapping[str, Sequence[float]] | None = None,
-                 references: Mapping[str, float] | None = None) -> list[float]:
+                 references: Mapping[str, float] | None = None,
+                 max_ticks: int = 24) -> list[float]:
     """Bars per period stacked by series, `overlay` as step lines and `references` as dashed
-    levels on the same axis. Returns the stacks' heights."""
+    levels on the same axis; at most `max_ticks` period labels. Returns the stacks' heights."""
     positions = list(range(len(labels)))
     base = [0.0] * len(labels)
     for label, values in series.items():
@@ -385,7 +386,7 @@ def _period_axes(ax: Any, labels: Sequence[str], series: Mapping[str, Sequence[f
     for k, (label, level) in enumerate((references or {}).items()):
         ax.axhline(level, color=(TARGET_COLOUR, "#52606d", "#9aa5b1", "#000000")[k % 4],
                    linestyle=("--", "-.", ":", "--")[k % 4], linewidth=1.3, label=label)
-    step = max(1, math.ceil(len(labels) / 24))
+    step = max(1, math.ceil(len(labels) / max_ticks))
     ax.set_xticks(positions[::step], list(labels)[::step])
     ax.set_xlim(-0.6, len(labels) - 0.4)
     top = max([*base, *(v for vs in (overlay or {}).values() for v in vs),
@@ -395,15 +396,28 @@ def _period_axes(ax: Any, labels: Sequence[str], series: Mapping[str, Sequence[f
     return base
 
 
-def _legend_right(ax: Any, extra: Any = None) -> None:
+#: Legends with more entries than this go under the figure, three to a row.
+LEGEND_RIGHT_MAX = 9
+
+#: Lines on a period figure's right-hand axis (e.g. demand per model): dark, told apart by dash
+#: and marker from the bars' colours.
+SECONDARY_STYLES = (("#102a43", "-", "o"), ("#52606d", "--", "s"), ("#3e4c59", ":", "^"),
+                    ("#000000", "-.", "D"))
+
+
+def _period_legend(fig: Any, ax: Any, extra: Any = None) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if extra is not None:
         more, more_labels = extra.get_legend_handles_labels()
         handles, labels = handles + more, labels + more_labels
-    if handles:
+    if not handles:
+        return
+    if len(handles) > LEGEND_RIGHT_MAX:
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=7.5)
+    else:
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01 if extra is None
                                                                      else 1.08, 1.0),
-                  fontsize=7.5, ncol=1 if len(handles) <= 14 else 2)
+                  fontsize=7.5)
 
 
 def period_bars(name: str, title: str, labels: Sequence[str],
@@ -417,7 +431,9 @@ def period_bars(name: str, title: str, labels: Sequence[str],
     """Per period, bars stacked by series (e.g. instances per pool, $/hour by purchase option);
     `overlay`: step lines in the same unit; `references`: dashed levels (e.g. the average $/hour
     of other plans); `secondary`: lines on a right-hand axis (e.g. demand per period)."""
-    ctx, fig, axes = _figure(3.4)
+    entries = len(series) + len(overlay or {}) + len(references or {}) + len(secondary or {})
+    below = math.ceil(entries / 3) if entries > LEGEND_RIGHT_MAX else 0
+    ctx, fig, axes = _figure(3.4 + 0.17 * below)
     ax = axes[0][0]
     colours = dict(colours or series_colours(list(series)))
     _period_axes(ax, labels, series, colours=colours, hatches=hatches, overlay=overlay,
@@ -429,15 +445,15 @@ def period_bars(name: str, title: str, labels: Sequence[str],
         twin = ax.twinx()
         twin.spines["right"].set_visible(True)
         twin.grid(False)
-        line_colours = series_colours(list(secondary))
         positions = list(range(len(labels)))
-        for label, values in secondary.items():
-            twin.plot(positions, values, marker="o", markersize=3, linewidth=1.5,
-                      color="#102a43" if len(secondary) == 1 else line_colours[label],
-                      label=label, markeredgecolor="white", markeredgewidth=0.5)
+        for k, (label, values) in enumerate(secondary.items()):
+            colour, dash, marker = SECONDARY_STYLES[k % len(SECONDARY_STYLES)]
+            twin.plot(positions, values, marker=marker, markersize=3.5, linewidth=1.5,
+                      color=colour, linestyle=dash, label=label, markeredgecolor="white",
+                      markeredgewidth=0.5)
         twin.set_ylim(0, max([v for vs in secondary.values() for v in vs] + [1e-9]) * 1.12)
         twin.set_ylabel(secondary_label)
-    _legend_right(ax, twin)
+    _period_legend(fig, ax, twin)
     return _finish(ctx, fig, name, title)
 
 
@@ -461,7 +477,7 @@ def period_gpu_panels(name: str, title: str, labels: Sequence[str],
         ax = first if k == 0 else axes[1 + (k - 1) // ncols][(k - 1) % ncols]
         series = {o: v for o, v in panels[key].items() if any(v)}
         _period_axes(ax, labels, series, colours=OPTION_COLOURS,
-                     overlay={"GPUs running": running[key]})
+                     overlay={"GPUs running": running[key]}, max_ticks=24 if k == 0 else 12)
         ax.set_title(f"{key}: GPUs", loc="left", fontsize=9)
         if k == 0:
             ax.set_xlabel(xlabel)
