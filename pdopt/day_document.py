@@ -12,6 +12,7 @@ purchase option and the demand without headroom.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pdopt import figures
 from pdopt.document import Section
@@ -357,3 +358,64 @@ def period_plan_note(plan: Plan) -> str:
             "utilisation and the predicted latency at its demand. Pool costs here are at "
             "on-demand prices (what the instances would cost bought by the hour), not the "
             "reserved/on-demand/spot mix of the day plan above.")
+
+
+# --- a day plan's simulation (`pdopt simulate` of a day plan, --format json) ------------------
+
+def is_day_simulation(data: object) -> bool:
+    """The JSON of `pdopt simulate` of a day plan: each period's simulation."""
+    return isinstance(data, dict) and isinstance(data.get("periods"), list) and bool(
+        data["periods"]) and all(isinstance(p, dict) and isinstance(p.get("simulation"), dict)
+                                 and isinstance(p["simulation"].get("workloads"), list)
+                                 for p in data["periods"])
+
+
+def _ratio(value: float | None, target: float) -> float | None:
+    return None if value is None or target <= 0 else value / target
+
+
+def day_simulation_series(sim: dict[str, Any], key: str, target: str
+                          ) -> dict[str, list[float | None]]:
+    """Per workload, per period: the simulated statistic over its target (`key`
+    `ttft_at_target_ms` or `tpot_ms`, whose mean is taken); None where not reached."""
+    periods = sim["periods"]
+    names = list(dict.fromkeys(w["workload"] for p in periods
+                               for w in p["simulation"]["workloads"]))
+    out: dict[str, list[float | None]] = {}
+    for name in names:
+        values: list[float | None] = []
+        for p in periods:
+            w = next((w for w in p["simulation"]["workloads"] if w["workload"] == name), None)
+            stat = None if w is None else (w[key]["mean"] if key == "tpot_ms" else w[key])
+            values.append(None if w is None else _ratio(stat, w[target]))
+        out[name] = values
+    return out
+
+
+def day_simulation_section(sim: dict[str, Any], source: str) -> Section:
+    """Each period simulated alone at its demand with its serving counts: per workload, the
+    simulated TTFT (the statistic of its target) and mean TPOT over their targets."""
+    periods = sim["periods"]
+    labels = [str(p.get("index", k)) for k, p in enumerate(periods)]
+    ttft = day_simulation_series(sim, "ttft_at_target_ms", "ttft_target_ms")
+    tpot = day_simulation_series(sim, "tpot_ms", "tpot_target_ms")
+    chart = figures.period_lines(
+        "day-simulation", "Simulated latency over target per period (at most 1 meets the SLO)",
+        labels, {"TTFT at its target's statistic / target": ttft, "mean TPOT / target": tpot},
+        "simulated / target", level=1.0)
+    rows = []
+    for label, p in zip(labels, periods, strict=True):
+        for w in p["simulation"]["workloads"]:
+            rows.append((label, w["workload"], w["requests"], w["ttft_at_target_ms"],
+                         w["ttft_target_ms"], w["tpot_ms"]["mean"], w["tpot_target_ms"],
+                         w["attainment_both"], w["meets_slo"]))
+    met = sum(bool(p["simulation"].get("meets_slo")) for p in periods)
+    text = (f"{met} of {len(periods)} periods meet every SLO in simulation (each period "
+            f"simulated alone at its demand with its serving counts; from {source}).")
+    table = Table("simulated against targets, period by period",
+                  ("period", "workload", "requests", "ttft at target", "ttft target",
+                   "tpot mean", "tpot target", "both ok", "meets"), rows)
+    missing = any(v is None for panel in (ttft, tpot) for vs in panel.values() for v in vs)
+    notes = ["a red cross at the top: a statistic the simulation did not reach (requests "
+             "unfinished, or none measured)"] if missing else []
+    return Section("Simulation, period by period", [text], [chart], [table], notes)

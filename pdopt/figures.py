@@ -493,3 +493,36 @@ def period_gpu_panels(name: str, title: str, labels: Sequence[str],
     for k in range(len(rest), (rows - 1) * ncols):
         axes[1 + k // ncols][k % ncols].remove()
     return _finish(ctx, fig, name, title)
+
+
+def period_lines(name: str, title: str, labels: Sequence[str],
+                 panels: Mapping[str, Mapping[str, Sequence[float | None]]], ylabel: str, *,
+                 level: float | None = None, xlabel: str = "period") -> Chart:
+    """Side by side panels of lines per period (one per series, e.g. per workload), with a
+    dashed red `level` (e.g. 1: at the target); a missing value (None, inf) is a gap marked
+    with a red cross at the top."""
+    ctx, fig, axes = _figure(3.0, ncols=len(panels))
+    positions = list(range(len(labels)))
+    colours = series_colours(list(dict.fromkeys(s for p in panels.values() for s in p)))
+    step = max(1, math.ceil(len(labels) / (24 if len(panels) == 1 else 12)))
+    for ax, (panel, series) in zip(axes[0], panels.items(), strict=True):
+        finite = [v for vs in series.values() for v in vs if v is not None and math.isfinite(v)]
+        top = max([*finite, level or 0.0, 1e-9]) * 1.15
+        for label, values in series.items():
+            ys = [math.nan if v is None or not math.isfinite(v) else v for v in values]
+            ax.plot(positions, ys, marker="o", markersize=3.5, linewidth=1.4,
+                    color=colours[label], label=label)
+            missing = [p for p, y in zip(positions, ys, strict=True) if math.isnan(y)]
+            if missing:
+                ax.scatter(missing, [top * 0.97] * len(missing), marker="x", color=PALETTE[3],
+                           zorder=3)
+        if level is not None:
+            ax.axhline(level, color=TARGET_COLOUR, linestyle="--", linewidth=1.2)
+        ax.set_title(panel, loc="left", fontsize=9)
+        ax.set_xticks(positions[::step], list(labels)[::step])
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+        ax.set_ylim(0, top)
+        ax.set_xlabel(xlabel)
+    axes[0][0].set_ylabel(ylabel)
+    _period_legend(fig, axes[0][-1])
+    return _finish(ctx, fig, name, title)

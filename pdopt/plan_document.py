@@ -322,8 +322,12 @@ def batch_sections(folder: Path) -> list[Section]:
 
 def simulation_of(data: Any, source: str) -> dict[str, Any]:
     """The simulation result in `pdopt simulate --format json` or `pdopt verify --format json`
-    output (verify: the plan's own simulation)."""
+    output (verify: the plan's own simulation; a day plan's: every period's)."""
     if isinstance(data, dict) and isinstance(data.get("workloads"), list) and "options" in data:
+        return data
+    from pdopt.day_document import is_day_simulation
+
+    if is_day_simulation(data):  # of a day plan: one simulation per period
         return data
     if isinstance(data, dict) and isinstance(data.get("plan"), dict) and isinstance(
             data["plan"].get("simulation"), dict):
@@ -333,7 +337,11 @@ def simulation_of(data: Any, source: str) -> dict[str, Any]:
 
 
 def simulation_sections(sim: dict[str, Any], source: str) -> list[Section]:
+    from pdopt.day_document import day_simulation_section, is_day_simulation
     from pdopt.simulate.metrics import CDF_LEVELS
+
+    if is_day_simulation(sim):
+        return [day_simulation_section(sim, source)]
 
     workloads = sim["workloads"]
     names = [w["workload"] for w in workloads]

@@ -36,6 +36,8 @@ EXPECTED_DAY_FIGURES = [
     "Predicted TTFT and TPOT per workload against targets",
 ]
 
+SIMULATION_FIGURE = "Simulated latency over target per period (at most 1 meets the SLO)"
+
 
 def _raw() -> dict[str, Any]:
     return json.loads(PLAN.read_text(encoding="utf-8"))
@@ -178,6 +180,40 @@ def test_day_plan_sections_and_the_dearest_period() -> None:
     assert [r[2] for r in costs.rows] == pytest.approx([15.0, 4.0])
 
 
+# ---- a day plan's simulation -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def day_simulation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pdopt simulate` of the fixture's day plan, each period for two simulated minutes."""
+    path = tmp_path_factory.mktemp("day-sim") / "sim.json"
+    result = CliRunner().invoke(main, ["simulate", str(SCENARIO), "--plan", str(PLAN),
+                                       "--duration", "120", "--warmup", "20", "--cooldown", "30",
+                                       "--format", "json", "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_day_simulation_over_targets(day_simulation: Path) -> None:
+    sim = json.loads(day_simulation.read_text(encoding="utf-8"))
+    assert day.is_day_simulation(sim) and not day.is_day_simulation(_raw())
+    ttft = day.day_simulation_series(sim, "ttft_at_target_ms", "ttft_target_ms")
+    tpot = day.day_simulation_series(sim, "tpot_ms", "tpot_target_ms")
+    for t, period in enumerate(sim["periods"]):
+        for w in period["simulation"]["workloads"]:  # chat: 1000 ms / 25 ms, rag: 2000 / 40
+            target_ttft, target_tpot = {"chat": (1000, 25), "rag": (2000, 40)}[w["workload"]]
+            assert ttft[w["workload"]][t] == pytest.approx(w["ttft_at_target_ms"] / target_ttft)
+            assert tpot[w["workload"]][t] == pytest.approx(w["tpot_ms"]["mean"] / target_tpot)
+    section = day.day_simulation_section(sim, "sim.json")
+    met = sum(p["simulation"]["meets_slo"] for p in sim["periods"])
+    assert section.paragraphs[0].startswith(f"{met} of 6 periods meet every SLO")
+    assert len(section.tables[0].rows) == 6 * 2
+    # a statistic not reached is a gap, and the note says what the cross means
+    sim["periods"][2]["simulation"]["workloads"][0]["ttft_at_target_ms"] = None
+    assert day.day_simulation_series(sim, "ttft_at_target_ms", "ttft_target_ms")["chat"][2] \
+        is None
+    assert any("red cross" in n for n in day.day_simulation_section(sim, "x").notes)
+
+
 # ---- the command -----------------------------------------------------------------------------
 
 def _report(args: list[str]) -> Any:
@@ -233,16 +269,17 @@ def test_mip_gap_is_checked(tmp_path: Path) -> None:
 
 # ---- in a browser ------------------------------------------------------------------------------
 
-def test_day_report_renders_in_chromium(tmp_path: Path) -> None:
+def test_day_report_renders_in_chromium(tmp_path: Path, day_simulation: Path) -> None:
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no Chromium on this machine (.ci/run installs it where apt-get is there)")
     out = tmp_path / "day.html"
-    assert _report([str(PLAN), "--scenario", str(SCENARIO), "-o", str(out)]).exit_code == 0
+    assert _report([str(PLAN), "--scenario", str(SCENARIO), "--simulation",
+                    str(day_simulation), "-o", str(out)]).exit_code == 0
     page = visit(out, PROBE, browser=chromium)
     assert page.console_errors == [] and page.external_requests == []
     assert page.requests == [out.resolve().as_uri()]
-    assert [f["caption"] for f in page.probe] == EXPECTED_DAY_FIGURES
+    assert [f["caption"] for f in page.probe] == [*EXPECTED_DAY_FIGURES, SIMULATION_FIGURE]
     for figure in page.probe:
         assert figure["width"] > 600 and figure["height"] > 100, figure["caption"]
         assert figure["drawn"] > 20, figure["caption"]
@@ -254,4 +291,6 @@ def test_day_report_renders_in_chromium(tmp_path: Path) -> None:
     assert {"$/hour", "this plan: $8.37/hour on average",
             "sized statically for the peak: $11.60/hour",
             "all on demand: $11.67/hour"} <= texts[EXPECTED_DAY_FIGURES[2]]
+    assert {"TTFT at its target's statistic / target", "mean TPOT / target", "chat", "rag",
+            "simulated / target"} <= texts[SIMULATION_FIGURE]
     assert page.screenshot_png.startswith(b"\x89PNG") and len(page.screenshot_png) > 50_000
