@@ -174,9 +174,11 @@ def demand_by_model(plan: Plan) -> dict[str, list[float]]:
 
 
 def _period_labels(plan: Plan) -> tuple[list[str], str]:
-    hours = {p.hours for p in plan.periods}
-    xlabel = (f"period ({next(iter(hours)):g} h each)" if len(hours) == 1
-              else "period (lengths in the table)")
+    hours = {round(p.hours, 9) for p in plan.periods}
+    xlabel = "period (lengths in the table)"
+    if len(hours) == 1:
+        h = next(iter(hours))
+        xlabel = f"period ({h:g} h each)" if h >= 1 else f"period ({60 * h:.3g} min each)"
     return [str(p.index) for p in plan.periods], xlabel
 
 

@@ -374,9 +374,11 @@ def _period_axes(ax: Any, labels: Sequence[str], series: Mapping[str, Sequence[f
     levels on the same axis; at most `max_ticks` period labels. Returns the stacks' heights."""
     positions = list(range(len(labels)))
     base = [0.0] * len(labels)
+    many = len(labels) > 48  # bars touch, without white edges that would stripe them
     for label, values in series.items():
-        ax.bar(positions, values, bottom=base, width=0.8, label=label, color=colours[label],
-               edgecolor="white", linewidth=0.4, hatch=(hatches or {}).get(label, ""))
+        ax.bar(positions, values, bottom=base, width=1.0 if many else 0.8, label=label,
+               color=colours[label], edgecolor="white", linewidth=0.0 if many else 0.4,
+               hatch=(hatches or {}).get(label, ""))
         base = [b + v for b, v in zip(base, values, strict=True)]
     styles = ("-", "--", ":", "-.")
     for k, (label, values) in enumerate((overlay or {}).items()):
@@ -448,7 +450,8 @@ def period_bars(name: str, title: str, labels: Sequence[str],
         positions = list(range(len(labels)))
         for k, (label, values) in enumerate(secondary.items()):
             colour, dash, marker = SECONDARY_STYLES[k % len(SECONDARY_STYLES)]
-            twin.plot(positions, values, marker=marker, markersize=3.5, linewidth=1.5,
+            twin.plot(positions, values, marker=None if len(labels) > 48 else marker,
+                      markersize=3.5, linewidth=1.5,
                       color=colour, linestyle=dash, label=label, markeredgecolor="white",
                       markeredgewidth=0.5)
         twin.set_ylim(0, max([v for vs in secondary.values() for v in vs] + [1e-9]) * 1.12)

@@ -294,3 +294,15 @@ def test_day_report_renders_in_chromium(tmp_path: Path, day_simulation: Path) ->
     assert {"TTFT at its target's statistic / target", "mean TPOT / target", "chat", "rag",
             "simulated / target"} <= texts[SIMULATION_FIGURE]
     assert page.screenshot_png.startswith(b"\x89PNG") and len(page.screenshot_png) > 50_000
+
+
+def test_period_axis_names_the_period_length() -> None:
+    from dataclasses import replace
+
+    plan = _plan()
+    assert day._period_labels(plan) == (["0", "1", "2", "3", "4", "5"], "period (4 h each)")
+    ten_minutes = replace(plan, periods=[replace(p, hours=1 / 6) for p in plan.periods])
+    assert day._period_labels(ten_minutes)[1] == "period (10 min each)"
+    mixed = replace(plan, periods=[replace(p, hours=1 + p.index) for p in plan.periods])
+    assert day._period_labels(mixed)[1] == "period (lengths in the table)"
+    assert day.period_starts(mixed) == [0, 1, 3, 6, 10, 15]
