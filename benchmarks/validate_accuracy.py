@@ -386,6 +386,23 @@ def section_sizing(hours: float, seed: int, n: int, verify: bool) -> None:
             verdict = ("misses" if not v.plan_meets_slo else
                        "smallest" if v.plan_is_smallest else "too big")
             tally[method][verdict] += 1
+            res = v.plan.result
+            assert res is not None
+            if verdict == "misses":  # which target, by how much (worst workload)
+                worst = max(res.workloads, key=lambda r: max(
+                    r.ttft_at_target_ms / r.ttft_target_ms, r.tpot_ms.mean / r.tpot_target_ms))
+                ttft, tpot = (worst.ttft_at_target_ms / worst.ttft_target_ms,
+                              worst.tpot_ms.mean / worst.tpot_target_ms)
+                why = f"TTFT x{ttft:.3f}" if ttft > tpot else f"TPOT x{tpot:.3f}"
+                tally[method][f"misses {why.split()[0]}"] += 1
+                verdict += f" ({why})"
+            elif verdict == "too big":  # which one-fewer neighbours hold too
+                held = [c.changed.replace("ds-", "").replace("other-", "").split("-")[0]
+                        + (c.changed[c.changed.index(" ["):] if " [" in c.changed else "")
+                        for c in v.neighbours if c.meets_slo]
+                for h in held:
+                    tally[method][f"-1 {h.split()[0]}"] += 1
+                verdict += f" (-1 {', '.join(held)})"
             tally[method]["plans"] += 1
             costs[method].append(time.perf_counter() - t0)
             counts = "+".join(f"{c}" for _, c in sorted(v.plan.counts.items()))
@@ -394,15 +411,17 @@ def section_sizing(hours: float, seed: int, n: int, verify: bool) -> None:
               f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
         rows.append((k + 1, routing, what, "; ".join(verdicts)))
     print("| method | plans | hold their SLOs | smallest | too big | misses | no plan | "
-          "s per scenario |")
-    print("|---|---|---|---|---|---|---|---|")
+          "s per scenario | one-fewer that holds / missed target |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for method in methods:
         t = tally[method]
         plans = t["plans"]
         print(f"| {method} | {plans} | {t['smallest'] + t['too big']} "
               f"({100 * (t['smallest'] + t['too big']) / max(plans, 1):.0f}%) | {t['smallest']} "
               f"({100 * t['smallest'] / max(plans, 1):.0f}%) | {t['too big']} | {t['misses']} | "
-              f"{t['no plan']} | {np.mean(costs[method]) if costs[method] else 0:.1f} |")
+              f"{t['no plan']} | {np.mean(costs[method]) if costs[method] else 0:.1f} | "
+              + ", ".join(f"{k}: {v}" for k, v in sorted(t.items())
+                          if k.startswith(("-1 ", "misses "))) + " |")
     print("\n| # | routing | scenario | plans (instance counts: decode+prefill) |")
     print("|---|---|---|---|")
     for row in rows:

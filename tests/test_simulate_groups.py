@@ -55,3 +55,26 @@ def test_one_group_pool_is_one_simulated_pool() -> None:
     fleet = build_fleet(scenario, plan)
     assert [(d.name, d.group, d.count) for d in fleet.decode_pools] == [
         ("dec", None, plan.pool("dec").count)]
+
+
+def test_neighbours_of_a_split_pool_change_one_group() -> None:
+    """verify's one-fewer neighbours of a split pool take one instance from one SLO group (the
+    simulator runs the groups' counts, so a pool-level count change alone would simulate the plan
+    again); an emptied group is dropped and the pool runs as one group for both workloads."""
+    from pdopt.simulate.verify import moves, neighbour
+
+    scenario = scenario_from_data(DATA)
+    plan = solve(scenario, mip_gap=0.0)
+    levels = [g.level for g in plan.pool("dec").groups]
+    assert sorted(moves(plan), key=str) == [*[("dec", lv) for lv in levels], ("pre", None)]
+    with pytest.raises(ValueError, match="SLO groups"):
+        neighbour(plan, "dec", -1)
+    nb = neighbour(plan, "dec", -1, levels[0])
+    assert nb is not None and nb.pool("dec").count == plan.pool("dec").count - 1
+    assert [g.level for g in nb.pool("dec").groups] == levels[1:]
+    fleet = build_fleet(scenario, nb)
+    assert [(d.group, d.count) for d in fleet.decode_pools] == [(None, 1)]
+    assert {f.decode_pool for fs in fleet.flows for f in fs} == {0}
+    up = neighbour(plan, "dec", +1, levels[1])
+    assert up is not None and [g.count for g in up.pool("dec").groups] == [1, 2]
+    assert [g.count for g in plan.pool("dec").groups] == [1, 1]  # the plan is untouched

@@ -24,9 +24,14 @@ from pdopt.simulate.simulator import SimulationOptions, SimulationResult, simula
 MAX_STEPS_UP = 12
 
 
-def neighbour(plan: Plan, pool: str, delta: int) -> Plan | None:
+def neighbour(plan: Plan, pool: str, delta: int, group: int | None = None) -> Plan | None:
     """The plan with `delta` more instances in `pool` and the same flows; None when a workload
-    would be left without a route (its only prefill or decode pool emptied)."""
+    would be left without a route (its only prefill or decode pool emptied).
+
+    A pool split into SLO groups is simulated group by group (docs/simulation.md, "SLO groups"),
+    so its neighbours change one group: `group` is its level. A group emptied is dropped, and
+    the simulator spreads its workloads over the pool's other groups (by their routed rates, or
+    by count for a workload no remaining group names)."""
     pools = []
     for p in plan.pools:
         if p.instance != pool:
@@ -35,8 +40,17 @@ def neighbour(plan: Plan, pool: str, delta: int) -> Plan | None:
         count = p.count + delta
         if count < 0:
             return None
+        groups = [replace(g) for g in p.groups]
+        if len(groups) > 1:
+            if group is None:
+                raise ValueError(f"pool '{pool}' is split into SLO groups: name the group")
+            target = next((g for g in groups if g.level == group), None)
+            if target is None or target.count + delta < 0:
+                return None
+            target.count += delta
+            groups = [g for g in groups if g.count > 0]
         per_instance = p.cost_per_hour / p.count if p.count else 0.0
-        pools.append(replace(p, count=count, cost_per_hour=per_instance * count))
+        pools.append(replace(p, count=count, cost_per_hour=per_instance * count, groups=groups))
     emptied = {p.instance for p in pools if p.count == 0}
     flows = [replace(f) for f in plan.flows]
     if emptied:
@@ -55,6 +69,24 @@ def neighbour(plan: Plan, pool: str, delta: int) -> Plan | None:
         flows = kept
         pools = [p for p in pools if p.count > 0]
     return plan.with_pools(pools, flows)
+
+
+def moves(plan: Plan) -> list[tuple[str, int | None]]:
+    """The (pool, group level) places a neighbour may add or remove an instance: every pool with
+    instances, each group of a split pool (group None: an unsplit pool)."""
+    out: list[tuple[str, int | None]] = []
+    for p in plan.pools:
+        if p.count <= 0:
+            continue
+        if len(p.groups) > 1:
+            out += [(p.instance, g.level) for g in p.groups if g.count > 0]
+        else:
+            out.append((p.instance, None))
+    return out
+
+
+def move_label(pool: str, group: int | None) -> str:
+    return pool if group is None else f"{pool} [group {group}]"
 
 
 def counts_of(plan: Plan) -> dict[str, int]:
@@ -82,6 +114,7 @@ class Candidate:
     cost_per_hour: float | None
     result: SimulationResult | None  # None: the counts cannot route every workload
     role: str  # "plan", "neighbour", "search"
+    changed: str = ""  # the pool (and SLO group) one instance away from the plan it comes from
 
     @property
     def meets_slo(self) -> bool:
@@ -89,7 +122,7 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"counts": self.counts, "cost_per_hour": self.cost_per_hour, "role": self.role,
-                "meets_slo": self.meets_slo,
+                "changed": self.changed, "meets_slo": self.meets_slo,
                 "slo_ratio": None if self.result is None else slo_ratio(self.result),
                 "simulation": None if self.result is None else self.result.to_dict()}
 
@@ -118,14 +151,15 @@ class VerifyResult:
 
 def _step(scenario: PreparedScenario, plan: Plan, delta: int, options: SimulationOptions
           ) -> list[tuple[Candidate, Plan]]:
-    """Simulate every plan one instance away (delta -1 or +1) in one pool."""
+    """Simulate every plan one instance away (delta -1 or +1) in one pool (one SLO group of a
+    split pool)."""
     out = []
-    for pool in [p.instance for p in plan.pools if p.count > 0]:
-        nb = neighbour(plan, pool, delta)
+    for pool, group in moves(plan):
+        nb = neighbour(plan, pool, delta, group)
         if nb is not None:
             out.append((Candidate(counts_of(nb), nb.cost_per_hour,
                                   simulate_plan(scenario, nb, options),
-                                  "search"), nb))
+                                  "search", move_label(pool, group)), nb))
     return out
 
 
@@ -148,15 +182,17 @@ def verify_plan(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
                      simulate_plan(scenario, plan, options), "plan")
     neighbours: list[Candidate] = []
     passing: list[tuple[Candidate, Plan]] = []
-    for pool in [p.instance for p in plan.pools if p.count > 0]:
-        nb = neighbour(plan, pool, -1)
+    for pool, group in moves(plan):
+        nb = neighbour(plan, pool, -1, group)
         if nb is None:
             counts = counts_of(plan)
             counts[pool] -= 1
-            neighbours.append(Candidate(counts, None, None, "neighbour"))
+            neighbours.append(Candidate(counts, None, None, "neighbour",
+                                        move_label(pool, group)))
             continue
         cand = Candidate(counts_of(nb), nb.cost_per_hour,
-                         simulate_plan(scenario, nb, options), "neighbour")
+                         simulate_plan(scenario, nb, options), "neighbour",
+                         move_label(pool, group))
         neighbours.append(cand)
         if cand.meets_slo:
             passing.append((cand, nb))
@@ -206,7 +242,7 @@ class VerifyIteration:
     cost_per_hour: float | None
     meets_slo: bool
     slo_ratio: float  # worst simulated statistic / target (<= 1: met)
-    holding_neighbours: list[str]  # pools whose one-fewer neighbour also meets the SLOs
+    holding_neighbours: list[str]  # pools (SLO groups) whose one-fewer neighbour also holds
 
     def to_dict(self) -> dict[str, Any]:
         return {"factors": self.factors, "counts": self.counts,
@@ -297,10 +333,11 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
         check = verify_plan(prepared, plan, options, search=False)
         result = check.plan.result
         assert result is not None
-        holding = [p for p, c in zip([p.instance for p in plan.pools if p.count > 0],
-                                     check.neighbours, strict=True) if c.meets_slo]
+        holding = [m for m, c in zip(moves(plan), check.neighbours, strict=True)
+                   if c.meets_slo]
         iterations.append(VerifyIteration(dict(factors), counts_of(plan), plan.cost_per_hour,
-                                          check.plan_meets_slo, slo_ratio(result), holding))
+                                          check.plan_meets_slo, slo_ratio(result),
+                                          [move_label(*m) for m in holding]))
         key = tuple(sorted(counts_of(plan).items()))
         if check.plan_meets_slo and (best is None or (plan.cost_per_hour or 0)
                                      < (best.cost_per_hour or 0)):
@@ -321,10 +358,16 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
                         factors[pool] = min(factors[pool],
                                             factors[pool] / max(ratio, 1.02))
         else:
-            for name in holding:
+            raise_by: dict[str, float] = {}  # several groups of a pool: the largest correction
+            for name, level in holding:
                 p = pools[name]
-                if p.count > 1:
-                    factors[name] *= max(1.0, p.utilization) * p.count / (p.count - 1) + 1e-6
+                g = next((g for g in p.groups if g.level == level), None)
+                count, util = (p.count, p.utilization) if g is None else (g.count, g.utilization)
+                if count > 1:
+                    raise_by[name] = max(raise_by.get(name, 1.0),
+                                         max(1.0, util) * count / (count - 1))
+            for name, factor in raise_by.items():
+                factors[name] *= factor + 1e-6
     chosen = best or last_with_plan or last
     assert chosen is not None
     demand = "each workload's demand"
