@@ -3,7 +3,9 @@ whole program, its plans fit the shared limits, and `solve` still finds the brut
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,10 +14,13 @@ from fleet_cases import brute_force_cost, random_fleet
 from pdopt.optimize import solve
 from pdopt.optimize.decompose import fits_limits
 from pdopt.optimize.lagrange import (
+    Column,
     LocalPricer,
     Prices,
+    _shares,
     coupled,
     lagrangian_bound,
+    repair_caps,
     solve_coupled,
 )
 from pdopt.optimize.solver import Deadline
@@ -80,7 +85,7 @@ def test_lagrangian_bound_holds_at_any_prices(gpu_price: float, budget_price: fl
     names = ["m", "m2"]
     pricer = LocalPricer(scenario, names, Objective.COST, Deadline.after(20))
     prices = Prices(gpu={"GA": gpu_price}, budget=budget_price)
-    priced = pricer.price(prices, Deadline.after(20), 0.0)
+    priced, _ = pricer.price(prices, Deadline.after(20), 0.0)
     bound = lagrangian_bound(scenario, priced, prices)
     assert bound is not None and bound <= optimum * (1 + 1e-9)
     assert all(p.plan is not None for p in priced)
@@ -120,3 +125,90 @@ def test_pricing_on_a_dask_cluster_gives_a_valid_bound() -> None:
     if parts.plans:
         assert fits_limits(scenario, parts.plans)
         assert parts.value is not None and parts.value >= optimum * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 4, 5, 6])
+def test_decomposition_alone_reaches_the_brute_force_optimum(seed: int) -> None:
+    """With the repair of the master's mix (O23) the decomposition's own plan is the optimum
+    of two coupled models (the master over whole columns alone stayed above it), and its bound
+    stays below."""
+    scenario = scenario_from_data(_binding(seed, "inventory"))
+    optimum = brute_force_cost(scenario)
+    assert optimum is not None
+    parts = solve_coupled(scenario, Objective.COST, deadline=Deadline.after(30), mip_gap=0.0,
+                          workers=1)
+    assert parts.plans and fits_limits(scenario, parts.plans)
+    assert parts.value == pytest.approx(optimum, rel=1e-9)
+    assert parts.bound is not None and parts.bound <= optimum * (1 + 1e-9)
+
+
+def test_a_plan_when_the_deadline_passes_in_the_first_round() -> None:
+    """The deadline gone before the first round: each pricing program still gets its least
+    time and the master's mix is repaired to fit the inventory (O23) before the hard deadline."""
+    scenario = scenario_from_data(_binding(0, "inventory"))
+    optimum = brute_force_cost(scenario)
+    assert optimum is not None
+    start = time.perf_counter()
+    parts = solve_coupled(scenario, Objective.COST, deadline=Deadline.after(0.0), mip_gap=0.0,
+                          workers=1, hard_deadline=Deadline.after(5.0))
+    assert time.perf_counter() - start < 6.0
+    assert parts.plans and fits_limits(scenario, parts.plans)
+    assert parts.value is not None and parts.value >= optimum * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("use,count", [
+    ({"a": 3.0, "b": 2.5, "c": 0.5}, 6),  # within the count: rounded by largest remainder
+    ({"a": 3.0, "b": 2.5, "c": 0.5}, 4),  # over it: the heaviest give way
+    ({"a": 10.0, "b": 1.0}, 3),
+    ({"a": 0.0, "b": 0.0}, 2),
+])
+def test_repair_shares_fit_the_inventory(use: dict[str, float], count: int) -> None:
+    shares = _shares(use, count)
+    assert set(shares) == set(use)
+    assert all(n >= 0 for n in shares.values())
+    assert sum(shares.values()) <= count
+    if sum(use.values()) <= count:  # nobody loses more than the rounding
+        assert all(shares[m] >= math.floor(u + 1e-9) for m, u in use.items())
+    else:  # the lightest users keep what they use
+        lightest = min(use, key=lambda m: use[m])
+        if math.ceil(use[lightest]) <= count:
+            assert shares[lightest] == math.ceil(use[lightest])
+
+
+def test_repair_caps_leave_a_single_fitting_column_alone() -> None:
+    """A model whose mix is one column within its share needs no repair; a mixed one does."""
+    scenario = scenario_from_data(_binding(0, "inventory"))
+    plan = solve(scenario, mip_gap=0.0)
+    assert plan.has_plan
+    by_model = {name: replace(plan, pools=[p for p in plan.pools if p.instance in names])
+                for name, names in (("m", [i["name"] for i in _binding(0, "inventory")
+                                              ["instances"] if i["model"] == "m"]),
+                                    ("m2", [i["name"] for i in _binding(0, "inventory")
+                                            ["instances"] if i["model"] == "m2"]))}
+    columns = [Column.of(name, p, Objective.COST) for name, p in by_model.items()]
+    assert repair_caps(scenario, ["m", "m2"], columns, [1.0, 1.0]) == {}
+    half = [Column.of("m", by_model["m"], Objective.COST), columns[0], columns[1]]
+    caps = repair_caps(scenario, ["m", "m2"], half, [0.5, 0.5, 1.0])
+    assert set(caps) == {"m"}
+
+
+@pytest.mark.parametrize("time_limit_s", [0.2, 1.5])
+def test_tiny_time_limits_return_the_best_plan_so_far(time_limit_s: float) -> None:
+    """A coupled fleet of four models (the price decomposition's way) with a tiny limit: the
+    solve returns soon after it (the bound is generous for a loaded machine), with a plan
+    within the inventories and its proven gap when one was found in time, else no plan and a
+    reason naming the limit."""
+    from test_solver_limits import _fleetgen
+
+    scenario = scenario_from_data(_fleetgen().fleet(4, 4, 2, 2))
+    assert coupled(scenario)
+    start = time.perf_counter()
+    plan = solve(scenario, time_limit_s=time_limit_s, mip_gap=0.0)
+    assert time.perf_counter() - start < time_limit_s + 5.0
+    if plan.has_plan:
+        assert fits_limits(scenario, [plan])
+        assert plan.dual_bound is not None and plan.mip_gap is not None
+        assert plan.dual_bound <= (plan.cost_per_hour or 0.0) * (1 + 1e-9)
+    else:
+        assert plan.status == Status.NO_SOLUTION
+        assert f"time limit ({time_limit_s:g} s)" in plan.diagnosis[0]

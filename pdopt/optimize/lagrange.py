@@ -32,11 +32,19 @@ import select
 import struct
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pdopt.optimize.decompose import OWN_PROCESS_GROUP, WORKER_GRACE_S, model_names, sub_scenario
+from pdopt.optimize.decompose import (
+    BRANCH_AND_BOUND_SHARE,
+    OWN_PROCESS_GROUP,
+    WORKER_GRACE_S,
+    fits_limits,
+    model_names,
+    sub_scenario,
+)
 from pdopt.optimize.solver import Deadline, relative_gap
 from pdopt.plan import Objective, Plan, PlanTotals
 from pdopt.scenario.schema import Scenario
@@ -49,12 +57,31 @@ WORKERS_FROM_MODELS = 4
 # (Wentges smoothing; plain duals oscillate between rounds).
 SMOOTHING = 0.5
 # The pricing programs are solved to this share of the requested gap (their bounds count, not
-# their plans, so a looser gap only costs bound).
+# their plans, so a looser gap only costs bound) ...
 PRICING_GAP_SHARE = 0.5
+# ... once the incumbent is close: to this share of the incumbent's gap, and in the first round
+# (zero prices, whose bound is weak anyway: the limits bind) to FIRST_ROUND_GAP, which is also
+# the loosest (proving each model's plan takes most of a pricing solve's time).
+PRICING_GAP_OF_GAP = 0.25
+FIRST_ROUND_GAP = 0.02
+# A round is not started with less time than this share of the last one took (its programs would
+# stop with weak bounds and no new plans).
+MIN_ROUND_OF_LAST = 0.5
 # Of the time left, a pricing round gets at most this share (the master and later rounds the rest);
 # the first round, which also starts the workers and builds the programs, gets more.
 ROUND_SHARE = 0.5
 FIRST_ROUND_SHARE = 0.8
+# Of a round's time, the repairs of the master's mix (O23) get at most this share, first.
+REPAIR_SHARE = 0.4
+# Without a plan, the first round and one last repair may run on to a hard deadline after the
+# deadline (time limits are kept to within a second, with a plan when there is one to be had):
+# the repair gets this long before it, and in the first round each pricing program at least
+# this long.
+RESCUE_S = 0.35
+FIRST_LEAST_S = 0.05
+# ... and then a worker late by more than this is stopped (not WORKER_GRACE_S: the deadline is
+# already past).
+LATE_GRACE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -85,11 +112,28 @@ class Column:
 
 @dataclass
 class Priced:
-    """What one pricing solve of one model returned: its bound (None: none) and plan."""
+    """What one pricing solve of one model returned: its bound (None: none) and plan, and the
+    seconds its coefficients took (on its first answer only)."""
 
     model_name: str
     bound: float | None
     plan: Plan | None
+    data_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on one model's GPUs by type and its cost (O23), or the fleet's limits."""
+
+    gpu: dict[str, int] = field(default_factory=dict)
+    budget: float | None = None
+
+
+def limits_of(scenario: Scenario, gpus: list[str] | None = None) -> Limits:
+    """The fleet's inventories (of `gpus`, or all) and budget."""
+    return Limits({g: spec.count for g, spec in scenario.gpus.items()
+                   if spec.count is not None and (gpus is None or g in gpus)},
+                  scenario.budget_per_hour)
 
 
 @dataclass
@@ -103,6 +147,8 @@ class Outcome:
     rounds: int
     seconds: float
     alone_bounds: dict[str, float] = field(default_factory=dict)  # at zero prices (O12)
+    data_seconds: float = 0.0  # the pricing programs' coefficients took, together
+    models_with_plans: int = 0  # models with at least one plan (column)
 
     @property
     def gap(self) -> float | None:
@@ -129,7 +175,9 @@ class Block:
         from pdopt.optimize.model import Relaxation, cost_expr, create_model, gpus_expr
 
         self.model_name, self.objective = model_name, objective
+        started = time.perf_counter()
         self.data = build_fleet_data(sub_scenario(scenario, model_name))
+        self.data_seconds: float | None = time.perf_counter() - started
         m = create_model(self.data, objective, Relaxation(budget=True, inventory="drop"))
         gpus = sorted({pool.gpu for pool in self.data.pools.values()})
         m.GPU_TYPES = pyo.Set(initialize=gpus, ordered=True)
@@ -140,6 +188,18 @@ class Block:
         m.priced = pyo.Objective(
             expr=primary + sum(m.gpu_price[g] * gpus_expr(m, self.data, g) for g in gpus)
             + m.budget_price * cost_expr(m, self.data), sense=pyo.minimize)
+        # the shared limits as this model's own caps: at the fleet's counts and budget (a valid
+        # tightening: no plan of the fleet gives one model more), lowered to its share of them
+        # when repairing the master's choice (O23)
+        self.limits = limits_of(scenario, gpus)
+        m.CAPPED = pyo.Set(initialize=sorted(self.limits.gpu), ordered=True)
+        m.gpu_cap = pyo.Param(m.CAPPED, mutable=True,
+                              initialize={g: float(n) for g, n in self.limits.gpu.items()})
+        m.gpu_capped = pyo.Constraint(m.CAPPED,
+                                      rule=lambda m, g: gpus_expr(m, self.data, g) <= m.gpu_cap[g])
+        if self.limits.budget is not None:
+            m.budget_cap = pyo.Param(mutable=True, initialize=self.limits.budget)
+            m.budget_capped = pyo.Constraint(expr=cost_expr(m, self.data) <= m.budget_cap)
         self.model, self.gpus = m, gpus
         self.opt = Highs()
         self.opt.set_instance(m)
@@ -148,28 +208,43 @@ class Block:
         self.start: list[float] | None = None
         self.rounded_tried = False
 
-    def price(self, prices: Prices, deadline: Deadline, mip_gap: float) -> Priced:
-        """Solve the pricing program at `prices` by `deadline`: its dual bound and its plan."""
+    def price(self, prices: Prices, deadline: Deadline, mip_gap: float,
+              caps: Limits | None = None) -> Priced:
+        """Solve the pricing program at `prices` by `deadline`: its dual bound and its plan.
+        With `caps` (a repair, O23): the model's plan within those caps at zero prices, whose
+        bound is no Lagrangian bound (the caps are not the fleet's)."""
         from pdopt.optimize.extract import build_plan
         from pdopt.optimize.solver import MIN_SOLVE_S, _report
 
+        data_seconds, self.data_seconds = self.data_seconds, None  # reported once
         seconds = deadline.remaining()
         if seconds < MIN_SOLVE_S:
-            return Priced(self.model_name, None, None)
+            return Priced(self.model_name, None, None, data_seconds)
         m = self.model
+        if caps is not None:
+            prices = Prices()
         for g in self.gpus:
             m.gpu_price[g] = prices.gpu.get(g, 0.0)
         m.budget_price = prices.budget
+        limits = caps or self.limits
+        for g in m.CAPPED:
+            m.gpu_cap[g] = float(limits.gpu.get(g, self.limits.gpu[g]))
+        if self.limits.budget is not None:
+            m.budget_cap = limits.budget if limits.budget is not None else self.limits.budget
         import highspy
 
         start = time.perf_counter()
         self.opt.update()
         highs = self.opt._solver_model  # the highspy object behind Pyomo's (pinned) interface
-        if self.start is not None:
+        if self.start is not None:  # rejected by HiGHS when it breaks the caps
             solution = highspy.HighsSolution()
             solution.col_value = self.start
             solution.value_valid = True
             highs.setSolution(solution)
+        first = self.start is None and caps is None and not self.rounded_tried
+        # no plan of this model yet: branch and bound gets a share, the rounded LP relaxation
+        # (O.3) the rest when it ends without one (as for the models alone, O.2)
+        seconds = (deadline.share(BRANCH_AND_BOUND_SHARE) if first else deadline).remaining()
         results = self.opt.solve(m, time_limit=seconds, rel_gap=mip_gap, load_solutions=False,
                                  raise_exception_on_nonoptimal_result=False,
                                  auto_updates={key: False for key in self.opt.config.auto_updates})
@@ -177,12 +252,16 @@ class Block:
         if report.status.has_plan:
             self.start = list(highs.getSolution().col_value)
             return Priced(self.model_name, report.dual_bound,
-                          build_plan(self.data, m, self.objective, report))
-        return Priced(self.model_name, report.dual_bound, self._rounded(deadline))
+                          build_plan(self.data, m, self.objective, report), data_seconds)
+        return Priced(self.model_name, report.dual_bound,
+                      self._rounded(deadline) if first else None, data_seconds)
 
     def _rounded(self, deadline: Deadline) -> Plan | None:
-        """Without a plan from branch and bound, the rounded LP relaxation's (O.3): any plan of
-        the model is a column; tried once per model."""
+        """Without a plan from branch and bound, the rounded LP relaxation's (O.3), tried once
+        per model: any plan of the model is a column. Its values start the next branch and
+        bound (when they fit the caps)."""
+        import pyomo.core as pyo
+
         from pdopt.optimize.extract import build_plan
         from pdopt.optimize.model import Relaxation
         from pdopt.optimize.rounding import rounded_up
@@ -194,7 +273,50 @@ class Block:
                              deadline=deadline, dual_bound=None)
         if rounded is None:
             return None
-        return build_plan(self.data, rounded[0], self.objective, rounded[1])
+        model, report = rounded
+        # the same program (same data, same relaxation): its variables by name
+        values = {var.name: var.value for var in model.component_data_objects(pyo.Var)}
+        index = self.opt._pyomo_var_to_solver_var_map
+        start = [0.0] * self.opt._solver_model.getNumCol()
+        for var in self.model.component_data_objects(pyo.Var):
+            k = index.get(id(var))
+            if k is not None:
+                start[k] = float(values.get(var.name) or 0.0)
+        self.start = start
+        return build_plan(self.data, model, self.objective, report)
+
+
+Round = tuple[list["Priced"], list["Priced"]]  # the pricing programs' answers, the repairs'
+
+
+def price_in_turn(blocks: dict[str, Block], names: list[str], prices: Prices | None,
+                  deadline: Deadline, mip_gap: float, repairs: dict[str, Limits],
+                  least: tuple[float, Deadline] | None = None) -> Round:
+    """One round over `names` one after another: first the repairs (O23), each a share of
+    REPAIR_SHARE of the time (all of it without `prices`), then every pricing program, each an
+    equal share of what is left (what one leaves unused goes to the next). `least`: a pricing
+    program left less than that many seconds gets that many, or an equal share of the time to
+    that deadline if more, but never past it (the first round: without a column of every model
+    there is no plan at all)."""
+    todo = [name for name in names if name in repairs]
+    repaired = []
+    until = deadline.share(REPAIR_SHARE) if todo and prices is not None else deadline
+    for k, name in enumerate(todo):
+        block = blocks.get(name)
+        share = until.share(1.0 / (len(todo) - k))
+        repaired.append(block.price(Prices(), share, mip_gap, repairs[name])
+                        if block is not None else Priced(name, None, None))
+    priced: list[Priced] = []
+    for k, name in enumerate(names if prices is not None else []):
+        block = blocks.get(name)
+        share = deadline.share(1.0 / (len(names) - k))
+        if least is not None and share.remaining() < least[0]:
+            # an equal share of the time to least[1], and at least least[0] (up to least[1])
+            share = Deadline(max(min(time.time() + least[0], least[1].at),
+                                 least[1].share(1.0 / (len(names) - k)).at))
+        priced.append(block.price(prices, share, mip_gap) if block is not None and prices
+                      is not None else Priced(name, None, None))
+    return priced, repaired
 
 
 class LocalPricer:
@@ -209,14 +331,12 @@ class LocalPricer:
             self.blocks[name] = Block(scenario, name, objective)
         self.names = names
 
-    def price(self, prices: Prices, deadline: Deadline, mip_gap: float) -> list[Priced]:
-        out = []
-        for k, name in enumerate(self.names):
-            block = self.blocks.get(name)
-            share = deadline.share(1.0 / (len(self.names) - k))
-            out.append(block.price(prices, share, mip_gap) if block is not None
-                       else Priced(name, None, None))
-        return out
+    def price(self, prices: Prices | None, deadline: Deadline, mip_gap: float,
+              repairs: dict[str, Limits] | None = None,
+              least: tuple[float, Deadline] | None = None,
+              grace: float = WORKER_GRACE_S) -> Round:
+        return price_in_turn(self.blocks, self.names, prices, deadline, mip_gap, repairs or {},
+                             least)
 
     def close(self) -> None:
         self.blocks.clear()
@@ -263,29 +383,52 @@ class ProcessPricer:
         self.names = names
         self.chunks = [names[k::workers] for k in range(workers)]
         self.procs: list[subprocess.Popen[bytes] | None] = []
+        self.sending: list[threading.Thread | None] = []
         for chunk in self.chunks:
             proc = subprocess.Popen([sys.executable, "-m", "pdopt.optimize.pricing_worker",
                                      str(os.getpid())], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE,
                                     process_group=OWN_PROCESS_GROUP.get("process_group"))
             self.procs.append(proc)
-            _send(proc.stdin, ("init", scenario, chunk, objective, deadline))
+            # the scenario is larger than a pipe holds: sent while the worker starts (a fresh
+            # interpreter), so the workers start together, not one after the other
+            sender = threading.Thread(target=_send_quietly,
+                                      args=(proc.stdin, ("init", scenario, chunk, objective,
+                                                         deadline)), daemon=True)
+            sender.start()
+            self.sending.append(sender)
 
-    def price(self, prices: Prices, deadline: Deadline, mip_gap: float) -> list[Priced]:
-        for proc in self.procs:
+    def price(self, prices: Prices | None, deadline: Deadline, mip_gap: float,
+              repairs: dict[str, Limits] | None = None,
+              least: tuple[float, Deadline] | None = None,
+              grace: float = WORKER_GRACE_S) -> Round:
+        repairs = repairs or {}
+        until = max(deadline.at, least[1].at if least else 0.0) + grace
+        for k, proc in enumerate(self.procs):
+            sender = self.sending[k]
+            if sender is not None:
+                sender.join(max(0.0, until - time.time()))
+                if sender.is_alive():  # still not reading its programs: stopped
+                    self._stop(k)
+                    continue
+                self.sending[k] = None
             if proc is not None:
-                _send(proc.stdin, ("price", prices, deadline, mip_gap))
+                mine = {name: caps for name, caps in repairs.items() if name in self.chunks[k]}
+                _send(proc.stdin, ("price", prices, deadline, mip_gap, mine, least))
         got: dict[str, Priced] = {}
+        fixed: dict[str, Priced] = {}
         for k, proc in enumerate(self.procs):
             if proc is None:
                 continue
             assert proc.stdout is not None
-            answer = _receive(proc.stdout.fileno(), deadline.at + WORKER_GRACE_S)
+            answer = _receive(proc.stdout.fileno(), until)
             if answer is None:  # late or gone: stopped, its models unpriced from now on
                 self._stop(k)
                 continue
-            got.update({p.model_name: p for p in answer})
-        return [got.get(name, Priced(name, None, None)) for name in self.names]
+            got.update({p.model_name: p for p in answer[0]})
+            fixed.update({p.model_name: p for p in answer[1]})
+        return ([got.get(name, Priced(name, None, None)) for name in self.names],
+                [fixed.get(name, Priced(name, None, None)) for name in repairs])
 
     def _stop(self, k: int) -> None:
         proc = self.procs[k]
@@ -305,23 +448,31 @@ class ProcessPricer:
             self._stop(k)
 
 
+def _send_quietly(stream: Any, message: object) -> None:
+    """_send from a thread: a worker stopped before it read its message is no error."""
+    with contextlib.suppress(OSError, ValueError):
+        _send(stream, message)
+
+
 # In a Dask worker: the pricing programs of the solves it serves, kept between rounds (a worker
 # runs one task of a solve at a time: each round sends one task per worker).
 _WORKER_BLOCKS: dict[tuple[str, str], Block] = {}
 
 
 def price_on_worker(solve_key: str, scenario: Scenario, names: list[str], objective: Objective,
-                    prices: Prices, deadline: Deadline, mip_gap: float) -> list[Priced]:
-    """A Dask task: price `names` at `prices`, building their programs on first use."""
-    out = []
-    for k, name in enumerate(names):
+                    prices: Prices | None, deadline: Deadline, mip_gap: float,
+                    repairs: dict[str, Limits] | None = None,
+                    least: tuple[float, Deadline] | None = None) -> Round:
+    """A Dask task: price `names` at `prices` (and repair those in `repairs`, O23), building
+    their programs on first use."""
+    blocks: dict[str, Block] = {}
+    for name in names:
         block = _WORKER_BLOCKS.get((solve_key, name))
         if block is None and not deadline.passed():
             block = _WORKER_BLOCKS[(solve_key, name)] = Block(scenario, name, objective)
-        share = deadline.share(1.0 / (len(names) - k))
-        out.append(block.price(prices, share, mip_gap) if block is not None
-                   else Priced(name, None, None))
-    return out
+        if block is not None:
+            blocks[name] = block
+    return price_in_turn(blocks, names, prices, deadline, mip_gap, repairs or {}, least)
 
 
 def forget_on_worker(solve_key: str) -> None:
@@ -352,20 +503,29 @@ class DaskPricer:
         self.key = uuid.uuid4().hex
         self.scenario = self.client.scatter(scenario, broadcast=True)
 
-    def price(self, prices: Prices, deadline: Deadline, mip_gap: float) -> list[Priced]:
+    def price(self, prices: Prices | None, deadline: Deadline, mip_gap: float,
+              repairs: dict[str, Limits] | None = None,
+              least: tuple[float, Deadline] | None = None,
+              grace: float = WORKER_GRACE_S) -> Round:
+        repairs = repairs or {}
         futures = [self.client.submit(price_on_worker, self.key, self.scenario, chunk,
-                                      self.objective, prices, deadline, mip_gap, workers=[w],
-                                      allow_other_workers=False, pure=False)
+                                      self.objective, prices, deadline, mip_gap,
+                                      {n: c for n, c in repairs.items() if n in chunk}, least,
+                                      workers=[w], allow_other_workers=False, pure=False)
                    for w, chunk in self.chunks.items()]
-        until = deadline.at + WORKER_GRACE_S
+        until = max(deadline.at, least[1].at if least else 0.0) + grace
         got: dict[str, Priced] = {}
+        fixed: dict[str, Priced] = {}
         for future in futures:
             try:
-                got.update({p.model_name: p
-                            for p in future.result(timeout=max(0.01, until - time.time()))})
+                priced, repaired = future.result(timeout=max(0.01, until - time.time()))
             except Exception:  # late (cancelled), or the worker failed: no bound this round
                 self.client.cancel([future])
-        return [got.get(name, Priced(name, None, None)) for name in self.names]
+                continue
+            got.update({p.model_name: p for p in priced})
+            fixed.update({p.model_name: p for p in repaired})
+        return ([got.get(name, Priced(name, None, None)) for name in self.names],
+                [fixed.get(name, Priced(name, None, None)) for name in repairs])
 
     def close(self) -> None:
         try:
@@ -374,7 +534,7 @@ class DaskPricer:
             self.client.close()
 
 
-# -- the restricted master (O21, O22) ----------------------------------------------------------
+# -- the restricted master (O21, O22) and its repair (O23) -------------------------------------
 
 def _rows(scenario: Scenario, columns: list[Column]) -> tuple[list[str], float | None]:
     limited = sorted(g for g, spec in scenario.gpus.items() if spec.count is not None
@@ -393,84 +553,205 @@ def price_caps(scenario: Scenario, objective: Objective) -> tuple[float, float]:
     return 2.0, 1.0 / min(prices, default=1.0)
 
 
-def master_prices(scenario: Scenario, names: list[str], columns: list[Column],
-                  objective: Objective = Objective.COST) -> Prices | None:
-    """The master LP over the columns (a convex combination of each model's columns within the
-    inventories and the budget, made elastic at the price caps): its row duals as prices (O21).
-    None when the LP fails."""
+def _highs() -> Any:
+    """A silent highspy instance (its first construction in a process prints a banner on the
+    standard output, which is the command's)."""
+    import highspy
+    from pyomo.common.tee import capture_output
+
+    with capture_output(capture_fd=True):
+        highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    return highs
+
+
+def _master(scenario: Scenario, names: list[str], columns: list[Column], objective: Objective,
+            *, integer: bool, deadline: Deadline) -> tuple[Any, list[str], int] | None:
+    """The restricted master solved by HiGHS: the LP of O21 (elastic rows) or the integer
+    program of O22 (binary choices, hard rows). Returns the solved instance, the limited GPU
+    types (its rows after the models') and the number of columns; None when it fails."""
+    import highspy
     import numpy as np
-    from scipy.optimize import linprog
 
     limited, budget = _rows(scenario, columns)
     index = {name: k for k, name in enumerate(names)}
+    n_cols = len(columns)
+    n_slack = 0 if integer else len(limited) + (budget is not None)
     per_gpu, per_dollar = price_caps(scenario, objective)
-    n_cols, n_slack = len(columns), len(limited) + (budget is not None)
-    cost = np.array([c.primary for c in columns] + [per_gpu] * len(limited)
-                    + [per_dollar] * (budget is not None))
-    a_eq = np.zeros((len(names), n_cols + n_slack))
-    for j, c in enumerate(columns):
-        a_eq[index[c.model_name], j] = 1.0
-    a_ub = np.zeros((n_slack, n_cols + n_slack))
-    b_ub = np.zeros(n_slack)
+    if integer:  # the secondary objective breaks ties among plans of the same primary (O10)
+        secondary = [c.cost if c.primary != c.cost else float(sum(c.gpus.values()))
+                     for c in columns]
+        weight = 1e-7 / max(1.0, max(secondary, default=1.0))
+        cost = [c.primary + weight * s for c, s in zip(columns, secondary, strict=True)]
+    else:
+        cost = [c.primary for c in columns] + [per_gpu] * len(limited) \
+            + [per_dollar] * (budget is not None)
+    n = n_cols + n_slack
+    highs = _highs()
+    inf = highspy.kHighsInf
+    highs.addVars(n, np.zeros(n), np.ones(n) if integer else np.full(n, inf))
+    highs.changeColsCost(n, np.arange(n, dtype=np.int32), np.array(cost, dtype=float))
+    starts: list[int] = []
+    idx: list[int] = []
+    vals: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+
+    def row(entries: list[tuple[int, float]], low: float, high: float) -> None:
+        starts.append(len(idx))
+        for j, v in entries:
+            if v:
+                idx.append(j)
+                vals.append(v)
+        lo.append(low)
+        hi.append(high)
+
+    for name in names:
+        row([(j, 1.0) for j, c in enumerate(columns) if index[c.model_name] == index[name]],
+            1.0, 1.0)
     for r, g in enumerate(limited):
-        for j, c in enumerate(columns):
-            a_ub[r, j] = c.gpus.get(g, 0)
-        a_ub[r, n_cols + r] = -1.0
-        b_ub[r] = float(scenario.gpus[g].count or 0)
+        entries = [(j, float(c.gpus.get(g, 0))) for j, c in enumerate(columns)]
+        if not integer:
+            entries.append((n_cols + r, -1.0))
+        row(entries, -inf, float(scenario.gpus[g].count or 0))
     if budget is not None:
-        r = len(limited)
-        a_ub[r, :n_cols] = [c.cost for c in columns]
-        a_ub[r, n_cols + r] = -1.0
-        b_ub[r] = budget
-    result = linprog(cost, A_ub=a_ub if n_slack else None, b_ub=b_ub if n_slack else None,
-                     A_eq=a_eq, b_eq=np.ones(len(names)), bounds=(0, None), method="highs")
-    if result.status != 0 or not n_slack:
-        return None if result.status != 0 else Prices()
-    duals = [max(0.0, -float(d)) for d in result.ineqlin.marginals]
-    return Prices(gpu=dict(zip(limited, duals[:len(limited)], strict=True)),
-                  budget=duals[-1] if budget is not None else 0.0)
+        entries = [(j, c.cost) for j, c in enumerate(columns)]
+        if not integer:
+            entries.append((n_cols + len(limited), -1.0))
+        row(entries, -inf, budget + (1e-9 if integer else 0.0))
+    highs.addRows(len(lo), np.array(lo), np.array(hi), len(idx),
+                  np.array(starts, dtype=np.int32), np.array(idx, dtype=np.int32),
+                  np.array(vals, dtype=float))
+    if integer:
+        highs.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
+                                    np.array([highspy.HighsVarType.kInteger] * n))
+        highs.setOptionValue("time_limit", max(0.01, deadline.remaining()))
+    highs.run()
+    if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal and not (
+            integer and highs.getInfo().primal_solution_status == 2):  # 2: feasible
+        return None
+    return highs, limited, n_cols
+
+
+@dataclass
+class Master:
+    """The master LP's answer (O21): the next prices and its mix of each model's columns."""
+
+    prices: Prices
+    weights: list[float]  # lambda of each column
+
+
+def master_lp(scenario: Scenario, names: list[str], columns: list[Column],
+              objective: Objective = Objective.COST) -> Master | None:
+    """The master LP over the columns (a convex combination of each model's columns within the
+    inventories and the budget, made elastic at the price caps): its row duals as prices (O21)
+    and its weights of the columns. None when the LP fails."""
+    solved = _master(scenario, names, columns, objective, integer=False,
+                     deadline=Deadline.after(math.inf))
+    if solved is None:
+        return None
+    highs, limited, n_cols = solved
+    solution = highs.getSolution()
+    duals = [max(0.0, -float(d)) for d in list(solution.row_dual)[len(names):]]
+    prices = Prices(gpu=dict(zip(limited, duals[:len(limited)], strict=True)),
+                    budget=duals[len(limited)] if scenario.budget_per_hour is not None else 0.0)
+    return Master(prices, [float(x) for x in list(solution.col_value)[:n_cols]])
+
+
+def master_prices(scenario: Scenario, names: list[str], columns: list[Column],
+                  objective: Objective = Objective.COST) -> Prices | None:
+    """The master LP's prices (O21); None when the LP fails."""
+    master = master_lp(scenario, names, columns, objective)
+    return None if master is None else master.prices
 
 
 def master_plan(scenario: Scenario, names: list[str], columns: list[Column],
                 deadline: Deadline) -> list[Column] | None:
     """The best choice of one column per model within the inventories and the budget (O22), by
     a small integer program; None when no choice fits (or the deadline passes first)."""
-    import numpy as np
-    from scipy.optimize import Bounds, LinearConstraint, milp
-
-    limited, budget = _rows(scenario, columns)
-    index = {name: k for k, name in enumerate(names)}
     if deadline.passed() or {c.model_name for c in columns} != set(names):
         return None
-    n = len(columns)
-    rows, lo, hi = [], [], []
-    for name in names:
-        rows.append([1.0 if c.model_name == name else 0.0 for c in columns])
-        lo.append(1.0)
-        hi.append(1.0)
-    for g in limited:
-        rows.append([float(c.gpus.get(g, 0)) for c in columns])
-        lo.append(-np.inf)
-        hi.append(float(scenario.gpus[g].count or 0))
-    if budget is not None:
-        rows.append([c.cost for c in columns])
-        lo.append(-np.inf)
-        hi.append(budget + 1e-9)
-    # the secondary objective breaks ties among plans of the same primary (Eq. O10)
-    secondary = [c.cost if c.primary != c.cost else float(sum(c.gpus.values()))
-                 for c in columns]
-    weight = 1e-7 / max(1.0, max(secondary, default=1.0))
-    result = milp(np.array([c.primary + weight * s for c, s in zip(columns, secondary,
-                                                                     strict=True)]),
-                  constraints=LinearConstraint(np.array(rows), lo, hi),
-                  integrality=np.ones(n), bounds=Bounds(0, 1),
-                  options={"time_limit": max(0.01, deadline.remaining())})
-    if result.x is None:
+    solved = _master(scenario, names, columns, Objective.COST, integer=True, deadline=deadline)
+    if solved is None:
         return None
-    chosen = [columns[j] for j in range(n) if result.x[j] > 0.5]
-    if sorted(c.model_name for c in chosen) != sorted(index):
+    x = list(solved[0].getSolution().col_value)
+    chosen = [columns[j] for j in range(len(columns)) if x[j] > 0.5]
+    if sorted(c.model_name for c in chosen) != sorted(names) or not fits_limits(
+            scenario, [c.plan for c in chosen]):
         return None
     return chosen
+
+
+def repair_caps(scenario: Scenario, names: list[str], columns: list[Column],
+                weights: list[float]) -> dict[str, Limits]:
+    """Each model's share of the inventories and the budget from the master LP's mix (O23): its
+    GPUs of each limited type and its cost in the mix, scaled down to the limits where the mix
+    overuses them, rounded down, the GPUs left over handed out by largest remainder. The shares
+    together fit the limits, so plans within them do too. Returns the caps of the models whose
+    mix is no single column within its share (the others keep that column)."""
+    limited, budget = _rows(scenario, columns)
+    gpus = {name: dict.fromkeys(limited, 0.0) for name in names}
+    cost = dict.fromkeys(names, 0.0)
+    for c, w in zip(columns, weights, strict=True):
+        for g in limited:
+            gpus[c.model_name][g] += w * c.gpus.get(g, 0)
+        cost[c.model_name] += w * c.cost
+    caps: dict[str, dict[str, int]] = {name: {} for name in names}
+    for g in limited:
+        count = int(scenario.gpus[g].count or 0)
+        caps_g = _shares({name: gpus[name][g] for name in names}, count)
+        for name in names:
+            caps[name][g] = caps_g[name]
+    dollars: dict[str, float | None] = dict.fromkeys(names)
+    if budget is not None:
+        total = sum(cost.values())
+        scale = min(1.0, budget / total) if total > 0 else 1.0
+        spare = (budget - scale * total) / len(names)
+        dollars = {name: scale * cost[name] + spare for name in names}
+    out = {}
+    for name in names:
+        limits = Limits(caps[name], dollars[name])
+        mixed = [w for c, w in zip(columns, weights, strict=True)
+                 if c.model_name == name and w > 1e-6]
+        fits = any(_within(c, limits) for c, w in zip(columns, weights, strict=True)
+                   if c.model_name == name and w > 1e-6)
+        if len(mixed) > 1 or not fits:
+            out[name] = limits
+    return out
+
+
+def _shares(use: dict[str, float], count: int) -> dict[str, int]:
+    """Whole shares of `count` GPUs by their use in the master's mix (O23). Within the count:
+    the use rounded down, the GPUs left handed out by largest remainder. Over it (the columns do
+    not fit yet): the lightest users keep their use and the heaviest, the fewest that must,
+    share what is left in proportion to their use (the fewer models repaired, the sooner)."""
+    total = sum(use.values())
+    if total <= count + 1e-9:
+        caps = {name: math.floor(u + 1e-9) for name, u in use.items()}
+        left = count - sum(caps.values())
+        for name in sorted(use, key=lambda n: caps[n] - use[n]):
+            if left <= 0 or use[name] - caps[name] <= 1e-9:
+                break
+            caps[name] += 1
+            left -= 1
+        return caps
+    caps, kept = {}, 0
+    heaviest: list[str] = []
+    for name in sorted(use, key=lambda n: use[n]):
+        whole = math.ceil(use[name] - 1e-9)
+        if not heaviest and kept + whole <= count:
+            caps[name], kept = whole, kept + whole
+        else:
+            heaviest.append(name)
+    spare, weight = count - kept, sum(use[n] for n in heaviest)
+    shares = {n: spare * use[n] / weight if weight > 0 else 0.0 for n in heaviest}
+    caps.update(_shares(shares, spare) if heaviest else {})
+    return caps
+
+
+def _within(column: Column, limits: Limits) -> bool:
+    return all(column.gpus.get(g, 0) <= n for g, n in limits.gpu.items()) and (
+        limits.budget is None or column.cost <= limits.budget + 1e-9)
 
 
 # -- the loop --------------------------------------------------------------------------------
@@ -478,76 +759,135 @@ def master_plan(scenario: Scenario, names: list[str], columns: list[Column],
 def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadline,
                   mip_gap: float, seed_plans: dict[str, Plan] | None = None,
                   seed_bounds: dict[str, float] | None = None,
-                  workers: int | None = None, dask_scheduler: str | None = None) -> Outcome:
-    """Price, master, repeat until the incumbent is within `mip_gap` of the best bound (O20)
-    or `deadline` passes. `seed_plans` (each model alone, O.2) are the first columns and
+                  workers: int | None = None, dask_scheduler: str | None = None,
+                  hard_deadline: Deadline | None = None) -> Outcome:
+    """Price, master, repair, repeat until the incumbent is within `mip_gap` of the best bound
+    (O20) or `deadline` passes. `seed_plans` (each model alone, O.2) are the first columns and
     `seed_bounds` (their bounds: L at zero prices is their sum, O12) the first bound; with
     them the first round is priced at the master's duals, without them at zero prices.
-    `dask_scheduler`: price on that Dask cluster instead of local processes."""
+    `dask_scheduler`: price on that Dask cluster instead of local processes.
+
+    Without a plan, the first round and one last repair of the master's mix may run on to
+    `hard_deadline` (default: `deadline`): the first round gives every pricing program at
+    least FIRST_LEAST_S, up to RESCUE_S before the hard deadline, and without an incumbent at
+    the deadline the repair (O23) gets what is left until the hard deadline."""
+    hard = hard_deadline or deadline
+    first = (FIRST_LEAST_S, Deadline(max(deadline.at, hard.at - RESCUE_S)))
     start = time.perf_counter()
     names = model_names(scenario)
-    columns: list[Column] = [Column.of(name, plan, objective)
-                             for name, plan in (seed_plans or {}).items()]
+    columns: list[Column] = []
+    known: set[tuple[str, float, tuple[tuple[str, int], ...]]] = set()
     alone: dict[str, float] = dict(seed_bounds or {})
     best_bound = sum(alone.values()) if len(alone) == len(names) else None
     best_prices = Prices()
-    incumbent: list[Column] | None = master_plan(scenario, names, columns, deadline)
-    value = None if incumbent is None else sum(c.primary for c in incumbent)
-    rounds = 0
+    incumbent: list[Column] | None = None
+    value: float | None = None
+    rounds, data_seconds, last_round_s = 0, 0.0, 0.0
     workers = min(workers or os.cpu_count() or 1, len(names))
+
+    def add(answers: list[Priced]) -> list[Column]:
+        """The answers' plans not yet among the columns, added to them."""
+        fresh = []
+        for p in answers:
+            if p.plan is None:
+                continue
+            column = Column.of(p.model_name, p.plan, objective)
+            key = (column.model_name, column.primary, tuple(sorted(column.gpus.items())))
+            if key not in known:
+                known.add(key)
+                fresh.append(column)
+        columns.extend(fresh)
+        return fresh
+
+    def choose(until: Deadline) -> None:
+        nonlocal incumbent, value
+        chosen = master_plan(scenario, names, columns, until)
+        if chosen is not None:
+            chosen_value = sum(c.primary for c in chosen)
+            if value is None or chosen_value < value:
+                incumbent, value = chosen, chosen_value
+
+    add([Priced(name, None, plan) for name, plan in (seed_plans or {}).items()])
+    choose(deadline)
     pricer: LocalPricer | ProcessPricer | DaskPricer
     if dask_scheduler:
         pricer = DaskPricer(scenario, names, objective, dask_scheduler)
-    elif workers >= 2 and len(names) >= WORKERS_FROM_MODELS:
-        pricer = ProcessPricer(scenario, names, objective, deadline, workers)
+    elif workers >= 2 and len(names) >= WORKERS_FROM_MODELS:  # programs built by first[1]
+        pricer = ProcessPricer(scenario, names, objective, first[1], workers)
     else:
-        pricer = LocalPricer(scenario, names, objective, deadline)
+        pricer = LocalPricer(scenario, names, objective, first[1])
     try:
-        while not deadline.passed():
+        # the first round runs even when the deadline has passed (until first[1])
+        while not deadline.passed() or not (rounds or incumbent is not None or first[1].passed()):
             gap = relative_gap(value, best_bound)
             if gap is not None and gap <= mip_gap:
                 break
             # until every model has a column, the models alone (zero prices)
-            complete = {c.model_name for c in columns} == set(names)
-            prices = master_prices(scenario, names, columns, objective) if complete \
-                else Prices()
-            if prices is None:
-                break
+            repairs: dict[str, Limits] = {}
+            if {c.model_name for c in columns} == set(names):
+                master = master_lp(scenario, names, columns, objective)
+                if master is None:
+                    break
+                prices = master.prices
+                repairs = repair_caps(scenario, names, columns, master.weights)
+            else:
+                prices = Prices()
             if rounds and best_bound is not None:  # smoothed towards the best prices so far
                 prices = Prices(
                     gpu={g: SMOOTHING * prices.gpu.get(g, 0.0)
                          + (1 - SMOOTHING) * best_prices.gpu.get(g, 0.0)
                          for g in set(prices.gpu) | set(best_prices.gpu)},
                     budget=SMOOTHING * prices.budget + (1 - SMOOTHING) * best_prices.budget)
-            priced = pricer.price(prices, deadline.share(ROUND_SHARE if rounds else
-                                                         FIRST_ROUND_SHARE),
-                                  mip_gap * PRICING_GAP_SHARE)
+            until = deadline.share(ROUND_SHARE if rounds else FIRST_ROUND_SHARE)
+            if rounds >= 2 and until.remaining() < MIN_ROUND_OF_LAST * last_round_s:
+                break
+            round_start = time.perf_counter()
+            priced, repaired = pricer.price(
+                prices, until, pricing_gap(mip_gap, gap, rounds), repairs,
+                *((None, WORKER_GRACE_S) if rounds or incumbent is not None
+                  else (first, LATE_GRACE_S)))
             rounds += 1
+            last_round_s = time.perf_counter() - round_start
+            data_seconds += sum(p.data_seconds or 0.0 for p in priced)
             if not prices.gpu and not prices.budget:
                 alone.update({p.model_name: p.bound for p in priced if p.bound is not None})
             bound = lagrangian_bound(scenario, priced, prices, alone)
             if bound is not None and (best_bound is None or bound > best_bound):
                 best_bound, best_prices = bound, prices
-            known = {(c.model_name, c.primary, tuple(sorted(c.gpus.items()))) for c in columns}
-            new = [Column.of(p.model_name, p.plan, objective) for p in priced
-                   if p.plan is not None]
-            new = [c for c in new if (c.model_name, c.primary, tuple(sorted(c.gpus.items())))
-                   not in known]
-            columns.extend(new)
-            chosen = master_plan(scenario, names, columns, deadline)
-            if chosen is not None:
-                chosen_value = sum(c.primary for c in chosen)
-                if value is None or chosen_value < value:
-                    incumbent, value = chosen, chosen_value
-            log.debug("round %d at %.1f s: bound %s (best %s), incumbent %s, %d new columns",
-                      rounds, time.perf_counter() - start, bound, best_bound, value, len(new))
+            new = add(priced) + add(repaired)
+            choose(deadline)
+            log.debug("round %d at %.1f s: bound %s (best %s), incumbent %s, %d new columns "
+                      "(%d repairs)", rounds, time.perf_counter() - start, bound, best_bound,
+                      value, len(new), len(repairs))
             answered = all(p.bound is not None for p in priced)
             if not new and answered and bound is not None and bound <= (best_bound or -math.inf):
                 break  # every program answered with nothing new: the master cannot improve
+        if incumbent is None and {c.model_name for c in columns} == set(names) \
+                and not hard.passed():
+            # no plan yet: the master's mix repaired to fit the limits, in RESCUE_S more
+            rescue = Deadline(max(deadline.at, hard.at - LATE_GRACE_S))
+            master = master_lp(scenario, names, columns, objective)
+            if master is not None:
+                repairs = repair_caps(scenario, names, columns, master.weights)
+                _, repaired = pricer.price(None, rescue, mip_gap, repairs, grace=LATE_GRACE_S)
+                add(repaired)
+                choose(rescue)
+                log.debug("rescue at %.1f s: incumbent %s", time.perf_counter() - start, value)
     finally:
         pricer.close()
     plans = [c.plan for c in incumbent] if incumbent is not None else []
-    return Outcome(plans, best_bound, value, rounds, time.perf_counter() - start, alone)
+    return Outcome(plans, best_bound, value, rounds, time.perf_counter() - start, alone,
+                   data_seconds, len({c.model_name for c in columns}))
+
+
+def pricing_gap(mip_gap: float, gap: float | None, rounds: int) -> float:
+    """The relative gap the pricing programs of the next round are solved to."""
+    tight = mip_gap * PRICING_GAP_SHARE
+    if not rounds:
+        return max(tight, FIRST_ROUND_GAP)
+    if gap is None:
+        return tight
+    return min(FIRST_ROUND_GAP, max(tight, PRICING_GAP_OF_GAP * gap))
 
 
 def lagrangian_bound(scenario: Scenario, priced: list[Priced], prices: Prices,
