@@ -122,21 +122,7 @@ def plan_sections(plan: Plan, scenario: Scenario | None = None,
     from pdopt import day_document as day
 
     if day.is_day_plan(plan):
-        from pdopt.horizon_report import horizon_tables
-
-        shown_in_day, day_notes = horizon_tables(plan)  # the day section has them (and more)
-        # the day section has the horizon's tables and the GPUs by type per period; the
-        # plan's $/hour is the horizon's average, not the dearest period's pools' cost
-        base.tables = [t for t in base.tables if t.title not in {d.title for d in shown_in_day}
-                       and t.title != "totals by GPU type"]
-        top = plan.periods[day.dearest_period(plan)]
-        base.tables = [replace(t, title=f"period {top.index}: serving pools (spares not "
-                               "counted)") if t.columns[0] == "pool" else t for t in base.tables]
-        base.notes = [n for n in base.notes if n not in day_notes]
-        period = plan_section(plan, scenario, base, f"Dearest period: period "
-                              f"{plan.periods[day.dearest_period(plan)].index}",
-                              day.period_plan_note(plan), day.dearest_period_rates(plan, scenario))
-        sections = [day.day_section(plan, scenario), period]
+        sections = [day.day_section(plan, scenario), _dearest_period_section(plan, scenario, base)]
         if alternatives:
             sections[0].notes.append(
                 "why this GPU (the plan's `alternatives`) is not shown: it compares plans for "
@@ -152,6 +138,23 @@ def plan_sections(plan: Plan, scenario: Scenario | None = None,
     if alternatives:
         sections.append(alternatives_section(list(alternatives)))
     return sections
+
+
+def _dearest_period_section(plan: Plan, scenario: Scenario | None, base: Report) -> Section:
+    """A day plan's top-level pools (its dearest period's) as a plan's section, without what the
+    day section shows: the horizon's tables, and the totals by GPU type (whose $/hour would be
+    the horizon's average beside the period's pools)."""
+    from pdopt import day_document as day
+    from pdopt.horizon_report import horizon_tables
+
+    shown_in_day, day_notes = horizon_tables(plan)
+    titles = {t.title for t in shown_in_day} | {"totals by GPU type"}
+    top = plan.periods[day.dearest_period(plan)]
+    tables = [replace(t, title=f"period {top.index}: serving pools (spares not counted)")
+              if t.columns[0] == "pool" else t for t in base.tables if t.title not in titles]
+    trimmed = Report(base.data, tables, [n for n in base.notes if n not in day_notes])
+    return plan_section(plan, scenario, trimmed, f"Dearest period: period {top.index}",
+                        day.period_plan_note(plan), day.dearest_period_rates(plan, scenario))
 
 
 def plan_section(plan: Plan, scenario: Scenario | None, base: Report, title: str,
