@@ -75,6 +75,20 @@ class Group(click.Group):
         except click.UsageError as e:
             raise one_line(e) from e
 
+    def add_lazy_command(self, name: str, load: Callable[[], click.Command]) -> None:
+        """Register command `name`, imported by `load` only when it runs or help lists it (a
+        command's module and what it imports cost start-up time for every other command)."""
+        self.__dict__.setdefault("_lazy", {})[name] = load
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.__dict__.get("_lazy", {})))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        load = self.__dict__.get("_lazy", {}).pop(cmd_name, None)
+        if load is not None:
+            self.add_command(load(), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pdopt")
