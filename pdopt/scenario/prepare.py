@@ -121,12 +121,20 @@ def prepare(source: str | Path | Mapping[str, Any] | Scenario | PreparedScenario
     return _resolved(scenario, name, changes, use_cache, extra)
 
 
-def _resolved(scenario: Scenario, name: str | None, changes: list[str],
-              use_cache: bool, overridden: Sequence[str] = ()) -> PreparedScenario:
+def _profiles_resolved(scenario: Scenario, use_cache: bool) -> Scenario:
+    """`resolve_profiles`, imported only when an instance has a `profile:` block (the
+    estimators and their catalogs cost start-up time)."""
+    if all(inst.profile is None for inst in scenario.instances):
+        return scenario
     from pdopt.profiles.resolve import resolve_profiles
 
+    return resolve_profiles(scenario, use_cache=use_cache)
+
+
+def _resolved(scenario: Scenario, name: str | None, changes: list[str],
+              use_cache: bool, overridden: Sequence[str] = ()) -> PreparedScenario:
     try:
-        resolved = resolve_profiles(scenario, use_cache=use_cache)
+        resolved = _profiles_resolved(scenario, use_cache)
     except ScenarioError as e:
         raise (e if e.source or name is None else e.with_source(name)) from None
     return PreparedScenario(resolved, name, tuple(changes), _estimated(resolved.instances),
