@@ -12,12 +12,12 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pdopt.optimize.data import FleetData, build_fleet_data
 from pdopt.optimize.decompose import Part, better, fits_limits, model_names, plan_key, solve_parts
 from pdopt.optimize.diagnose import diagnose, no_solution_reason, unroutable_workloads
 from pdopt.optimize.extract import build_plan, limit_messages
-from pdopt.optimize.lagrange import Outcome, coupled, solve_coupled
 from pdopt.optimize.model import create_model
 from pdopt.optimize.solver import (
     Deadline,
@@ -31,6 +31,9 @@ from pdopt.optimize.solver import (
 from pdopt.plan import Objective, Plan, Status
 from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import Scenario
+
+if TYPE_CHECKING:  # the price decomposition (O.8) is imported when a fleet is coupled
+    from pdopt.optimize.lagrange import Outcome
 
 __all__ = ["solve", "build_fleet_data", "create_model", "FleetData", "SolverReport",
            "SolveProgress", "Objective", "Status"]
@@ -100,6 +103,8 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         # Each model alone first (O.2), in worker processes that build their own programs:
         # often the parts together are the answer and the whole program is never built.
         t0 = time.perf_counter()
+        from pdopt.optimize.lagrange import coupled, solve_coupled
+
         # With inventories or a budget, the price decomposition (O.8) solves the models alone
         # in its first round (zero prices) and keeps their programs for the next rounds.
         priced = PRICE_COUPLED_FLEETS and coupled(scenario) \
