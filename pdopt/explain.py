@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pdopt.plan import Objective, Plan, PlanTotals
 from pdopt.report import Report, Table
 from pdopt.scenario.prepare import PreparedScenario, prepare
+from pdopt.scenario.problems import Problem, ScenarioError
 from pdopt.scenario.schema import ModelSpec, Scenario
 
 AlternativeKind = Literal["chosen", "single", "pair"]
@@ -45,6 +46,11 @@ class Alternative:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+DAY_PLAN_REFUSAL = ("not computed for day plans (periods, reserved or spot capacity, spares): the "
+                    "alternatives are static one-period plans and would be compared with one "
+                    "period at on-demand prices; solve without --explain")
 
 
 def _usable_gpus(scenario: Scenario, model: str, role: str) -> list[str]:
@@ -141,14 +147,16 @@ def explain(scenario: PreparedScenario | Scenario | str, plan: Plan, *,
     outcome.
 
     `solve` is `pdopt.optimize.solve` unless given (tests inject a counting wrapper)."""
+    prepared = prepare(scenario)
+    sc = prepared.scenario
+    if sc.plans_horizon:
+        raise ScenarioError([Problem("--explain", DAY_PLAN_REFUSAL)])
     if not plan.has_plan:
         return []
     if solve is None:
         from pdopt.optimize import solve as optimize_solve  # Pyomo loads only here
 
         solve = optimize_solve
-    prepared = prepare(scenario)
-    sc = prepared.scenario
     out: list[Alternative] = []
     models = list(dict.fromkeys(w.model for w in sc.workloads))
 

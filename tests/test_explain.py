@@ -185,3 +185,15 @@ def test_solve_explain_cli(tmp_path: Any) -> None:
     assert kinds == ["chosen", "single", "single", "pair"]
     plain = json.loads(runner.invoke(main, ["solve", str(path), "--format", "json"]).stdout)
     assert "alternatives" not in plain
+
+
+def test_explain_refuses_day_plans_before_solving() -> None:
+    """Alternatives are static plans; compared with a day plan's dearest period at on-demand
+    prices they would show the chosen pair as cheaper than itself, so --explain refuses."""
+    from pathlib import Path
+
+    day_case = Path(__file__).parent / "fixtures" / "report" / "day-case.yaml"
+    result = CliRunner().invoke(main, ["solve", str(day_case), "--explain"])
+    assert result.exit_code == 2, result.output
+    assert "--explain: not computed for day plans" in result.output
+    assert "Traceback" not in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -12,7 +13,7 @@ from pdopt.cli.common import emit, handle_errors, output_options, prepare_scenar
 from pdopt.errors import ExitCode
 from pdopt.plan import Status
 from pdopt.plan_report import plan_report
-from pdopt.scenario.problems import ScenarioError
+from pdopt.scenario.problems import Problem, ScenarioError
 
 if TYPE_CHECKING:  # Pyomo loads only when a solve runs
     from pdopt.optimize.solver import SolveProgress
@@ -62,6 +63,10 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
         printer = ProgressLine(path) if show else None
         try:
             prepared = prepare_scenario(path, overrides)
+            if explain and prepared.scenario.plans_horizon:  # refused before the solve
+                from pdopt.explain import DAY_PLAN_REFUSAL
+
+                raise ScenarioError([Problem("--explain", DAY_PLAN_REFUSAL)])
             if verify or prepared.scenario.options.verify:
                 from pdopt.simulate import SimulationOptions
                 from pdopt.simulate.verify import solve_verified
@@ -83,6 +88,8 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
         finally:
             if printer is not None:
                 printer.close()
+        if prepared.prefix_caches:  # rates derived from traces (method Eq. H14): in the plan
+            plan = replace(plan, messages=[*prepared.derived_notes(), *plan.messages])
         reports.append(plan_report(plan))
         if explain:
             from pdopt.explain import add_alternatives
