@@ -155,6 +155,26 @@ def test_prefill_has_its_own_efficiencies() -> None:
     assert replace(FACTORS, prefill_moe_gemm_efficiency=0.2).prefill_efficiencies == (0.5, 0.2)
 
 
+def test_fp4_prefill_gemms_eq_e9b_by_hand() -> None:
+    # Llama-3.1-8B on one B200, FP4 weights, BF16 KV, prompt of 1,023: E7 14,227,079,168 FLOPs
+    # per token, 268,435,456 of them attention products (32 x 32 x 256 x 1,024) at BF16's
+    # 2,250 TFLOP/s x e_p 0.5; the 13,958,643,712 weight-GEMM FLOPs at FP4's 9,000 TFLOP/s x
+    # e_p 0.5 x e_p4 0.6: 1 / (5.16987e-6 + 2.38609e-7 s) = 184,894.9 tokens/s
+    shape = InstanceShape(gpu_spec("B200"), 1, "fp4", "bf16")
+    fp4 = Estimate(model_arch("llama-3.1-8b"), shape, replace(FACTORS, prefill_fp4_efficiency=0.6))
+    assert 13_958_643_712 + 268_435_456 == 14_227_079_168
+    assert fp4.prefill_tokens_per_s(1023) == pytest.approx(
+        1 / (13_958_643_712 / (9e15 * 0.5 * 0.6) + 268_435_456 / (2.25e15 * 0.5)))
+    assert fp4.prefill_tokens_per_s(1023) == pytest.approx(184_894.9, abs=0.1)
+    # e_p4 = 1 (the default): 299,353.7 tokens/s; FP8 weights ignore e_p4
+    plain = Estimate(model_arch("llama-3.1-8b"), shape, FACTORS)
+    assert plain.prefill_tokens_per_s(1023) == pytest.approx(299_353.7, abs=0.1)
+    fp8 = InstanceShape(gpu_spec("B200"), 1, "fp8", "bf16")
+    assert Estimate(model_arch("llama-3.1-8b"), fp8, replace(
+        FACTORS, prefill_fp4_efficiency=0.6)).prefill_tokens_per_s(1023) == pytest.approx(
+        Estimate(model_arch("llama-3.1-8b"), fp8, FACTORS).prefill_tokens_per_s(1023))
+
+
 def test_decode_turns_compute_bound_at_large_batch() -> None:
     # Eq. E11 at batch 4096, context 100, per operator class (1 x H100, bf16, e_c = e_b = 0.5):
     # attention: HBM 32 x 41,943,040 x 2 + 4096 x 100 x 131,072 bytes = 56,371,445,760 bytes

@@ -22,6 +22,7 @@ from pdopt.profiles.measurements import (
     validate_runs,
 )
 from pdopt.profiles.silicon import (
+    SaturatedPrefill,
     SiliconRun,
     dedupe,
     pair_terms,
@@ -97,7 +98,7 @@ def test_expert_parallel_all_to_all_eq_e11a() -> None:
         est("deepseek-v3", "H200", 8, weight_dtype="fp8", moe_ep=3)
 
 
-def test_prefill_routed_experts_at_grouped_gemm_efficiency_and_overlapped_link_eq_e9() -> None:
+def test_prefill_routed_experts_at_grouped_gemm_efficiency_and_additive_link_eq_e9() -> None:
     e = est("qwen3-30b-a3b", "H100", 2, weight_dtype="fp8")
     a = e.arch
     n = 2048
@@ -109,8 +110,13 @@ def test_prefill_routed_experts_at_grouped_gemm_efficiency_and_overlapped_link_e
     peak, peak_bf16 = 2 * 1979e12, 2 * 989.5e12
     compute = (dense_flops / (peak * 0.5) + attention / (peak_bf16 * 0.5)
                + moe_flops / (peak * 0.5 * 0.25))
-    assert compute > e.comm_seconds_per_token()  # the link time hides under the compute
-    assert e.prefill_tokens_per_s(n) == pytest.approx(1 / compute)
+    # the link time adds (Eq. E11a): 48 layers x (attention all-reduce 2 x 1/2 x 2048 x 2 =
+    # 4,096 bytes + MoE all-to-all 2 x 2 (1 - (1/2)^8) x 1/2 x 2048 x 2 / 2 = 4,080 bytes) =
+    # 392,448 bytes over 450 GB/s
+    link = 48 * (2 * 0.5 * 2048 * 2 + 2 * 2 * (1 - 0.5 ** 8) * 0.5 * 2048 * 2 / 2) / 450e9
+    assert link * 450e9 == pytest.approx(392_448)
+    assert e.comm_seconds_per_token() == pytest.approx(link)
+    assert e.prefill_tokens_per_s(n) == pytest.approx(1 / (compute + link))
 
 
 def test_operator_classes_each_take_their_own_max_eq_e11() -> None:
@@ -353,6 +359,22 @@ def test_prefill_fit_recovers_the_grouped_gemm_efficiency_eq_c3() -> None:
     assert fitted.compute_efficiency == F.compute_efficiency  # decode factors untouched
     assert saturated_terms([exact], fitted).predict_tokens_per_s(fitted)[0] == pytest.approx(
         exact.tokens_per_s, rel=1e-3)
+
+
+def test_prefill_fit_separates_fp4_gemms_only_with_both_dtypes_eq_c3() -> None:
+    point = saturated_prefill(read_prefill_runs(SWEEPS))[0]  # DeepSeek-V3 FP8 on 8 x H200
+    fp4_run = replace(point.run, gpu="B200", system="B200", precision="fp4")
+    truth = replace(F, prefill_moe_gemm_efficiency=0.2, prefill_fp4_efficiency=0.5)
+    fp8 = replace(point, tokens_per_s=prefill_run_estimate(point.run, truth)
+                  .prefill_tokens_per_s(8192))
+    fp4 = SaturatedPrefill(fp4_run, prefill_run_estimate(fp4_run, truth)
+                           .prefill_tokens_per_s(8192), 3)
+    base = replace(F, prefill_moe_gemm_efficiency=0.5)
+    fitted = fit_prefill([fp8, fp4], base)
+    assert fitted.prefill_moe_gemm_efficiency == pytest.approx(0.2, abs=1e-3)
+    assert fitted.prefill_fp4_efficiency == pytest.approx(0.5, abs=1e-3)
+    # FP4 sweeps alone cannot tell e_p4 from e_pmoe: e_p4 stays as in `base`
+    assert fit_prefill([fp4], base).prefill_fp4_efficiency == base.prefill_fp4_efficiency
 
 
 def test_profile_validate_compares_saturated_prefill() -> None:

@@ -226,12 +226,16 @@ ENGINE_FACTORS = ("moe_gemm_efficiency", "step_overhead_us", "layer_overhead_us"
 LOSS_SCALE = 0.1
 ROUNDING = {"compute_efficiency": 4, "bandwidth_efficiency": 4, "moe_gemm_efficiency": 4,
             "step_overhead_us": 1, "layer_overhead_us": 2, "sequence_overhead_us": 3,
-            "moe_layer_overhead_us": 2, "prefill_moe_gemm_efficiency": 4}
+            "moe_layer_overhead_us": 2, "prefill_moe_gemm_efficiency": 4,
+            "prefill_fp4_efficiency": 4}
 # Fitted on saturated prefill (Eq. V5) after the decode fit: the routed experts' grouped-GEMM
-# efficiency of prefill. Dense prefill keeps compute_efficiency: the saturated sweeps are all
-# MoE models (DeepSeek, Kimi), no evidence for dense prefill GEMMs apart from the decode fit's.
-PREFILL_FACTORS = ("prefill_moe_gemm_efficiency",)
-PREFILL_BOUNDS = {"prefill_moe_gemm_efficiency": (0.02, 1.0)}
+# efficiency of prefill, and the share of it FP4 weight GEMMs reach (Eq. E9b; fitted only on
+# sweeps of both FP4 and other weight dtypes, which alone tell the two apart). Dense prefill
+# keeps compute_efficiency: the saturated sweeps are all MoE models (DeepSeek, Kimi), and the
+# TensorRT-LLM perf-overview rows of dense models are predicted too fast already (Table C2).
+PREFILL_FACTORS = ("prefill_moe_gemm_efficiency", "prefill_fp4_efficiency")
+PREFILL_BOUNDS = {"prefill_moe_gemm_efficiency": (0.02, 1.0),
+                  "prefill_fp4_efficiency": (0.1, 1.0)}
 # An engine with fewer saturated sweeps than this keeps the generic prefill factors.
 MIN_PREFILL_POINTS = 3
 
@@ -277,9 +281,13 @@ def fit_to_runs(terms: RunTerms, base: EstimateFactors,
 def fit_prefill(points: Sequence[SaturatedPrefill], base: EstimateFactors,
                 names: Sequence[str] = PREFILL_FACTORS) -> EstimateFactors:
     """Eq. C3: the prefill factors `names` minimising the soft-L1 sum of log(predicted Eq. E9 /
-    measured Eq. V5 saturated throughput) over the points (the others as in `base`)."""
+    measured Eq. V5 saturated throughput) over the points (the others as in `base`);
+    `prefill_fp4_efficiency` only when the points have FP4 and other weight dtypes."""
     if not points:
         return base
+    dtypes = {p.run.weight_dtype == "fp4" for p in points}
+    if len(dtypes) < 2:
+        names = [n for n in names if n != "prefill_fp4_efficiency"]
     terms = saturated_terms(points, base)
 
     def with_x(x: Sequence[float]) -> EstimateFactors:
@@ -290,7 +298,7 @@ def fit_prefill(points: Sequence[SaturatedPrefill], base: EstimateFactors,
 
     lower = [PREFILL_BOUNDS[n][0] for n in names]
     upper = [PREFILL_BOUNDS[n][1] for n in names]
-    start = [min(max(getattr(base, n) or base.moe_gemm_efficiency, lo), hi)
+    start = [min(max(getattr(base, n) or base.moe_gemm_efficiency, lo), hi - 1e-6)
              for n, lo, hi in zip(names, lower, upper, strict=True)]
     fit = least_squares(residuals, start, bounds=(lower, upper), loss="soft_l1",
                         f_scale=LOSS_SCALE)

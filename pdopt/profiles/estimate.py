@@ -60,6 +60,9 @@ class EstimateFactors:
     # workers' throughput (Eq. V5); None: the decode fit's compute_efficiency / moe_gemm_efficiency.
     prefill_compute_efficiency: float | None = None
     prefill_moe_gemm_efficiency: float | None = None
+    # FP4 weight GEMMs of saturated prefill (dense and routed experts) reach this share of the
+    # FP8/BF16 GEMMs' share of peak (Eq. E9b; fitted by Eq. C3 on sweeps of both dtypes).
+    prefill_fp4_efficiency: float = 1.0
 
     @property
     def prefill_efficiencies(self) -> tuple[float, float]:
@@ -160,11 +163,15 @@ class DecodeTerms:
 @dataclass(frozen=True)
 class PrefillTerms:
     """The factor-free parts of prefill time per prompt token (Eq. E9), seconds: peak-FLOP time
-    of the non-expert and the routed-expert FLOPs, and link time."""
+    of the non-expert FLOPs (`attention_s` of them the attention products) and of the
+    routed-expert FLOPs, link time, and whether the weight GEMMs run in FP4 (1.0) or not (0.0)
+    (Eq. E9b)."""
 
     dense_s: Any
     moe_s: Any
     comm_s: Any
+    attention_s: Any = 0.0
+    fp4: Any = 0.0
 
 
 def decode_step_seconds(t: DecodeTerms, f: EstimateFactors) -> Any:
@@ -182,13 +189,17 @@ def decode_step_seconds(t: DecodeTerms, f: EstimateFactors) -> Any:
 
 
 def prefill_seconds_per_token(t: PrefillTerms, f: EstimateFactors) -> Any:
-    """Eq. E9 (inverse): max(FLOP time / e_p (routed experts / (e_p e_pmoe)), link time): a
-    prefill batch is large enough for the engines to overlap communication with computation
-    (SGLang's two-batch overlap, TensorRT-LLM's and DeepEP's pipelined all-to-all). e_p and
-    e_pmoe are the prefill efficiencies (Eq. V5 fit; the decode ones when not fitted)."""
+    """Eq. E9 (inverse): FLOP time / e_p (routed experts / (e_p e_pmoe)) + link time: the
+    tensor-parallel all-reduces and expert-parallel all-to-alls of a prefill forward pass wait
+    for the GEMMs before them and hold up the ones after (the default of vLLM, SGLang without
+    two-batch overlap, TensorRT-LLM). e_p and e_pmoe are the prefill efficiencies (Eq. V5 fit;
+    the decode ones when not fitted); with FP4 weights the weight GEMMs (not the attention
+    products) run at e_p4 times that (Eq. E9b)."""
     dense, moe = f.prefill_efficiencies
-    compute = t.dense_s / dense + t.moe_s / (dense * moe)
-    return np.maximum(compute, t.comm_s)
+    fp4 = 1.0 + (f.prefill_fp4_efficiency - 1.0) * np.asarray(t.fp4, dtype=float)
+    gemm = t.dense_s - t.attention_s
+    compute = (gemm / fp4 + t.attention_s) / dense + t.moe_s / (dense * moe * fp4)
+    return compute + t.comm_s
 
 
 class Estimate:
@@ -299,13 +310,15 @@ class Estimate:
         flops = a.prefill_flops_per_token(input_tokens)
         attention = a.prefill_attention_flops_per_token(input_tokens)
         moe = 2.0 * a.moe_layers * a.experts_per_token * a.expert_params
-        dense_s = ((flops - attention - moe) / (g * self.peak_flops)
-                   + attention / (g * self.attention_peak_flops))
-        return PrefillTerms(dense_s, moe / (g * self.peak_flops), self.comm_seconds_per_token())
+        attention_s = attention / (g * self.attention_peak_flops)
+        dense_s = (flops - attention - moe) / (g * self.peak_flops) + attention_s
+        return PrefillTerms(dense_s, moe / (g * self.peak_flops), self.comm_seconds_per_token(),
+                            attention_s, 1.0 if self.shape.weight_dtype == "fp4" else 0.0)
 
     def prefill_tokens_per_s(self, input_tokens: float) -> float:
         """Eq. E9: saturated prefill throughput of one instance in input tokens/s:
-        1 / (dense FLOPs / (G F e_c) + expert FLOPs / (G F e_c e_moe) + link time per token)."""
+        1 / (dense FLOPs / (G F e_p) + expert FLOPs / (G F e_p e_pmoe) + link time per token)
+        (FP4 weight GEMMs at e_p4 times those efficiencies, Eq. E9b)."""
         return 1.0 / float(prefill_seconds_per_token(self.prefill_terms(input_tokens),
                                                      self.factors))
 

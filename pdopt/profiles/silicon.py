@@ -424,6 +424,12 @@ def prefill_pairs(runs: Iterable[SiliconRun]) -> list[tuple[SiliconRun, SiliconR
     return pairs
 
 
+def stack_prefill_terms(terms: Sequence[PrefillTerms]) -> PrefillTerms:
+    """Many PrefillTerms as one of arrays (one entry each)."""
+    return PrefillTerms(*(np.asarray([getattr(t, name) for t in terms], dtype=float)
+                          for name in ("dense_s", "moe_s", "comm_s", "attention_s", "fp4")))
+
+
 @dataclass(frozen=True)
 class PairTerms:
     """Factor-free prefill terms of (short, long) prompt pairs, for Eq. V4."""
@@ -445,9 +451,7 @@ def pair_terms(pairs: Sequence[tuple[SiliconRun, SiliconRun]], factors: Estimate
                ) -> PairTerms:
     def terms(runs: Iterable[SiliconRun]) -> PrefillTerms:
         ts = [run_estimate(r, factors).prefill_terms(r.input_tokens) for r in runs]
-        return PrefillTerms(np.asarray([t.dense_s for t in ts]),
-                            np.asarray([t.moe_s for t in ts]),
-                            np.asarray([t.comm_s for t in ts]))
+        return stack_prefill_terms(ts)
 
     return PairTerms(
         list(pairs), terms(s for s, _ in pairs), terms(long for _, long in pairs),
@@ -625,7 +629,5 @@ def saturated_terms(points: Sequence[SaturatedPrefill], factors: EstimateFactors
           for p in points]
     return SaturatedTerms(
         list(points),
-        PrefillTerms(np.asarray([t.dense_s for t in ts], dtype=float),
-                     np.asarray([t.moe_s for t in ts], dtype=float),
-                     np.asarray([t.comm_s for t in ts], dtype=float)),
+        stack_prefill_terms(ts),
         np.asarray([p.tokens_per_s for p in points], dtype=float))
