@@ -23,13 +23,22 @@ from pdopt.optimize.data import FleetData, build_fleet_data
 from pdopt.optimize.diagnose import unroutable_workloads
 from pdopt.optimize.extract import build_plan, limit_messages
 from pdopt.optimize.model import Relaxation, create_model, pool_count
-from pdopt.optimize.solver import Deadline, ProgressFn, solve_lexicographic
+from pdopt.optimize.period_parts import purchase_bound, solve_period_parts, start_values
+from pdopt.optimize.solver import Deadline, ProgressFn, relative_gap, solve_lexicographic
 from pdopt.plan import Objective, PeriodPlan, Plan, SolverReport, Status
 from pdopt.scenario.demand import period_rates
 from pdopt.scenario.prepare import PreparedScenario, prepare
 from pdopt.scenario.schema import Gpu, Scenario
 
 __all__ = ["HorizonData", "build_horizon_data", "create_horizon_model", "solve_horizon"]
+
+# Of the time limit, the (model, period) parts (Eqs. H13-H16) may take at most this share; the
+# horizon program gets the rest.
+PARTS_SHARE = 0.5
+# With the parts, the second lexicographic stage (GPU-hours at the cost found, Eq. O10) gets at
+# most this many times the first stage's time: it only breaks ties, and the first stage's plan
+# stays when it finds nothing better.
+SECONDARY_FACTOR = 0.5
 
 
 @dataclass
@@ -83,15 +92,25 @@ def _price(gpu: Gpu, option: str) -> float:
     return gpu.cost_per_hour
 
 
-def create_horizon_model(hd: HorizonData) -> pyo.ConcreteModel:
-    """The program of section H: period blocks `p0..`, purchases, spares, scale limits."""
+def create_horizon_model(hd: HorizonData, *,
+                         period_bounds: dict[tuple[str, int], float] | None = None,
+                         gpu_prices: dict[str, float] | None = None,
+                         counted_pools: set[str] | None = None) -> pyo.ConcreteModel:
+    """The program of section H: period blocks `p0..`, purchases, spares, scale limits.
+
+    `period_bounds`: (model, period) -> a proven lower bound of that model's fleet in that
+    period priced at `cheapest_gpu_prices` (Eq. H14), added as cuts. With `gpu_prices` the
+    program is instead the priced period program of Eq. H13: no purchases, budget, inventories,
+    scale limits or warm-up; the objective is sum_t h_t sum_g c_g G_{g,t} over `counted_pools`
+    (all pools when None)."""
     sc = hd.scenario
     m = pyo.ConcreteModel(name=sc.name)
     T = range(len(hd.hours))
+    relax = Relaxation(budget=True, inventory="drop" if gpu_prices is not None else "hard")
     for t in T:
         # each period's copy of section O, without its objective and budget (both are the
         # horizon's: Eqs. H7, H8)
-        block = create_model(hd.periods[t], Objective.COST, Relaxation(budget=True))
+        block = create_model(hd.periods[t], Objective.COST, relax)
         block.objective.deactivate()
         m.add_component(f"p{t}", block)
     blocks = [getattr(m, f"p{t}") for t in T]
@@ -134,6 +153,36 @@ def create_horizon_model(hd: HorizonData) -> pyo.ConcreteModel:
     def spare_gpus(g: str, t: int) -> Any:
         return sum(hd.peak.pools[p].gpus_per_instance * m.spare[p, t] for p in spare_pools
                    if hd.peak.pools[p].gpu == g)
+
+    # a role of a model with demand keeps a pool in use, and every pool of it has k spares when
+    # used: at least one u of them is 1 (Eq. H15, a valid inequality that tightens H5)
+    by_role: dict[tuple[str, str], list[str]] = {}
+    for p in pools:
+        by_role.setdefault((hd.peak.pools[p].model, hd.peak.pools[p].role), []).append(p)
+    one_used = [(key, t) for key, members in sorted(by_role.items()) for t in T
+                if all(p in k_pools for p in members)
+                and _model_demand(hd.periods[t], key[0]) > 0]
+    m.ROLE_IN_USE = pyo.Set(initialize=range(len(one_used)), ordered=True)
+    m.role_in_use = pyo.Constraint(m.ROLE_IN_USE, rule=lambda _m, i: sum(
+        _m.used[p, one_used[i][1]] for p in by_role[one_used[i][0]]) >= 1)
+
+    def priced_gpus(model: str | None, t: int, prices: dict[str, float]) -> Any:
+        """sum_g c_g G_{g,t} over the pools of `model` (all when None) (Eqs. H13, H14)."""
+        return sum(prices[hd.peak.pools[p].gpu] * hd.peak.pools[p].gpus_per_instance
+                   * total(p, t) for p in pools
+                   if (model is None or hd.peak.pools[p].model == model)
+                   and (counted_pools is None or p in counted_pools))
+
+    if gpu_prices is not None:
+        m.objective = pyo.Objective(expr=sum(hd.hours[t] * priced_gpus(None, t, gpu_prices)
+                                             for t in T), sense=pyo.minimize)
+        return m
+    if period_bounds:
+        cheapest = cheapest_gpu_prices(sc, gpus)
+        cut_keys = sorted(period_bounds)
+        m.PERIOD_BOUNDS = pyo.Set(initialize=range(len(cut_keys)), ordered=True)
+        m.period_bound = pyo.Constraint(m.PERIOD_BOUNDS, rule=lambda _m, i: priced_gpus(
+            cut_keys[i][0], cut_keys[i][1], cheapest) >= period_bounds[cut_keys[i]])
 
     # purchases (Eqs. H2-H4)
     spec = sc.gpus
@@ -206,6 +255,26 @@ def create_horizon_model(hd: HorizonData) -> pyo.ConcreteModel:
     return m
 
 
+def cheapest_gpu_prices(sc: Scenario, gpus: list[str]) -> dict[str, float]:
+    """c_g: the least a GPU of type g can cost per hour of serving (Eq. H13): on demand,
+    reserved, or spot per GPU not away (price / (1 - interruption share))."""
+    out = {}
+    for g in gpus:
+        spec = sc.gpus[g]
+        prices = [spec.cost_per_hour]
+        if spec.reserved is not None:
+            prices.append(spec.reserved.cost_per_hour)
+        if spec.spot is not None and spec.spot.interruption_share < 1:
+            prices.append(spec.spot.cost_per_hour / (1 - spec.spot.interruption_share))
+        out[g] = min(prices)
+    return out
+
+
+def _model_demand(data: FleetData, model: str) -> float:
+    return sum(rate for w, rate in data.demand_requests_per_s.items()
+               if data.workload(w).model == model)
+
+
 def _serving(block: pyo.ConcreteModel, data: FleetData, pool: str) -> Any:
     """A pool's serving instances in one period's copy of section O (its n summed over groups)."""
     return pool_count(block, data, pool)
@@ -218,11 +287,13 @@ def _ceil_fraction(fraction: float, count: int) -> int:
 def solve_horizon(scenario: PreparedScenario | Scenario | str | Path, *,
                   time_limit_s: float | None = None, mip_gap: float | None = None,
                   threads: int | None = None, progress: ProgressFn | None = None,
-                  compare: bool = True) -> Plan:
+                  compare: bool = True, period_parts: bool = True) -> Plan:
     """The cheapest plan over the horizon (section H). The plan's `pools` are those of its
     dearest period; `periods` has every period's counts and cost. With `compare`, the plan's
     `comparison` holds the total cost of the same demand sized statically for its peak and
-    bought all on demand (each solved in a share of the time limit)."""
+    bought all on demand (each solved in a share of the time limit). `period_parts`: start
+    from the (model, period) parts' cuts and plan (Eqs. H13-H16); False solves the horizon
+    program alone (the first version, kept for benchmarks)."""
     start = time.perf_counter()
     prepared = prepare(scenario)
     sc = prepared.scenario
@@ -230,13 +301,13 @@ def solve_horizon(scenario: PreparedScenario | Scenario | str | Path, *,
     mip_gap = mip_gap if mip_gap is not None else sc.options.mip_gap
     deadline = Deadline(time.time() + time_limit_s - (time.perf_counter() - start))
     own = deadline.share(0.6) if compare else deadline
-    plan = _solve(sc, own, mip_gap, threads, progress, start)
+    plan = _solve(sc, own, mip_gap, threads, progress, start, period_parts)
     if not compare or not plan.has_plan:
         return plan
     comparison: dict[str, float | None] = {}
     for name, variant in (("static_peak", static_peak(sc)), ("all_on_demand", all_on_demand(sc))):
         other = _solve(variant, deadline.share(0.5 if name == "static_peak" else 1.0),
-                       mip_gap, threads, None, time.perf_counter())
+                       mip_gap, threads, None, time.perf_counter(), period_parts)
         comparison[f"{name}_total_cost"] = other.total_cost if other.has_plan else None
         comparison[f"{name}_mip_gap"] = other.mip_gap
     return replace(plan, comparison=comparison)
@@ -261,16 +332,38 @@ def all_on_demand(scenario: Scenario) -> Scenario:
 
 
 def _solve(sc: Scenario, deadline: Deadline, mip_gap: float, threads: int | None,
-           progress: ProgressFn | None, start: float) -> Plan:
+           progress: ProgressFn | None, start: float, period_parts: bool = True) -> Plan:
     hd = build_horizon_data(sc)
     blocked = unroutable_workloads(hd.peak)
     if blocked:
         return Plan.without_plan(scenario=sc.name, status=Status.INFEASIBLE,
                                  objective=Objective.COST, diagnosis=blocked)
-    m = create_horizon_model(hd)
+    parts = None
+    if period_parts and len(hd.hours) > 1:
+        # each model in each period alone (Eqs. H13-H16): cuts and a plan to start from; one
+        # period is the program of section O as it is
+        parts = solve_period_parts(hd, deadline.share(PARTS_SHARE))
+    m = create_horizon_model(hd, period_bounds=parts.bounds if parts else None)
+    first, bound = None, None
+    if parts:
+        first = start_values(hd, m, parts)
+        bound = purchase_bound(hd, parts)  # Eq. H17
+        if bound is not None:  # a proven bound as a row: HiGHS's bound starts there
+            m.horizon_bound = pyo.Constraint(expr=m.objective.expr >= bound)
     build_seconds = time.perf_counter() - start
     report = solve_lexicographic(m, deadline=deadline, mip_gap=mip_gap, threads=threads,
-                                 progress=progress)
+                                 progress=progress, start=first,
+                                 secondary_factor=SECONDARY_FACTOR if parts else None)
+    if parts and report.status == Status.INFEASIBLE:
+        # the cuts are proven bounds; should HiGHS's tolerances disagree, the program alone
+        # decides infeasibility
+        return _solve(sc, deadline, mip_gap, threads, progress, start, period_parts=False)
+    if bound is not None and report.objective_value is not None:
+        best = max(bound, report.dual_bound if report.dual_bound is not None else bound)
+        gap = relative_gap(report.objective_value, best)
+        proven = report.status == Status.OPTIMAL or (gap is not None and gap <= mip_gap)
+        report = replace(report, dual_bound=best, mip_gap=gap,
+                         status=Status.OPTIMAL if proven else report.status)
     report = replace(report, build_seconds=build_seconds)
     if not report.status.has_plan:
         why = ("no plan meets every requirement in every period (solve the peak period alone "

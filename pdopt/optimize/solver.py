@@ -19,12 +19,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import highspy
+import numpy as np
 import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
@@ -171,7 +172,8 @@ class _Session:
         self.highs: highspy.Highs = self.opt._solver_model
 
     def run(self, *, deadline: Deadline, mip_gap: float, progress: ProgressFn | None,
-            phase: str, start_from: list[float] | None = None) -> SolverReport:
+            phase: str, start_from: list[float] | None = None,
+            start_values: Mapping[Any, float] | None = None) -> SolverReport:
         start = time.perf_counter()
         seconds = deadline.remaining()
         if seconds < MIN_SOLVE_S:
@@ -182,6 +184,13 @@ class _Session:
             solution.col_value = start_from
             solution.value_valid = True
             self.highs.setSolution(solution)
+        elif start_values:
+            # a (partial) plan as HiGHS's first incumbent; HiGHS completes the columns not given
+            index = self.opt._pyomo_var_to_solver_var_map
+            cols = [(index[id(var)], value) for var, value in start_values.items()
+                    if id(var) in index]
+            self.highs.setSolution(len(cols), np.array([c for c, _ in cols], dtype=np.int32),
+                                   np.array([v for _, v in cols], dtype=np.float64))
         with ExitStack() as stack:
             if progress is not None:
                 hook = stack.enter_context(_progress_hook(progress, phase))
@@ -261,20 +270,25 @@ def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float | None = None,
 def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
                         time_limit_s: float | None = None, deadline: Deadline | None = None,
                         threads: int | None = None, progress: ProgressFn | None = None,
-                        integral_primary: bool = False, phase: str = "") -> SolverReport:
+                        integral_primary: bool = False, phase: str = "",
+                        start: Mapping[Any, float] | None = None,
+                        secondary_factor: float | None = None) -> SolverReport:
     """Minimise `model.objective` (the primary, Eq. O10), then, with the primary held at the
     plan found, minimise `model.secondary` from that plan (when the model has one).
 
     The report is the primary's: its status, bound and gap, with the plan's primary value after
     the second stage (which can only lower it). `integral_primary`: the primary takes integer
     values only (GPUs), so a bound within 1 of the plan proves it. The second stage gets what is
-    left of the deadline; if it finds nothing better the first stage's plan stays."""
+    left of the deadline; if it finds nothing better the first stage's plan stays. `start`: values
+    of some of the model's variables (a ComponentMap, VarData -> value) forming a plan HiGHS
+    starts from. `secondary_factor`: the second stage gets at most this many times the first
+    stage's time."""
     until = _deadline(time_limit_s, deadline)
     if until.passed():
         return not_started()
     session = _Session(model, threads)
     first = session.run(deadline=until, mip_gap=mip_gap, progress=progress,
-                        phase=f"{phase} primary".strip())
+                        phase=f"{phase} primary".strip(), start_values=start)
     if first.objective_value is None or not hasattr(model, "secondary"):
         return first
     value = first.objective_value
@@ -290,7 +304,9 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
     model.objective.deactivate()
     model.secondary_objective = pyo.Objective(expr=model.secondary.expr, sense=pyo.minimize)
     try:
-        second = session.run(deadline=until, mip_gap=mip_gap, progress=progress,
+        second = session.run(deadline=until if secondary_factor is None else min(
+            until, Deadline.after(secondary_factor * first.solve_seconds), key=lambda d: d.at),
+                             mip_gap=mip_gap, progress=progress,
                              phase=f"{phase} secondary".strip(), start_from=start_from)
     finally:
         model.del_component(model.secondary_objective)
