@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -87,6 +88,8 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
         finally:
             if printer is not None:
                 printer.close()
+        if prepared.prefix_caches:  # rates derived from traces (method Eq. H14): in the plan
+            plan = replace(plan, messages=[*prepared.derived_notes(), *plan.messages])
         reports.append(plan_report(plan))
         if explain:
             from pdopt.explain import add_alternatives

@@ -1,7 +1,7 @@
 """The scenario format's planning horizon (docs/scenario-format.md, "Plans over a horizon"):
 periods, per-workload demand per period, purchase options per GPU type (reserved, spot) and
 redundancy (N+k). Pydantic v2 models only; `pdopt.scenario.schema` uses them as fields, and
-`pdopt.scenario.demand` turns a workload's `demand` into one multiplier per period.
+`pdopt.scenario.demand` turns a workload's `demand` into one rate per period.
 """
 
 from __future__ import annotations
@@ -104,20 +104,71 @@ class DemandCurveFile(_Model):
         "mean); multipliers: times the workload's rate; requests_per_s: the rates themselves.")
 
 
+#: How a trace's time line is laid on the horizon (docs/scenario-format.md, "demand").
+TraceFit = Literal["exact", "repeat", "scale_to_horizon"]
+#: Seconds of a trace: a year.
+MAX_TRACE_S = 366 * 86400.0
+#: Distinct blocks a derived prefix cache may hold (about 70 bytes each in memory: 350 MB).
+MAX_CACHE_BLOCKS = 5_000_000
+
+
+class DemandTrace(_Model):
+    """A request trace (Azure, Mooncake or pdopt's CSV, as `pdopt simulate --trace` reads them)
+    whose arrivals, counted in each period, give the period's rate (docs/method.md, Eq. H13)."""
+
+    file: str = Field(min_length=1, description="Trace file; a relative path is read from the "
+                      "folder of the scenario file that names it.")
+    format: Literal["azure", "mooncake", "csv"] = Field(
+        description="azure (CSV: TIMESTAMP,ContextTokens,GeneratedTokens), mooncake (JSON lines: "
+        "timestamp ms, input_length, output_length) or csv (arrival_s,input_tokens,"
+        "output_tokens).")
+    start_s: Annotated[float, Field(ge=0, le=MAX_TRACE_S, allow_inf_nan=False), _NotBool] = Field(
+        default=0.0, description="Skip this many seconds after the trace's first arrival: the "
+        "horizon starts there.")
+    duration_s: Annotated[float, Field(gt=0, le=MAX_TRACE_S, allow_inf_nan=False),
+                          _NotBool] | None = Field(
+        default=None, description="Seconds of the trace used, from start_s (absent: to its last "
+        "arrival). Arrivals at or after start_s + duration_s are not used.")
+    fit: TraceFit = Field(
+        default="exact", description="exact: trace seconds are horizon seconds, and the trace "
+        "must last the horizon (an error otherwise); repeat: the trace's seconds repeat until the "
+        "horizon ends; scale_to_horizon: the trace's seconds are stretched (or compressed) onto "
+        "the horizon, which scales its rates by duration / horizon.")
+    values: Literal["requests_per_s", "shape"] = Field(
+        default="requests_per_s", description="requests_per_s: each period's rate is its arrivals "
+        "/ its length; shape: those rates divided by their mean, times the workload's rate.")
+
+
+class PrefixCacheTrace(_Model):
+    """The prefix-cache hit rate of a workload derived from a Mooncake trace's `hash_ids`
+    (docs/method.md, Eq. H14): the share of input tokens whose block was in the cache."""
+
+    trace: str | None = Field(
+        default=None, min_length=1, description="Mooncake trace (JSON lines with hash_ids); a "
+        "relative path is read from the folder of the scenario file. Absent: the workload's "
+        "`demand.trace`, which must be a mooncake trace.")
+    block_tokens: Annotated[int, Field(ge=1, le=1_000_000), _NotBool] = Field(
+        default=512, description="Tokens per hash block (Mooncake's traces: 512).")
+    capacity_blocks: Annotated[int, Field(ge=1, le=MAX_CACHE_BLOCKS), _NotBool] | None = Field(
+        default=None, description="Blocks the cache holds, least recently used evicted first "
+        "(absent: an infinite cache).")
+
+
 class WorkloadDemand(_Model):
     """A workload's demand per period: exactly one of `multipliers` (times the workload's rate),
-    `requests_per_s`, or a `curve` file."""
+    `requests_per_s`, a `curve` file or a request `trace`."""
 
     multipliers: list[Multiplier] | None = None
     requests_per_s: list[PeriodRate] | None = None
     curve: DemandCurveFile | None = None
+    trace: DemandTrace | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> WorkloadDemand:
-        given = [f for f in ("multipliers", "requests_per_s", "curve")
+        given = [f for f in ("multipliers", "requests_per_s", "curve", "trace")
                  if getattr(self, f) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of multipliers, requests_per_s, curve"
+            raise ValueError("give exactly one of multipliers, requests_per_s, curve, trace"
                              + (f" (got {', '.join(given)})" if given else ""))
         values = self.multipliers if self.multipliers is not None else self.requests_per_s
         if values is not None and not values:

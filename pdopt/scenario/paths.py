@@ -1,7 +1,8 @@
 """Relative paths in scenario documents, made absolute against the file that wrote them.
 
-A scenario names files in a few places: an empirical length distribution's `file`, an estimate
-profile's `model` when it is a config.json path, and the same fields reached by `overrides:`
+A scenario names files in a few places: an empirical length distribution's `file`, a demand
+curve's or trace's `file`, a derived prefix cache's `trace`, an estimate profile's `model` when
+it is a config.json path, and the same fields reached by `overrides:`
 and `sweep:` keys. Each is relative to the document that wrote it, which after `extends:` may
 not be the file the user ran; so every document is rewritten as it is read
 (`pdopt.scenario.variants.read_with_extends`), and values given on the command line
@@ -42,6 +43,19 @@ def _length_distribution(dist: Any, base: Path) -> None:
         dist["file"] = absolute(dist["file"], base)
 
 
+def _demand(demand: Any, base: Path) -> None:
+    """A demand curve's or trace's `file`."""
+    if isinstance(demand, dict):
+        _length_distribution(demand.get("curve"), base)
+        _length_distribution(demand.get("trace"), base)
+
+
+def _prefix_cache(block: Any, base: Path) -> None:
+    """A derived prefix cache's `trace` file."""
+    if isinstance(block, dict) and isinstance(block.get("trace"), str) and block["trace"]:
+        block["trace"] = absolute(block["trace"], base)
+
+
 def _estimate_block(block: Any, base: Path) -> None:
     if not isinstance(block, dict):
         return
@@ -70,9 +84,8 @@ def absolutize_document(data: dict[str, Any], base: Path) -> None:
     for workload in _items(data.get("workloads")):
         if isinstance(workload, dict):
             _length_distribution(workload.get("length_distribution"), base)
-            demand = workload.get("demand")
-            if isinstance(demand, dict):
-                _length_distribution(demand.get("curve"), base)  # a curve's `file` likewise
+            _demand(workload.get("demand"), base)
+            _prefix_cache(workload.get("prefix_cache"), base)
     for instance in _items(data.get("instances")):
         if isinstance(instance, dict) and isinstance(instance.get("profile"), dict):
             _estimate_block(instance["profile"].get("estimate"), base)
@@ -92,17 +105,22 @@ def absolutize_value(key: str, value: Any, base: Path) -> Any:
     absolute against `base`."""
     last = key.replace("]", "").replace("[", ".").split(".")
     if isinstance(value, str) and value:
-        if last[-1] in _FILE_KEYS and ("length_distribution" in last or "curve" in last):
+        if last[-1] in _FILE_KEYS and ("length_distribution" in last or "curve" in last
+                                       or "trace" in last):
+            return absolute(value, base)
+        if last[-2:] == ["prefix_cache", "trace"]:
             return absolute(value, base)
         if last[-2:] == ["estimate", "model"] and _is_model_path(value, base):
             return absolute(value, base)
         return value
     if isinstance(value, dict):
         value = dict(value)
-        if last[-1] in ("length_distribution", "curve"):
+        if last[-1] in ("length_distribution", "curve") or last[-2:] == ["demand", "trace"]:
             _length_distribution(value, base)
         elif last[-1] == "demand":
-            _length_distribution(value.get("curve"), base)  # the curve's `file`
+            _demand(value, base)  # the curve's or trace's `file`
+        elif last[-1] == "prefix_cache":
+            _prefix_cache(value, base)
         elif last[-1] == "estimate":
             _estimate_block(value, base)
         elif last[-1] == "profile":

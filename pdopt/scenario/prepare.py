@@ -16,10 +16,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pdopt.scenario.problems import Problem, ScenarioError
 from pdopt.scenario.schema import EstimatedBy, Instance, Scenario
+
+if TYPE_CHECKING:
+    from pdopt.scenario.prefix_cache import PrefixCacheEstimate
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ class PreparedScenario:
     changes: tuple[str, ...] = ()  # overrides applied, `key: old -> new`
     estimated: Mapping[str, EstimatedBy] = field(default_factory=dict)  # instance -> estimator
     overridden: tuple[str, ...] = ()  # those of `changes` that `overrides=` (--set) made
+    # prefix-cache hit rates derived from traces (docs/method.md, Eq. H14), by workload
+    prefix_caches: tuple[PrefixCacheEstimate, ...] = ()
 
     @property
     def name(self) -> str:
@@ -53,7 +58,12 @@ class PreparedScenario:
         """The same preparation around a changed (already resolved) scenario, e.g. options
         changed by a command-line flag."""
         return PreparedScenario(scenario, self.source, self.changes,
-                                _estimated(scenario.instances), self.overridden)
+                                _estimated(scenario.instances), self.overridden,
+                                self.prefix_caches)
+
+    def derived_notes(self) -> list[str]:
+        """One line per value the preparation derived from data (a prefix-cache hit rate)."""
+        return [e.note() for e in self.prefix_caches]
 
 
 def _estimated(instances: Sequence[Instance]) -> dict[str, EstimatedBy]:
@@ -133,9 +143,14 @@ def _profiles_resolved(scenario: Scenario, use_cache: bool) -> Scenario:
 
 def _resolved(scenario: Scenario, name: str | None, changes: list[str],
               use_cache: bool, overridden: Sequence[str] = ()) -> PreparedScenario:
+    from pdopt.scenario.prefix_cache import resolve_prefix_caches
+
     try:
         resolved = _profiles_resolved(scenario, use_cache)
+        resolved, caches = resolve_prefix_caches(resolved)
     except ScenarioError as e:
         raise (e if e.source or name is None else e.with_source(name)) from None
+    for cache in caches:
+        log.info("%s: %s", name or "scenario", cache.note())
     return PreparedScenario(resolved, name, tuple(changes), _estimated(resolved.instances),
-                            tuple(overridden))
+                            tuple(overridden), tuple(caches))

@@ -14,7 +14,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic_core import PydanticCustomError
 
 from pdopt.scenario import ranges as r
-from pdopt.scenario.horizon import Periods, Redundancy, Reserved, Spot, WorkloadDemand
+from pdopt.scenario.horizon import (
+    Periods,
+    PrefixCacheTrace,
+    Redundancy,
+    Reserved,
+    Spot,
+    WorkloadDemand,
+)
 from pdopt.scenario.limits import Limits, ModelLimits, merge_limits
 from pdopt.scenario.problems import Problem
 from pdopt.scenario.profile_spec import ProfileSpec
@@ -463,6 +470,9 @@ class Workload(StrictModel):
                                      NotBool] = Field(
         default=0.0, description="Share of input tokens served from the prefix cache: prefill "
         "computes the rest; decode context is the whole prompt (docs/method.md, Eq. H9).")
+    prefix_cache: PrefixCacheTrace | None = Field(
+        default=None, description="Derive prefix_cache_hit_rate from a Mooncake trace's hash_ids "
+        "(docs/method.md, Eq. H14); the prepared scenario carries the derived rate.")
 
     @model_validator(mode="after")
     def _one_rate(self) -> Workload:
@@ -483,6 +493,14 @@ class Workload(StrictModel):
                 f"{unit}: the demand{per_request} must be between "
                 f"{r.format_number(r.MIN_REQUESTS_PER_S)} and "
                 f"{r.format_number(r.MAX_REQUESTS_PER_S)} requests/s (see {r.RANGES_DOC})")
+        if self.prefix_cache is not None:
+            if self.prefix_cache_hit_rate:
+                raise ValueError("give prefix_cache_hit_rate or prefix_cache (derived from a "
+                                 "trace), not both")
+            trace = self.demand.trace if self.demand is not None else None
+            if self.prefix_cache.trace is None and (trace is None or trace.format != "mooncake"):
+                raise ValueError("prefix_cache: give its `trace`, or a `demand.trace` of format "
+                                 "mooncake to derive the rate from")
         return self
 
     @property

@@ -299,6 +299,37 @@ def read_simple_csv(path: str | Path, workload: int = 0) -> Requests:
     return _from_columns(rows, workload)
 
 
+def read_mooncake_blocks(path: str | Path) -> Iterator[tuple[int, int, list[int]]]:
+    """(line, input_length, hash_ids) of every request of a Mooncake trace, in the file's order,
+    streamed (at most MAX_TRACE_ROWS requests; a line of at most MAX_LINE_BYTES)."""
+    path = Path(path)
+    count = 0
+    for line, text in _lines(path):
+        if not text.strip():
+            continue
+        count += 1
+        if count > limits.MAX_TRACE_ROWS:
+            raise _Rows(path, "q", limits.MAX_TRACE_ROWS, "traces").too_many()
+        try:
+            record = json.loads(text)
+        except ValueError as e:  # JSONDecodeError, or an integer of too many digits
+            raise TraceError(f"{path}: line {line}: not valid JSON "
+                             f"({getattr(e, 'msg', None) or e})") from None
+        if not isinstance(record, dict):
+            raise TraceError(f"{path}: line {line}: expected a JSON object")
+        for field in ("input_length", "hash_ids"):
+            if field not in record:
+                raise TraceError(f"{path}: line {line}: {field}: missing")
+        hashes = record["hash_ids"]
+        if not isinstance(hashes, list) or not all(
+                isinstance(h, int) and not isinstance(h, bool) for h in hashes):
+            raise TraceError(f"{path}: line {line}: hash_ids: expected a list of integers, got "
+                             f"{_show(hashes)}")
+        yield line, _int_field(path, line, "input_length", record["input_length"]), hashes
+    if not count:
+        raise TraceError(f"{path}: no requests in the file")
+
+
 READERS = {"azure": read_azure_csv, "mooncake": read_mooncake_jsonl, "csv": read_simple_csv}
 
 
