@@ -238,6 +238,7 @@ def simulate(scenario: str, plan_path: str | None, trace_path: str | None,
     prepared = prepare_scenario(scenario, overrides)
     sc = prepared.scenario
     trace = None
+    name = fmt_name = ""
     if trace_path is not None:
         names = [w.name for w in sc.workloads]
         if trace_workload is None and len(names) > 1:
@@ -253,11 +254,13 @@ def simulate(scenario: str, plan_path: str | None, trace_path: str | None,
         raise click.UsageError("--trace-format and --trace-workload need --trace")
     options = make_options(trace=trace is not None, **sim)
     plan = plan_for(prepared, scenario, plan_path)
-    if plan.periods and trace is None:
-        from pdopt.simulate.day import day_report, simulate_day
+    if plan.periods:
+        from pdopt.simulate.day import DayTrace, day_report, simulate_day
 
+        day_trace = None if trace is None else DayTrace.for_workload(
+            sc, name, trace, trace_path or "trace", fmt_name)
         try:
-            runs = simulate_day(prepared, plan, options)
+            runs = simulate_day(prepared, plan, options, trace=day_trace)
         except SimulationError as e:
             raise _with_source(e, plan_path or scenario) from None
         emit(day_report(runs), fmt, output)

@@ -8,6 +8,13 @@ for a period serves from its start (the plan pays its warm-up before the period,
 counts change exactly at the boundary; queues are not carried from one period to the next, which
 the warm-up of each period's run stands in for. Spares are not simulated: the SLOs are checked
 with the serving counts, i.e. with k instances of each pool down.
+
+With a trace, one workload's arrivals are the trace's, laid on the horizon as its
+`demand.trace` lays them (`pdopt.scenario.demand.TracePlacement`; fit `exact` without one): the
+run of period k replays the trace's arrivals from `warmup` seconds before the period's start to
+the end of its window and cool-down, so the warm-up carries the previous period's traffic onto
+this period's counts, and the window (`duration`, at most the period; the whole period by
+default) measures the period's own arrivals. The other workloads keep Poisson arrivals.
 """
 
 from __future__ import annotations
@@ -15,14 +22,20 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from pdopt.plan import PeriodPlan, Plan
 from pdopt.report import Report, Table
+from pdopt.scenario.demand import TracePlacement, period_starts_s
+from pdopt.scenario.horizon import DemandTrace
 from pdopt.scenario.prepare import PreparedScenario, prepare
+from pdopt.scenario.problems import ScenarioError
 from pdopt.scenario.schema import Scenario
 from pdopt.simulate.fleet import SimulationError
 from pdopt.simulate.simulator import SimulationOptions, SimulationResult, simulate_plan
+from pdopt.simulate.traces import Requests
 
-__all__ = ["PeriodSimulation", "day_report", "period_scenario", "simulate_day"]
+__all__ = ["DayTrace", "PeriodSimulation", "day_report", "period_scenario", "simulate_day"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,28 @@ class PeriodSimulation:
 
     period: PeriodPlan
     result: SimulationResult
+    window_s: tuple[float, float] | None = None  # with a trace: the horizon seconds measured
+    messages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DayTrace:
+    """A trace replayed on a day plan: its requests, the workload they belong to and how its
+    time line is laid on the horizon (fit, start_s, duration_s of a `demand.trace`)."""
+
+    requests: Requests
+    workload: str
+    placement: DemandTrace
+    name: str = "trace"
+
+    @classmethod
+    def for_workload(cls, scenario: Scenario, workload: str, requests: Requests, name: str,
+                     fmt: str) -> DayTrace:
+        """Laid on the horizon as the workload's `demand.trace` is (fit exact without one)."""
+        spec = scenario.workload(workload).demand
+        placement = spec.trace if spec is not None and spec.trace is not None else \
+            DemandTrace(file=name, format=fmt)  # type: ignore[arg-type]
+        return cls(requests, workload, placement, name)
 
 
 def period_scenario(scenario: Scenario, period: PeriodPlan) -> Scenario:
@@ -48,23 +83,81 @@ def period_scenario(scenario: Scenario, period: PeriodPlan) -> Scenario:
 
 
 def simulate_day(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
-                 options: SimulationOptions | None = None) -> list[PeriodSimulation]:
-    """Every period of a horizon plan simulated at its demand with its counts."""
+                 options: SimulationOptions | None = None, *,
+                 trace: DayTrace | None = None) -> list[PeriodSimulation]:
+    """Every period of a horizon plan simulated at its demand with its counts; with `trace`, its
+    workload's arrivals replayed from the trace (module docstring)."""
     if not plan.periods:
         raise SimulationError("the plan has no periods (solve a scenario with `periods`)")
     if any(not p.pools for p in plan.periods):
         raise SimulationError("the plan's periods carry no pools and flows (a plan written "
                               "before pdopt kept them): solve it again")
     sc = prepare(scenario).scenario
+    options = options or SimulationOptions()
+    hours = sc.horizon_hours
+    starts = period_starts_s(hours)
+    if trace is not None:
+        if len(hours) != len(plan.periods):
+            raise SimulationError(f"the plan has {len(plan.periods)} periods, the scenario "
+                                  f"{len(hours)}: simulate the plan with the scenario it was "
+                                  "solved for")
+        try:
+            placement = TracePlacement.of(
+                trace.placement, trace.requests.arrival_s, float(starts[-1]),
+                cyclic=sc.periods is None or sc.periods.cyclic, location="trace")
+        except ScenarioError as e:
+            raise SimulationError(f"{trace.name}: {e.problems[0].message}") from None
     out = []
-    for period in plan.periods:
+    for k, period in enumerate(plan.periods):
         part = period_scenario(sc, period)
         names = {w.name for w in part.workloads}
         period_plan = replace(plan.with_pools(period.pools, [
             f for f in period.flows if f.workload in names]),
             workloads=[w for w in plan.workloads if w.workload in names], periods=[])
-        out.append(PeriodSimulation(period, simulate_plan(part, period_plan, options)))
+        if trace is None:
+            out.append(PeriodSimulation(period, simulate_plan(part, period_plan, options)))
+            continue
+        out.append(_traced_period(part, period_plan, period, options, trace, placement,
+                                  float(starts[k]), float(starts[k + 1] - starts[k])))
     return out
+
+
+def _traced_period(part: Scenario, plan: Plan, period: PeriodPlan, options: SimulationOptions,
+                   trace: DayTrace, placement: TracePlacement, start_s: float,
+                   length_s: float) -> PeriodSimulation:
+    """One period's run on the trace's arrivals from `warmup` before its start (times divided
+    by rate_scale: the window takes rate_scale times as many trace seconds, at most the
+    period's)."""
+    scale = options.rate_scale
+    measured = length_s if options.duration_s is None else min(options.duration_s * scale,
+                                                                length_s)
+    origin = start_s - options.warmup_s * scale
+    end = start_s + measured + options.cooldown_s * scale
+    times, picks = placement.arrivals(origin, end)
+    names = [w.name for w in part.workloads]
+    label = f"period {period.index}"
+    messages = []
+    in_window = int(((times >= start_s) & (times < start_s + measured)).sum())
+    if trace.workload not in names:
+        if in_window:
+            messages.append(f"{label}: {in_window} trace requests of workload '{trace.workload}' "
+                            "arrived, but the plan gives it no demand in this period: not "
+                            "simulated")
+        result = simulate_plan(part, plan, replace(options, duration_s=measured / scale))
+        return PeriodSimulation(period, result, (start_s, start_s + measured), tuple(messages))
+    if not in_window:
+        raise SimulationError(f"{trace.name}: no arrival in {label}'s window (horizon seconds "
+                              f"{start_s:g} to {start_s + measured:g}), which the plan gives "
+                              f"workload '{trace.workload}' demand in; lay the trace on the "
+                              "horizon with the workload's demand.trace (fit, start_s)")
+    r = trace.requests
+    replay = Requests((times - origin) / scale, r.input_tokens[picks], r.output_tokens[picks],
+                      np.full(times.shape, names.index(trace.workload), dtype=np.int64))
+    result = simulate_plan(part, plan, replace(options, rate_scale=1.0,
+                                               duration_s=measured / scale),
+                           trace=replay, trace_name=trace.name)
+    result = replace(result, options=options)  # report the options as given
+    return PeriodSimulation(period, result, (start_s, start_s + measured), tuple(messages))
 
 
 def day_report(runs: list[PeriodSimulation]) -> Report:
@@ -78,10 +171,15 @@ def day_report(runs: list[PeriodSimulation]) -> Report:
                          w.attainment_ttft, w.attainment_tpot, w.meets_slo))
     met = sum(run.result.meets_slo for run in runs)
     data = {"periods": [{"index": run.period.index, "counts": run.period.counts,
+                         "horizon_window_s": list(run.window_s) if run.window_s else None,
                          "simulation": run.result.to_dict()} for run in runs],
             "meets_slo": met == len(runs)}
+    sources = sorted({run.result.source for run in runs} - {"poisson"})
+    how = (f"on the arrivals of {', '.join(sources)} in its window" if sources else
+           "at its demand")
+    notes = [f"{met} of {len(runs)} periods meet every SLO (each period simulated alone {how} "
+             "with its serving counts; docs/simulation.md, \"Day plans\")"]
+    notes += [m for run in runs for m in run.messages]
     return Report(data, [Table("day plan simulated period by period",
                                ("period", "counts", "workload", "requests", "ttft_attainment",
-                                "tpot_attainment", "meets_slo"), rows)],
-                  [f"{met} of {len(runs)} periods meet every SLO (each period simulated alone "
-                   "at its demand with its serving counts; docs/simulation.md, \"Day plans\")"])
+                                "tpot_attainment", "meets_slo"), rows)], notes)
