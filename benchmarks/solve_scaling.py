@@ -3,6 +3,7 @@ paper's scenario end to end (`pdopt solve`, process start to exit).
 
     python benchmarks/solve_scaling.py [--quick] [--time-limit 60] [--mip-gap 0.01]
     python benchmarks/solve_scaling.py --coupled 50 [--gpu-types 6 --sizes 3 --time-limit 60]
+        [--cache DIR] [--dask-workers 2] [--only decomposition]
 
 Prints a table. Targets (issue 3, on a 2-core machine): the paper's scenario end to end under 1 s;
 the largest fleet (50 models x 8 GPU types x 4 sizes per role x 3 classes per model) to a proven
@@ -13,6 +14,8 @@ the largest fleet (50 models x 8 GPU types x 4 sizes per role x 3 classes per mo
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -62,41 +65,70 @@ def run(models: int, gpu_types: int, sizes: int, classes: int, time_limit: float
 
 
 def coupled_fleet(models: int, gpu_types: int, sizes: int, classes: int,
-                  share: float = 0.7) -> tuple[Scenario, dict[str, int]]:
+                  share: float = 0.7, cache: Path | None = None) -> tuple[Scenario, dict[str, int]]:
     """The fleet with inventories on the two GPU types it uses most when unconstrained, each at
     `share` of that use (so they bind; issue 15). The unconstrained use comes from a solve of
-    the fleet without inventories (5% gap, not timed)."""
+    the fleet without inventories (5% gap, not timed). `cache`: a folder keeping the fleet
+    with its inventories between runs (the unconstrained solve of 200 models takes minutes)."""
+    path = None if cache is None else \
+        cache / f"coupled-{models}m-{gpu_types}g-{sizes}s-{classes}w-{share:g}.json"
+    if path is not None and path.exists():
+        saved = json.loads(path.read_text())
+        return scenario_from_data(saved["scenario"]), saved["inventories"]
     data = fleet(models, gpu_types, sizes, classes, inventory=False)
-    free = solve(scenario_from_data(data), time_limit_s=120, mip_gap=0.05)
+    free = solve(scenario_from_data(data), time_limit_s=max(120.0, 4.0 * models), mip_gap=0.05)
+    if not free.has_plan:
+        raise SystemExit(f"the fleet without inventories has no plan: {free.diagnosis}")
     use = sorted(free.gpus_by_type.items(), key=lambda kv: -kv[1])[:2]
     counts = {g: int(share * n) for g, n in use}
     for g, n in counts.items():
         data["gpus"][g]["count"] = n
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"scenario": data, "inventories": counts}))
     return scenario_from_data(data), counts
 
 
 def compare_coupled(models: int, gpu_types: int, sizes: int, classes: int, time_limit: float,
-                    mip_gap: float) -> None:
+                    mip_gap: float, cache: Path | None = None, dask_workers: int = 0,
+                    only: str | None = None) -> None:
     """The monolithic way (models alone, then the whole program) beside the price decomposition
-    (O.8), in the same run on the same fleet."""
+    (O.8), in the same run on the same fleet; with `dask_workers`, the decomposition prices on
+    a local Dask cluster of that many worker processes (one thread each)."""
     import pdopt.optimize as optimize
 
-    scenario, counts = coupled_fleet(models, gpu_types, sizes, classes)
+    scenario, counts = coupled_fleet(models, gpu_types, sizes, classes, cache=cache)
     print(f"{models}m x {gpu_types}g x {sizes}s x {classes}w, inventories {counts} "
           f"(70% of unconstrained use), --time-limit {time_limit:g} --mip-gap {mip_gap:g}")
-    header = ("method", "wall_s", "status", "gap", "cost", "bound", "termination")
+    header = ("method", "wall_s", "status", "gap", "cost", "bound", "load", "termination")
     print("  ".join(f"{h:>14}" for h in header))
-    for priced in (False, True):
-        optimize.PRICE_COUPLED_FLEETS = priced
-        t0 = time.perf_counter()
-        plan = solve(scenario, time_limit_s=time_limit, mip_gap=mip_gap)
-        wall = time.perf_counter() - t0
-        gap = f"{100 * plan.mip_gap:.2f}%" if plan.mip_gap is not None else "-"
-        cells = ("decomposition" if priced else "monolithic", f"{wall:.1f}", plan.status.value,
-                 gap, f"{plan.cost_per_hour or 0:.2f}", f"{plan.dual_bound or 0:.2f}",
-                 plan.solver.termination if plan.solver else "-")
-        print("  ".join(f"{c:>14}" for c in cells), flush=True)
-    optimize.PRICE_COUPLED_FLEETS = True
+    cluster = None
+    if dask_workers:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=dask_workers, threads_per_worker=1,
+                               dashboard_address=None)
+    methods = [m for m in ("monolithic", "decomposition") if only in (None, m)]
+    try:
+        for method in methods:
+            optimize.PRICE_COUPLED_FLEETS = method == "decomposition"
+            t0 = time.perf_counter()
+            plan = solve(scenario, time_limit_s=time_limit, mip_gap=mip_gap,
+                         dask_scheduler=cluster.scheduler_address
+                         if cluster is not None and method == "decomposition" else None)
+            wall = time.perf_counter() - t0
+            gap = f"{100 * plan.mip_gap:.2f}%" if plan.mip_gap is not None else "-"
+            name = f"{method} (dask {dask_workers})" if cluster and method != "monolithic" \
+                else method
+            cells = (name, f"{wall:.1f}", plan.status.value, gap,
+                     f"{plan.cost_per_hour or 0:.2f}", f"{plan.dual_bound or 0:.2f}",
+                     f"{os.getloadavg()[0]:.1f}",
+                     plan.solver.termination if plan.solver else "-")
+            print("  ".join(f"{c:>14}" for c in cells), flush=True)
+    finally:
+        optimize.PRICE_COUPLED_FLEETS = True
+        if cluster is not None:
+            cluster.close()
 
 
 def main() -> None:
@@ -109,10 +141,15 @@ def main() -> None:
                              "price decomposition (O.8)")
     parser.add_argument("--gpu-types", type=int, default=6)
     parser.add_argument("--sizes", type=int, default=3)
+    parser.add_argument("--cache", type=Path, metavar="DIR",
+                        help="keep the coupled fleets (with their inventories) in DIR")
+    parser.add_argument("--dask-workers", type=int, default=0,
+                        help="price on a local Dask cluster of this many worker processes")
+    parser.add_argument("--only", choices=["monolithic", "decomposition"])
     args = parser.parse_args()
     if args.coupled:
         compare_coupled(args.coupled, args.gpu_types, args.sizes, 3, args.time_limit,
-                        args.mip_gap)
+                        args.mip_gap, args.cache, args.dask_workers, args.only)
         return
 
     e2e = end_to_end()

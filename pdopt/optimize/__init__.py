@@ -58,9 +58,14 @@ PRICE_COUPLED_FLEETS = True
 # With fewer models the whole program is small and proves tight gaps the decomposition cannot
 # (its bound leaves the models' integrality gaps open, O.8): they go the way of uncoupled fleets.
 PRICE_FROM_MODELS = 4
-# The whole fleet's coefficients take up to this many times the models' apart (25 models: 0.9 s
-# against 0.57 s; the routes between models' pools are the difference).
+# The whole fleet's coefficients take up to this many times the models' apart, times the models
+# over WHOLE_DATA_MODELS (the routes between pools grow faster than the pools: 25 models 0.9 s
+# against 0.57 s, 50 models 23 s against about 5 s on a loaded machine).
 WHOLE_PER_PARTS_DATA = 1.6
+WHOLE_DATA_MODELS = 12
+# From this many models on, the whole program is not even built in time: the price
+# decomposition gets all the time.
+PRICE_ALONE_FROM_MODELS = 30
 # ... and without a budget or an inventory shared by models, this share (the parts' plans are the
 # fleet's; the whole program is only needed when a part has no plan).
 PARTS_ALONE_SHARE = 0.9
@@ -119,7 +124,9 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         bounds = {part.model_name: part.dual_bound for part in parts
                   if part.dual_bound is not None}
         if priced:
-            outcome = solve_coupled(scenario, goal, deadline=deadline.share(DECOMPOSITION_SHARE),
+            share = DECOMPOSITION_SHARE if len(model_names(scenario)) < PRICE_ALONE_FROM_MODELS \
+                else 1.0
+            outcome = solve_coupled(scenario, goal, deadline=deadline.share(share),
                                     mip_gap=mip_gap, dask_scheduler=dask_scheduler,
                                     hard_deadline=Deadline(deadline.at + PLAN_GRACE_S))
             bounds = outcome.alone_bounds  # O12 cuts for the whole program
@@ -136,8 +143,8 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         # the whole fleet's coefficients take about as long as the parts' together
         expected = sum(started) / len(started) * len(parts) if started else 0.0
         if priced:  # the pricing programs' coefficients; none ready: neither would the whole's
-            expected = WHOLE_PER_PARTS_DATA * outcome.data_seconds \
-                if outcome.data_seconds > 0 else math.inf
+            ratio = WHOLE_PER_PARTS_DATA * max(1.0, len(model_names(scenario)) / WHOLE_DATA_MODELS)
+            expected = ratio * outcome.data_seconds if outcome.data_seconds > 0 else math.inf
         if deadline.remaining() < expected:  # not even the coefficients would be ready
             if decomposed is not None:
                 return _with_estimates(decomposed, estimated)

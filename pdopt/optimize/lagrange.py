@@ -82,14 +82,18 @@ FIRST_LEAST_S = 0.05
 # ... and then a worker late by more than this is stopped (not WORKER_GRACE_S: the deadline is
 # already past).
 LATE_GRACE_S = 0.1
+# The master's integer program after the last repair gets at least this long.
+MIN_MASTER_S = 0.1
 
 
 @dataclass(frozen=True)
 class Prices:
-    """Prices of the coupling rows: $ (or GPUs) per GPU of each type, and per $ of budget."""
+    """Prices of the coupling rows: $ (or GPUs) per GPU of each type, and per $ of budget;
+    `models`: the models a round prices at them (None: every model)."""
 
     gpu: dict[str, float] = field(default_factory=dict)
     budget: float = 0.0
+    models: frozenset[str] | None = None
 
 
 @dataclass
@@ -307,16 +311,18 @@ def price_in_turn(blocks: dict[str, Block], names: list[str], prices: Prices | N
         repaired.append(block.price(Prices(), share, mip_gap, repairs[name])
                         if block is not None else Priced(name, None, None))
     priced: list[Priced] = []
-    for k, name in enumerate(names if prices is not None else []):
+    todo = [] if prices is None else [name for name in names if prices.models is None
+                                      or name in prices.models]
+    for k, name in enumerate(todo):
         block = blocks.get(name)
-        share = deadline.share(1.0 / (len(names) - k))
+        share = deadline.share(1.0 / (len(todo) - k))
         if least is not None and share.remaining() < least[0]:
             # an equal share of the time to least[1], and at least least[0] (up to least[1])
             share = Deadline(max(min(time.time() + least[0], least[1].at),
-                                 least[1].share(1.0 / (len(names) - k)).at))
+                                 least[1].share(1.0 / (len(todo) - k)).at))
         priced.append(block.price(prices, share, mip_gap) if block is not None and prices
                       is not None else Priced(name, None, None))
-    return priced, repaired
+    return priced + [Priced(name, None, None) for name in names if name not in todo], repaired
 
 
 class LocalPricer:
@@ -830,9 +836,12 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                     break
                 prices = master.prices
                 repairs = repair_caps(scenario, names, columns, master.weights)
-            else:
-                prices = Prices()
-            if rounds and best_bound is not None:  # smoothed towards the best prices so far
+            else:  # the models without a plan yet, alone
+                have = {c.model_name for c in columns}
+                prices = Prices(models=frozenset(n for n in names if n not in have)
+                                if rounds else None)
+            if rounds and best_bound is not None and prices.models is None:  # smoothed
+                # towards the best prices so far
                 prices = Prices(
                     gpu={g: SMOOTHING * prices.gpu.get(g, 0.0)
                          + (1 - SMOOTHING) * best_prices.gpu.get(g, 0.0)
@@ -862,17 +871,20 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             answered = all(p.bound is not None for p in priced)
             if not new and answered and bound is not None and bound <= (best_bound or -math.inf):
                 break  # every program answered with nothing new: the master cannot improve
-        if incumbent is None and {c.model_name for c in columns} == set(names) \
-                and not hard.passed():
-            # no plan yet: the master's mix repaired to fit the limits, in RESCUE_S more
-            rescue = Deadline(max(deadline.at, hard.at - LATE_GRACE_S))
-            master = master_lp(scenario, names, columns, objective)
+        gap = relative_gap(value, best_bound)
+        if {c.model_name for c in columns} == set(names) and (gap is None or gap > mip_gap):
+            # the master's mix repaired to fit the limits (O23) in the time left; without a
+            # plan yet, up to the hard deadline
+            rescue = deadline if incumbent is not None else \
+                Deadline(max(deadline.at, hard.at - LATE_GRACE_S))
+            master = None if rescue.passed() else master_lp(scenario, names, columns, objective)
             if master is not None:
                 repairs = repair_caps(scenario, names, columns, master.weights)
                 _, repaired = pricer.price(None, rescue, mip_gap, repairs, grace=LATE_GRACE_S)
                 add(repaired)
-                choose(rescue)
-                log.debug("rescue at %.1f s: incumbent %s", time.perf_counter() - start, value)
+                choose(Deadline(max(rescue.at, time.time() + MIN_MASTER_S)))
+                log.debug("last repair at %.1f s: incumbent %s", time.perf_counter() - start,
+                          value)
     finally:
         pricer.close()
     plans = [c.plan for c in incumbent] if incumbent is not None else []
