@@ -3,6 +3,7 @@ corrected until the plan holds and no one-fewer neighbour does (docs/simulation.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,16 @@ def test_headroom_is_simulated(paper_data: dict) -> None:
     paper_data["options"] = {"headroom": 1.1}
     out = solve_verified(scenario_from_data(paper_data), SHORT, max_iterations=1)
     assert out.simulated_demand == "each workload's demand x 1.1 (headroom x rate_scale) (Poisson)"
+
+
+def test_a_correction_that_overshoots_bisects_the_bracket() -> None:
+    """Generated scenario (seed 1, #2): at factor 1 the plan of 11 decode instances held and so did
+    10; x 11/10 gave 9, which missed by 11.5 %, and 1.1 / 1.115 = 0.987 would give 11 again. The
+    next factor is the geometric middle of 1.0 (too low) and 1.1 (too high)."""
+    from pdopt.simulate.verify import bracketed
+
+    assert bracketed(1.1 / 1.115, 1.0, 1.1) == pytest.approx(math.sqrt(1.1))
+    assert bracketed(1.2, 1.0, 1.1) == pytest.approx(math.sqrt(1.1))
+    assert bracketed(1.05, 1.0, 1.1) == 1.05  # inside the bracket: as corrected
+    assert bracketed(0.9, 0.0, 1.1) == 0.9  # no factor known too low yet
+    assert bracketed(1.3, 1.0, math.inf) == 1.3  # nothing missed yet

@@ -292,6 +292,17 @@ def _workload_ratios(result: SimulationResult) -> dict[str, tuple[float, float]]
     return out
 
 
+def bracketed(factor: float, too_low: float, too_high: float) -> float:
+    """The next capacity factor of a pool: `factor` when it lies strictly between the largest
+    factor at which a one-fewer neighbour still held (`too_low`, 0 when none) and the smallest at
+    which the plan missed (`too_high`, inf when none); the bracket's geometric middle when it
+    overshoots a factor already tried (a correction by one count's ratio can jump past the count
+    in between: the decode capacity grows faster than a TPOT table's factor)."""
+    if too_low < factor < too_high or too_low <= 0 or not math.isfinite(too_high):
+        return factor
+    return math.sqrt(too_low * too_high)
+
+
 def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
                    options: SimulationOptions | None = None, *,
                    max_iterations: int = MAX_VERIFY_ITERATIONS,
@@ -322,6 +333,12 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
     last_with_plan: Plan | None = None  # a correction may make the sizing infeasible
     verified = False
     seen: set[tuple[tuple[str, int], ...]] = set()
+    # Per pool, the largest factor at which a one-fewer neighbour still held (capacity
+    # underestimated) and the smallest at which the plan missed on it (overestimated): a
+    # correction that leaves this bracket bisects it instead (geometric mean).
+    too_low: dict[str, float] = {}
+    too_high: dict[str, float] = {}
+    moved = True
     for _ in range(max_iterations):
         sized = base if all(f == 1.0 for f in factors.values()) else with_capacity_factors(
             base, factors)
@@ -345,29 +362,35 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
         if check.plan_is_smallest:
             verified = True
             break
-        if key in seen and check.plan_meets_slo:
+        if key in seen and check.plan_meets_slo and not moved:
             break  # the corrections cycle: keep the cheapest plan that held
         seen.add(key)
         pools = {p.instance: p for p in plan.pools}
+        start = dict(factors)
+        wanted: dict[str, float] = {}
         if not check.plan_meets_slo:
             ratios = _workload_ratios(result)
             for flow in plan.flows:
                 ttft, tpot = ratios.get(flow.workload, (0.0, 0.0))
                 for pool, ratio in ((flow.prefill_instance, ttft), (flow.decode_instance, tpot)):
-                    if ratio > 1.0:
-                        factors[pool] = min(factors[pool],
-                                            factors[pool] / max(ratio, 1.02))
+                    if ratio > 1.0:  # the worst ratio of the pool's flows, from the start factor
+                        wanted[pool] = min(wanted.get(pool, math.inf),
+                                           start[pool] / max(ratio, 1.02))
+                        too_high[pool] = min(too_high.get(pool, math.inf), start[pool])
         else:
-            raise_by: dict[str, float] = {}  # several groups of a pool: the largest correction
             for name, level in holding:
                 p = pools[name]
                 g = next((g for g in p.groups if g.level == level), None)
                 count, util = (p.count, p.utilization) if g is None else (g.count, g.utilization)
-                if count > 1:
-                    raise_by[name] = max(raise_by.get(name, 1.0),
-                                         max(1.0, util) * count / (count - 1))
-            for name, factor in raise_by.items():
-                factors[name] *= factor + 1e-6
+                if count > 1:  # several groups of a pool: the largest correction
+                    wanted[name] = max(wanted.get(name, 0.0), start[name] * (
+                        max(1.0, util) * count / (count - 1) + 1e-6))
+                    too_low[name] = max(too_low.get(name, 0.0), start[name])
+        moved = False
+        for name, f in wanted.items():
+            f = bracketed(f, too_low.get(name, 0.0), too_high.get(name, math.inf))
+            moved = moved or abs(f / start[name] - 1.0) > 0.005
+            factors[name] = f
     chosen = best or last_with_plan or last
     assert chosen is not None
     demand = "each workload's demand"
