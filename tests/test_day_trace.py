@@ -316,6 +316,35 @@ def test_day_plan_replays_the_trace_period_by_period(tmp_path: Path,
     assert [r.result.workloads[0].requests for r in fast] == [60, 240]
 
 
+def test_shape_trace_is_replayed_at_the_workloads_rate(tmp_path: Path,
+                                                      paper_data: dict[str, Any]) -> None:
+    """values: shape plans rate x (binned rate / mean binned rate): with a workload rate of 5
+    and binned rates 1 and 4 (mean 2.5) the plan has 2 and 8 requests/s, and the replay runs
+    the trace 2x faster: each period's own arrivals (180, 720) in 90 simulated seconds."""
+    from pdopt.simulate.day import DayTrace, simulate_day
+    from pdopt.simulate.simulator import SimulationOptions
+    from pdopt.simulate.traces import read_trace
+
+    path = _day_trace(tmp_path, paper_data)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["workloads"][0]["demand"]["trace"]["values"] = "shape"
+    for unit in ("tokens_per_s", "tokens_per_minute"):
+        data["workloads"][0].pop(unit, None)
+    data["workloads"][0]["requests_per_s"] = 5
+    path.write_text(json.dumps(data), encoding="utf-8")
+    prepared = prepare(path)
+    assert period_rates(prepared.scenario)["chat"] == pytest.approx([2, 8])
+    trace = DayTrace.for_workload(prepared.scenario, "chat",
+                                  read_trace(tmp_path / "t.csv", "csv"), "t.csv", "csv")
+    assert trace.rate_factor == pytest.approx(2)
+    runs = simulate_day(prepared, solve_horizon(prepared, compare=False),
+                        SimulationOptions(duration_s=None, warmup_s=10, cooldown_s=10),
+                        trace=trace)
+    assert [r.result.workloads[0].requests for r in runs] == [180, 720]
+    assert [r.result.window_s[1] - r.result.window_s[0] for r in runs] == pytest.approx([90, 90])
+    assert "x2 faster" in runs[0].messages[0]
+
+
 def test_cli_simulates_a_day_plan_on_a_trace(tmp_path: Path, paper_data: dict[str, Any]) -> None:
     path = _day_trace(tmp_path, paper_data)
     out = CliRunner().invoke(main, ["simulate", str(path), "--trace", str(tmp_path / "t.csv"),

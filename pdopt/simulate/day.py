@@ -57,15 +57,37 @@ class DayTrace:
     workload: str
     placement: DemandTrace
     name: str = "trace"
+    # arrivals replayed this many times faster (on top of rate_scale): a `values: shape` trace
+    # demand is the trace's curve at the workload's rate, so its replay is scaled to that rate
+    rate_factor: float = 1.0
 
     @classmethod
     def for_workload(cls, scenario: Scenario, workload: str, requests: Requests, name: str,
                      fmt: str) -> DayTrace:
-        """Laid on the horizon as the workload's `demand.trace` is (fit exact without one)."""
-        spec = scenario.workload(workload).demand
-        placement = spec.trace if spec is not None and spec.trace is not None else \
-            DemandTrace(file=name, format=fmt)  # type: ignore[arg-type]
-        return cls(requests, workload, placement, name)
+        """Laid on the horizon as the workload's `demand.trace` is (fit exact without one); with
+        `values: shape`, replayed at the workload's mean rate (rate_factor = the workload's rate
+        / the trace's mean binned rate, Eq. H13)."""
+        w = scenario.workload(workload)
+        spec = w.demand.trace if w.demand is not None else None
+        if spec is None:
+            return cls(requests, workload, DemandTrace(file=name, format=fmt),  # type: ignore[arg-type]
+                       name)
+        factor = 1.0
+        if spec.values == "shape":
+            hours = scenario.horizon_hours
+            try:
+                counts = TracePlacement.of(
+                    spec, requests.arrival_s, float(period_starts_s(hours)[-1]),
+                    cyclic=scenario.periods is None or scenario.periods.cyclic,
+                    location="trace").counts(hours)
+            except ScenarioError as e:
+                raise SimulationError(f"{name}: {e.problems[0].message}") from None
+            rates = [n / (h * 3600.0) for n, h in zip(counts, hours, strict=True)]
+            mean = sum(rates) / len(rates)  # as `values: shape` divides them (Eq. H13)
+            if mean <= 0:
+                raise SimulationError(f"{name}: no arrival on the horizon")
+            factor = w.rate_requests_per_s / mean
+        return cls(requests, workload, spec, name, factor)
 
 
 def period_scenario(scenario: Scenario, period: PeriodPlan) -> Scenario:
@@ -107,7 +129,7 @@ def simulate_day(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
                 cyclic=sc.periods is None or sc.periods.cyclic, location="trace")
         except ScenarioError as e:
             raise SimulationError(f"{trace.name}: {e.problems[0].message}") from None
-    out = []
+    out: list[PeriodSimulation] = []
     for k, period in enumerate(plan.periods):
         part = period_scenario(sc, period)
         names = {w.name for w in part.workloads}
@@ -119,6 +141,11 @@ def simulate_day(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
             continue
         out.append(_traced_period(part, period_plan, period, options, trace, placement,
                                   float(starts[k]), float(starts[k + 1] - starts[k])))
+    if trace is not None and trace.rate_factor != 1.0 and out:
+        out[0] = replace(out[0], messages=(
+            f"{trace.name} replayed x{trace.rate_factor:.4g} faster than recorded (x "
+            f"rate_scale): workload '{trace.workload}' takes its curve from the trace "
+            "(values: shape) at its own mean rate", *out[0].messages))
     return out
 
 
@@ -128,7 +155,7 @@ def _traced_period(part: Scenario, plan: Plan, period: PeriodPlan, options: Simu
     """One period's run on the trace's arrivals from `warmup` before its start (times divided
     by rate_scale: the window takes rate_scale times as many trace seconds, at most the
     period's)."""
-    scale = options.rate_scale
+    scale = options.rate_scale * trace.rate_factor
     measured = length_s if options.duration_s is None else min(options.duration_s * scale,
                                                                 length_s)
     origin = start_s - options.warmup_s * scale
