@@ -146,6 +146,22 @@ def test_bad_trace_demand_is_one_line_error(
         assert "Traceback" not in out.output
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no named pipes")
+def test_named_pipe_or_device_trace_is_refused_without_reading(
+        tmp_path: Path, paper_data: dict[str, Any]) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.csv")
+    for trace, prefix in [({"file": "pipe.csv", "format": "csv"}, None),
+                          ({"file": "/dev/zero", "format": "mooncake"}, None),
+                          ({"file": "t.csv", "format": "csv"}, {"trace": "pipe.csv"})]:
+        _csv(tmp_path / "t.csv", TINY)
+        extra = {"prefix_cache": prefix} if prefix else {}
+        path = _scenario(tmp_path, paper_data, trace, {"count": 2, "length_h": 0.5}, **extra)
+        out = CliRunner().invoke(main, ["check", str(path)])
+        assert out.exit_code == 2 and "not a regular file" in out.output, out.output
+
+
 def test_trace_demand_needs_periods(paper_data: dict[str, Any]) -> None:
     paper_data["workloads"][0]["demand"] = {"trace": {"file": "t.csv", "format": "csv"}}
     with pytest.raises(ScenarioError, match="needs `periods`"):
