@@ -1,22 +1,25 @@
 """Day plans (issue 13, docs/method.md section H): solve time of the horizon program for the
-shipped day-ahead scenario at 24 one-hour and 144 ten-minute periods, the savings against static
-peak sizing and all on demand, and the one-period check on the heterogeneous fleet.
+shipped day-ahead scenario at 24 one-hour and 144 ten-minute periods, the new way (the
+(model, period) parts' cuts, bound and start, H20-H24) beside the first version (the horizon
+program alone) in the same run, the savings against static peak sizing and all on demand, and the
+one-period check on the heterogeneous fleet.
 
-    python benchmarks/day_plan.py [--periods 24 144] [--time-limit 300] [--gap 0.01]
-                                  [--no-compare] [--one-period]
+    python benchmarks/day_plan.py [--periods 24 144] [--time-limit 30 120] [--gap 0.01]
+                                  [--methods parts monolithic] [--compare] [--one-period]
 
 144 periods follow ServeGen's ten-minute curves (../shared/data/load, averaged by time of day)
 when ../shared is there, else repeat each hourly multiplier of scenarios/day-ahead.yaml six times.
-Columns: build s (coefficients, Pyomo model, HiGHS handed the program), solve s
-(HiGHS, both lexicographic stages), status and gap of the plan, total cost over the day and the
-average $/hour; with comparisons (24 periods), the same demand sized statically for its peak and
-bought all on demand, and what the day plan saves against each.
+Columns: time limit, build s (coefficients, parts, Pyomo model, HiGHS handed the program), solve s
+(HiGHS, both lexicographic stages), wall s, status, proven gap, total cost over the day and the
+proven bound; the load average (1, 5, 15 min) after each run; with --compare (24 periods), the
+same demand sized statically for its peak and bought all on demand, and what the day plan saves.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -84,47 +87,63 @@ def day_scenario(periods: int) -> tuple[PreparedScenario, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--periods", type=int, nargs="+", default=[24, 144])
-    ap.add_argument("--time-limit", type=float, default=300.0)
+    ap.add_argument("--methods", nargs="+", choices=("parts", "monolithic"),
+                    default=["parts", "monolithic"],
+                    help="parts: the (model, period) parts' cuts, bound and start (method H20-H24)"
+                    "; monolithic: the horizon program alone (the first version)")
+    ap.add_argument("--time-limit", type=float, nargs="+", default=[30.0, 120.0],
+                    help="seconds per periods value (one value: for all)")
     ap.add_argument("--gap", type=float, default=0.01, help="relative MIP gap (default 1%%)")
-    ap.add_argument("--no-compare", action="store_true")
+    ap.add_argument("--compare", action="store_true",
+                    help="also solve the comparisons (static peak, all on demand) at 24 periods "
+                    "(parts method; the time limit covers the three plans)")
     ap.add_argument("--one-period", action="store_true",
                     help="also check the heterogeneous fleet as a one-period horizon")
     args = ap.parse_args(argv)
+    limits = {n: args.time_limit[min(k, len(args.time_limit) - 1)]
+              for k, n in enumerate(args.periods)}
     rows = []
-    notes = []
+    notes = [f"load average before: {_load()}"]
     for periods in args.periods:
         prepared, source = day_scenario(periods)
-        compare = periods == 24 and not args.no_compare
-        t0 = time.perf_counter()
-        plan = solve_horizon(prepared, time_limit_s=args.time_limit, mip_gap=args.gap,
-                             compare=compare)
-        wall = time.perf_counter() - t0
-        gap = "-" if plan.mip_gap is None else f"{100 * plan.mip_gap:.2f}%"
-        total = plan.total_cost
-        row: list[Any] = [periods, source, f"{plan.build_seconds:.1f}", f"{plan.solve_seconds:.1f}",
-                          f"{wall:.1f}", plan.status.value, gap,
-                          "-" if total is None else f"{total:,.0f}",
-                          "-" if plan.cost_per_hour is None else f"{plan.cost_per_hour:,.2f}"]
-        for key in ("static_peak_total_cost", "all_on_demand_total_cost"):
-            other = plan.comparison.get(key)
-            gap = plan.comparison.get(key.replace("total_cost", "mip_gap"))
-            row.append("-" if other is None or total is None
-                       else f"{other:,.0f} ({100 * (1 - total / other):.1f}%; gap "
-                       f"{'-' if gap is None else f'{100 * gap:.2f}%'})")
-        rows.append(row)
-        if plan.reserved_gpus_by_type:
-            notes.append(f"{periods} periods: reserved " + ", ".join(
-                f"{g} {n}" for g, n in plan.reserved_gpus_by_type.items()))
+        runs = [(m, False) for m in args.methods]
+        if args.compare and periods == 24:
+            runs.append(("parts", True))
+        for method, compare in runs:
+            t0 = time.perf_counter()
+            plan = solve_horizon(prepared, time_limit_s=limits[periods], mip_gap=args.gap,
+                                 compare=compare, period_parts=method == "parts")
+            wall = time.perf_counter() - t0
+            gap = "-" if plan.mip_gap is None else f"{100 * plan.mip_gap:.2f}%"
+            total = plan.total_cost
+            bound = plan.solver.dual_bound if plan.solver is not None else None
+            row: list[Any] = [periods, source, method + (" + comparisons" if compare else ""),
+                              f"{limits[periods]:g}", f"{plan.build_seconds:.1f}",
+                              f"{plan.solve_seconds:.1f}", f"{wall:.1f}", plan.status.value, gap,
+                              "-" if total is None else f"{total:,.2f}",
+                              "-" if bound is None else f"{bound:,.2f}", _load()]
+            for key in ("static_peak_total_cost", "all_on_demand_total_cost"):
+                other = plan.comparison.get(key)
+                ogap = plan.comparison.get(key.replace("total_cost", "mip_gap"))
+                row.append("-" if other is None or total is None
+                           else f"{other:,.0f} ({100 * (1 - total / other):.1f}%; gap "
+                           f"{'-' if ogap is None else f'{100 * ogap:.2f}%'})")
+            rows.append(row)
+            print(" | ".join(str(c) for c in row), file=sys.stderr, flush=True)
+            if plan.reserved_gpus_by_type:
+                notes.append(f"{periods} periods, {method}: reserved " + ", ".join(
+                    f"{g} {n}" for g, n in plan.reserved_gpus_by_type.items()))
     tables = [Table("day plans (scenarios/day-ahead.yaml)",
-                    ("periods", "curves", "build s", "solve s", "wall s", "status", "gap",
-                     "total $", "$/hour", "static peak $ (saved)",
-                     "all on demand $ (saved)"), rows)]
+                    ("periods", "curves", "method", "limit s", "build s", "solve s", "wall s",
+                     "status", "gap", "total $", "bound $", "load avg after",
+                     "static peak $ (saved)", "all on demand $ (saved)"), rows)]
     if args.one_period:
         one = prepare(FLEET, overrides={"periods": {"count": 1, "length_h": 1}})
         t0 = time.perf_counter()
-        horizon = solve_horizon(one, time_limit_s=args.time_limit, mip_gap=1e-4, compare=False)
+        horizon = solve_horizon(one, time_limit_s=max(limits.values()), mip_gap=1e-4,
+                                compare=False)
         t1 = time.perf_counter()
-        today = solve(prepare(FLEET), time_limit_s=args.time_limit)
+        today = solve(prepare(FLEET), time_limit_s=max(limits.values()))
         t2 = time.perf_counter()
         same = {p.instance: p.count for p in horizon.pools} == \
             {p.instance: p.count for p in today.pools}
@@ -136,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
                               f"{t2 - t1:.1f}", same)]))
     print(render(Report({}, tables, notes), "table"))
     return 0
+
+
+def _load() -> str:
+    """The 1-, 5- and 15-minute load averages (2 cores: above 2 the machine is shared)."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

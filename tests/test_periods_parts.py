@@ -1,4 +1,4 @@
-"""The horizon program's (model, period) parts (docs/method.md, Eqs. H13-H17): their bounds are
+"""The horizon program's (model, period) parts (docs/method.md, Eqs. H20-H24): their bounds are
 bounds, the plan they start from is a plan, the bisection over demands gives the same bounds as
 solving every period, and the program with them finds the optimum of the program without."""
 
@@ -80,8 +80,8 @@ def test_parts_find_the_optimum_of_the_whole_program(
 def test_part_bounds_and_purchase_bound_are_below_the_optimum(
         paper_data: dict[str, Any], first: list[float], second: list[float], gpu: dict[str, Any],
         redundancy: dict[str, Any] | None) -> None:
-    """Z_{m,t} <= the optimal plan's priced GPUs of model m in period t (Eq. H14), the purchase
-    program's value <= the optimum (Eq. H17), and the start is a plan (Eq. H16)."""
+    """Z_{m,t} <= the optimal plan's priced GPUs of model m in period t (Eq. H21), the purchase
+    program's value <= the optimum (Eq. H24), and the start is a plan (Eq. H23)."""
     data = _two_models(paper_data, first, second, **gpu)
     if redundancy:
         data["redundancy"] = redundancy
@@ -114,7 +114,7 @@ def test_part_bounds_and_purchase_bound_are_below_the_optimum(
 
 
 def test_bisection_gives_the_bounds_of_solving_every_period(paper_data: dict[str, Any]) -> None:
-    """Periods bracketed by two solved demands with equal values take them (Eq. H15): fewer
+    """Periods bracketed by two solved demands with equal values take them (Eq. H22): fewer
     parts solved than distinct demands, and each period's bound is its own part's optimum."""
     curve = [0.3, 0.32, 0.34, 0.36, 0.38, 0.4, 1.0, 1.02, 1.04, 1.06, 2.0, 2.02]
     data = _two_models(paper_data, curve, list(reversed(curve)))

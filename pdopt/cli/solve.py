@@ -78,7 +78,7 @@ def solve(scenarios: tuple[str, ...], fmt: str, output: str | None,
                 from pdopt.optimize.periods import solve_horizon
 
                 plan = solve_horizon(prepared, time_limit_s=time_limit_s, mip_gap=mip_gap,
-                                     progress=printer)
+                                     progress=printer, objective=objective)
             else:
                 plan = solve_scenario(prepared, time_limit_s=time_limit_s,
                                       mip_gap=mip_gap, objective=objective, progress=printer,

@@ -94,7 +94,7 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
         from pdopt.optimize.periods import solve_horizon
 
         return solve_horizon(prepared, time_limit_s=time_limit_s, mip_gap=mip_gap,
-                             threads=threads, progress=progress)
+                             threads=threads, progress=progress, objective=objective)
     scenario, estimated = prepared.scenario, prepared.estimated_sources()
     goal = Objective(objective or scenario.options.objective)
     time_limit_s = time_limit_s if time_limit_s is not None else scenario.options.time_limit_s

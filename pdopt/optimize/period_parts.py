@@ -1,12 +1,13 @@
-"""Each model in each period alone, at the cheapest GPU prices (docs/method.md, Eqs. H13-H16):
-proven lower bounds that become cuts of the horizon program, and a first plan for HiGHS to start
-from (the parts' counts, reserved GPUs chosen for them, the rest on demand).
+"""Each model in each period alone, at the cheapest GPU prices (docs/method.md, Eqs. H20-H24):
+proven lower bounds that become cuts of the horizon program, a bound of the whole horizon from
+them, and a first plan for HiGHS to start from (the parts' counts, reserved GPUs chosen for them,
+the rest on demand).
 
 For fixed prices c_g per GPU-hour the period programs of different models share nothing (the
 inventories, budget, spot caps, scale limits and warm-up that link them are left out: each part
 is a relaxation), so a model's fleet in a period costs at least the optimum Z_{m,t} of its part
-(Eq. H14). Periods whose model's demand is the same share one part (solved once). No file formats;
-Pyomo only through `periods` and `solver`.
+(Eq. H21). Z is nondecreasing in the demand, so most periods take their bound and plan from
+solved neighbours (Eq. H22). No file formats; Pyomo only through `periods` and `solver`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class PeriodParts:
 
     bounds: dict[tuple[str, int], float] = field(default_factory=dict)
     values: dict[tuple[str, int], dict[tuple[str, Any], float]] = field(default_factory=dict)
-    solved: int = 0  # parts solved (Eq. H15: most periods take theirs from a neighbour)
+    solved: int = 0  # parts solved (Eq. H22: most periods take theirs from a neighbour)
     complete: bool = True  # every period has a proven bound and a plan
 
 
@@ -72,7 +73,7 @@ class _Solved:
 
 
 def solve_period_parts(hd: Any, deadline: Deadline) -> PeriodParts:
-    """A proven bound and a plan for every (model, period) part (Eqs. H13-H15) within
+    """A proven bound and a plan for every (model, period) part (Eqs. H20-H22) within
     `deadline`. The optimum Z(d) of a part is nondecreasing in its demand d (a plan for more
     demand serves less with the same integers, its flows scaled down), so a part solved at
     d' <= d bounds Z(d) from below and one at d'' >= d gives a plan for d; when the two meet,
@@ -164,7 +165,7 @@ class _ModelParts:
 def reserve_for(needs: list[float], hours: list[float], reserved: float, on_demand: float,
                 least: int = 0) -> int:
     """Reserved GPUs R minimising sum_t h_t (reserved R + on_demand max(0, G_t - R)) for the GPUs
-    G_t needed in each period (Eq. H16): a convex piecewise-linear function of R with its
+    G_t needed in each period (Eq. H23): a convex piecewise-linear function of R with its
     breakpoints at the needs, so the best is one of them (or the minimum `least`)."""
     def cost(r: int) -> float:
         return sum(h * (reserved * r + on_demand * max(0.0, g - r))
@@ -175,7 +176,7 @@ def reserve_for(needs: list[float], hours: list[float], reserved: float, on_dema
 
 
 def start_values(hd: Any, m: pyo.ConcreteModel, parts: PeriodParts) -> ComponentMap:
-    """A plan of the horizon program from the parts (Eq. H16): each model's counts, spares and
+    """A plan of the horizon program from the parts (Eq. H23): each model's counts, spares and
     flows in each period as its part chose them, reserved GPUs per type by `reserve_for`, the
     rest on demand. Empty when some part has no plan (HiGHS then starts from nothing)."""
     from pdopt.optimize.periods import HorizonData
@@ -221,7 +222,7 @@ def start_values(hd: Any, m: pyo.ConcreteModel, parts: PeriodParts) -> Component
 
 
 def purchase_bound(hd: Any, parts: PeriodParts) -> float | None:
-    """A lower bound of the horizon program from the parts' bounds alone (Eq. H17): the linear
+    """A lower bound of the horizon program from the parts' bounds alone (Eq. H24): the linear
     program over GPUs x_{m,t,g} of model m on type g in period t, reserved R_g, on-demand O_{g,t}
     and spot S_{g,t} GPUs (all continuous) with the purchase rows H3, H4, H8, the parts' cuts
     sum_g c_g x_{m,t,g} >= Z_{m,t} and a lower bound of the warm-up; the fleets' other rows
@@ -289,7 +290,7 @@ def purchase_bound(hd: Any, parts: PeriodParts) -> float | None:
         for m in models:
             if (m, t) in parts.bounds:
                 row([(("x", m, t, g), prices[g]) for g in types_of[m]], parts.bounds[(m, t)],
-                    inf)  # H14
+                    inf)  # H21
     # warm-up (Eq. H11): an instance of pool p added costs (w/60) od_g G_p >= (w/60) rho_m c_g G_p
     # with rho_m = min od_g / c_g over model m's types, so model m pays at least
     # (w/60) rho_m max(0, X_{m,b} - X_{m,a}) per step a -> b, X_{m,t} = sum_g c_g x_{m,t,g}

@@ -32,7 +32,7 @@ from pdopt.scenario.schema import Gpu, Scenario
 
 __all__ = ["HorizonData", "build_horizon_data", "create_horizon_model", "solve_horizon"]
 
-# Of the time limit, the (model, period) parts (Eqs. H13-H16) may take at most this share; the
+# Of the time limit, the (model, period) parts (Eqs. H20-H23) may take at most this share; the
 # horizon program gets the rest.
 PARTS_SHARE = 0.5
 # With the parts, the second lexicographic stage (GPU-hours at the cost found, Eq. O10) gets at
@@ -95,14 +95,15 @@ def _price(gpu: Gpu, option: str) -> float:
 def create_horizon_model(hd: HorizonData, *,
                          period_bounds: dict[tuple[str, int], float] | None = None,
                          gpu_prices: dict[str, float] | None = None,
-                         counted_pools: set[str] | None = None) -> pyo.ConcreteModel:
+                         counted_pools: set[str] | None = None,
+                         objective: Objective | str = Objective.COST) -> pyo.ConcreteModel:
     """The program of section H: period blocks `p0..`, purchases, spares, scale limits.
 
     `period_bounds`: (model, period) -> a proven lower bound of that model's fleet in that
-    period priced at `cheapest_gpu_prices` (Eq. H14), added as cuts. With `gpu_prices` the
-    program is instead the priced period program of Eq. H13: no purchases, budget, inventories,
+    period priced at `cheapest_gpu_prices` (Eq. H21), added as cuts. With `gpu_prices` the
+    program is instead the priced period program of Eq. H20: no purchases, budget, inventories,
     scale limits or warm-up; the objective is sum_t h_t sum_g c_g G_{g,t} over `counted_pools`
-    (all pools when None)."""
+    (all pools when None). `objective` `gpus`: GPU-hours first, then the cost (Eq. O10)."""
     sc = hd.scenario
     m = pyo.ConcreteModel(name=sc.name)
     T = range(len(hd.hours))
@@ -114,6 +115,8 @@ def create_horizon_model(hd: HorizonData, *,
         block.objective.deactivate()
         m.add_component(f"p{t}", block)
     blocks = [getattr(m, f"p{t}") for t in T]
+    if gpu_prices is None:
+        define_horizon_limits(m, hd, blocks)
     pools = sorted(hd.peak.pools)
     gpus = hd.gpu_types()
     m.T = pyo.Set(initialize=list(T), ordered=True)
@@ -155,7 +158,7 @@ def create_horizon_model(hd: HorizonData, *,
                    if hd.peak.pools[p].gpu == g)
 
     # a role of a model with demand keeps a pool in use, and every pool of it has k spares when
-    # used: at least one u of them is 1 (Eq. H15, a valid inequality that tightens H5)
+    # used: at least one u of them is 1 (Eq. H25, a valid inequality that tightens H5)
     by_role: dict[tuple[str, str], list[str]] = {}
     for p in pools:
         by_role.setdefault((hd.peak.pools[p].model, hd.peak.pools[p].role), []).append(p)
@@ -167,7 +170,7 @@ def create_horizon_model(hd: HorizonData, *,
         _m.used[p, one_used[i][1]] for p in by_role[one_used[i][0]]) >= 1)
 
     def priced_gpus(model: str | None, t: int, prices: dict[str, float]) -> Any:
-        """sum_g c_g G_{g,t} over the pools of `model` (all when None) (Eqs. H13, H14)."""
+        """sum_g c_g G_{g,t} over the pools of `model` (all when None) (Eqs. H20, H21)."""
         return sum(prices[hd.peak.pools[p].gpu] * hd.peak.pools[p].gpus_per_instance
                    * total(p, t) for p in pools
                    if (model is None or hd.peak.pools[p].model == model)
@@ -247,16 +250,52 @@ def create_horizon_model(hd: HorizonData, *,
         m.horizon_budget = pyo.Constraint(m.T, rule=lambda _m, t: _m.period_cost_per_hour[t]
                                           <= sc.budget_per_hour)
     m.warm_up_cost = pyo.Expression(expr=warm_cost)
-    m.objective = pyo.Objective(
-        expr=sum(hd.hours[t] * m.period_cost_per_hour[t] for t in T) + m.warm_up_cost,
-        sense=pyo.minimize)
-    m.secondary = pyo.Expression(expr=sum(hd.hours[t] * gpus_needed(g, t) for g in gpus
-                                          for t in T))
+    m.total_cost = pyo.Expression(
+        expr=sum(hd.hours[t] * m.period_cost_per_hour[t] for t in T) + m.warm_up_cost)
+    gpu_hours = sum(hd.hours[t] * gpus_needed(g, t) for g in gpus for t in T)
+    # Eq. O10 over the horizon: cost then GPU-hours, or GPU-hours then cost
+    primary, secondary = (m.total_cost, gpu_hours) if Objective(objective) == Objective.COST \
+        else (gpu_hours, m.total_cost)
+    m.objective = pyo.Objective(expr=primary, sense=pyo.minimize)
+    m.secondary = pyo.Expression(expr=secondary)
     return m
 
 
+def define_horizon_limits(m: pyo.ConcreteModel, hd: HorizonData, blocks: list[Any]) -> None:
+    """The instance types a model may use per role (O18) and its one GPU type (O19) hold over the
+    whole horizon, not only in each period (Eq. H26): e_p = 1 when pool p is used in any period,
+    u_{p,t} <= e_p, sum_{p of m in r} e_p <= K_{m,r}; with single_gpu_type e_p <= z_{m,g_p} and
+    sum_g z_{m,g} <= 1. (min_count_if_used and the utilisation cap are per period: O17, O16.)"""
+    first = blocks[0]
+    if len(blocks) < 2 or not hasattr(first, "pool_used") or not (
+            hasattr(first, "instance_types") or hasattr(first, "one_gpu_type")):
+        return
+    data, pools = hd.peak, list(first.USED_POOLS)
+    m.EVER_USED = pyo.Set(initialize=pools, ordered=True)
+    m.ever_used = pyo.Var(m.EVER_USED, domain=pyo.Binary)
+    m.ever_used_link = pyo.Constraint(m.EVER_USED, range(len(blocks)), rule=lambda _m, p, t:
+                                      blocks[t].pool_used[p] <= _m.ever_used[p])
+    if hasattr(first, "instance_types"):
+        rows = list(first.TYPE_LIMITS)
+        m.horizon_instance_types = pyo.Constraint(rows, rule=lambda _m, model, role: sum(
+            _m.ever_used[p] for p in pools
+            if (data.pools[p].model, data.pools[p].role) == (model, role))
+            <= data.scenario.limits_of(model).max_instance_types[role])
+    if hasattr(first, "one_gpu_type"):
+        pairs = list(first.MODEL_GPUS)
+        m.HORIZON_MODEL_GPUS = pyo.Set(initialize=pairs, dimen=2, ordered=True)
+        m.horizon_model_on_gpu = pyo.Var(m.HORIZON_MODEL_GPUS, domain=pyo.Binary)
+        linked = [p for p in first.SINGLE_GPU_POOLS]
+        m.horizon_pool_on_gpu = pyo.Constraint(linked, rule=lambda _m, p: _m.ever_used[p]
+                                               <= _m.horizon_model_on_gpu[
+                                                   data.pools[p].model, data.pools[p].gpu])
+        models = sorted({model for model, _ in pairs})
+        m.horizon_one_gpu_type = pyo.Constraint(models, rule=lambda _m, model: sum(
+            _m.horizon_model_on_gpu[model, g] for mm, g in pairs if mm == model) <= 1)
+
+
 def cheapest_gpu_prices(sc: Scenario, gpus: list[str]) -> dict[str, float]:
-    """c_g: the least a GPU of type g can cost per hour of serving (Eq. H13): on demand,
+    """c_g: the least a GPU of type g can cost per hour of serving (Eq. H20): on demand,
     reserved, or spot per GPU not away (price / (1 - interruption share))."""
     out = {}
     for g in gpus:
@@ -287,13 +326,16 @@ def _ceil_fraction(fraction: float, count: int) -> int:
 def solve_horizon(scenario: PreparedScenario | Scenario | str | Path, *,
                   time_limit_s: float | None = None, mip_gap: float | None = None,
                   threads: int | None = None, progress: ProgressFn | None = None,
-                  compare: bool = True, period_parts: bool = True) -> Plan:
+                  compare: bool = True, period_parts: bool = True,
+                  objective: Objective | str | None = None) -> Plan:
     """The cheapest plan over the horizon (section H). The plan's `pools` are those of its
     dearest period; `periods` has every period's counts and cost. With `compare`, the plan's
     `comparison` holds the total cost of the same demand sized statically for its peak and
     bought all on demand (each solved in a share of the time limit). `period_parts`: start
-    from the (model, period) parts' cuts and plan (Eqs. H13-H16); False solves the horizon
-    program alone (the first version, kept for benchmarks)."""
+    from the (model, period) parts' cuts and plan (Eqs. H20-H23); False solves the horizon
+    program alone (the first version, kept for benchmarks). `objective` (default the
+    scenario's): `cost`, or `gpus` for the fewest GPU-hours, then the cheapest (Eq. O10); the
+    comparisons are always the cheapest."""
     start = time.perf_counter()
     prepared = prepare(scenario)
     sc = prepared.scenario
@@ -301,7 +343,8 @@ def solve_horizon(scenario: PreparedScenario | Scenario | str | Path, *,
     mip_gap = mip_gap if mip_gap is not None else sc.options.mip_gap
     deadline = Deadline(time.time() + time_limit_s - (time.perf_counter() - start))
     own = deadline.share(0.6) if compare else deadline
-    plan = _solve(sc, own, mip_gap, threads, progress, start, period_parts)
+    goal = Objective(objective or sc.options.objective)
+    plan = _solve(sc, own, mip_gap, threads, progress, start, period_parts, goal)
     if not compare or not plan.has_plan:
         return plan
     comparison: dict[str, float | None] = {}
@@ -332,24 +375,25 @@ def all_on_demand(scenario: Scenario) -> Scenario:
 
 
 def _solve(sc: Scenario, deadline: Deadline, mip_gap: float, threads: int | None,
-           progress: ProgressFn | None, start: float, period_parts: bool = True) -> Plan:
+           progress: ProgressFn | None, start: float, period_parts: bool = True,
+           goal: Objective = Objective.COST) -> Plan:
     hd = build_horizon_data(sc)
     blocked = unroutable_workloads(hd.peak)
     if blocked:
         return Plan.without_plan(scenario=sc.name, status=Status.INFEASIBLE,
-                                 objective=Objective.COST, diagnosis=blocked)
+                                 objective=goal, diagnosis=blocked)
     parts = None
     if period_parts and len(hd.hours) > 1:
-        # each model in each period alone (Eqs. H13-H16): cuts and a plan to start from; one
+        # each model in each period alone (Eqs. H20-H23): cuts and a plan to start from; one
         # period is the program of section O as it is
         parts = solve_period_parts(hd, deadline.share(PARTS_SHARE))
-    m = create_horizon_model(hd, period_bounds=parts.bounds if parts else None)
+    m = create_horizon_model(hd, period_bounds=parts.bounds if parts else None, objective=goal)
     first, bound = None, None
     if parts:
         first = start_values(hd, m, parts)
-        bound = purchase_bound(hd, parts)  # Eq. H17
+        bound = purchase_bound(hd, parts)  # Eq. H24
         if bound is not None:  # a proven bound as a row: HiGHS's bound starts there
-            m.horizon_bound = pyo.Constraint(expr=m.objective.expr >= bound)
+            m.horizon_bound = pyo.Constraint(expr=m.total_cost >= bound)
     build_seconds = time.perf_counter() - start
     report = solve_lexicographic(m, deadline=deadline, mip_gap=mip_gap, threads=threads,
                                  progress=progress, start=first,
@@ -357,8 +401,8 @@ def _solve(sc: Scenario, deadline: Deadline, mip_gap: float, threads: int | None
     if parts and report.status == Status.INFEASIBLE:
         # the cuts are proven bounds; should HiGHS's tolerances disagree, the program alone
         # decides infeasibility
-        return _solve(sc, deadline, mip_gap, threads, progress, start, period_parts=False)
-    if bound is not None and report.objective_value is not None:
+        return _solve(sc, deadline, mip_gap, threads, progress, start, False, goal)
+    if bound is not None and report.objective_value is not None and goal == Objective.COST:
         best = max(bound, report.dual_bound if report.dual_bound is not None else bound)
         gap = relative_gap(report.objective_value, best)
         proven = report.status == Status.OPTIMAL or (gap is not None and gap <= mip_gap)
@@ -370,11 +414,12 @@ def _solve(sc: Scenario, deadline: Deadline, mip_gap: float, threads: int | None
                "with `pdopt solve` for a diagnosis)" if report.status == Status.INFEASIBLE
                else "no plan within the time limit; raise --time-limit")
         return Plan.without_plan(scenario=sc.name, status=report.status,
-                                 objective=Objective.COST, diagnosis=[why], solver=report)
-    return horizon_plan(hd, m, report)
+                                 objective=goal, diagnosis=[why], solver=report)
+    return horizon_plan(hd, m, report, goal)
 
 
-def horizon_plan(hd: HorizonData, m: pyo.ConcreteModel, report: SolverReport) -> Plan:
+def horizon_plan(hd: HorizonData, m: pyo.ConcreteModel, report: SolverReport,
+                 objective: Objective = Objective.COST) -> Plan:
     """The solved horizon program as a Plan (Eq. H12): every period's counts and cost; the
     dearest period's pools, workloads and flows at the top."""
     gpus = hd.gpu_types()
@@ -383,7 +428,7 @@ def horizon_plan(hd: HorizonData, m: pyo.ConcreteModel, report: SolverReport) ->
     plans: list[Plan] = []
     for t, hours in enumerate(hd.hours):
         block = getattr(m, f"p{t}")
-        plan = build_plan(hd.periods[t], block, Objective.COST, report)
+        plan = build_plan(hd.periods[t], block, objective, report)
         plans.append(plan)
         counts = {p.instance: p.count for p in plan.pools}
         spares = {p: int(round(pyo.value(m.spare[p, t]))) for p in m.SPARE_POOLS
