@@ -404,3 +404,28 @@ def test_public_azure_trace_binned(shared_data: Path, tmp_path: Path,
     counts = _counts(scenario)
     assert sum(counts) == pytest.approx(19366)
     assert all(c > 0 for c in counts)
+
+
+def test_period_without_demand_is_reported_not_simulated(tmp_path: Path,
+                                                         paper_data: dict[str, Any]) -> None:
+    """A trace binned into the periods can leave one without arrivals: no demand, no pools; the
+    day's simulation lists it (met, nothing simulated) and the report still reads the JSON."""
+    from pdopt.day_document import is_day_simulation
+
+    # skipping the first 100 s leaves u = 200, 200.5, ..., 359.5 and 360 (the end): period 0
+    # [0, 180) has no arrival, period 1 all 320
+    arrivals = [0.0] + [300 + k / 2 for k in range(320)] + [460.0]
+    _csv(tmp_path / "t.csv", arrivals, inputs=2000, outputs=100)
+    path = _scenario(tmp_path, paper_data, {"file": "t.csv", "format": "csv", "start_s": 100},
+                     {"count": 2, "length_h": 0.05})
+    assert _counts(path) == pytest.approx([0, 320])
+    for extra in ([], ["--trace", str(tmp_path / "t.csv")]):
+        out = CliRunner().invoke(main, ["simulate", str(path), "--warmup", "10", "--cooldown",
+                                        "10", *extra, "--format", "json"])
+        assert out.exit_code == 0, out.output
+        sim = json.loads(out.stdout)
+        assert sim["periods"][0]["simulation"] == {"workloads": [], "meets_slo": True,
+                                                   "no_demand": True}
+        assert sim["periods"][1]["simulation"]["workloads"][0]["requests"] > 0
+        assert is_day_simulation(sim)
+    assert sim["periods"][1]["simulation"]["workloads"][0]["requests"] == 320

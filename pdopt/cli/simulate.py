@@ -84,7 +84,7 @@ def simulation_options(f: F) -> F:
                      help="Plan JSON from `pdopt solve --format json` [default: solve now]."),
         click.option("--duration", "duration_s", type=params.SIMULATED_S,
                      default=None, help="Measured window, simulated seconds [default: 600; "
-                     "with --trace: the whole trace]."),
+                     "with --trace: the whole trace, or of a day plan each whole period]."),
         click.option("--warmup", "warmup_s", type=params.SIMULATED_S_OR_ZERO, default=60.0,
                      show_default=True, help="Unmeasured start, simulated seconds."),
         click.option("--cooldown", "cooldown_s", type=params.SIMULATED_S_OR_ZERO, default=120.0,

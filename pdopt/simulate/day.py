@@ -43,9 +43,13 @@ class PeriodSimulation:
     """One period of a day plan, simulated."""
 
     period: PeriodPlan
-    result: SimulationResult
+    result: SimulationResult | None  # None: the period has no demand (nothing to simulate)
     window_s: tuple[float, float] | None = None  # with a trace: the horizon seconds measured
     messages: tuple[str, ...] = ()
+
+    @property
+    def meets_slo(self) -> bool:
+        return self.result is None or self.result.meets_slo
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class DayTrace:
                     cyclic=scenario.periods is None or scenario.periods.cyclic,
                     location="trace").counts(hours)
             except ScenarioError as e:
-                raise SimulationError(f"{name}: {e.problems[0].message}") from None
+                raise SimulationError(_naming(name, e.problems[0].message)) from None
             rates = [n / (h * 3600.0) for n, h in zip(counts, hours, strict=True)]
             mean = sum(rates) / len(rates)  # as `values: shape` divides them (Eq. H13)
             if mean <= 0:
@@ -111,7 +115,7 @@ def simulate_day(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
     workload's arrivals replayed from the trace (module docstring)."""
     if not plan.periods:
         raise SimulationError("the plan has no periods (solve a scenario with `periods`)")
-    if any(not p.pools for p in plan.periods):
+    if any(not p.pools and _has_demand(p) for p in plan.periods):
         raise SimulationError("the plan's periods carry no pools and flows (a plan written "
                               "before pdopt kept them): solve it again")
     sc = prepare(scenario).scenario
@@ -128,9 +132,13 @@ def simulate_day(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
                 trace.placement, trace.requests.arrival_s, float(starts[-1]),
                 cyclic=sc.periods is None or sc.periods.cyclic, location="trace")
         except ScenarioError as e:
-            raise SimulationError(f"{trace.name}: {e.problems[0].message}") from None
+            raise SimulationError(_naming(trace.name, e.problems[0].message)) from None
     out: list[PeriodSimulation] = []
     for k, period in enumerate(plan.periods):
+        if not _has_demand(period):
+            out.append(PeriodSimulation(period, None, None, (
+                f"period {period.index}: no demand, no serving instances: not simulated",)))
+            continue
         part = period_scenario(sc, period)
         names = {w.name for w in part.workloads}
         period_plan = replace(plan.with_pools(period.pools, [
@@ -147,6 +155,15 @@ def simulate_day(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
             f"rate_scale): workload '{trace.workload}' takes its curve from the trace "
             "(values: shape) at its own mean rate", *out[0].messages))
     return out
+
+
+def _naming(name: str, message: str) -> str:
+    """`message` starting with the trace's name (once)."""
+    return message if message.startswith(name) else f"{name}: {message}"
+
+
+def _has_demand(period: PeriodPlan) -> bool:
+    return any(rate > 0 for rate in period.demand_requests_per_s.values())
 
 
 def _traced_period(part: Scenario, plan: Plan, period: PeriodPlan, options: SimulationOptions,
@@ -182,26 +199,34 @@ def _traced_period(part: Scenario, plan: Plan, period: PeriodPlan, options: Simu
                       np.full(times.shape, names.index(trace.workload), dtype=np.int64))
     result = simulate_plan(part, plan, replace(options, rate_scale=1.0,
                                                duration_s=measured / scale),
-                           trace=replay, trace_name=trace.name)
+                           trace=replay, trace_name=trace.name,
+                           trace_window_s=measured / scale)
     result = replace(result, options=options)  # report the options as given
     return PeriodSimulation(period, result, (start_s, start_s + measured), tuple(messages))
 
 
 def day_report(runs: list[PeriodSimulation]) -> Report:
     """Attainment per period and workload: the period's counts, the simulated requests and
-    whether each workload met its SLOs (TTFT and TPOT attainment)."""
-    rows = []
+    whether each workload met its SLOs (TTFT and TPOT attainment). A period without demand is a
+    row of its own, met (its simulation: no workloads)."""
+    rows: list[tuple[object, ...]] = []
     for run in runs:
-        counts = ", ".join(f"{k} {v}" for k, v in run.period.counts.items())
+        counts = ", ".join(f"{k} {v}" for k, v in run.period.counts.items()) or "-"
+        if run.result is None:
+            rows.append((run.period.index, counts, "-", 0, None, None, "no demand"))
+            continue
         for w in run.result.workloads:
             rows.append((run.period.index, counts, w.workload, w.requests,
                          w.attainment_ttft, w.attainment_tpot, w.meets_slo))
-    met = sum(run.result.meets_slo for run in runs)
+    met = sum(run.meets_slo for run in runs)
     data = {"periods": [{"index": run.period.index, "counts": run.period.counts,
                          "horizon_window_s": list(run.window_s) if run.window_s else None,
-                         "simulation": run.result.to_dict()} for run in runs],
+                         "simulation": run.result.to_dict() if run.result is not None else
+                         {"workloads": [], "meets_slo": True, "no_demand": True}}
+                        for run in runs],
             "meets_slo": met == len(runs)}
-    sources = sorted({run.result.source for run in runs} - {"poisson"})
+    sources = sorted({run.result.source for run in runs if run.result is not None}
+                     - {"poisson"})
     how = (f"on the arrivals of {', '.join(sources)} in its window" if sources else
            "at its demand")
     notes = [f"{met} of {len(runs)} periods meet every SLO (each period simulated alone {how} "

@@ -199,11 +199,13 @@ def _pool_stats(fleet: Fleet, raw: RawResult) -> list[PoolStats]:
 
 def simulate_plan(scenario: PreparedScenario | Scenario | str | Path, plan: Plan,
                   options: SimulationOptions | None = None, *,
-                  trace: Requests | None = None, trace_name: str | None = None
-                  ) -> SimulationResult:
+                  trace: Requests | None = None, trace_name: str | None = None,
+                  trace_window_s: float | None = None) -> SimulationResult:
     """Simulate `plan` serving the scenario's workloads: Poisson arrivals at the workloads'
     demand, or the requests of `trace` (already mapped to workload indices). The scenario is
-    prepared first (`pdopt.scenario.prepare`) unless it already is."""
+    prepared first (`pdopt.scenario.prepare`) unless it already is. `trace_window_s`: with a
+    trace, measure exactly this long after the warm-up (a day plan's period), not only up to the
+    trace's last arrival."""
     options = options or SimulationOptions()
     started = time.perf_counter()
     scenario = prepare(scenario).scenario
@@ -225,6 +227,8 @@ def simulate_plan(scenario: PreparedScenario | Scenario | str | Path, plan: Plan
         start = options.warmup_s
         last = requests.duration_s
         end = last if options.duration_s is None else min(last, start + options.duration_s)
+        if trace_window_s is not None:
+            end = start + trace_window_s
         if end <= start:
             raise SimulationError(
                 f"the trace lasts {last:.1f} s (after rate_scale), not more than the warm-up "
