@@ -167,3 +167,46 @@ def test_start_is_empty_without_a_plan_for_every_part(paper_data: dict[str, Any]
     parts = solve_period_parts(hd, Deadline.after(60))
     parts.values.pop(next(iter(itertools.islice(parts.values, 1))))
     assert len(start_values(hd, create_horizon_model(hd), parts)) == 0
+
+
+def _path_cost(hd: HorizonData, parts: Any, model: str) -> float:
+    """sum_t h_t (plan's GPUs at c) + warm-up of the instances added between periods (cyclic)."""
+    prices = cheapest_gpu_prices(hd.scenario, hd.gpu_types())
+    pools = [p for p, pool in hd.peak.pools.items() if pool.model == model]
+    T = len(hd.hours)
+
+    def total(t: int, p: str) -> float:
+        return sum(v for (name, index), v in parts.values[(model, t % T)].items()
+                   if name in ("p0.n", "spare") and index[0] == p)
+
+    assert hd.scenario.periods is not None
+    warm = hd.scenario.periods.warm_up_minutes / 60
+    cost = 0.0
+    for t in range(T):
+        for p in pools:
+            pool = hd.peak.pools[p]
+            cost += hd.hours[t] * prices[pool.gpu] * pool.gpus_per_instance * total(t, p)
+            cost += warm * pool.cost_per_hour * max(0.0, total(t, p) - total(t - 1, p))
+    return cost
+
+
+def test_smoothing_keeps_instances_through_short_dips(paper_data: dict[str, Any]) -> None:
+    """Eq. H23's shortest path: every period gets a plan that serves its demand, and the path
+    costs no more (instance-hours at c plus warm-up) than each period's own part."""
+    from pdopt.optimize.period_parts import smooth
+
+    curve = [1.0, 0.6, 1.0, 0.5, 1.0, 0.6, 1.0, 0.4]
+    data = _two_models(paper_data, curve, curve[::-1])
+    data["periods"].update(length_h=0.25, warm_up_minutes=30)
+    hd = build_horizon_data(scenario_from_data(data))
+    parts = solve_period_parts(hd, Deadline.after(60))
+    before = {model: _path_cost(hd, parts, model) for model in ("deepseek-v3.1", "twin")}
+    own = dict(parts.values)
+    smooth(hd, parts)
+    for model in ("deepseek-v3.1", "twin"):
+        for t in range(len(curve)):
+            plan = parts.values[(model, t)]
+            assert any(plan is parts.plans[model][k] for k in parts.serving[(model, t)])
+        assert _path_cost(hd, parts, model) <= before[model] + 1e-9
+    # with 15-minute periods and 30 minutes of warm-up, keeping instances through the dips wins
+    assert any(parts.values[k] is not own[k] for k in own)

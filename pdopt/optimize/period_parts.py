@@ -39,6 +39,9 @@ class PeriodParts:
     values: dict[tuple[str, int], dict[tuple[str, Any], float]] = field(default_factory=dict)
     solved: int = 0  # parts solved (Eq. H22: most periods take theirs from a neighbour)
     complete: bool = True  # every period has a proven bound and a plan
+    # per model, the parts' plans (integer values) and, per period, those serving its demand
+    plans: dict[str, list[dict[tuple[str, Any], float]]] = field(default_factory=dict)
+    serving: dict[tuple[str, int], list[int]] = field(default_factory=dict)
 
 
 def _models(data: FleetData) -> list[str]:
@@ -106,6 +109,11 @@ def solve_period_parts(hd: Any, deadline: Deadline) -> PeriodParts:
             parts.solve(levels[mid])
             spans += [(lo, mid), (mid, hi)]
         out.solved += len(parts.solved)
+        found = [(d, s) for d, s in parts.solved.items() if s.objective is not None]
+        out.plans[model] = [s.values for _, s in found]
+        for t in T:
+            out.serving[(model, t)] = [k for k, (d, _) in enumerate(found)
+                                       if _below(demand[t], d)]
         for t in T:
             low, high = parts.bracket(demand[t])  # (its own part when solved)
             if low is not None and low.bound is not None:
@@ -160,6 +168,64 @@ class _ModelParts:
         return low is not None and high is not None and low.bound is not None \
             and high.objective is not None \
             and low.bound >= high.objective - 1e-6 * max(1.0, abs(high.objective))
+
+
+def smooth(hd: Any, parts: PeriodParts) -> None:
+    """Re-choose each model's plan per period among the parts' plans that serve its demand,
+    trading the warm-up of instances added (Eq. H11) against the instance-hours kept (priced at
+    c, Eq. H20): a shortest path over the periods (around the cycle when the periods are
+    cyclic), one per model (Eq. H23). Changes `parts.values`; bounds are untouched."""
+    import numpy as np
+
+    sc = hd.scenario
+    warm_h = sc.periods.warm_up_minutes / 60 if sc.periods is not None else 0.0
+    if warm_h <= 0 or len(hd.hours) < 2:
+        return
+    from pdopt.optimize.periods import cheapest_gpu_prices
+
+    prices = cheapest_gpu_prices(sc, hd.gpu_types())
+    T = len(hd.hours)
+    cyclic = sc.periods is not None and sc.periods.cyclic
+    for model, plans in parts.plans.items():
+        if not plans or any(not parts.serving[(model, t)] for t in range(T)):
+            continue
+        pools = sorted(p for p, pool in hd.peak.pools.items() if pool.model == model)
+        totals = np.array([[sum(v for (name, index), v in plan.items()
+                                if (name == "p0.n" and index[0] == p)
+                                or (name == "spare" and index[0] == p)) for p in pools]
+                           for plan in plans])
+        od = np.array([hd.peak.pools[p].cost_per_hour for p in pools])
+        priced = totals @ np.array([prices[hd.peak.pools[p].gpu]
+                                    * hd.peak.pools[p].gpus_per_instance for p in pools])
+        # warm[i, j]: warm-up of going from plan i to plan j
+        warm = warm_h * (np.maximum(0.0, totals[None, :, :] - totals[:, None, :]) @ od)
+        big = np.inf
+        stages = np.full((T, len(plans)), big)  # h_t c-priced value of each plan serving t
+        for t in range(T):
+            ok = parts.serving[(model, t)]
+            stages[t, ok] = hd.hours[t] * priced[ok]
+        best_total, best_path = big, None
+        for first in (parts.serving[(model, 0)] if cyclic else [None]):
+            value = stages[0].copy()
+            if first is not None:
+                value = np.where(np.arange(len(plans)) == first, value, big)
+            back = []
+            for t in range(1, T):
+                step = value[:, None] + warm
+                arg = step.argmin(axis=0)
+                back.append(arg)
+                value = step[arg, np.arange(len(plans))] + stages[t]
+            if first is not None:
+                value = value + warm[:, first]
+            last = int(value.argmin())
+            if value[last] < best_total:
+                path = [last]
+                for arg in reversed(back):
+                    path.append(int(arg[path[-1]]))
+                best_total, best_path = float(value[last]), list(reversed(path))
+        if best_path is not None:
+            for t, k in enumerate(best_path):
+                parts.values[(model, t)] = plans[k]
 
 
 def reserve_for(needs: list[float], hours: list[float], reserved: float, on_demand: float,

@@ -23,7 +23,12 @@ from pdopt.optimize.data import FleetData, build_fleet_data
 from pdopt.optimize.diagnose import unroutable_workloads
 from pdopt.optimize.extract import build_plan, limit_messages
 from pdopt.optimize.model import Relaxation, create_model, pool_count
-from pdopt.optimize.period_parts import purchase_bound, solve_period_parts, start_values
+from pdopt.optimize.period_parts import (
+    purchase_bound,
+    smooth,
+    solve_period_parts,
+    start_values,
+)
 from pdopt.optimize.solver import Deadline, ProgressFn, relative_gap, solve_lexicographic
 from pdopt.plan import Objective, PeriodPlan, Plan, SolverReport, Status
 from pdopt.scenario.demand import period_rates
@@ -39,6 +44,9 @@ PARTS_SHARE = 0.5
 # most this many times the first stage's time: it only breaks ties, and the first stage's plan
 # stays when it finds nothing better.
 SECONDARY_FACTOR = 0.5
+# Reading a period's plan back from the solved program (build_plan) takes about this long on the
+# development machine under load (144 periods: 8 s at load average 10).
+EXTRACT_S_PER_PERIOD = 0.05
 
 
 @dataclass
@@ -390,12 +398,16 @@ def _solve(sc: Scenario, deadline: Deadline, mip_gap: float, threads: int | None
     m = create_horizon_model(hd, period_bounds=parts.bounds if parts else None, objective=goal)
     first, bound = None, None
     if parts:
+        smooth(hd, parts)  # fewer instances started and stopped (Eq. H23)
         first = start_values(hd, m, parts)
         bound = purchase_bound(hd, parts)  # Eq. H24
         if bound is not None:  # a proven bound as a row: HiGHS's bound starts there
             m.horizon_bound = pyo.Constraint(expr=m.total_cost >= bound)
     build_seconds = time.perf_counter() - start
-    report = solve_lexicographic(m, deadline=deadline, mip_gap=mip_gap, threads=threads,
+    # reading the plan back takes time per period: HiGHS stops early enough for it
+    until = deadline.share(1.0, keep_s=EXTRACT_S_PER_PERIOD * len(hd.hours)) if parts \
+        else deadline
+    report = solve_lexicographic(m, deadline=until, mip_gap=mip_gap, threads=threads,
                                  progress=progress, start=first,
                                  secondary_factor=SECONDARY_FACTOR if parts else None)
     if parts and report.status == Status.INFEASIBLE:
