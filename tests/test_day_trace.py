@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pdopt.cli import main
 from pdopt.optimize.periods import solve_horizon
@@ -204,6 +206,52 @@ def test_cache_hits_by_hand() -> None:
     assert cache_hits([(10, [1]), (10, [1])], 4).cached_tokens == 4
 
 
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(1, 40), st.integers(0, 6), st.integers(1, 6)),
+                min_size=1, max_size=30), st.integers(1, 12))
+def test_cache_hits_monotone_in_capacity(shapes: list[tuple[int, int, int]],
+                                         capacity: int) -> None:
+    """Requests share prefixes (a prompt family and a depth into it, then fresh blocks): a
+    larger LRU never hits less than a smaller one, none more than the infinite cache, and no
+    request reads more than its prompt."""
+    fresh = iter(range(10_000, 10**9))
+    requests = []
+    for length, family, depth in shapes:
+        blocks = [(family, k) for k in range(min(depth, (length + 3) // 4))]
+        blocks += [next(fresh) for _ in range((length + 3) // 4 - len(blocks))]
+        requests.append((length, blocks))
+    small, large = cache_hits(requests, 4, capacity), cache_hits(requests, 4, capacity + 3)
+    infinite = cache_hits(requests, 4)
+    assert small.cached_tokens <= large.cached_tokens <= infinite.cached_tokens
+    assert infinite.cached_tokens <= infinite.input_tokens - requests[0][0]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.floats(0, 5000, allow_nan=False), min_size=2, max_size=40),
+       st.lists(st.floats(0.05, 1.0), min_size=1, max_size=6),
+       st.sampled_from(["exact", "repeat", "scale_to_horizon"]))
+def test_binning_keeps_every_arrival(times: list[float], hours: list[float], fit: str) -> None:
+    """Every used arrival falls in exactly one period: exact counts those before the horizon's
+    end, scale_to_horizon all of them, repeat each once per copy of the trace that fits."""
+    u = np.sort(np.asarray(times) - min(times))
+    if u[-1] <= 0:
+        return
+    horizon = sum(hours) * 3600.0
+    spec = DemandTrace(file="t", format="csv", fit=fit,  # type: ignore[arg-type]
+                       duration_s=max(float(u[-1]), horizon) if fit == "exact" else None)
+    placement = TracePlacement.of(spec, u, horizon, cyclic=True, location="x")
+    counts = placement.counts(hours)
+    used = placement.arrival_s
+    if fit == "exact":
+        assert sum(counts) == int((used < horizon).sum())
+    elif fit == "scale_to_horizon":
+        assert sum(counts) == used.size
+    else:
+        d = placement.duration_s
+        assert sum(counts) == sum(int((used + j * d < horizon).sum())
+                                  for j in range(int(np.ceil(horizon / d)) + 1))
+
+
 def _mooncake(path: Path, requests: list[tuple[int, list[int]]], step_ms: int = 1000) -> Path:
     path.write_text("".join(json.dumps({"timestamp": k * step_ms, "input_length": n,
                                         "output_length": 5, "hash_ids": h}) + "\n"
@@ -225,6 +273,9 @@ def test_prefix_cache_rate_derived_in_the_prepared_scenario_and_reported(
     assert checked.exit_code == 0
     assert f"prefix_cache_hit_rate {20 / 44:.4f} derived from {tmp_path / 'm.jsonl'}" \
         in checked.output
+    as_json = CliRunner().invoke(main, ["check", str(path), "--format", "json"])
+    assert [f"prefix_cache_hit_rate {20 / 44:.4f}" in line
+            for line in json.loads(as_json.stdout)["derived"]] == [True]
     solved = CliRunner().invoke(main, ["solve", str(path), "--format", "json"])
     assert solved.exit_code == 0, solved.output
     plan = json.loads(solved.stdout)
