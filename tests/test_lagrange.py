@@ -129,9 +129,8 @@ def test_pricing_on_a_dask_cluster_gives_a_valid_bound() -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 4, 5, 6])
 def test_decomposition_alone_reaches_the_brute_force_optimum(seed: int) -> None:
-    """With the repair of the master's mix (O23) the decomposition's own plan is the optimum
-    of two coupled models (the master over whole columns alone stayed above it), and its bound
-    stays below."""
+    """The decomposition's own plan (columns, repairs of the master's mix, O23) is the optimum
+    of two coupled models, and its bound stays below it."""
     scenario = scenario_from_data(_binding(seed, "inventory"))
     optimum = brute_force_cost(scenario)
     assert optimum is not None

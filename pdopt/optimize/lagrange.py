@@ -847,8 +847,12 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                          + (1 - SMOOTHING) * best_prices.gpu.get(g, 0.0)
                          for g in set(prices.gpu) | set(best_prices.gpu)},
                     budget=SMOOTHING * prices.budget + (1 - SMOOTHING) * best_prices.budget)
-            until = deadline.share(ROUND_SHARE if rounds else FIRST_ROUND_SHARE)
-            if rounds >= 2 and until.remaining() < MIN_ROUND_OF_LAST * last_round_s:
+            share = ROUND_SHARE if rounds else FIRST_ROUND_SHARE
+            if prices.models is not None:  # a few models: their share of a whole round's time
+                share *= len(prices.models) / len(names)
+            until = deadline.share(share)
+            if rounds >= 2 and prices.models is None \
+                    and until.remaining() < MIN_ROUND_OF_LAST * last_round_s:
                 break
             round_start = time.perf_counter()
             priced, repaired = pricer.price(
