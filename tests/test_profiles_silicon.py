@@ -119,6 +119,23 @@ def test_prefill_routed_experts_at_grouped_gemm_efficiency_and_additive_link_eq_
     assert e.prefill_tokens_per_s(n) == pytest.approx(1 / (compute + link))
 
 
+def test_mla_layers_carry_their_own_overhead_eq_e11d() -> None:
+    mla = replace(F, mla_layer_overhead_us=7.0)
+    plain = est("deepseek-v3", "H200", 8, weight_dtype="fp8")
+    with_mla = Estimate(plain.arch, plain.shape, mla)
+    # 61 MLA layers x 7 us = 0.427 ms per step, at any batch
+    for batch in (1, 64):
+        assert with_mla.decode_step_ms(batch, 2000) - plain.decode_step_ms(batch, 2000) == \
+            pytest.approx(61 * 7e-3)
+    # MTP with 2 tokens per step: one draft pass of one more MLA layer (Eq. E11c): 62 x 7 us
+    shape = replace(plain.shape, tokens_per_step=2.0)
+    assert Estimate(plain.arch, shape, mla).decode_step_ms(8, 2000) - Estimate(
+        plain.arch, shape, F).decode_step_ms(8, 2000) == pytest.approx(62 * 7e-3)
+    # GQA attention: no MLA layers, no change
+    gqa = est("llama-3.1-8b")
+    assert Estimate(gqa.arch, gqa.shape, mla).decode_step_ms(4, 1000) == gqa.decode_step_ms(4, 1000)
+
+
 def test_operator_classes_each_take_their_own_max_eq_e11() -> None:
     # Llama-3.1-8B, batch 1: every class is HBM-bound: the step is the bytes over 0.5 x HBM plus
     # overheads (the old single max gives the same here)

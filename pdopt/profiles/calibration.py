@@ -209,24 +209,25 @@ def fit_factors(rows: Sequence[TrtllmRow], base: EstimateFactors = DEFAULT_FACTO
 # FLOP/s or 95% of peak HBM bandwidth in practice, so the fit may not claim more.
 FITTED_FACTORS = ("compute_efficiency", "bandwidth_efficiency", "moe_gemm_efficiency",
                   "step_overhead_us", "layer_overhead_us", "sequence_overhead_us",
-                  "moe_layer_overhead_us")
+                  "moe_layer_overhead_us", "mla_layer_overhead_us")
 FACTOR_BOUNDS = {
     "compute_efficiency": (0.05, 0.9), "bandwidth_efficiency": (0.05, 0.95),
     "moe_gemm_efficiency": (0.02, 1.0), "step_overhead_us": (0.0, 50_000.0),
     "layer_overhead_us": (0.0, 2_000.0), "sequence_overhead_us": (0.0, 500.0),
-    "moe_layer_overhead_us": (0.0, 2_000.0),
+    "moe_layer_overhead_us": (0.0, 2_000.0), "mla_layer_overhead_us": (0.0, 2_000.0),
 }
 # What differs between engines: their overheads and expert kernels; the hardware efficiencies
 # (dense GEMMs, HBM streaming) are shared, fitted on every engine's runs (a per-engine fit of
 # all factors trades them against the overheads and generalises worse to held-out GPUs).
 ENGINE_FACTORS = ("moe_gemm_efficiency", "step_overhead_us", "layer_overhead_us",
-                  "sequence_overhead_us", "moe_layer_overhead_us")
+                  "sequence_overhead_us", "moe_layer_overhead_us", "mla_layer_overhead_us")
 # Robust loss: residuals beyond ~10% in log ratio count linearly (soft L1), so a few runs the
 # model cannot describe (engine bugs, throttled runs) do not pull the fit.
 LOSS_SCALE = 0.1
 ROUNDING = {"compute_efficiency": 4, "bandwidth_efficiency": 4, "moe_gemm_efficiency": 4,
             "step_overhead_us": 1, "layer_overhead_us": 2, "sequence_overhead_us": 3,
-            "moe_layer_overhead_us": 2, "prefill_moe_gemm_efficiency": 4,
+            "moe_layer_overhead_us": 2, "mla_layer_overhead_us": 2,
+            "prefill_moe_gemm_efficiency": 4,
             "prefill_fp4_efficiency": 4}
 # Fitted on saturated prefill (Eq. V5) after the decode fit: the routed experts' grouped-GEMM
 # efficiency of prefill, and the share of it FP4 weight GEMMs reach (Eq. E9b; fitted only on
@@ -314,7 +315,8 @@ def fit_engines(runs: Sequence[SiliconRun], base: EstimateFactors | None = None,
     the generic values). Runs whose weights do not fit are left out."""
     start = base or EstimateFactors(compute_efficiency=0.4, bandwidth_efficiency=0.7,
                                     moe_gemm_efficiency=0.5, step_overhead_us=100.0,
-                                    layer_overhead_us=20.0, sequence_overhead_us=1.0)
+                                    layer_overhead_us=20.0, sequence_overhead_us=1.0,
+                                    mla_layer_overhead_us=20.0)
     usable = [r for r in runs if fits(r, start)]
     pairs = prefill_pairs(usable)
     out = {"generic": fit_to_runs(run_terms(usable, start), start,

@@ -54,6 +54,7 @@ class EstimateFactors:
     layer_overhead_us: float = 0.0  # time per layer per decode step (kernels, collectives)
     sequence_overhead_us: float = 0.0  # time per sequence per decode step (batch bookkeeping)
     moe_layer_overhead_us: float = 0.0  # extra time per MoE layer per step (routing, dispatch)
+    mla_layer_overhead_us: float = 0.0  # extra time per MLA attention layer per step (Eq. E11d)
     memory_utilization: float = 0.9  # share of the memory left after weights + reserve for KV
     memory_reserve_gb: float = 4.0  # per GPU: CUDA context, activations, CUDA graphs, NCCL
     # Saturated prefill (Eq. E9) has its own efficiencies, fitted on disaggregated prefill
@@ -158,6 +159,7 @@ class DecodeTerms:
     batch: Any
     tokens_per_step: Any
     steps: Any = 1  # forward passes per step: 1 + the draft passes of MTP (Eq. E11c)
+    mla_layers: Any = 0  # layers (with MTP's draft layers) with MLA attention (Eq. E11d)
 
 
 @dataclass(frozen=True)
@@ -177,14 +179,16 @@ class PrefillTerms:
 def decode_step_seconds(t: DecodeTerms, f: EstimateFactors) -> Any:
     """Eq. E11: sum over operator classes of max(HBM time / e_b, FLOP time / e_c (x e_moe for
     routed experts)) + link time + (o_step + o_seq B) x passes + o_layer L + o_moe L_moe
-    (passes, L and L_moe include MTP's draft passes and layers, Eq. E11c)."""
+    + o_mla L_mla (passes, L, L_moe and L_mla include MTP's draft passes and layers, Eq. E11c;
+    o_mla Eq. E11d)."""
     moe = (False, False, True, False)
     total: Any = 0.0
     for m, c, is_moe in zip(t.memory_s, t.compute_s, moe, strict=True):
         e = f.compute_efficiency * (f.moe_gemm_efficiency if is_moe else 1.0)
         total = total + np.maximum(m / f.bandwidth_efficiency, c / e)
     overhead = ((f.step_overhead_us + f.sequence_overhead_us * t.batch) * t.steps
-                + f.layer_overhead_us * t.layers + f.moe_layer_overhead_us * t.moe_layers) * 1e-6
+                + f.layer_overhead_us * t.layers + f.moe_layer_overhead_us * t.moe_layers
+                + f.mla_layer_overhead_us * t.mla_layers) * 1e-6
     return total + t.comm_s + overhead
 
 
@@ -378,7 +382,8 @@ class Estimate:
         return DecodeTerms(
             memory_s=tuple(memory), compute_s=tuple(compute),  # type: ignore[arg-type]
             comm_s=comm, layers=layers, moe_layers=moe_layers, batch=batch,
-            tokens_per_step=s.tokens_per_step, steps=1 + drafts)
+            tokens_per_step=s.tokens_per_step, steps=1 + drafts,
+            mla_layers=layers if a.is_mla else 0)
 
     def mla_row_padding(self) -> float:
         """Eq. E8b: MLA decode kernels (FlashMLA, CUTLASS MLA) process a tile of

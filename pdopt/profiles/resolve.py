@@ -156,6 +156,7 @@ def estimate_source(est: Estimate, spec: EstimateProfile | None = None) -> str:
             f"{f.bandwidth_efficiency:g}, overhead {f.step_overhead_us:g} us/step + "
             f"{f.layer_overhead_us:g} us/layer + "
             + (f"{f.moe_layer_overhead_us:g} us/MoE layer + " if est.arch.is_moe else "")
+            + (f"{f.mla_layer_overhead_us:g} us/MLA layer + " if est.arch.is_mla else "")
             + f"{f.sequence_overhead_us:g} us/sequence"
             f"{calibrated} (docs/profiles.md)")
 

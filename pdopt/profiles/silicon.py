@@ -346,7 +346,7 @@ def run_terms(runs: Sequence[SiliconRun], factors: EstimateFactors) -> RunTerms:
         comm_s=col(t.comm_s for t in decode), layers=col(t.layers for t in decode),
         moe_layers=col(t.moe_layers for t in decode),
         batch=col(t.batch for t in decode), tokens_per_step=col(t.tokens_per_step for t in decode),
-        steps=col(t.steps for t in decode))
+        steps=col(t.steps for t in decode), mla_layers=col(t.mla_layers for t in decode))
     return RunTerms(list(runs), d, col(r.tpot_ms for r in runs))
 
 

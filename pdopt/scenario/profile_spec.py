@@ -51,6 +51,11 @@ class FactorOverrides(_Block):
         default=None, description="Time per sequence per decode step, microseconds.")
     moe_layer_overhead_us: OverheadUs | None = Field(
         default=None, description="Extra time per MoE layer per decode step, microseconds.")
+    mla_layer_overhead_us: OverheadUs | None = Field(
+        default=None, description="Extra time per MLA attention layer per decode step, "
+        "microseconds.")
+    prefill_fp4_efficiency: Share | None = Field(default=None, description=(
+        "FP4 weight GEMMs' efficiency in saturated prefill, relative to other dtypes'."))
     memory_reserve_gb: Annotated[
         float, Field(ge=0, le=r.MAX_MEMORY_GIB, allow_inf_nan=False)] | None = Field(
         default=None, description="Memory per GPU kept from weights and KV (activations, CUDA "
