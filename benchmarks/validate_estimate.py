@@ -7,9 +7,11 @@ For each GPU type, the per-engine factors are fitted (Eq. C1) on the runs of eve
 and predict the held-out GPU's runs; separately the same with model families. A held-out group
 is never in its own fit. Prints decode TPOT error tables (overall, by engine, mode, batch bucket,
 family, GPU) and the prefill error on two-length prompt pairs (Eq. V4), for both splits, and the
-in-sample error of the shipped factors beside them. --aiconfigurator N also asks NVIDIA
-AIConfigurator (SILICON database) for N runs drawn at random (seed 0) and prints its error beside
-the estimate's on those runs (about a second or more per run on 2 cores).
+in-sample error of the shipped factors beside them; then Eq. C2's refit to 8 runs on one GPU
+type, for a model the fit has seen on other types and for one it has not. --aiconfigurator N
+also asks NVIDIA AIConfigurator (SILICON database) for N runs drawn at random (seed 0) and
+prints its error beside the estimate's on those runs (about a second or more per run on 2
+cores).
 """
 
 from __future__ import annotations
@@ -131,6 +133,38 @@ def calibrate_across_gpus(runs: Sequence[SiliconRun]) -> tuple[list[float], list
     return plain, calibrated
 
 
+def calibrate_new_model(runs: Sequence[SiliconRun]) -> tuple[list[float], list[float]]:
+    """Eq. C2 for a model the shipped fit has not seen: for each model family F, factors fitted
+    without F's runs (leave one family out); for each engine and model of F with runs on two or
+    more GPU types, refitted to up to 8 runs on the type with the most of them, then predicting
+    that engine's and model's runs on the other types. Returns predicted/measured on those runs
+    without and with the refit."""
+    plain: list[float] = []
+    calibrated: list[float] = []
+    for family in sorted({r.family for r in runs}):
+        fitted = fit_engines([r for r in runs if r.family != family])
+        mine: dict[tuple[str, str], list[SiliconRun]] = {}
+        for r in runs:
+            if r.family == family:
+                mine.setdefault((r.engine, r.model or ""), []).append(r)
+        for (engine, _model), members in sorted(mine.items()):
+            counts: dict[str, int] = {}
+            for r in members:
+                counts[r.gpu or ""] = counts.get(r.gpu or "", 0) + 1
+            if len(counts) < 2:
+                continue
+            source = max(sorted(counts), key=lambda g: counts[g])
+            sample = [r for r in members if (r.gpu or "") == source][:CALIBRATION_RUNS]
+            tests = [r for r in members if (r.gpu or "") != source]
+            base = fitted.get(engine, fitted["generic"])
+            refit, used = calibrate_from_runs(sample, base)
+            if not used:
+                continue
+            plain += [p / r.tpot_ms for r, p in evaluate(tests, base)[0]]
+            calibrated += [p / r.tpot_ms for r, p in evaluate(tests, refit)[0]]
+    return plain, calibrated
+
+
 def aiconfigurator_tpot_ms(run: SiliconRun) -> float | None:
     """AIConfigurator's TPOT for a run: its `agg` mode (in-flight batching) for aggregated runs,
     `static_gen` for a decode worker, at the run's layout, batch per attention-DP rank and quant
@@ -233,6 +267,13 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"same engine and model on another type (Eq. C2)\n\n{HEADER}")
     print(summary_row("leave one GPU type out, engine factors", plain))
     print(summary_row(f"the same, refitted to {CALIBRATION_RUNS} runs on another GPU type",
+                      calibrated))
+    plain, calibrated = calibrate_new_model(runs)
+    print(f"\n## decode TPOT of a model the fit has not seen (leave one model family out), "
+          f"refitted to {CALIBRATION_RUNS} runs of it on one GPU type, on its other GPU types "
+          f"(Eq. C2)\n\n{HEADER}")
+    print(summary_row("leave one model family out, engine factors", plain))
+    print(summary_row(f"the same, refitted to {CALIBRATION_RUNS} runs on one GPU type",
                       calibrated))
     if args.aiconfigurator:
         compare_aiconfigurator(runs, args.aiconfigurator)
