@@ -480,3 +480,18 @@ def test_period_without_demand_is_reported_not_simulated(tmp_path: Path,
         assert sim["periods"][1]["simulation"]["workloads"][0]["requests"] > 0
         assert is_day_simulation(sim)
     assert sim["periods"][1]["simulation"]["workloads"][0]["requests"] == 320
+
+
+def test_a_short_trace_repeated_over_a_long_horizon_is_counted_not_listed() -> None:
+    """10 s of trace (arrivals at 0, 1, 5) repeated over a year: 3,153,600 copies of 3 arrivals
+    counted at once; asking for them all as arrivals is refused, a minute of them is not."""
+    spec = DemandTrace(file="t", format="csv", fit="repeat", duration_s=10)
+    placement = TracePlacement.of(spec, np.array([0.0, 1, 5]), 8760 * 3600.0, cyclic=True,
+                                  location="x")
+    assert placement.counts([8760.0]) == [3_153_600 * 3]
+    assert placement.counts([0.5, 8759.5]) == [180 * 3, (3_153_600 - 180) * 3]
+    with pytest.raises(ScenarioError, match="more than 5000000"):
+        placement.arrivals(0.0, 8760 * 3600.0)
+    at, _ = placement.arrivals(-10.0, 60.0)  # cyclic: the year's last 10 s, then a minute
+    assert at.tolist() == [-10.0, -9.0, -5.0] + [float(c * 10 + t) for c in range(6)
+                                                   for t in (0, 1, 5)]

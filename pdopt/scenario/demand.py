@@ -162,6 +162,10 @@ def read_curve(curve: DemandCurveFile, location: str) -> list[float]:
 
 # --- a request trace binned into the periods (docs/method.md, Eq. H13) ---------------------------
 
+#: Arrivals one placement hands out at once (a simulated period's; `pdopt simulate`'s limit).
+MAX_PLACED_ARRIVALS = 5_000_000
+
+
 @dataclass(frozen=True)
 class TracePlacement:
     """A trace's arrival times (s from its first arrival, sorted) laid on a horizon of
@@ -217,21 +221,46 @@ class TracePlacement:
             m += 1
         return out
 
+    def _spans(self, lo: float, hi: float) -> list[tuple[float, float, float]]:
+        """The trace-time intervals [a, b) a piece [lo, hi) of the horizon covers, each with the
+        shift of its copy (repeat)."""
+        d, h = self.duration_s, self.horizon_s
+        if self.fit == "scale_to_horizon":
+            return [(lo * d / h, hi * d / h, 0.0)]
+        if self.fit == "repeat":
+            return [(max(lo - j * d, 0.0), min(hi - j * d, d), j * d)
+                    for j in range(math.floor(lo / d), math.ceil(hi / d))]
+        return [(lo, hi, 0.0)]
+
+    def _before(self, x: float) -> int:
+        """Arrivals at horizon times in [0, x), 0 <= x <= horizon_s (whole copies counted at
+        once: a short trace repeated over a long horizon costs no more than a long one)."""
+        u, d = self.arrival_s, self.duration_s
+        if self.fit == "scale_to_horizon":
+            x = x * d / self.horizon_s
+        elif self.fit == "repeat":
+            copies = math.floor(x / d)
+            return copies * u.size + int(np.searchsorted(u, x - copies * d, side="left"))
+        return int(np.searchsorted(u, x, side="left"))
+
+    def count(self, start_s: float, end_s: float) -> int:
+        """The number of arrivals at horizon times in [start_s, end_s) (as `arrivals` gives)."""
+        return sum(self._before(hi) - self._before(lo)
+                   for lo, hi, _ in self._pieces(start_s, end_s))
+
     def arrivals(self, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
         """The arrivals at horizon times in [start_s, end_s): (their horizon times, sorted;
-        their positions in the trace's requests)."""
+        their positions in the trace's requests). At most MAX_PLACED_ARRIVALS of them."""
+        total = self.count(start_s, end_s)
+        if total > MAX_PLACED_ARRIVALS:
+            raise ScenarioError([Problem("trace", f"{total} arrivals between horizon seconds "
+                                         f"{start_s:g} and {end_s:g}, more than "
+                                         f"{MAX_PLACED_ARRIVALS} (a shorter window)")])
         times: list[np.ndarray] = []
         picks: list[np.ndarray] = []
         u, d, h = self.arrival_s, self.duration_s, self.horizon_s
         for lo, hi, offset in self._pieces(start_s, end_s):
-            if self.fit == "scale_to_horizon":
-                spans = [(lo * d / h, hi * d / h, 0.0)]
-            elif self.fit == "repeat":
-                spans = [(max(lo - j * d, 0.0), min(hi - j * d, d), j * d)
-                         for j in range(math.floor(lo / d), math.ceil(hi / d))]
-            else:
-                spans = [(lo, hi, 0.0)]
-            for a, b, shift in spans:
+            for a, b, shift in self._spans(lo, hi):
                 i, k = np.searchsorted(u, [a, b], side="left")
                 part = u[i:k]
                 placed = part * (h / d) if self.fit == "scale_to_horizon" else part + shift
@@ -244,7 +273,7 @@ class TracePlacement:
     def counts(self, hours: list[float]) -> list[int]:
         """Arrivals in each period of `hours` (hour lengths, consecutive from horizon time 0)."""
         bounds = period_starts_s(hours)
-        return [int(self.arrivals(float(a), float(b))[0].size)
+        return [self.count(float(a), float(b))
                 for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 

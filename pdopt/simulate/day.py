@@ -177,7 +177,10 @@ def _traced_period(part: Scenario, plan: Plan, period: PeriodPlan, options: Simu
                                                                 length_s)
     origin = start_s - options.warmup_s * scale
     end = start_s + measured + options.cooldown_s * scale
-    times, picks = placement.arrivals(origin, end)
+    try:
+        times, picks = placement.arrivals(origin, end)
+    except ScenarioError as e:
+        raise SimulationError(_naming(trace.name, e.problems[0].message)) from None
     names = [w.name for w in part.workloads]
     label = f"period {period.index}"
     messages = []
