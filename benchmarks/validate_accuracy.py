@@ -345,7 +345,7 @@ def _with_options(scenario: Scenario, **options: Any) -> Scenario:
     return scenario.model_copy(update={"options": scenario.options.model_copy(update=options)})
 
 
-def section_sizing(hours: float, seed: int, n: int, verify: bool) -> None:
+def section_sizing(hours: float, seed: int, n: int, verify: bool, skip: int = 0) -> None:
     """Hold and smallest rates of the paper's method (queue mm1) and of queue auto (and, with
     `verify`, of solve --verify) on `n` generated scenarios, half round-robin, half random."""
     from pdopt.optimize import solve
@@ -358,7 +358,7 @@ def section_sizing(hours: float, seed: int, n: int, verify: bool) -> None:
     costs: dict[str, list[float]] = defaultdict(list)
     rows = []
     started = time.perf_counter()
-    for k in range(n):
+    for k in range(skip, n):
         routing = "round-robin" if k % 2 == 0 else "random"
         base, what = sizing_scenario(np.random.default_rng(seeds[k]), routing)
         opts = SimulationOptions(duration_s=3600 * hours, seed=seed,
@@ -446,6 +446,9 @@ def main() -> None:
                         default="round-robin", help="Routing in the generated section.")
     parser.add_argument("--verify", action="store_true",
                         help="sizing: also solve with --verify (simulation-corrected capacities)")
+    parser.add_argument("--skip", type=int, default=0,
+                        help="sizing: start after this many of the seed's scenarios (to split a "
+                             "run over processes; the scenarios are the same)")
     args = parser.parse_args()
     if args.section in ("paper", "all"):
         section_paper(args.hours, args.seed)
@@ -454,7 +457,7 @@ def main() -> None:
     if args.section in ("generated", "all"):
         section_generated(args.hours, args.seed, args.scenarios, args.routing)
     if args.section == "sizing":
-        section_sizing(args.hours, args.seed, args.scenarios, args.verify)
+        section_sizing(args.hours, args.seed, args.scenarios, args.verify, args.skip)
 
 
 if __name__ == "__main__":
