@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pdopt.optimize import solve
+from pdopt.optimize.period_parts import reserve_for
 from pdopt.optimize.periods import solve_horizon
 from pdopt.plan import Objective, Plan, Status
 from pdopt.scenario.loading import scenario_from_data
@@ -50,6 +51,11 @@ def test_fewest_gpu_hours_then_cheapest(paper_data: dict[str, Any],
         assert gpus is not None
         expected += 6 * gpus
     assert _gpu_hours(fewest) == pytest.approx(expected)
+    # then the cheapest: with its GPUs per period, the best reserved count and on demand the rest
+    needs = [float(sum(p.gpus_by_type.values())) for p in fewest.periods]
+    best = reserve_for(needs, [6.0] * len(needs), 2.5, 3.99)
+    assert fewest.total_cost == pytest.approx(sum(
+        6 * (2.5 * best + 3.99 * max(0, g - best)) for g in needs))
     assert _gpu_hours(cheapest) >= _gpu_hours(fewest) - 1e-9
     assert cheapest.total_cost <= fewest.total_cost * (1 + 1e-9)  # type: ignore[operator]
     # the scenario's option is the default

@@ -40,9 +40,10 @@ __all__ = ["HorizonData", "build_horizon_data", "create_horizon_model", "solve_h
 # Of the time limit, the (model, period) parts (Eqs. H20-H23) may take at most this share; the
 # horizon program gets the rest.
 PARTS_SHARE = 0.5
-# With the parts, the second lexicographic stage (GPU-hours at the cost found, Eq. O10) gets at
-# most this many times the first stage's time: it only breaks ties, and the first stage's plan
-# stays when it finds nothing better.
+# With the parts and objective cost, the second lexicographic stage (GPU-hours at the cost found,
+# Eq. O10) gets at most this many times the first stage's time: it only breaks ties, and the
+# first stage's plan stays when it finds nothing better. (With objective gpus the second stage
+# is the cost: it gets all the time left.)
 SECONDARY_FACTOR = 0.5
 # Reading a period's plan back from the solved program (build_plan) takes about this long on the
 # development machine under load (144 periods: 8 s at load average 10).
@@ -409,7 +410,8 @@ def _solve(sc: Scenario, deadline: Deadline, mip_gap: float, threads: int | None
         else deadline
     report = solve_lexicographic(m, deadline=until, mip_gap=mip_gap, threads=threads,
                                  progress=progress, start=first,
-                                 secondary_factor=SECONDARY_FACTOR if parts else None)
+                                 secondary_factor=SECONDARY_FACTOR
+                                 if parts and goal == Objective.COST else None)
     if parts and report.status == Status.INFEASIBLE:
         # the cuts are proven bounds; should HiGHS's tolerances disagree, the program alone
         # decides infeasibility

@@ -43,6 +43,8 @@ MIN_SOLVE_S = 0.01
 # Relative slack on the fixed primary objective in the second stage (HiGHS's feasibility
 # tolerance is 1e-7 absolute on rows; the incumbent must stay feasible).
 FIX_SLACK = 1e-9
+# A second stage capped by `secondary_factor` still gets at least this long.
+MIN_SECONDARY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -305,7 +307,8 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
     model.secondary_objective = pyo.Objective(expr=model.secondary.expr, sense=pyo.minimize)
     try:
         second = session.run(deadline=until if secondary_factor is None else min(
-            until, Deadline.after(secondary_factor * first.solve_seconds), key=lambda d: d.at),
+            until, Deadline.after(max(MIN_SECONDARY_S, secondary_factor * first.solve_seconds)),
+            key=lambda d: d.at),
                              mip_gap=mip_gap, progress=progress,
                              phase=f"{phase} secondary".strip(), start_from=start_from)
     finally:
