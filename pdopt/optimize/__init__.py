@@ -141,9 +141,10 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
                 return _with_estimates(decomposed, estimated)
         started = [part.data_seconds for part in parts if part.data_seconds is not None]
         # the whole fleet's coefficients take about as long as the parts' together
-        expected = sum(started) / len(started) * len(parts) if started else 0.0
+        # ... and more with many models (the routes between their pools)
+        ratio = WHOLE_PER_PARTS_DATA * max(1.0, len(model_names(scenario)) / WHOLE_DATA_MODELS)
+        expected = ratio * sum(started) / len(started) * len(parts) if started else 0.0
         if priced:  # the pricing programs' coefficients; none ready: neither would the whole's
-            ratio = WHOLE_PER_PARTS_DATA * max(1.0, len(model_names(scenario)) / WHOLE_DATA_MODELS)
             expected = ratio * outcome.data_seconds if outcome.data_seconds > 0 else math.inf
         if deadline.remaining() < expected:  # not even the coefficients would be ready
             if decomposed is not None:
