@@ -9,6 +9,11 @@ Prints a table. Targets (issue 3, on a 2-core machine): the paper's scenario end
 the largest fleet (50 models x 8 GPU types x 4 sizes per role x 3 classes per model) to a proven
 1% gap within 60 s. Each fleet goes through `pdopt.solve` as a user's would (docs/method.md, O.2);
 `total_s` is the wall time of that call, `build_s` and `solve_s` its parts.
+
+`--coupled MODELS` (issue 15): the fleet with inventories that bind, the monolithic way beside the
+price decomposition (O.8) in the same run; targets 50 models within 1% in <= 10 s, 200 in <= 60 s
+(2 cores), 500 on a local Dask cluster of 2 workers (`--dask-workers 2`) reported. `--cache DIR`
+keeps each fleet with its inventories (finding them solves the fleet without inventories first).
 """
 
 from __future__ import annotations
