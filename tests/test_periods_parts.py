@@ -102,6 +102,16 @@ def test_part_bounds_and_purchase_bound_are_below_the_optimum(
         assert bound <= priced + 1e-6
     whole = purchase_bound(hd, parts)
     assert whole is not None and whole <= report.objective_value * (1 + 1e-9)
+    # priced by the GPU: Z is the fewest GPUs of the model in the period (Eq. H21 with p = 1)
+    counts = solve_period_parts(hd, Deadline.after(60), prices={"H200": 1.0})
+    for (model, t), fewest in counts.bounds.items():
+        gpus = sum(pool.gpus_per_instance * (
+            sum(pyo.value(getattr(m, f"p{t}").n[p, lvl]) for lvl in range(len(hd.peak.levels(p))))
+            + (pyo.value(m.spare[p, t]) if p in m.SPARE_POOLS else 0.0))
+            for p, pool in hd.peak.pools.items() if pool.model == model)
+        assert fewest <= gpus + 1e-6
+    both = purchase_bound(hd, parts, [counts])
+    assert both is not None and whole - 1e-6 <= both <= report.objective_value * (1 + 1e-9)
     # the start: the parts' integers and the purchases fixed, the rest completed by HiGHS
     fixed = create_horizon_model(hd)
     start = start_values(hd, fixed, parts)

@@ -13,6 +13,7 @@ solved neighbours (Eq. H22). No file formats; Pyomo only through `periods` and `
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,6 +40,7 @@ class PeriodParts:
     values: dict[tuple[str, int], dict[tuple[str, Any], float]] = field(default_factory=dict)
     solved: int = 0  # parts solved (Eq. H22: most periods take theirs from a neighbour)
     complete: bool = True  # every period has a proven bound and a plan
+    prices: dict[str, float] = field(default_factory=dict)  # the parts' GPU prices p_g
     # per model, the parts' plans (integer values) and, per period, those serving its demand
     plans: dict[str, list[dict[tuple[str, Any], float]]] = field(default_factory=dict)
     serving: dict[tuple[str, int], list[int]] = field(default_factory=dict)
@@ -75,18 +77,21 @@ class _Solved:
     values: dict[tuple[str, Any], float]  # the plan's integer values
 
 
-def solve_period_parts(hd: Any, deadline: Deadline) -> PeriodParts:
+def solve_period_parts(hd: Any, deadline: Deadline,
+                       prices: dict[str, float] | None = None) -> PeriodParts:
     """A proven bound and a plan for every (model, period) part (Eqs. H20-H22) within
     `deadline`. The optimum Z(d) of a part is nondecreasing in its demand d (a plan for more
     demand serves less with the same integers, its flows scaled down), so a part solved at
     d' <= d bounds Z(d) from below and one at d'' >= d gives a plan for d; when the two meet,
     d needs no solve of its own. The demands of a model are solved in bisection order until
-    every period is bracketed (or the time is up: what is left gets the nearest bracket)."""
+    every period is bracketed (or the time is up: what is left gets the nearest bracket).
+    `prices`: the GPU prices p_g of the parts (default c_g of Eq. H20; any p >= 0 gives valid
+    cuts, Eq. H21)."""
     from pdopt.optimize.periods import HorizonData, cheapest_gpu_prices
 
     assert isinstance(hd, HorizonData)
-    out = PeriodParts()
-    prices = cheapest_gpu_prices(hd.scenario, hd.gpu_types())
+    prices = prices or cheapest_gpu_prices(hd.scenario, hd.gpu_types())
+    out = PeriodParts(prices=prices)
     T = range(len(hd.hours))
     for model in _models(hd.peak):
         names = _workloads(hd.peak, model)
@@ -287,12 +292,12 @@ def start_values(hd: Any, m: pyo.ConcreteModel, parts: PeriodParts) -> Component
     return start
 
 
-def purchase_bound(hd: Any, parts: PeriodParts) -> float | None:
+def purchase_bound(hd: Any, parts: PeriodParts, more: Sequence[PeriodParts] = ()) -> float | None:
     """A lower bound of the horizon program from the parts' bounds alone (Eq. H24): the linear
     program over GPUs x_{m,t,g} of model m on type g in period t, reserved R_g, on-demand O_{g,t}
     and spot S_{g,t} GPUs (all continuous) with the purchase rows H3, H4, H8, the parts' cuts
-    sum_g c_g x_{m,t,g} >= Z_{m,t} and a lower bound of the warm-up; the fleets' other rows
-    left out.
+    sum_g p_g x_{m,t,g} >= Z_{m,t} of `parts` and of each of `more` (their own prices p) and a
+    lower bound of the warm-up; the fleets' other rows left out.
     None when HiGHS does not solve it to optimality."""
     import highspy
 
@@ -354,9 +359,10 @@ def purchase_bound(hd: Any, parts: PeriodParts) -> float | None:
         if sc.budget_per_hour is not None:
             row(budget, -inf, sc.budget_per_hour)  # H8
         for m in models:
-            if (m, t) in parts.bounds:
-                row([(("x", m, t, g), prices[g]) for g in types_of[m]], parts.bounds[(m, t)],
-                    inf)  # H21
+            for cuts in (parts, *more):
+                if (m, t) in cuts.bounds:
+                    row([(("x", m, t, g), cuts.prices[g]) for g in types_of[m]],
+                        cuts.bounds[(m, t)], inf)  # H21
     # warm-up (Eq. H11): an instance of pool p added costs (w/60) od_g G_p >= (w/60) rho_m c_g G_p
     # with rho_m = min od_g / c_g over model m's types, so model m pays at least
     # (w/60) rho_m max(0, X_{m,b} - X_{m,a}) per step a -> b, X_{m,t} = sum_g c_g x_{m,t,g}

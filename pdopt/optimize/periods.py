@@ -13,6 +13,7 @@ here and in `model`; no file formats.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from pdopt.optimize.diagnose import unroutable_workloads
 from pdopt.optimize.extract import build_plan, limit_messages
 from pdopt.optimize.model import Relaxation, create_model, pool_count
 from pdopt.optimize.period_parts import (
+    PeriodParts,
     purchase_bound,
     smooth,
     solve_period_parts,
@@ -102,14 +104,15 @@ def _price(gpu: Gpu, option: str) -> float:
 
 
 def create_horizon_model(hd: HorizonData, *,
-                         period_bounds: dict[tuple[str, int], float] | None = None,
+                         period_cuts: Sequence[tuple[dict[str, float],
+                                                    dict[tuple[str, int], float]]] = (),
                          gpu_prices: dict[str, float] | None = None,
                          counted_pools: set[str] | None = None,
                          objective: Objective | str = Objective.COST) -> pyo.ConcreteModel:
     """The program of section H: period blocks `p0..`, purchases, spares, scale limits.
 
-    `period_bounds`: (model, period) -> a proven lower bound of that model's fleet in that
-    period priced at `cheapest_gpu_prices` (Eq. H21), added as cuts. With `gpu_prices` the
+    `period_cuts`: (GPU prices p, (model, period) -> a proven lower bound of that model's fleet
+    in that period priced at p), added as cuts (Eq. H21). With `gpu_prices` the
     program is instead the priced period program of Eq. H20: no purchases, budget, inventories,
     scale limits or warm-up; the objective is sum_t h_t sum_g c_g G_{g,t} over `counted_pools`
     (all pools when None). `objective` `gpus`: GPU-hours first, then the cost (Eq. O10)."""
@@ -189,12 +192,12 @@ def create_horizon_model(hd: HorizonData, *,
         m.objective = pyo.Objective(expr=sum(hd.hours[t] * priced_gpus(None, t, gpu_prices)
                                              for t in T), sense=pyo.minimize)
         return m
-    if period_bounds:
-        cheapest = cheapest_gpu_prices(sc, gpus)
-        cut_keys = sorted(period_bounds)
-        m.PERIOD_BOUNDS = pyo.Set(initialize=range(len(cut_keys)), ordered=True)
+    cuts = [(prices, key, bound) for prices, bounds in period_cuts
+            for key, bound in sorted(bounds.items())]
+    if cuts:
+        m.PERIOD_BOUNDS = pyo.Set(initialize=range(len(cuts)), ordered=True)
         m.period_bound = pyo.Constraint(m.PERIOD_BOUNDS, rule=lambda _m, i: priced_gpus(
-            cut_keys[i][0], cut_keys[i][1], cheapest) >= period_bounds[cut_keys[i]])
+            cuts[i][1][0], cuts[i][1][1], cuts[i][0]) >= cuts[i][2])
 
     # purchases (Eqs. H2-H4)
     spec = sc.gpus
@@ -391,17 +394,22 @@ def _solve(sc: Scenario, deadline: Deadline, mip_gap: float, threads: int | None
     if blocked:
         return Plan.without_plan(scenario=sc.name, status=Status.INFEASIBLE,
                                  objective=goal, diagnosis=blocked)
-    parts = None
+    parts: PeriodParts | None = None
+    cut_sets: list[PeriodParts] = []
     if period_parts and len(hd.hours) > 1:
         # each model in each period alone (Eqs. H20-H23): cuts and a plan to start from; one
         # period is the program of section O as it is
-        parts = solve_period_parts(hd, deadline.share(PARTS_SHARE))
-    m = create_horizon_model(hd, period_bounds=parts.bounds if parts else None, objective=goal)
+        until = deadline.share(PARTS_SHARE)
+        parts = solve_period_parts(hd, until)
+        # and priced by the GPU (the fewest GPUs of each model in each period): cuts only
+        cut_sets = [parts, solve_period_parts(hd, until, prices={g: 1.0 for g in hd.gpu_types()})]
+    m = create_horizon_model(hd, period_cuts=[(p.prices, p.bounds) for p in cut_sets],
+                             objective=goal)
     first, bound = None, None
-    if parts:
+    if parts is not None:
         smooth(hd, parts)  # fewer instances started and stopped (Eq. H23)
         first = start_values(hd, m, parts)
-        bound = purchase_bound(hd, parts)  # Eq. H24
+        bound = purchase_bound(hd, parts, cut_sets[1:])  # Eq. H24
         if bound is not None:  # a proven bound as a row: HiGHS's bound starts there
             m.horizon_bound = pyo.Constraint(expr=m.total_cost >= bound)
     build_seconds = time.perf_counter() - start
