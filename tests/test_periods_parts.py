@@ -220,3 +220,25 @@ def test_smoothing_keeps_instances_through_short_dips(paper_data: dict[str, Any]
         assert _path_cost(hd, parts, model) <= before[model] + 1e-9
     # with 15-minute periods and 30 minutes of warm-up, keeping instances through the dips wins
     assert any(parts.values[k] is not own[k] for k in own)
+
+
+def test_search_stops_within_the_gap_of_a_known_bound(paper_data: dict[str, Any]) -> None:
+    """solve_lexicographic(known_bound=B) stops HiGHS once its plan is within the gap of B, a
+    bound proven elsewhere (the purchase bound H24 in solve_horizon): with B the start's own
+    value, the start is returned at once."""
+    from pdopt.optimize.solver import KNOWN_BOUND_REACHED, solve_lexicographic
+
+    data = _two_models(paper_data, [1.0, 1.0, 0.2, 1.5], [0.4, 1.2, 1.2, 0.4],
+                       reserved={"cost_per_hour": 3.0})
+    hd = build_horizon_data(scenario_from_data(data))
+    parts = solve_period_parts(hd, Deadline.after(60))
+    fixed = create_horizon_model(hd)
+    for var, value in start_values(hd, fixed, parts).items():
+        var.fix(value)
+    value = solve_model(fixed, mip_gap=0.0, time_limit_s=60).objective_value
+    assert value is not None
+    m = create_horizon_model(hd)
+    report = solve_lexicographic(m, mip_gap=1e-9, time_limit_s=60,
+                                 start=start_values(hd, m, parts), known_bound=value)
+    assert report.termination == KNOWN_BOUND_REACHED
+    assert report.objective_value == pytest.approx(value, rel=1e-9)

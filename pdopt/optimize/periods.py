@@ -419,7 +419,8 @@ def _solve(sc: Scenario, deadline: Deadline, mip_gap: float, threads: int | None
     report = solve_lexicographic(m, deadline=until, mip_gap=mip_gap, threads=threads,
                                  progress=progress, start=first,
                                  secondary_factor=SECONDARY_FACTOR
-                                 if parts and goal == Objective.COST else None)
+                                 if parts and goal == Objective.COST else None,
+                                 known_bound=bound if goal == Objective.COST else None)
     if parts and report.status == Status.INFEASIBLE:
         # the cuts are proven bounds; should HiGHS's tolerances disagree, the program alone
         # decides infeasibility

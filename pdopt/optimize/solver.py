@@ -13,6 +13,7 @@ searches (through HiGHS's MIP callback; the library prints nothing itself).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -45,6 +46,8 @@ MIN_SOLVE_S = 0.01
 FIX_SLACK = 1e-9
 # A second stage capped by `secondary_factor` still gets at least this long.
 MIN_SECONDARY_S = 1.0
+# The termination of a search stopped within the gap of a bound proven elsewhere.
+KNOWN_BOUND_REACHED = "withinGapOfKnownBound"
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,8 @@ class _Session:
 
     def run(self, *, deadline: Deadline, mip_gap: float, progress: ProgressFn | None,
             phase: str, start_from: list[float] | None = None,
-            start_values: Mapping[Any, float] | None = None) -> SolverReport:
+            start_values: Mapping[Any, float] | None = None,
+            known_bound: float | None = None) -> SolverReport:
         start = time.perf_counter()
         seconds = deadline.remaining()
         if seconds < MIN_SOLVE_S:
@@ -198,6 +202,8 @@ class _Session:
                 hook = stack.enter_context(_progress_hook(progress, phase))
                 self.highs.cbMipInterrupt.subscribe(hook)
                 stack.callback(self.highs.cbMipInterrupt.unsubscribe, hook)
+            stopped = self._stop_within(stack, known_bound, mip_gap) \
+                if known_bound is not None else [False]
             interrupted = stack.enter_context(_interrupts_noted())
             results = self.opt.solve(
                 self.model, time_limit=seconds, rel_gap=mip_gap, load_solutions=False,
@@ -205,10 +211,43 @@ class _Session:
                 auto_updates={key: False for key in self.opt.config.auto_updates})
         if interrupted:
             raise KeyboardInterrupt
-        return _report(results, time.perf_counter() - start)
+        report = _report(results, time.perf_counter() - start)
+        return replace(report, termination=KNOWN_BOUND_REACHED) if stopped[0] else report
+
+    def _stop_within(self, stack: ExitStack, bound: float, mip_gap: float) -> list[bool]:
+        """Stop HiGHS as soon as its incumbent is within `mip_gap` of `bound`, a lower bound
+        proven elsewhere (HiGHS's own bound may need a long root LP to get there); the list
+        returned holds whether it was stopped so."""
+        best, stopped = [math.inf], [False]
+
+        def improved(event: Any) -> None:
+            best[0] = min(best[0], event.data_out.objective_function_value)
+
+        def check(event: Any) -> None:
+            gap = relative_gap(_finite(best[0]), bound)
+            if gap is not None and gap <= mip_gap:
+                stopped[0] = True
+                event.interrupt()
+
+        for hook, callback in ((self.highs.cbMipImprovingSolution, improved),
+                               (self.highs.cbMipInterrupt, check),
+                               (self.highs.cbSimplexInterrupt, check)):
+            hook.subscribe(callback)
+            stack.callback(hook.unsubscribe, callback)
+        # Pyomo warns of HiGHS's interrupt status, which is ours here
+        quiet = _DropInterruptWarning()
+        logging.getLogger("pyomo.contrib.solver.solvers.highs").addFilter(quiet)
+        stack.callback(logging.getLogger("pyomo.contrib.solver.solvers.highs").removeFilter,
+                       quiet)
+        return stopped
 
     def columns(self) -> list[float]:
         return list(self.highs.getSolution().col_value)
+
+
+class _DropInterruptWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "kInterrupt" not in record.getMessage()
 
 
 def not_started() -> SolverReport:
@@ -274,7 +313,8 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
                         threads: int | None = None, progress: ProgressFn | None = None,
                         integral_primary: bool = False, phase: str = "",
                         start: Mapping[Any, float] | None = None,
-                        secondary_factor: float | None = None) -> SolverReport:
+                        secondary_factor: float | None = None,
+                        known_bound: float | None = None) -> SolverReport:
     """Minimise `model.objective` (the primary, Eq. O10), then, with the primary held at the
     plan found, minimise `model.secondary` from that plan (when the model has one).
 
@@ -284,13 +324,15 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
     left of the deadline; if it finds nothing better the first stage's plan stays. `start`: values
     of some of the model's variables (a ComponentMap, VarData -> value) forming a plan HiGHS
     starts from. `secondary_factor`: the second stage gets at most this many times the first
-    stage's time."""
+    stage's time (and at least MIN_SECONDARY_S). `known_bound`: a lower bound of the primary
+    proven elsewhere; the first stage stops once its plan is within `mip_gap` of it."""
     until = _deadline(time_limit_s, deadline)
     if until.passed():
         return not_started()
     session = _Session(model, threads)
     first = session.run(deadline=until, mip_gap=mip_gap, progress=progress,
-                        phase=f"{phase} primary".strip(), start_values=start)
+                        phase=f"{phase} primary".strip(), start_values=start,
+                        known_bound=known_bound)
     if first.objective_value is None or not hasattr(model, "secondary"):
         return first
     value = first.objective_value
