@@ -175,6 +175,8 @@ class _Session:
         self.opt.set_instance(model)
         # the highspy object behind Pyomo's interface (a preview API, pinned in pyproject)
         self.highs: highspy.Highs = self.opt._solver_model
+        # HiGHS keeps a callback's interrupt request for the next run: cleared there
+        self.interrupt_left = False
 
     def run(self, *, deadline: Deadline, mip_gap: float, progress: ProgressFn | None,
             phase: str, start_from: list[float] | None = None,
@@ -202,6 +204,8 @@ class _Session:
                 hook = stack.enter_context(_progress_hook(progress, phase))
                 self.highs.cbMipInterrupt.subscribe(hook)
                 stack.callback(self.highs.cbMipInterrupt.unsubscribe, hook)
+            if self.interrupt_left:
+                self._clear_interrupt(stack)
             stopped = self._stop_within(stack, known_bound, mip_gap) \
                 if known_bound is not None else [False]
             interrupted = stack.enter_context(_interrupts_noted())
@@ -212,7 +216,19 @@ class _Session:
         if interrupted:
             raise KeyboardInterrupt
         report = _report(results, time.perf_counter() - start)
-        return replace(report, termination=KNOWN_BOUND_REACHED) if stopped[0] else report
+        if stopped[0]:
+            self.interrupt_left = True
+            return replace(report, termination=KNOWN_BOUND_REACHED)
+        return report
+
+    def _clear_interrupt(self, stack: ExitStack) -> None:
+        def clear(event: Any) -> None:
+            event.data_in.user_interrupt = False
+
+        for hook in (self.highs.cbMipInterrupt, self.highs.cbSimplexInterrupt,
+                     self.highs.cbIpmInterrupt):
+            hook.subscribe(clear)
+            stack.callback(hook.unsubscribe, clear)
 
     def _stop_within(self, stack: ExitStack, bound: float, mip_gap: float) -> list[bool]:
         """Stop HiGHS as soon as its incumbent is within `mip_gap` of `bound`, a lower bound
