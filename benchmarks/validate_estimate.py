@@ -101,6 +101,26 @@ def runs_like(point: SaturatedPrefill) -> SiliconRun:
 CALIBRATION_RUNS = 8  # measured runs a planner brings from the GPU type they have
 
 
+def _busiest_gpu(runs: Sequence[SiliconRun]) -> str:
+    """The GPU type with the most runs (ties: the first name in sorted order)."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.gpu or ""] = counts.get(r.gpu or "", 0) + 1
+    return max(sorted(counts), key=lambda g: counts[g])
+
+
+def _add_refit_ratios(sample: Sequence[SiliconRun], tests: Sequence[SiliconRun],
+                      base: EstimateFactors, plain: list[float],
+                      calibrated: list[float]) -> None:
+    """Refit `base` to up to CALIBRATION_RUNS runs of `sample` (Eq. C2) and append
+    predicted/measured on `tests` without and with the refit; nothing when the refit used no run."""
+    refit, used = calibrate_from_runs(list(sample)[:CALIBRATION_RUNS], base)
+    if not used:
+        return
+    plain += [p / r.tpot_ms for r, p in evaluate(tests, base)[0]]
+    calibrated += [p / r.tpot_ms for r, p in evaluate(tests, refit)[0]]
+
+
 def calibrate_across_gpus(runs: Sequence[SiliconRun]) -> tuple[list[float], list[float]]:
     """Eq. C2 as a planner uses it: for each GPU type T and each engine and model with runs on
     T and on another type S, factors fitted without T's runs (leave one GPU type out) are
@@ -119,17 +139,10 @@ def calibrate_across_gpus(runs: Sequence[SiliconRun]) -> tuple[list[float], list
                       and r.gpu != target]
             if not others:
                 continue
-            counts: dict[str, int] = {}
-            for r in others:
-                counts[r.gpu or ""] = counts.get(r.gpu or "", 0) + 1
-            source = max(sorted(counts), key=lambda g: counts[g])
-            sample = [r for r in others if r.gpu == source][:CALIBRATION_RUNS]
-            base = fitted.get(engine, fitted["generic"])
-            refit, used = calibrate_from_runs(sample, base)
-            if not used:
-                continue
-            plain += [p / r.tpot_ms for r, p in evaluate(tests, base)[0]]
-            calibrated += [p / r.tpot_ms for r, p in evaluate(tests, refit)[0]]
+            source = _busiest_gpu(others)
+            sample = [r for r in others if r.gpu == source]
+            _add_refit_ratios(sample, tests, fitted.get(engine, fitted["generic"]), plain,
+                              calibrated)
     return plain, calibrated
 
 
@@ -148,20 +161,13 @@ def calibrate_new_model(runs: Sequence[SiliconRun]) -> tuple[list[float], list[f
             if r.family == family:
                 mine.setdefault((r.engine, r.model or ""), []).append(r)
         for (engine, _model), members in sorted(mine.items()):
-            counts: dict[str, int] = {}
-            for r in members:
-                counts[r.gpu or ""] = counts.get(r.gpu or "", 0) + 1
-            if len(counts) < 2:
+            if len({r.gpu or "" for r in members}) < 2:
                 continue
-            source = max(sorted(counts), key=lambda g: counts[g])
-            sample = [r for r in members if (r.gpu or "") == source][:CALIBRATION_RUNS]
+            source = _busiest_gpu(members)
+            sample = [r for r in members if (r.gpu or "") == source]
             tests = [r for r in members if (r.gpu or "") != source]
-            base = fitted.get(engine, fitted["generic"])
-            refit, used = calibrate_from_runs(sample, base)
-            if not used:
-                continue
-            plain += [p / r.tpot_ms for r, p in evaluate(tests, base)[0]]
-            calibrated += [p / r.tpot_ms for r, p in evaluate(tests, refit)[0]]
+            _add_refit_ratios(sample, tests, fitted.get(engine, fitted["generic"]), plain,
+                              calibrated)
     return plain, calibrated
 
 
