@@ -12,6 +12,7 @@ constraints.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import random
 from typing import Any
@@ -241,3 +242,14 @@ def operable(data: FleetData, totals: dict[str, int]) -> bool:
         if limits.single_gpu_type and len({pool.gpu for pool in mine}) > 1:
             return False
     return True
+
+
+def paper_day(paper: dict[str, Any], multipliers: list[float], **gpu: Any) -> dict[str, Any]:
+    """The paper's scenario (queue mm1) over len(multipliers) periods of 6 hours."""
+    data = copy.deepcopy(paper)
+    data.setdefault("options", {})["queue"] = "mm1"
+    data["options"]["mip_gap"] = 0.0
+    data["periods"] = {"count": len(multipliers), "length_h": 6}
+    data["workloads"][0]["demand"] = {"multipliers": multipliers}
+    data["gpus"]["H200"].update(gpu)
+    return data

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleet_cases import _groups, groups_feasible
+from fleet_cases import _groups, groups_feasible, paper_day
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,17 +25,6 @@ from pdopt.scenario.problems import ScenarioError
 
 SLOW = settings(max_examples=6, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-
-
-def _day(paper: dict[str, Any], multipliers: list[float], **gpu: Any) -> dict[str, Any]:
-    """The paper's scenario (queue mm1) over len(multipliers) periods of 6 hours."""
-    data = copy.deepcopy(paper)
-    data.setdefault("options", {})["queue"] = "mm1"
-    data["options"]["mip_gap"] = 0.0
-    data["periods"] = {"count": len(multipliers), "length_h": 6}
-    data["workloads"][0]["demand"] = {"multipliers": multipliers}
-    data["gpus"]["H200"].update(gpu)
-    return data
 
 
 # ---- format ------------------------------------------------------------------------------------
@@ -94,7 +83,7 @@ def test_demand_must_fit_the_horizon(paper_data: dict[str, Any]) -> None:
 
 def test_rates_from_multipliers_and_lists(paper_data: dict[str, Any]) -> None:
     rate = 5_000_000 / 60 / (6144 + 512)
-    data = _day(paper_data, [0.5, 1.0, 2.0])
+    data = paper_day(paper_data, [0.5, 1.0, 2.0])
     assert period_rates(scenario_from_data(data))["chat"] == pytest.approx(
         [0.5 * rate, rate, 2 * rate])
     data["workloads"][0]["demand"] = {"requests_per_s": [1, 0, 3]}
@@ -105,7 +94,7 @@ def _curve_scenario(tmp_path: Path, paper: dict[str, Any], curve: dict[str, Any]
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "load.csv").write_text(
         "model,t,rate\na,0,1\na,1,3\nb,0,100\na,2,2\na,3,6\nb,1,100\n", encoding="utf-8")
-    data = _day(paper, [1, 1])
+    data = paper_day(paper, [1, 1])
     data["workloads"][0]["demand"] = {"curve": curve}
     path = tmp_path / "day.yaml"
     path.write_text(json.dumps(data), encoding="utf-8")
@@ -195,7 +184,7 @@ def brute_force_horizon(data: dict[str, Any]) -> float:
 def test_horizon_optimum_equals_brute_force(paper_data: dict[str, Any], multipliers: list[float],
                                             gpu: dict[str, Any],
                                             redundancy: dict[str, Any] | None) -> None:
-    data = _day(paper_data, multipliers, **gpu)
+    data = paper_day(paper_data, multipliers, **gpu)
     if redundancy:
         data["redundancy"] = redundancy
     plan = solve_horizon(scenario_from_data(data), compare=False)
@@ -205,7 +194,7 @@ def test_horizon_optimum_equals_brute_force(paper_data: dict[str, Any], multipli
 
 
 def test_reserved_minimum_and_spot_cap(paper_data: dict[str, Any]) -> None:
-    data = _day(paper_data, [0.5, 2.0], reserved={"cost_per_hour": 2.5, "min_gpus": 80},
+    data = paper_day(paper_data, [0.5, 2.0], reserved={"cost_per_hour": 2.5, "min_gpus": 80},
                 spot={"cost_per_hour": 1.0, "max_gpus": 8})
     plan = solve_horizon(scenario_from_data(data), compare=False)
     assert plan.reserved_gpus_by_type["H200"] >= 80
@@ -217,7 +206,7 @@ def test_reserved_minimum_and_spot_cap(paper_data: dict[str, Any]) -> None:
 
 
 def test_spot_covered_by_spares(paper_data: dict[str, Any]) -> None:
-    data = _day(paper_data, [1.0, 1.0], spot={"cost_per_hour": 0.5, "covered_by_spares": True})
+    data = paper_day(paper_data, [1.0, 1.0], spot={"cost_per_hour": 0.5, "covered_by_spares": True})
     data["redundancy"] = {"spare_instances": 1}
     plan = solve_horizon(scenario_from_data(data), compare=False)
     for p in plan.periods:
@@ -226,10 +215,10 @@ def test_spot_covered_by_spares(paper_data: dict[str, Any]) -> None:
 
 
 def test_scale_limits_and_warm_up(paper_data: dict[str, Any]) -> None:
-    free = solve_horizon(scenario_from_data(_day(paper_data, [0.2, 2.5, 0.2])), compare=False)
+    free = solve_horizon(scenario_from_data(paper_day(paper_data, [0.2, 2.5, 0.2])), compare=False)
     counts = [sum(p.counts.values()) for p in free.periods]
     assert max(counts) - min(counts) > 2
-    data = _day(paper_data, [0.2, 2.5, 0.2])
+    data = paper_day(paper_data, [0.2, 2.5, 0.2])
     data["periods"].update(max_add=2, max_remove=1, warm_up_minutes=30)
     limited = solve_horizon(scenario_from_data(data), compare=False)
     steps = [(0, 1), (1, 2), (2, 0)]  # cyclic: the last period is followed by the first
@@ -255,9 +244,9 @@ def test_lower_curve_never_costs_more(paper_data: dict[str, Any], curve: list[fl
     curves"): this and the static-peak bound below are what holds."""
     lower = [m * data.draw(st.floats(0.3, 1.0)) for m in curve]
     reserved = {"cost_per_hour": 2.6}
-    high = solve_horizon(scenario_from_data(_day(paper_data, curve, reserved=reserved)),
+    high = solve_horizon(scenario_from_data(paper_day(paper_data, curve, reserved=reserved)),
                          compare=False)
-    low = solve_horizon(scenario_from_data(_day(paper_data, lower, reserved=reserved)),
+    low = solve_horizon(scenario_from_data(paper_day(paper_data, lower, reserved=reserved)),
                         compare=False)
     assert low.total_cost <= high.total_cost * (1 + 1e-9)
 
@@ -269,9 +258,9 @@ def test_flattest_curve_at_the_peak_costs_most(paper_data: dict[str, Any],
     """The flattest curve with the same peak (every period at the peak) is static peak sizing;
     it never costs less than the curve's own plan."""
     reserved = {"cost_per_hour": 2.6}
-    plan = solve_horizon(scenario_from_data(_day(paper_data, curve, reserved=reserved)),
+    plan = solve_horizon(scenario_from_data(paper_day(paper_data, curve, reserved=reserved)),
                          compare=False)
-    flat = solve_horizon(scenario_from_data(_day(paper_data, [max(curve)] * len(curve),
+    flat = solve_horizon(scenario_from_data(paper_day(paper_data, [max(curve)] * len(curve),
                                                  reserved=reserved)), compare=False)
     assert plan.total_cost <= flat.total_cost * (1 + 1e-9)
 
@@ -294,7 +283,7 @@ def test_flatter_curve_can_cost_more_per_request(paper_data: dict[str, Any]) -> 
 
 
 def _cost_at(paper: dict[str, Any], rates: list[float]) -> float:
-    data = _day(paper, [1.0] * len(rates))
+    data = paper_day(paper, [1.0] * len(rates))
     data["workloads"][0]["demand"] = {"requests_per_s": rates}
     return solve_horizon(scenario_from_data(data), compare=False).total_cost  # type: ignore
 
@@ -304,9 +293,9 @@ def _cost_at(paper: dict[str, Any], rates: list[float]) -> float:
        st.floats(0.05, 1.0))
 def test_cheaper_reserved_never_raises_the_bill(paper_data: dict[str, Any], curve: list[float],
                                                 price: float, cut: float) -> None:
-    dear = solve_horizon(scenario_from_data(_day(paper_data, curve, reserved={
+    dear = solve_horizon(scenario_from_data(paper_day(paper_data, curve, reserved={
         "cost_per_hour": price})), compare=False)
-    cheap = solve_horizon(scenario_from_data(_day(paper_data, curve, reserved={
+    cheap = solve_horizon(scenario_from_data(paper_day(paper_data, curve, reserved={
         "cost_per_hour": price * cut})), compare=False)
     assert cheap.total_cost <= dear.total_cost * (1 + 1e-9)
 
@@ -317,7 +306,7 @@ def test_cheaper_reserved_never_raises_the_bill(paper_data: dict[str, Any], curv
 def test_more_spares_never_lower_the_bill(paper_data: dict[str, Any], curve: list[float],
                                           k: int, more: int) -> None:
     def cost(spares: int) -> float:
-        data = _day(paper_data, curve, reserved={"cost_per_hour": 2.5})
+        data = paper_day(paper_data, curve, reserved={"cost_per_hour": 2.5})
         data["redundancy"] = {"spare_instances": spares}
         return solve_horizon(scenario_from_data(data), compare=False).total_cost  # type: ignore
 
@@ -344,7 +333,7 @@ def test_one_period_is_todays_plan(project_root: Path, name: str) -> None:
 
 
 def test_static_peak_and_on_demand_comparison(paper_data: dict[str, Any]) -> None:
-    data = _day(paper_data, [0.3, 1.0, 2.0, 0.7], reserved={"cost_per_hour": 2.5})
+    data = paper_day(paper_data, [0.3, 1.0, 2.0, 0.7], reserved={"cost_per_hour": 2.5})
     plan = solve_horizon(scenario_from_data(data))
     static, on_demand = (plan.comparison["static_peak_total_cost"],
                          plan.comparison["all_on_demand_total_cost"])
@@ -358,7 +347,7 @@ def test_static_peak_and_on_demand_comparison(paper_data: dict[str, Any]) -> Non
 
 
 def test_plan_json_round_trips(paper_data: dict[str, Any]) -> None:
-    data = _day(paper_data, [0.5, 1.5], reserved={"cost_per_hour": 2.5})
+    data = paper_day(paper_data, [0.5, 1.5], reserved={"cost_per_hour": 2.5})
     data["redundancy"] = {"spare_instances": 1}
     plan = solve_horizon(scenario_from_data(data))
     d = json.loads(json.dumps(plan.to_dict()))
@@ -384,7 +373,7 @@ def test_day_plan_simulated_period_by_period(paper_data: dict[str, Any]) -> None
     from pdopt.simulate.day import day_report, simulate_day
     from pdopt.simulate.simulator import SimulationOptions
 
-    data = _day(paper_data, [0.4, 1.8])
+    data = paper_day(paper_data, [0.4, 1.8])
     plan = solve_horizon(scenario_from_data(data), compare=False)
     again = Plan.from_dict(json.loads(json.dumps(plan.to_dict())))  # as `--plan` reads it
     runs = simulate_day(scenario_from_data(data), again, SimulationOptions(duration_s=120))
@@ -420,7 +409,7 @@ def test_shipped_day_ahead_scenario(project_root: Path) -> None:
 def test_solve_plans_a_horizon_scenario(paper_data: dict[str, Any]) -> None:
     """pdopt.solve hands scenarios with periods, reserved/spot capacity or spares to the horizon
     program."""
-    data = _day(paper_data, [0.5, 1.5])
+    data = paper_day(paper_data, [0.5, 1.5])
     assert solve(scenario_from_data(data)).periods
     spares_only = copy.deepcopy(paper_data) | {"redundancy": {"spare_instances": 1}}
     plan = solve(scenario_from_data(spares_only))

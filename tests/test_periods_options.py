@@ -7,23 +7,13 @@ import copy
 from typing import Any
 
 import pytest
+from fleet_cases import paper_day
 
 from pdopt.optimize import solve
 from pdopt.optimize.period_parts import reserve_for
 from pdopt.optimize.periods import solve_horizon
 from pdopt.plan import Objective, Plan, Status
 from pdopt.scenario.loading import scenario_from_data
-
-
-def _day(paper: dict[str, Any], multipliers: list[float], **gpu: Any) -> dict[str, Any]:
-    """The paper's scenario (queue mm1) over len(multipliers) periods of 6 hours."""
-    data = copy.deepcopy(paper)
-    data.setdefault("options", {})["queue"] = "mm1"
-    data["options"]["mip_gap"] = 0.0
-    data["periods"] = {"count": len(multipliers), "length_h": 6}
-    data["workloads"][0]["demand"] = {"multipliers": multipliers}
-    data["gpus"]["H200"].update(gpu)
-    return data
 
 
 def _gpu_hours(plan: Plan) -> float:
@@ -36,7 +26,7 @@ def test_fewest_gpu_hours_then_cheapest(paper_data: dict[str, Any],
     """Without scale limits the GPU-hours separate by period: the fewest are each period's
     fewest GPUs (the static program with objective gpus) times its hours; the cost plan uses at
     least as many and costs at most as much."""
-    data = _day(paper_data, multipliers, reserved={"cost_per_hour": 2.5})
+    data = paper_day(paper_data, multipliers, reserved={"cost_per_hour": 2.5})
     sc = scenario_from_data(data)
     fewest = solve_horizon(sc, compare=False, objective="gpus")
     cheapest = solve_horizon(sc, compare=False)
@@ -68,7 +58,7 @@ def _two_prefill_types(paper: dict[str, Any]) -> dict[str, Any]:
     """The paper's case with a second, half-size prefill instance type on its own GPU type
     (90% of the 8xH200's throughput per GPU): small periods take the small type, large ones the
     large."""
-    data = _day(paper, [0.1, 1.0])
+    data = paper_day(paper, [0.1, 1.0])
     data["models"] = {"deepseek-v3.1": {"kv_bytes_per_token": 70272}}
     data["kv_transfer"] = {"default_gbit_per_s": 400}
     data["gpus"]["S"] = {"cost_per_hour": 3.99, "memory_gib": 141}
