@@ -194,6 +194,38 @@ def test_decode_turns_compute_bound_at_large_batch() -> None:
     assert est.decode_step_ms(4096, 100) == pytest.approx(expected_ms)
 
 
+def test_fp4_decode_gemms_eq_e11e_by_hand() -> None:
+    # Eq. E11e: Llama-3.1-8B on 1 x B200, FP4 weights, BF16 KV, batch 4096, context 100,
+    # e_c = e_b = 0.5, e_4 = 0.6 (HBM 8 TB/s x 0.5 = 4e12 B/s; FP4 GEMMs at 9,000 TFLOP/s x
+    # 0.5 x 0.6 = 2.7e15 FLOP/s; attention products at BF16's 2,250 x 0.5 = 1.125e15):
+    # attention: HBM 1,342,177,280 x 0.5 + 4096 x 100 x 131,072 = 54,358,179,840 B -> 13.5895
+    #   ms; FLOPs 4096 x 2 x 1,342,177,280 / 2.7e15 + 4096 x 2 x 32 x 32 x 256 x 100 / 1.125e15
+    #   = 4.0722 + 0.1909 ms: memory-bound
+    # MLP: HBM 5,637,144,576 x 0.5 -> 0.7046 ms; FLOPs 4096 x 2 x 5,637,144,576 / 2.7e15
+    #   = 17.1037 ms: compute-bound
+    # head: HBM 525,336,576 x 0.5 -> 0.0657 ms; FLOPs 4096 x 2 x 525,336,576 / 2.7e15
+    #   = 1.5940 ms; plus 32 layers x 10 us
+    shape = InstanceShape(gpu_spec("B200"), 1, "fp4", "bf16")
+    est = Estimate(model_arch("llama-3.1-8b"), shape, replace(FACTORS, fp4_efficiency=0.6))
+    attention = max(54_358_179_840 / 4e12, 4096 * 2 * 1_342_177_280 / 2.7e15
+                    + 4096 * 2 * 32 * 32 * 256 * 100 / 1.125e15)
+    mlp = 4096 * 2 * 5_637_144_576 / 2.7e15
+    head = 4096 * 2 * 525_336_576 / 2.7e15
+    assert est.decode_step_ms(4096, 100) == pytest.approx(1e3 * (attention + mlp + head) + 0.32)
+    assert est.decode_step_ms(4096, 100) == pytest.approx(13.5895 + 17.1037 + 1.5940 + 0.32,
+                                                          abs=1e-3)
+    # e_4 = 1 (the default): the MLP and head at the full 4.5e15 (10.2622 + 0.9564 ms); FP8
+    # weights ignore e_4; at batch 1 the step is memory-bound and e_4 changes nothing
+    plain = Estimate(model_arch("llama-3.1-8b"), shape, FACTORS)
+    assert plain.decode_step_ms(4096, 100) == pytest.approx(13.5895 + 10.2622 + 0.9564 + 0.32,
+                                                            abs=1e-3)
+    assert est.decode_step_ms(1, 100) == pytest.approx(plain.decode_step_ms(1, 100))
+    fp8 = InstanceShape(gpu_spec("B200"), 1, "fp8", "bf16")
+    assert Estimate(model_arch("llama-3.1-8b"), fp8, replace(
+        FACTORS, fp4_efficiency=0.6)).decode_step_ms(4096, 100) == pytest.approx(
+        Estimate(model_arch("llama-3.1-8b"), fp8, FACTORS).decode_step_ms(4096, 100))
+
+
 def test_distinct_experts_eq_e10a() -> None:
     est = Estimate(model_arch("mixtral-8x7b"), InstanceShape(gpu_spec("H100"), 2), FACTORS)
     assert est.distinct_experts(1) == pytest.approx(2.0)  # 8 (1 - 6/8)

@@ -11,7 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from pdopt.cli import main
-from pdopt.profiles.calibration import calibrate_from_runs, factors_to_fit, fit_prefill
+from pdopt.profiles.calibration import (
+    calibrate_from_runs,
+    factors_to_fit,
+    fit_engines,
+    fit_prefill,
+    fit_to_runs,
+)
 from pdopt.profiles.catalog import gpu_spec, model_arch
 from pdopt.profiles.estimate import Estimate, EstimateFactors, InstanceShape, engine_factors
 from pdopt.profiles.measurements import (
@@ -33,6 +39,7 @@ from pdopt.profiles.silicon import (
     prefill_run_estimate,
     ratios,
     read_prefill_runs,
+    run_terms,
     saturated_prefill,
     saturated_terms,
 )
@@ -210,6 +217,48 @@ def test_aggregated_runs_carry_the_prompts_they_prefill_eq_v3() -> None:
     assert predicted_tpot_ms(run, F) == pytest.approx(1e3 * expected)
     assert predicted_tpot_ms(replace(run, mode="disagg"), F) == pytest.approx(
         e.decode_step_ms(8, 1100))
+
+
+def test_fp4_aggregated_runs_split_gemms_from_attention_products_eq_e11e_v3() -> None:
+    # An FP4 run on one B200 (FP8 KV): the weight GEMMs of the step and of the 1,280 prompt
+    # tokens it carries (64 x 4,000 / 200) run at e_4 e_c = 0.6 x 0.5, their attention
+    # products (E7b) at e_c alone
+    run = SiliconRun("r", "vllm", "0", "m", "llama-3.1-8b", "B200", "b200_sxm", "fp4", "agg",
+                     4000, 200, 1, 1, 1, 1, 64, 64, 50.0, 10.0)
+    f = replace(F, fp4_efficiency=0.6)
+    e = Estimate(model_arch("llama-3.1-8b"), InstanceShape(gpu_spec("B200"), 1, "fp4", "fp8"),
+                 f)
+    t, p, prompt = e.decode_terms(64, 4100), e.prefill_terms(4000), 64 * 4000 / 200
+    mem, comp, products = t.memory_s, t.compute_s, t.products_s[0]
+    assert products == pytest.approx(64 * 2 * 32 * 32 * 256 * 4100 / 4.5e15)  # at FP8's peak
+    expected = (max(mem[0] / 0.5, ((comp[0] - products) / 0.6 + products) / 0.5)
+                + max(mem[1] / 0.5, ((comp[1] + prompt * (p.dense_s - p.attention_s)) / 0.6
+                                     + prompt * p.attention_s) / 0.5)
+                + max(mem[3] / 0.5, comp[3] / 0.6 / 0.5) + (100 + 320 + 2 * 64) * 1e-6)
+    assert predicted_tpot_ms(run, f) == pytest.approx(1e3 * expected)
+    # the prompt's GEMMs make the MLP class compute-bound, so e_4 shows in the TPOT
+    assert predicted_tpot_ms(run, f) > predicted_tpot_ms(run, F)
+
+
+def test_fp4_share_is_fitted_on_decode_runs_and_carried_to_prefill_eq_c1_c3() -> None:
+    # Runs made by the estimate at e_4 = 0.6 (compute-bound FP4 steps: aggregated, batch 256)
+    # give e_4 back; FP8 runs beside them pin e_c
+    truth = replace(F, fp4_efficiency=0.6)
+    runs = []
+    for dtype in ("fp4", "fp8"):
+        for batch in (64, 128, 256):
+            r = SiliconRun(f"{dtype}{batch}", "vllm", "0", "m", "llama-3.1-8b", "B200",
+                           "b200_sxm", dtype, "agg", 4000, 200, 1, 1, 1, 1, batch, batch, 50.0,
+                           1.0)
+            runs.append(replace(r, tpot_ms=predicted_tpot_ms(r, truth)))
+    fitted = fit_to_runs(run_terms(runs, F), F, ("fp4_efficiency",))
+    assert fitted.fp4_efficiency == pytest.approx(0.6, abs=1e-3)
+    # Eq. C3: FP4 sweeps alone cannot tell e_p4 from e_pmoe: e_p4 is the decode fit's e_4
+    point = saturated_prefill(read_prefill_runs(SWEEPS))[0]
+    fp4_run = replace(point.run, gpu="B200", system="B200", precision="fp4")
+    out = fit_engines(runs, F, prefill=[replace(point, run=fp4_run)])
+    assert out["generic"].prefill_fp4_efficiency == out["generic"].fp4_efficiency != 1.0
+    assert out["vllm"].prefill_fp4_efficiency == out["generic"].fp4_efficiency
 
 
 def test_prefill_pairs_eq_v4() -> None:

@@ -209,12 +209,13 @@ def fit_factors(rows: Sequence[TrtllmRow], base: EstimateFactors = DEFAULT_FACTO
 # FLOP/s or 95% of peak HBM bandwidth in practice, so the fit may not claim more.
 FITTED_FACTORS = ("compute_efficiency", "bandwidth_efficiency", "moe_gemm_efficiency",
                   "step_overhead_us", "layer_overhead_us", "sequence_overhead_us",
-                  "moe_layer_overhead_us", "mla_layer_overhead_us")
+                  "moe_layer_overhead_us", "mla_layer_overhead_us", "fp4_efficiency")
 FACTOR_BOUNDS = {
     "compute_efficiency": (0.05, 0.9), "bandwidth_efficiency": (0.05, 0.95),
     "moe_gemm_efficiency": (0.02, 1.0), "step_overhead_us": (0.0, 50_000.0),
     "layer_overhead_us": (0.0, 2_000.0), "sequence_overhead_us": (0.0, 500.0),
     "moe_layer_overhead_us": (0.0, 2_000.0), "mla_layer_overhead_us": (0.0, 2_000.0),
+    "fp4_efficiency": (0.1, 1.0),
 }
 # What differs between engines: their overheads and expert kernels; the hardware efficiencies
 # (dense GEMMs, HBM streaming) are shared, fitted on every engine's runs (a per-engine fit of
@@ -228,7 +229,7 @@ ROUNDING = {"compute_efficiency": 4, "bandwidth_efficiency": 4, "moe_gemm_effici
             "step_overhead_us": 1, "layer_overhead_us": 2, "sequence_overhead_us": 3,
             "moe_layer_overhead_us": 2, "mla_layer_overhead_us": 2,
             "prefill_moe_gemm_efficiency": 4,
-            "prefill_fp4_efficiency": 4}
+            "prefill_fp4_efficiency": 4, "fp4_efficiency": 4}
 # Fitted on saturated prefill (Eq. V5) after the decode fit: the routed experts' grouped-GEMM
 # efficiency of prefill, and the share of it FP4 weight GEMMs reach (Eq. E9b; fitted only on
 # sweeps of both FP4 and other weight dtypes, which alone tell the two apart). Dense prefill
@@ -316,7 +317,7 @@ def fit_engines(runs: Sequence[SiliconRun], base: EstimateFactors | None = None,
     start = base or EstimateFactors(compute_efficiency=0.4, bandwidth_efficiency=0.7,
                                     moe_gemm_efficiency=0.5, step_overhead_us=100.0,
                                     layer_overhead_us=20.0, sequence_overhead_us=1.0,
-                                    mla_layer_overhead_us=20.0)
+                                    mla_layer_overhead_us=20.0, fp4_efficiency=0.7)
     usable = [r for r in runs if fits(r, start)]
     pairs = prefill_pairs(usable)
     out = {"generic": fit_to_runs(run_terms(usable, start), start,
@@ -329,7 +330,10 @@ def fit_engines(runs: Sequence[SiliconRun], base: EstimateFactors | None = None,
             out[engine] = fit_to_runs(run_terms(mine, g), g, ENGINE_FACTORS,
                                       pairs=pair_terms(mine_pairs, g))
     if prefill:
-        generic = fit_prefill(prefill, out["generic"])
+        # Eq. C3: FP4 prefill GEMMs start from (and, where the sweeps cannot tell FP4 from the
+        # expert efficiency, keep) the FP4 share the decode fit measured on every family (E11e).
+        g = out["generic"]
+        generic = fit_prefill(prefill, replace(g, prefill_fp4_efficiency=g.fp4_efficiency))
         for name, f in out.items():
             mine_points = [p for p in prefill if p.run.engine == name]
             values = {n: getattr(generic, n) for n in PREFILL_FACTORS}

@@ -64,6 +64,10 @@ class EstimateFactors:
     # FP4 weight GEMMs of saturated prefill (dense and routed experts) reach this share of the
     # FP8/BF16 GEMMs' share of peak (Eq. E9b; fitted by Eq. C3 on sweeps of both dtypes).
     prefill_fp4_efficiency: float = 1.0
+    # FP4 weight GEMMs of decode steps (and the prompt chunks an aggregated step carries) reach
+    # this share of the other dtypes' compute_efficiency (Eq. E11e); fitted on every family's
+    # runs and shared by the engines (a property of the GPUs' block-scaled FP4 GEMMs).
+    fp4_efficiency: float = 1.0
 
     @property
     def prefill_efficiencies(self) -> tuple[float, float]:
@@ -160,6 +164,10 @@ class DecodeTerms:
     tokens_per_step: Any
     steps: Any = 1  # forward passes per step: 1 + the draft passes of MTP (Eq. E11c)
     mla_layers: Any = 0  # layers (with MTP's draft layers) with MLA attention (Eq. E11d)
+    # Eq. E11e: the part of each class's compute_s that is attention products (at the attention
+    # dtype's peak, Eq. E7b; not weight GEMMs), and whether the weight GEMMs run in FP4 (1.0).
+    products_s: tuple[Any, Any, Any, Any] = (0.0, 0.0, 0.0, 0.0)
+    fp4: Any = 0.0
 
 
 @dataclass(frozen=True)
@@ -180,12 +188,14 @@ def decode_step_seconds(t: DecodeTerms, f: EstimateFactors) -> Any:
     """Eq. E11: sum over operator classes of max(HBM time / e_b, FLOP time / e_c (x e_moe for
     routed experts)) + link time + (o_step + o_seq B) x passes + o_layer L + o_moe L_moe
     + o_mla L_mla (passes, L, L_moe and L_mla include MTP's draft passes and layers, Eq. E11c;
-    o_mla Eq. E11d)."""
+    o_mla Eq. E11d). With FP4 weights the weight GEMMs' FLOP time (not the attention products')
+    is over e_4 e_c (Eq. E11e)."""
     moe = (False, False, True, False)
+    fp4 = 1.0 + (f.fp4_efficiency - 1.0) * np.asarray(t.fp4, dtype=float)
     total: Any = 0.0
-    for m, c, is_moe in zip(t.memory_s, t.compute_s, moe, strict=True):
+    for m, c, p, is_moe in zip(t.memory_s, t.compute_s, t.products_s, moe, strict=True):
         e = f.compute_efficiency * (f.moe_gemm_efficiency if is_moe else 1.0)
-        total = total + np.maximum(m / f.bandwidth_efficiency, c / e)
+        total = total + np.maximum(m / f.bandwidth_efficiency, ((c - p) / fp4 + p) / e)
     overhead = ((f.step_overhead_us + f.sequence_overhead_us * t.batch) * t.steps
                 + f.layer_overhead_us * t.layers + f.moe_layer_overhead_us * t.moe_layers
                 + f.mla_layer_overhead_us * t.mla_layers) * 1e-6
@@ -348,10 +358,9 @@ class Estimate:
         qk, v = a.decode_attention_dims()
         # Eq. E7b: the attention weights' GEMMs at the weight dtype's peak, the products with
         # the KV cache at the attention dtype's; as seconds at the weight dtype's peak.
-        attention_f = tokens * (2 * a.attention_params
-                                + 2 * a.layers * a.heads * (qk + v) * context_tokens
-                                * self.peak_flops / self.attention_peak_flops
-                                * self.mla_row_padding())
+        products_f = (tokens * 2 * a.layers * a.heads * (qk + v) * context_tokens
+                      * self.peak_flops / self.attention_peak_flops * self.mla_row_padding())
+        attention_f = tokens * 2 * a.attention_params + products_f
         dense_params = a.always_active_mlp_params
         expert_w = a.moe_layers * self.distinct_experts(tokens) * a.expert_params / g * wb
         expert_f = tokens * 2 * a.moe_layers * a.experts_per_token * a.expert_params
@@ -377,13 +386,16 @@ class Estimate:
             for i in range(4):
                 memory[i] = memory[i] + drafts * draft_memory[i]
                 compute[i] = compute[i] + drafts * draft_compute[i]
+            products_f = products_f * (1 + drafts * batch / tokens / a.layers)
             comm = comm + drafts * batch * self.comm_seconds_per_token() / a.layers
             layers, moe_layers = layers + drafts, moe_layers + drafts * moe
         return DecodeTerms(
             memory_s=tuple(memory), compute_s=tuple(compute),  # type: ignore[arg-type]
             comm_s=comm, layers=layers, moe_layers=moe_layers, batch=batch,
             tokens_per_step=s.tokens_per_step, steps=1 + drafts,
-            mla_layers=layers if a.is_mla else 0)
+            mla_layers=layers if a.is_mla else 0,
+            products_s=(products_f / flops, 0.0, 0.0, 0.0),
+            fp4=1.0 if s.weight_dtype == "fp4" else 0.0)
 
     def mla_row_padding(self) -> float:
         """Eq. E8b: MLA decode kernels (FlashMLA, CUTLASS MLA) process a tile of

@@ -334,7 +334,9 @@ def run_terms(runs: Sequence[SiliconRun], factors: EstimateFactors) -> RunTerms:
             p = est.prefill_terms(r.input_tokens)
             c = t.compute_s
             t = replace(t, compute_s=(c[0], c[1] + prompt * p.dense_s, c[2] + prompt * p.moe_s,
-                                      c[3]), comm_s=t.comm_s + prompt * p.comm_s)
+                                      c[3]), comm_s=t.comm_s + prompt * p.comm_s,
+                        products_s=(t.products_s[0], t.products_s[1] + prompt * p.attention_s,
+                                    t.products_s[2], t.products_s[3]))
         decode.append(t)
 
     def col(values: Iterable[float]) -> np.ndarray:
@@ -346,7 +348,9 @@ def run_terms(runs: Sequence[SiliconRun], factors: EstimateFactors) -> RunTerms:
         comm_s=col(t.comm_s for t in decode), layers=col(t.layers for t in decode),
         moe_layers=col(t.moe_layers for t in decode),
         batch=col(t.batch for t in decode), tokens_per_step=col(t.tokens_per_step for t in decode),
-        steps=col(t.steps for t in decode), mla_layers=col(t.mla_layers for t in decode))
+        steps=col(t.steps for t in decode), mla_layers=col(t.mla_layers for t in decode),
+        products_s=tuple(col(t.products_s[i] for t in decode) for i in range(4)),  # type: ignore[arg-type]
+        fp4=col(t.fp4 for t in decode))
     return RunTerms(list(runs), d, col(r.tpot_ms for r in runs))
 
 
