@@ -345,12 +345,14 @@ def _with_options(scenario: Scenario, **options: Any) -> Scenario:
     return scenario.model_copy(update={"options": scenario.options.model_copy(update=options)})
 
 
-def section_sizing(hours: float, seed: int, n: int, verify: bool, skip: int = 0) -> None:
+def section_sizing(hours: float, seed: int, n: int, verify: bool, skip: int = 0,
+                   only: set[int] | None = None, methods: list[str] | None = None) -> None:
     """Hold and smallest rates of the paper's method (queue mm1) and of queue auto (and, with
-    `verify`, of solve --verify) on `n` generated scenarios, half round-robin, half random."""
+    `verify`, of solve --verify) on `n` generated scenarios, half round-robin, half random.
+    `only`: the scenario numbers (1-based) to run; `methods`: a subset of the three."""
     from pdopt.optimize import solve
 
-    methods = ["mm1", "auto"] + (["auto --verify"] if verify else [])
+    methods = methods or ["mm1", "auto"] + (["auto --verify"] if verify else [])
     print(f"\n## Sizing: {n} generated scenarios, {hours:g} h simulations\n")
     rng = np.random.default_rng(seed)
     seeds = rng.integers(0, 2**31, n)
@@ -359,6 +361,8 @@ def section_sizing(hours: float, seed: int, n: int, verify: bool, skip: int = 0)
     rows = []
     started = time.perf_counter()
     for k in range(skip, n):
+        if only and k + 1 not in only:
+            continue
         routing = "round-robin" if k % 2 == 0 else "random"
         base, what = sizing_scenario(np.random.default_rng(seeds[k]), routing)
         opts = SimulationOptions(duration_s=3600 * hours, seed=seed,
@@ -373,6 +377,7 @@ def section_sizing(hours: float, seed: int, n: int, verify: bool, skip: int = 0)
 
                     outcome = solve_verified(sc, opts)
                     plan = outcome.plan
+                    tally[method][f"stop: {outcome.stop_reason.split(':')[0]}"] += 1
                 else:
                     plan = solve(sc)
             except PdoptError as e:
@@ -412,6 +417,8 @@ def section_sizing(hours: float, seed: int, n: int, verify: bool, skip: int = 0)
             if not fresh.meets_slo:
                 verdict += f", other seed misses (x{slo_ratio(fresh):.3f})"
             counts = "+".join(f"{c}" for _, c in sorted(v.plan.counts.items()))
+            if method.endswith("--verify"):
+                verdict += f"; {len(outcome.iterations)} solve(s), {outcome.stop_reason}"
             verdicts.append(f"{method}: {counts} {verdict}")
         print(f"scenario {k + 1}/{n}: {'; '.join(verdicts)} "
               f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
@@ -428,7 +435,7 @@ def section_sizing(hours: float, seed: int, n: int, verify: bool, skip: int = 0)
               f"{t['no plan']} | {np.mean(costs[method]) if costs[method] else 0:.1f} | "
               f"{t['holds, other seed']} ({100 * t['holds, other seed'] / max(plans, 1):.0f}%) | "
               + ", ".join(f"{k}: {v}" for k, v in sorted(t.items())
-                          if k.startswith(("-1 ", "misses "))) + " |")
+                          if k.startswith(("-1 ", "misses ", "stop: "))) + " |")
     print("\n| # | routing | scenario | plans (instance counts: decode+prefill) |")
     print("|---|---|---|---|")
     for row in rows:
@@ -449,6 +456,10 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=0,
                         help="sizing: start after this many of the seed's scenarios (to split a "
                              "run over processes; the scenarios are the same)")
+    parser.add_argument("--only", default="",
+                        help="sizing: comma-separated scenario numbers (1-based) to run")
+    parser.add_argument("--methods", default="",
+                        help="sizing: comma-separated subset of mm1, auto, 'auto --verify'")
     args = parser.parse_args()
     if args.section in ("paper", "all"):
         section_paper(args.hours, args.seed)
@@ -457,7 +468,10 @@ def main() -> None:
     if args.section in ("generated", "all"):
         section_generated(args.hours, args.seed, args.scenarios, args.routing)
     if args.section == "sizing":
-        section_sizing(args.hours, args.seed, args.scenarios, args.verify, args.skip)
+        only = {int(x) for x in args.only.split(",") if x.strip()}
+        methods = [x.strip() for x in args.methods.split(",") if x.strip()]
+        section_sizing(args.hours, args.seed, args.scenarios, args.verify, args.skip,
+                       only or None, methods or None)
 
 
 if __name__ == "__main__":

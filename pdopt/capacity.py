@@ -255,33 +255,46 @@ def pool_routing(routings: Sequence[str]) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def auto_waiting_budget_s(routing: str, moments: ServiceMoments, limit_s: float,
-                          percentile: float | None, counts: int) -> float:
-    """The mean wait a class may see (Eq. O13): TTFT - o - E[S] for a mean target; for a
-    percentile target the smallest mean wait at its own capacity a(n) (Eq. Q9), n = 1..counts."""
+def auto_waiting_budgets_s(routing: str, moments: ServiceMoments, limit_s: float,
+                           percentile: float | None, counts: int) -> tuple[float, ...]:
+    """The mean wait a class may see on n = 1..counts instances (Eq. O13a): TTFT - o - E[S] for
+    a mean target at every count; for a percentile target the mean wait at its own capacity
+    a(n) of Eq. Q9 on n instances (0 when the target is out of reach). Random routing: a(1)'s
+    wait at every count."""
     if percentile is None:
-        return limit_s - moments.mean_s
+        return (limit_s - moments.mean_s,) * counts
     top = 1 if routing == "random" else counts
     waits = []
     for n in range(1, top + 1):
         rate = max_rate_per_instance(routing, n, moments, limit_s, percentile, rel_tol=1e-6)
         if rate <= 0:
-            return 0.0
+            return (0.0,) * counts
         waits.append(mean_wait_s(routing, rate, n, moments))
-    return min(waits)
+    return tuple(waits + [waits[-1]] * (counts - top))
+
+
+def auto_waiting_budget_s(routing: str, moments: ServiceMoments, limit_s: float,
+                          percentile: float | None, counts: int) -> float:
+    """A class's level (Eq. O13): the smallest of its per-count waits B(n), n = 1..counts (Eq.
+    O13a), the wait that keeps its target at every count; it orders the pool's groups."""
+    return min(auto_waiting_budgets_s(routing, moments, limit_s, percentile, counts))
 
 
 def prefill_rate_table(routing: str, moments: ServiceMoments, budget_s: float,
                        counts: int) -> list[float]:
     """a(n), n = 1..counts: requests/s per instance whose mean wait stays within the budget
     (Eqs. Q9, O13); one value repeated under random routing."""
-    if budget_s <= 0:
-        return [0.0] * counts
-    limit = budget_s + moments.mean_s
     if routing == "random":
-        return [max_rate_per_instance(routing, 1, moments, limit, rel_tol=1e-10)] * counts
-    return [max_rate_per_instance(routing, n, moments, limit, rel_tol=1e-10)
-            for n in range(1, counts + 1)]
+        return prefill_rate_table_by_count(routing, moments, [budget_s]) * counts
+    return prefill_rate_table_by_count(routing, moments, [budget_s] * counts)
+
+
+def prefill_rate_table_by_count(routing: str, moments: ServiceMoments,
+                                budgets_s: Sequence[float]) -> list[float]:
+    """a(n) on n = 1..len(budgets_s) instances, each within its own count's mean-wait budget
+    B(n) (Eqs. Q9, O13a); 0 where B(n) <= 0."""
+    return [max_rate_per_instance(routing, n, moments, budget + moments.mean_s, rel_tol=1e-10)
+            if budget > 0 else 0.0 for n, budget in enumerate(budgets_s, start=1)]
 
 
 def _auto_prefill_capacity(scenario: Scenario, instance: Instance, workload: Workload,

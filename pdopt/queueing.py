@@ -254,6 +254,61 @@ def gig1_mean_wait_s(rate_per_s: float, service: ServiceMoments, arrival_scv_: f
     return g * (arrival_scv_ + cs2) / 2.0 * rho / (1.0 - rho) * service.mean_s
 
 
+def mixture_scv_bound(classes: Sequence[tuple[float, float]]) -> float:
+    """The largest c_s^2 of any mixture of classes given as (E[S_i], E[S_i^2]) (Eq. O15c):
+    c^2(p) = sum p_i E[S_i^2] / (sum p_i E[S_i])^2 - 1 is largest on an edge of the simplex (two
+    classes), where f(p) = (b + p e) / (s2 + p d)^2, e = a - b, d = s1 - s2, has one stationary
+    point p* = (e s2 - 2 d b) / (d e), taken with the end points (the classes alone)."""
+    best = max(m2 / (s * s) for s, m2 in classes) - 1.0
+    for i, (s1, a) in enumerate(classes):
+        for s2, b in classes[i + 1:]:
+            d, e = s1 - s2, a - b
+            if d == 0 or e == 0:
+                continue
+            p = -(2.0 * d * b - e * s2) / (e * d)  # f'(p) = 0
+            if 0.0 < p < 1.0:
+                best = max(best, (b + p * e) / (s2 + p * d) ** 2 - 1.0)
+    return max(0.0, best)
+
+
+def mixed_klb_factor(budget_s: float, arrival_scv_: float,
+                     classes: Sequence[tuple[float, float]], tangent_s: float) -> float:
+    """A factor g* that bounds KLB's g (Eq. Q4) at every load the mixed-group constraint of Eq.
+    O15a admits (Eq. O15b): with c_i = E[S_i^2] - (1 - c_a^2) (2 m S_i - m^2) (m = `tangent_s`),
+    the constraint sum x_i (g* c_i + 2B S_i) <= 2B keeps rho <= rho_max(g*) = 2B / (2B + g*
+    min_i c_i / S_i), and g rises with rho and with c_s^2, so g <= KLB(rho_max(g*), c_a^2,
+    c_s,max^2) =: h(g*) (c_s,max^2 of Eq. O15c). h falls in g* and h(0) = 1: the smallest
+    g* >= h(g*), by bisection. 1 for Poisson arrivals."""
+    if arrival_scv_ >= 1.0 or budget_s <= 0.0:
+        return 1.0
+    m = tangent_s
+    slope = min((m2 - (1.0 - arrival_scv_) * (2.0 * m * s - m * m)) / s for s, m2 in classes)
+    cs2 = mixture_scv_bound(classes)
+
+    def h(g: float) -> float:
+        rho = 2.0 * budget_s / (2.0 * budget_s + g * max(slope, 0.0))
+        return klb_correction(rho, arrival_scv_, cs2)
+
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        if mid >= h(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def mixed_wait_coefficient_s2(service_s: float, second_moment_s2: float, arrival_scv_: float,
+                              tangent_s: float) -> float:
+    """c_i = E[S_i^2] - (1 - c_a^2) (2 m S_i - m^2) (Eq. O15a): class i's share of Kingman's
+    numerator lambda (E[S^2] - (1 - c_a^2) E[S]^2) for a mixture, with lambda E[S]^2 (convex,
+    homogeneous in the rates) replaced by its tangent at a mixture of mean m, which lies below
+    it for any rates: exact when the group's mixture has mean m. Never negative."""
+    m = tangent_s
+    return second_moment_s2 - (1.0 - arrival_scv_) * (2.0 * m * service_s - m * m)
+
+
 def erlang_c(servers: int, offered_load: float) -> float:
     """Probability that an arrival waits in an M/M/c queue, c servers, offered load a = lambda E[S]
     (Erlang's C formula, Eq. Q6), by the stable Erlang-B recursion. 1 when a >= c."""

@@ -78,6 +78,32 @@ def test_count_tables_match_brute_force(rate: float, ttft: float, tpot: float, c
 
 
 @SLOW
+@given(rate=st.floats(2.0, 60.0), ttft=st.floats(400.0, 2500.0),
+       cv=st.sampled_from([0.0, 0.5, 1.0]), routing=st.sampled_from(["round-robin",
+                                                                     "least-loaded"]))
+def test_percentile_tables_per_count_match_brute_force(rate: float, ttft: float, cv: float,
+                                                       routing: str) -> None:
+    # A p90 target: the prefill count is the fewest n whose own Q9 capacity a(n) (the p90 of
+    # Eq. Q8 at the target on n instances) carries the demand: the wait level per count of Eq.
+    # O13a, not the smallest over counts. a(n) is bisected to 1e-6, hence the +-1e-5 bracket.
+    from pdopt.queueing import max_rate_per_instance
+
+    data = _auto(_one_pair(rate, ttft, 40.0, cv), routing)
+    data["workloads"][0]["slo"]["ttft_percentile"] = 90.0
+    scenario = scenario_from_data(data)
+    plan = solve(scenario, mip_gap=0.0)
+    moments = prefill_service_moments(scenario, scenario.instance("pre"), scenario.workloads[0])
+    table = [max_rate_per_instance(routing, n, moments, (ttft - 50) / 1e3, 90.0)
+             for n in range(1, 25)]
+    if table[0] <= 0:
+        assert not plan.has_plan
+        return
+    count = {p.instance: p.count for p in plan.pools}["pre"]
+    fewest = _fewest(rate, [a * (1 + 1e-5) for a in table])
+    assert fewest <= count <= _fewest(rate, [a * (1 - 1e-5) for a in table])
+
+
+@SLOW
 @given(seed=st.integers(0, 10_000), factor=st.floats(1.0, 3.0),
        routing=st.sampled_from(["round-robin", "random", "least-loaded"]))
 def test_more_load_never_costs_less_under_auto(seed: int, factor: float, routing: str) -> None:

@@ -27,6 +27,9 @@ from pdopt.queueing import (
     max_rate_per_instance,
     mean_wait_s,
     mgc_mean_wait_s,
+    mixed_klb_factor,
+    mixed_wait_coefficient_s2,
+    mixture_scv_bound,
     service_moments,
     ttft_quantile_s,
     ttft_statistic_s,
@@ -171,14 +174,11 @@ def test_fluctuating_capacity_monotone(target: float, z: float) -> None:
     assert fluctuating_decode_capacity(PAPER_CURVE, target, z + 0.2, None).tokens_per_s <= x + 1e-9
 
 
-def _prefill_only(routing: str, rho: float, count: int, cv: float) -> tuple[float, float]:
-    """Simulated and predicted mean prefill time (TTFT - overhead) on `count` instances."""
+def _prefill_bench(workloads: list[dict]):  # noqa: ANN202
+    """A prefill type of 5,000 tokens/s and a decode type that never binds, for `workloads`."""
     from pdopt.scenario.loading import scenario_from_data
 
-    s_mean = 1000 / 5000  # 0.2 s
-    rate = rho * count / s_mean
-    dist = {"kind": "lognormal", "input_cv": cv, "output_cv": 0.0} if cv else {"kind": "fixed"}
-    sc = scenario_from_data({
+    return scenario_from_data({
         "name": "q", "gpus": {"g": {"cost_per_hour": 1.0}},
         "instances": [
             {"name": "pre", "model": "m", "role": "prefill", "gpu": "g", "gpus_per_instance": 1,
@@ -186,10 +186,18 @@ def _prefill_only(routing: str, rho: float, count: int, cv: float) -> tuple[floa
             {"name": "dec", "model": "m", "role": "decode", "gpu": "g", "gpus_per_instance": 1,
              "tpot_ms_by_batch": {1: 1.0, 512: 1.0}},
         ],
-        "workloads": [{"name": "w", "model": "m", "requests_per_s": rate, "input_tokens": 1000,
-                       "output_tokens": 2, "slo": {"ttft_ms": 10000, "tpot_ms": 50},
-                       "length_distribution": dist}],
+        "workloads": workloads,
     })
+
+
+def _prefill_only(routing: str, rho: float, count: int, cv: float) -> tuple[float, float]:
+    """Simulated and predicted mean prefill time (TTFT - overhead) on `count` instances."""
+    s_mean = 1000 / 5000  # 0.2 s
+    rate = rho * count / s_mean
+    dist = {"kind": "lognormal", "input_cv": cv, "output_cv": 0.0} if cv else {"kind": "fixed"}
+    sc = _prefill_bench([{"name": "w", "model": "m", "requests_per_s": rate,
+                          "input_tokens": 1000, "output_tokens": 2,
+                          "slo": {"ttft_ms": 10000, "tpot_ms": 50}, "length_distribution": dist}])
     plan = plan_from_counts(sc, {"pre": count, "dec": 1})
     res = simulate_plan(sc, plan, SimulationOptions(duration_s=3000, warmup_s=100, cooldown_s=10,
                                                     seed=3, routing=routing))  # type: ignore
@@ -209,3 +217,65 @@ def test_models_against_the_simulator(routing: str, cv: float) -> None:
     sim, model = _prefill_only(routing, 0.85, 3, cv)
     assert model == pytest.approx(sim, rel=0.08)
     assert model >= 0.93 * sim
+
+
+# --- mixed groups (method.md Eqs. O15a-O15c) -----------------------------------------------------
+
+SHORT_LONG = [(0.2, 0.04), (0.8, 0.64)]  # fixed 1000- and 4000-token prompts at 5000 tokens/s
+
+
+def test_mixture_scv_bound_hand_value() -> None:
+    # f(p) = (0.64 - 0.6 p) / (0.8 - 0.6 p)^2: p* = (e s2 - 2 d b) / (d e) with d = e = -0.6:
+    # (-0.48 + 0.768) / 0.36 = 0.8, f = 0.16 / 0.32^2 = 1.5625 (each class alone: 0)
+    assert mixture_scv_bound(SHORT_LONG) == pytest.approx(0.5625)
+    # S = 0.1 and 0.8 s: p* = (-0.504 + 0.896) / 0.441 = 8/9, f = 0.08 / 0.177778^2 = 2.53125
+    assert mixture_scv_bound([(0.1, 0.01), (0.8, 0.64)]) == pytest.approx(1.53125)
+    assert mixture_scv_bound([(0.2, 0.04), (0.2, 0.08)]) == pytest.approx(1.0)  # a class alone
+
+
+def test_mixed_klb_factor_hand_value() -> None:
+    # two identical fixed classes, S = 0.2 s, n = 2, B = 0.1 s, tangent m = S: c = 0.04 - 0.5 x
+    # 0.04 = 0.02, min c/S = 0.1, rho_max = 0.2 / (0.2 + 0.1 g) and KLB = exp(-(1 - rho) / (3 rho))
+    # = exp(-g / 6): the fixed point g = exp(-g/6), g = 6 W(1/6) = 0.86565
+    g = mixed_klb_factor(0.1, 0.5, [(0.2, 0.04), (0.2, 0.04)], 0.2)
+    assert g == pytest.approx(math.exp(-g / 6), abs=1e-12)
+    assert g == pytest.approx(0.86565, abs=1e-5)
+    assert mixed_klb_factor(0.1, 1.0, SHORT_LONG, 0.5) == 1.0  # Poisson arrivals: P-K, g = 1
+
+
+def test_mixed_wait_coefficient_is_the_tangent() -> None:
+    # at the tangent's own mixture (equal rates, m = 0.5) the shares add up to Kingman's numerator
+    # lambda (E[S^2] - (1 - c_a^2) E[S]^2) exactly: 2 (0.34 - 0.5 x 0.25) = 0.43 per unit rate
+    shares = [mixed_wait_coefficient_s2(s, m2, 0.5, 0.5) for s, m2 in SHORT_LONG]
+    assert shares == pytest.approx([0.065, 0.365])
+    assert sum(shares) == pytest.approx(2 * (0.34 - 0.5 * 0.25))
+    # any other mixture: below the numerator (the tangent of a convex function lies below it)
+    for p in (0.1, 0.5, 0.9):
+        mean, second = p * 0.2 + (1 - p) * 0.8, p * 0.04 + (1 - p) * 0.64
+        assert p * shares[0] + (1 - p) * shares[1] >= second - 0.5 * mean * mean - 1e-12
+
+
+def test_mixed_group_bound_against_the_simulator() -> None:
+    """Two fixed classes of 1000 and 4000 tokens at equal rates round-robin over 2 instances, at
+    the rate Eq. O15a admits for a 0.6 s wait with pdopt's tangent m = min(mean 0.5, 2 S_min) =
+    0.4 s: Q5 predicts 0.561 s; 50 simulated minutes measure 0.48-0.49 s over seeds 3-5 (both
+    classes wait alike, FCFS). Tolerance: the simulated mean wait between 0.75 B and B (the g = 1,
+    S_min bound admitted 8 % less, 0.677 requests/s)."""
+    budget, n, m = 0.6, 2, 0.4
+    g = mixed_klb_factor(budget, 1 / n, SHORT_LONG, m)
+    rate = 2 * budget / sum(g * mixed_wait_coefficient_s2(s, m2, 1 / n, m) + 2 * budget * s
+                            for s, m2 in SHORT_LONG)
+    assert rate == pytest.approx(0.73668, rel=1e-4)
+
+    def workload(name: str, tokens: int) -> dict:
+        return {"name": name, "model": "m", "requests_per_s": rate * n, "input_tokens": tokens,
+                "output_tokens": 2, "slo": {"ttft_ms": 10000, "tpot_ms": 50},
+                "ttft_overhead_ms": 0, "length_distribution": {"kind": "fixed"}}
+
+    sc = _prefill_bench([workload("short", 1000), workload("long", 4000)])
+    res = simulate_plan(sc, plan_from_counts(sc, {"pre": n, "dec": 1}),
+                        SimulationOptions(duration_s=3000, warmup_s=100, cooldown_s=10, seed=3,
+                                          routing="round-robin"))
+    for name, service in (("short", 0.2), ("long", 0.8)):
+        wait = res.workload(name).ttft_ms.mean / 1e3 - service
+        assert 0.75 * budget <= wait <= budget

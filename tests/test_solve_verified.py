@@ -37,6 +37,8 @@ def test_default_paper_plan_is_verified_at_once(paper_scenario_path: Path) -> No
     assert out.iterations[0].counts == {"ds-prefill-8xh200": 3, "ds-decode-8xh200": 4}
     assert out.plan.messages[-1].startswith("verified by simulation in 1 solve(s)")
     assert out.simulated_demand == "each workload's demand (Poisson)"
+    assert out.stop_reason.startswith("verified:") and out.to_dict()["stop_reason"]
+    assert "(stopped: verified:" in out.plan.messages[-1]
 
 
 def test_paper_method_is_corrected_down_to_3p4d(paper_scenario_path: Path) -> None:
@@ -58,6 +60,21 @@ def test_headroom_is_simulated(paper_data: dict) -> None:
     paper_data["options"] = {"headroom": 1.1}
     out = solve_verified(scenario_from_data(paper_data), SHORT, max_iterations=1)
     assert out.simulated_demand == "each workload's demand x 1.1 (headroom x rate_scale) (Poisson)"
+    if not out.verified:  # one solve allowed: the limit is the reason, with the counts solved
+        assert out.stop_reason.startswith("iteration limit: 1 solves, counts ")
+
+
+def test_stop_reason_names_corrections_that_moved_no_count() -> None:
+    from pdopt.simulate.verify import VerifyIteration, _limit_detail
+
+    def it(counts: dict[str, int], factor: float) -> VerifyIteration:
+        return VerifyIteration({"p": factor}, counts, 1.0, True, 0.9, ["p"])
+
+    same = [it({"p": 4, "d": 2}, 1.0), it({"p": 3, "d": 2}, 1.1), it({"p": 3, "d": 2}, 1.12)]
+    assert _limit_detail(same) == ("the last 2 corrections were too small to move a count "
+                                   "(2 x d + 3 x p)")
+    moving = [it({"p": 4}, 1.0), it({"p": 3}, 1.1)]
+    assert _limit_detail(moving) == "2 solves, counts 4 x p -> 3 x p"
 
 
 def test_a_correction_that_overshoots_bisects_the_bracket() -> None:
@@ -71,3 +88,21 @@ def test_a_correction_that_overshoots_bisects_the_bracket() -> None:
     assert bracketed(1.05, 1.0, 1.1) == 1.05  # inside the bracket: as corrected
     assert bracketed(0.9, 0.0, 1.1) == 0.9  # no factor known too low yet
     assert bracketed(1.3, 1.0, math.inf) == 1.3  # nothing missed yet
+
+
+def test_step_down_walks_through_holding_neighbours(paper_scenario_path: Path) -> None:
+    """The paper's method buys 4P4D, whose 3P4D neighbour holds (docs/validation.md section 1):
+    step_down moves there, finds neither 2P4D nor 3P3D holds, and scales the prefill pool's
+    utilisation by 4/3 (the sizing's load over 3 instances)."""
+    from pdopt.optimize import solve
+    from pdopt.scenario.prepare import prepare
+    from pdopt.simulate.verify import step_down
+
+    prepared = prepare(_mm1(load_scenario(paper_scenario_path)))
+    plan = solve(prepared.scenario)
+    pre = "ds-prefill-8xh200"
+    down, steps, smallest = step_down(prepared, plan, [(pre, None)], SHORT)
+    assert steps == 1 and smallest
+    assert {p.instance: p.count for p in down.pools} == {pre: 3, "ds-decode-8xh200": 4}
+    assert down.pool(pre).utilization == pytest.approx(plan.pool(pre).utilization * 4 / 3)
+    assert down.messages[-1] == "one instance fewer than solved, by simulation (step 1)"

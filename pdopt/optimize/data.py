@@ -12,13 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pdopt.capacity import (
+    MAX_TABLE_COUNT,
+    auto_waiting_budgets_s,
     decode_rate_table,
     instance_decode_capacity,
     instance_prefill_capacity,
     kv_transfer_ms,
     output_scv,
     pool_routing,
-    prefill_rate_table,
+    prefill_rate_table_by_count,
     prefill_service_moments,
     prefill_work_share,
     saturated_prefill_tokens_per_s,
@@ -30,6 +32,8 @@ from pdopt.queueing import (
     ServiceMoments,
     arrival_scv,
     mean_wait_s,
+    mixed_klb_factor,
+    mixed_wait_coefficient_s2,
     service_scv,
     service_second_moment_s2,
     service_time_s,
@@ -77,6 +81,9 @@ class PrefillRoute:
     kv_transfer_ms: float
     waiting_budget_s: float  # B of Eq. P4 with the transfer added to the overhead
     level: int  # index into FleetData.prefill_levels[pool]
+    # queue auto: the mean wait allowed on n = 1..MAX_TABLE_COUNT instances (Eq. O13a); the
+    # level above is their smallest. Empty for the other queue models.
+    count_budgets_s: tuple[float, ...] = ()
 
 
 @dataclass
@@ -334,7 +341,7 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
     for name, d in data.decode_routes:
         decode_gpus_by_model.setdefault(data.workload(name).model, set()).add(data.pools[d].gpu)
     for inst in prefill:
-        routes: list[tuple[Workload, str, float, float]] = []
+        routes: list[tuple[Workload, str, float, float, tuple[float, ...]]] = []
         for w in (w for w in scenario.workloads if w.model == inst.model):
             try:
                 # the prompt's computed share (Eq. H9: a prefix-cache hit is read, not computed)
@@ -345,6 +352,7 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                 continue
             queue, scv = scenario.queue_of(w)
             lengths = data.lengths.get(w.name)
+            moments = None
             if queue == "auto":
                 moments = prefill_service_moments(scenario, inst, w,
                                                   lengths[0] if lengths else None)
@@ -372,12 +380,18 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                     extra = f" (with {t_ms:.1f} ms KV transfer to {g})" if t_ms else ""
                     data.exclusions[w.name].append(f"{e}{extra}")
                     continue
-                routes.append((w, g, t_ms, cap.waiting_budget_s))
-        levels = _distinct_sorted([b for *_, b in routes])
+                by_count: tuple[float, ...] = ()
+                if moments is not None:  # the per-count waits (Eq. O13a), cached
+                    by_count = auto_waiting_budgets_s(
+                        scenario.routing_of(w), moments,
+                        (w.slo.ttft_ms - w.ttft_overhead_ms - t_ms) / 1e3,
+                        w.slo.ttft_percentile, MAX_TABLE_COUNT)
+                routes.append((w, g, t_ms, cap.waiting_budget_s, by_count))
+        levels = _distinct_sorted([r[3] for r in routes])
         data.prefill_levels[inst.name] = levels
-        for w, g, t_ms, b in routes:
+        for w, g, t_ms, b, by_count in routes:
             data.prefill_routes.append(
-                PrefillRoute(w.name, inst.name, g, t_ms, b, _level_index(levels, b)))
+                PrefillRoute(w.name, inst.name, g, t_ms, b, _level_index(levels, b), by_count))
         # Load in instances if every routable workload came here at the tightest budget (Eq. O9).
         load = 0.0
         if levels:
@@ -414,34 +428,65 @@ def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
     data.table_groups[inst.name] = len(members)
 
     def job(k: int) -> None:
+        # every count to MAX_TABLE_COUNT, then the suffix minimum cut to k: the table is
+        # non-decreasing, so count k stands for the tail (counts k and up, Eq. O14)
         for lvl, ws in members.items():
-            budget = data.prefill_levels[inst.name][lvl]
-            if len(ws) > 1:  # several classes: the linear bound of Eq. O15
+            budgets = group_budgets(data, inst.name, lvl, ws, MAX_TABLE_COUNT)
+            if len(ws) > 1:  # several classes: the linear bound of Eq. O15a
                 for w in ws:
-                    data.rate_tables[(w, inst.name, lvl)] = mixed_rate_table(
-                        data, inst.name, ws, w, routing, budget, k)
+                    data.rate_tables[(w, inst.name, lvl)] = suffix_minimum(mixed_rate_table(
+                        data, inst.name, ws, w, routing, budgets))[:k]
                 continue
             s, m2 = data.service_s[(ws[0], inst.name)], data.second_moment_s2[(ws[0], inst.name)]
-            data.rate_tables[(ws[0], inst.name, lvl)] = prefill_rate_table(
-                routing, ServiceMoments(s, m2, (s,)), budget, k)
+            data.rate_tables[(ws[0], inst.name, lvl)] = suffix_minimum(
+                prefill_rate_table_by_count(routing, ServiceMoments(s, m2, (s,)), budgets))[:k]
 
     data.table_jobs[inst.name] = job
 
 
+def suffix_minimum(rates: list[float]) -> list[float]:
+    """a(n) replaced by min over n' >= n of a(n') (Eq. O14's tail: counts K and up take a(K),
+    valid when a does not fall beyond K). Lowers a capacity only where the table falls."""
+    out = list(rates)
+    for n in range(len(out) - 2, -1, -1):
+        out[n] = min(out[n], out[n + 1])
+    return out
+
+
+def group_budgets(data: FleetData, pool: str, level: int, members: list[str],
+                  counts: int) -> list[float]:
+    """B_l(n), n = 1..counts: the mean wait group `level` of a prefill pool may have on n
+    instances (Eq. O13b), the smallest per-count wait (Eq. O13a) of the routes it admits (its
+    members' routes at this level or looser)."""
+    routes = [r.count_budgets_s or (r.waiting_budget_s,) * MAX_TABLE_COUNT
+              for r in data.prefill_routes
+              if r.pool == pool and r.workload in members and r.level >= level]
+    return [min(b[n - 1] for b in routes) for n in range(1, counts + 1)]
+
+
 def mixed_rate_table(data: FleetData, pool: str, members: list[str], workload: str,
-                     routing: str, budget_s: float, counts: int) -> list[float]:
-    """Per-instance rate a_w(n) = 2B / coefficient of class w in a group of several classes
-    (Eq. O15): round-robin E[S_w^2] - (1 - 1/n) S_min S_w + 2B S_w (Kingman, g = 1, with
-    rho E[S] >= rho S_min), least-loaded E[S_w^2] / n + 2B S_w (Erlang C / (n rho) <= 1/n)."""
+                     routing: str, budgets_s: list[float]) -> list[float]:
+    """Per-instance rate a_w(n) = 2B(n) / coefficient of class w in a group of several classes,
+    n = 1..len(budgets_s) (Eq. O15a): round-robin g*(n) c_w(n) + 2B S_w, with c_w the class's
+    share of Kingman's numerator under the tangent at m, the members' demand-weighted mean
+    service time but at most 2 S_min (so that every c_w, hence a_w(n), is monotone in n), and g*
+    the bound on KLB's factor (Eq. O15b); least-loaded E[S_w^2] / n + 2B S_w
+    (Erlang C / (n rho) <= 1/n)."""
     s, m2 = data.service_s[(workload, pool)], data.second_moment_s2[(workload, pool)]
-    s_min = min(data.service_s[(w, pool)] for w in members)
+    classes = [(data.service_s[(w, pool)], data.second_moment_s2[(w, pool)]) for w in members]
+    demand = [data.demand_requests_per_s[w] for w in members]
+    mean = sum(d * c[0] for d, c in zip(demand, classes, strict=True)) / sum(demand)
+    tangent = min(mean, 2 * min(c[0] for c in classes))  # a(n) rises with n (Eq. O15a)
     out = []
-    for n in range(1, counts + 1):
-        if routing == "least-loaded":
-            coefficient = m2 / n + 2 * budget_s * s
+    for n, budget_s in enumerate(budgets_s, start=1):
+        if budget_s <= 0:
+            out.append(0.0)
+        elif routing == "least-loaded":
+            out.append(2 * budget_s / (m2 / n + 2 * budget_s * s))
         else:
-            coefficient = m2 - (1 - 1 / n) * s_min * s + 2 * budget_s * s
-        out.append(2 * budget_s / coefficient)
+            g = mixed_klb_factor(budget_s, 1.0 / n, classes, tangent)
+            c = mixed_wait_coefficient_s2(s, m2, 1.0 / n, tangent)
+            out.append(2 * budget_s / (g * c + 2 * budget_s * s))
     return out
 
 

@@ -12,6 +12,7 @@ import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
 
 from pdopt.capacity import decode_context_tokens, instance_decode_curve, instance_kv_cache_tokens
 from pdopt.optimize import data as auto
+from pdopt.optimize.balance import balanced_flows
 from pdopt.optimize.data import FleetData
 from pdopt.plan import (
     Flow,
@@ -260,6 +261,8 @@ def build_plan(data: FleetData, model: pyo.ConcreteModel, objective: Objective,
                report: SolverReport) -> Plan:
     """The plan of a solved model, with its predictions (O.1) and the solver's report."""
     sol = read_solution(model)
+    # split pools: the slack spread over the groups, counts fixed (method.md Eq. O20)
+    sol.q, sol.v = balanced_flows(data, sol.n, sol.r, sol.q, sol.v)
     pre, dec = prefill_points(data, sol), decode_points(data, sol)
     return Plan.of_pools(
         scenario=data.scenario.name, status=report.status, objective=objective,

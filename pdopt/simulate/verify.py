@@ -256,9 +256,12 @@ class VerifiedSolve:
     iterations: list[VerifyIteration]
     verified: bool  # the plan meets its SLOs and no one-fewer neighbour does
     simulated_demand: str  # what load the simulations ran (headroom is explicit)
+    # why the loop stopped: "verified", "cycle", "iteration limit" or "no plan", then details
+    stop_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"verified": self.verified, "simulated_demand": self.simulated_demand,
+                "stop_reason": self.stop_reason,
                 "iterations": [i.to_dict() for i in self.iterations]}
 
 
@@ -329,6 +332,7 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
     factors = {i.name: 1.0 for i in base.instances}
     iterations: list[VerifyIteration] = []
     best: Plan | None = None
+    best_holding: list[tuple[str, int | None]] = []
     last: Plan | None = None
     last_with_plan: Plan | None = None  # a correction may make the sizing infeasible
     verified = False
@@ -339,12 +343,14 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
     too_low: dict[str, float] = {}
     too_high: dict[str, float] = {}
     moved = True
+    stop = ""
     for _ in range(max_iterations):
         sized = base if all(f == 1.0 for f in factors.values()) else with_capacity_factors(
             base, factors)
         plan = solve(sized, **solve_options)
         last = plan
         if not plan.has_plan:
+            stop = f"no plan: the corrected sizing has none ({plan.status})"
             break
         last_with_plan = plan
         check = verify_plan(prepared, plan, options, search=False)
@@ -358,11 +364,14 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
         key = tuple(sorted(counts_of(plan).items()))
         if check.plan_meets_slo and (best is None or (plan.cost_per_hour or 0)
                                      < (best.cost_per_hour or 0)):
-            best = plan
+            best, best_holding = plan, holding
         if check.plan_is_smallest:
             verified = True
+            stop = "verified: the plan holds and no one-fewer neighbour does"
             break
         if key in seen and check.plan_meets_slo and not moved:
+            stop = ("cycle: the counts came back and the last correction moved no capacity "
+                    "factor by more than 0.5 %")
             break  # the corrections cycle: keep the cheapest plan that held
         seen.add(key)
         pools = {p.instance: p for p in plan.pools}
@@ -391,14 +400,80 @@ def solve_verified(scenario: PreparedScenario | Scenario | str | Path,
             f = bracketed(f, too_low.get(name, 0.0), too_high.get(name, math.inf))
             moved = moved or abs(f / start[name] - 1.0) > 0.005
             factors[name] = f
+    else:
+        stop = "iteration limit: " + _limit_detail(iterations)
+    stepped = 0
+    if best is not None and not verified and best_holding:
+        # The corrections could not move a count (a split pool's groups share one factor):
+        # step down through the one-fewer neighbours that hold, as simulated.
+        best, stepped, verified = step_down(prepared, best, best_holding, options)
+        stop += f"; then {stepped} instance(s) fewer by simulation (step down)"
     chosen = best or last_with_plan or last
     assert chosen is not None
     demand = "each workload's demand"
     rate = f" x {options.rate_scale:g} (headroom x rate_scale)" if options.rate_scale != 1.0 else ""
     note = (f"verified by simulation in {len(iterations)} solve(s): "
             + ("the plan holds and no one-fewer neighbour does" if verified else
-               "the plan holds; a one-fewer neighbour may too (iteration limit)" if best else
-               "no plan held its SLOs within the iteration limit"))
+               "the plan holds; a one-fewer neighbour may too" if best else
+               "no plan held its SLOs") + f" (stopped: {stop})")
     if chosen.has_plan:
         chosen = replace(chosen, messages=[*chosen.messages, note])
-    return VerifiedSolve(chosen, iterations, verified, f"{demand}{rate} (Poisson)")
+    return VerifiedSolve(chosen, iterations, verified, f"{demand}{rate} (Poisson)", stop)
+
+
+def _scaled_down(plan: Plan, pool: str, group: int | None) -> Plan | None:
+    """The one-fewer neighbour of `plan` with the changed pool's (group's) utilisation scaled
+    to its new count (the sizing's load over its capacity at the solved count: above 1 when the
+    simulation holds what the model does not)."""
+    nb = neighbour(plan, pool, -1, group)
+    if nb is None:
+        return None
+    old = plan.pool(pool)
+    pools = []
+    for p in nb.pools:
+        if p.instance == pool and p.count > 0:
+            groups = [replace(g, utilization=g.utilization * (g.count + 1) / g.count)
+                      if g.level == group and g.count > 0 else g for g in p.groups]
+            p = replace(p, utilization=old.utilization * old.count / p.count, groups=groups)
+        pools.append(p)
+    return nb.with_pools(pools, nb.flows)
+
+
+def step_down(scenario: PreparedScenario, plan: Plan, holding: list[tuple[str, int | None]],
+              options: SimulationOptions) -> tuple[Plan, int, bool]:
+    """From a plan that holds, move to its cheapest one-fewer neighbour that holds too (they
+    were simulated: `holding`, the moves whose neighbour held) until none does. Returns the
+    plan, the steps taken and whether no one-fewer neighbour of it holds. Its predictions stay
+    those of the solve, with the changed pool's utilisation scaled to the new count."""
+    steps = 0
+    while holding:
+        options_down = [nb for m in holding if (nb := _scaled_down(plan, *m)) is not None]
+        if not options_down:
+            break
+        down = min(options_down, key=lambda nb: nb.cost_per_hour or 0.0)
+        check = verify_plan(scenario, down, options, search=False)
+        if not check.plan_meets_slo:  # seeded: the neighbour held before, so it holds
+            break
+        plan = down
+        steps += 1
+        holding = [m for m, c in zip(moves(plan), check.neighbours, strict=True)
+                   if c.meets_slo]
+        plan = replace(plan, messages=[*plan.messages, (
+            f"one instance fewer than solved, by simulation (step {steps})")])
+    return plan, steps, not holding
+
+
+def _limit_detail(iterations: list[VerifyIteration]) -> str:
+    """What the last solves of a loop that hit its iteration limit did: how many in a row gave
+    the same counts (corrections too small to move a count) or which counts alternated."""
+    if not iterations:
+        return "no solve"
+    same = 1
+    while (same < len(iterations)
+           and iterations[-1 - same].counts == iterations[-1].counts):
+        same += 1
+    if same > 1:
+        return (f"the last {same} corrections were too small to move a count "
+                f"({counts_label(iterations[-1].counts)})")
+    seen = [counts_label(i.counts) for i in iterations]
+    return f"{len(iterations)} solves, counts {' -> '.join(seen)}"
