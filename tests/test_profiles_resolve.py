@@ -319,14 +319,20 @@ def test_aiconfigurator_block_without_the_extra(tmp_path: Path) -> None:
         "not installed: pip install 'pdopt[aiconfigurator]' (tested with aiconfigurator 0.12.0)\n")
 
 
-def test_prefill_moe_efficiency_can_be_overridden(_cache: Path) -> None:
-    d = data(gpus={"H200": {"cost_per_hour": 3.99}}, workloads=[{
-        "name": "chat", "model": "qwen3-30b-a3b", "requests_per_s": 1,
+def _estimated(model: str, gpu: str, gpus: int, **estimate: Any) -> dict[str, Any]:
+    """Scenario data: one chat workload (2,048 in / 256 out) of `model`, both instance types
+    `gpus` x `gpu` estimated with the `estimate:` block's fields `estimate`."""
+    d = data(gpus={gpu: {"cost_per_hour": 4.0}}, workloads=[{
+        "name": "chat", "model": model, "requests_per_s": 1,
         "input_tokens": 2048, "output_tokens": 256, "slo": {"ttft_ms": 2000, "tpot_ms": 50}}])
     for inst in d["instances"]:
-        inst.update(model="qwen3-30b-a3b", gpu="H200", gpus_per_instance=1,
-                    profile={"estimate": {"model": "qwen3-30b-a3b", "factors": {
-                        "prefill_moe_gemm_efficiency": 0.5}}})
+        inst.update(model=model, gpu=gpu, gpus_per_instance=gpus,
+                    profile={"estimate": {"model": model, **estimate}})
+    return d
+
+
+def test_prefill_moe_efficiency_can_be_overridden(_cache: Path) -> None:
+    d = _estimated("qwen3-30b-a3b", "H200", 1, factors={"prefill_moe_gemm_efficiency": 0.5})
     scenario = resolve_profiles(scenario_from_data(d))
     est = Estimate(model_arch("qwen3-30b-a3b"), InstanceShape(gpu_spec("H200"), 1),
                    dataclasses.replace(engine_factors(), prefill_moe_gemm_efficiency=0.5))
@@ -336,13 +342,8 @@ def test_prefill_moe_efficiency_can_be_overridden(_cache: Path) -> None:
 
 
 def test_mla_layer_overhead_can_be_overridden(_cache: Path) -> None:
-    d = data(gpus={"H200": {"cost_per_hour": 3.99}}, workloads=[{
-        "name": "chat", "model": "deepseek-v3", "requests_per_s": 1,
-        "input_tokens": 2048, "output_tokens": 256, "slo": {"ttft_ms": 2000, "tpot_ms": 50}}])
-    for inst in d["instances"]:
-        inst.update(model="deepseek-v3", gpu="H200", gpus_per_instance=8,
-                    profile={"estimate": {"model": "deepseek-v3", "weight_dtype": "fp8",
-                                          "factors": {"mla_layer_overhead_us": 100.0}}})
+    d = _estimated("deepseek-v3", "H200", 8, weight_dtype="fp8",
+                   factors={"mla_layer_overhead_us": 100.0})
     scenario = resolve_profiles(scenario_from_data(d))
     decode = scenario.instances[1]
     assert "100 us/MLA layer" in decode.source
@@ -352,3 +353,18 @@ def test_mla_layer_overhead_can_be_overridden(_cache: Path) -> None:
     extra_ms = 61 * (100.0 - engine_factors().mla_layer_overhead_us) * 1e-3
     table = decode.tpot_tables[0].tpot_ms_by_batch
     assert table[1] == pytest.approx(est.tpot_ms(1, 2048 + 128) + extra_ms, abs=1e-3)
+
+
+def test_fp4_efficiency_can_be_overridden(_cache: Path) -> None:
+    d = _estimated("llama-3.1-8b", "B200", 1, weight_dtype="fp4",
+                   factors={"fp4_efficiency": 0.3})
+    decode = resolve_profiles(scenario_from_data(d)).instances[1]
+    assert "FP4 GEMMs x 0.3, in prefill x " in decode.source
+    est = Estimate(model_arch("llama-3.1-8b"), InstanceShape(gpu_spec("B200"), 1, "fp4"),
+                   dataclasses.replace(engine_factors(), fp4_efficiency=0.3))
+    table = decode.tpot_tables[0].tpot_ms_by_batch
+    top = max(table)
+    # Eq. E11e: the override reaches the decode table (compute-bound at the largest batch)
+    assert table[top] == pytest.approx(est.tpot_ms(top, 2048 + 128), abs=1e-3)
+    assert table[top] > Estimate(model_arch("llama-3.1-8b"), est.shape, engine_factors()
+                                 ).tpot_ms(top, 2048 + 128)

@@ -150,8 +150,8 @@ def estimate_source(est: Estimate, spec: EstimateProfile | None = None) -> str:
             f"KV {s.kv_dtype}, attention {s.attention}{ep}{mtp}; {engine} factors compute "
             f"{f.compute_efficiency:g} (MoE x {f.moe_gemm_efficiency:g}"
             + (f", prefill MoE x {f.prefill_efficiencies[1]:g}" if est.arch.is_moe else "")
-            + (f", prefill FP4 GEMMs x {f.prefill_fp4_efficiency:g}"
-               if s.weight_dtype == "fp4" else "")
+            + (f", FP4 GEMMs x {f.fp4_efficiency:g}, in prefill x "
+               f"{f.prefill_fp4_efficiency:g}" if s.weight_dtype == "fp4" else "")
             + f"), bandwidth "
             f"{f.bandwidth_efficiency:g}, overhead {f.step_overhead_us:g} us/step + "
             f"{f.layer_overhead_us:g} us/layer + "

@@ -56,6 +56,8 @@ class FactorOverrides(_Block):
         "microseconds.")
     prefill_fp4_efficiency: Share | None = Field(default=None, description=(
         "FP4 weight GEMMs' efficiency in saturated prefill, relative to other dtypes'."))
+    fp4_efficiency: Share | None = Field(default=None, description=(
+        "FP4 weight GEMMs' efficiency in decode steps, relative to other dtypes' (Eq. E11e)."))
     memory_reserve_gb: Annotated[
         float, Field(ge=0, le=r.MAX_MEMORY_GIB, allow_inf_nan=False)] | None = Field(
         default=None, description="Memory per GPU kept from weights and KV (activations, CUDA "
