@@ -211,3 +211,84 @@ def test_tiny_time_limits_return_the_best_plan_so_far(time_limit_s: float) -> No
     else:
         assert plan.status == Status.NO_SOLUTION
         assert f"time limit ({time_limit_s:g} s)" in plan.diagnosis[0]
+
+
+def _whole_lp_relaxation(scenario: Any) -> float:
+    """The whole program's LP relaxation (every count continuous), built the monolithic way."""
+    import pyomo.core as pyo
+
+    from pdopt.optimize import build_fleet_data, create_model
+    from pdopt.optimize.solver import solve_model
+
+    model = create_model(build_fleet_data(scenario), Objective.COST)
+    for var in model.component_data_objects(pyo.Var):
+        if var.domain is not pyo.NonNegativeReals and not var.is_continuous():
+            var.domain = pyo.Reals if var.lb is None or var.lb < 0 else pyo.NonNegativeReals
+    report = solve_model(model, time_limit_s=20, mip_gap=0.0)
+    assert report.status == Status.OPTIMAL and report.objective_value is not None
+    return report.objective_value
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_whole_lp_from_the_pricing_programs_is_the_whole_relaxation(seed: int) -> None:
+    """Eq. O24: the LP put together from the models' pricing programs is the whole program's LP
+    relaxation (the same optimum), a bound below the brute-force optimum; the models' priced LP
+    values less the priced limits add up to it (LP duality)."""
+    from pdopt.optimize.whole_lp import solve_whole_lp
+
+    scenario = scenario_from_data(_binding(seed, "inventory"))
+    optimum = brute_force_cost(scenario)
+    assert optimum is not None
+    pricer = LocalPricer(scenario, ["m", "m2"], Objective.COST, Deadline.after(20))
+    relaxed = solve_whole_lp(scenario, pricer.lps(Deadline.after(20)), Deadline.after(20))
+    assert relaxed is not None
+    assert relaxed.value == pytest.approx(_whole_lp_relaxation(scenario), rel=1e-6)
+    assert relaxed.value <= optimum * (1 + 1e-9)
+    count = float(scenario.gpus["GA"].count or 0)
+    assert sum(relaxed.block_values.values()) - relaxed.gpu_prices["GA"] * count \
+        == pytest.approx(relaxed.value, rel=1e-6)
+    assert sum(use["GA"] for use in relaxed.gpus.values()) <= count + 1e-6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5, 6])
+def test_relaxation_first_bound_below_and_plan_above_the_optimum(seed: int) -> None:
+    """The decomposition started from the whole LP (O24, as from four models on): its bound
+    stays below the brute-force optimum, at least the LP's, and its plan fits the inventory."""
+    scenario = scenario_from_data(_binding(seed, "inventory"))
+    optimum = brute_force_cost(scenario)
+    assert optimum is not None
+    parts = solve_coupled(scenario, Objective.COST, deadline=Deadline.after(30), mip_gap=0.0,
+                          workers=1, relax_first=True)
+    assert parts.lp_bound is not None and parts.bound is not None
+    assert parts.lp_bound <= parts.bound <= optimum * (1 + 1e-9)
+    assert parts.plans and fits_limits(scenario, parts.plans)
+    assert parts.value is not None and parts.value >= optimum * (1 - 1e-9)
+
+
+def test_whole_lp_prices_a_binding_inventory() -> None:
+    """Four fleetgen models whose inventories bind in the LP too: the shared rows' duals are
+    positive, a priced inventory is used to the full, and the priced LP values less the priced
+    inventories add up to the whole LP's optimum (LP duality, O24)."""
+    from test_solver_limits import _fleetgen
+
+    from pdopt.optimize.decompose import model_names
+    from pdopt.optimize.whole_lp import solve_whole_lp
+
+    data = _fleetgen().fleet(4, 4, 2, 2)
+    data["gpus"]["B200"]["count"] = 80  # the LP alone uses 109 B200s
+    scenario = scenario_from_data(data)
+    names = model_names(scenario)
+    pricer = LocalPricer(scenario, names, Objective.COST, Deadline.after(20))
+    relaxed = solve_whole_lp(scenario, pricer.lps(Deadline.after(20)), Deadline.after(20))
+    assert relaxed is not None
+    # at most the whole program's: each model alone may table more counts exactly (O14's K
+    # depends on the program's number of tabled groups), which only loosens its capacities
+    assert relaxed.value <= _whole_lp_relaxation(scenario) * (1 + 1e-6)
+    assert any(price > 0 for price in relaxed.gpu_prices.values())
+    priced = sum(price * float(scenario.gpus[g].count or 0)
+                 for g, price in relaxed.gpu_prices.items())
+    assert sum(relaxed.block_values.values()) - priced == pytest.approx(relaxed.value, rel=1e-6)
+    for g, price in relaxed.gpu_prices.items():  # a priced inventory is used to the full
+        if price > 1e-9:
+            used = sum(use[g] for use in relaxed.gpus.values())
+            assert used == pytest.approx(float(scenario.gpus[g].count or 0), rel=1e-6)

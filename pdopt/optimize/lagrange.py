@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pdopt.optimize.decompose import (
     BRANCH_AND_BOUND_SHARE,
@@ -46,6 +46,7 @@ from pdopt.optimize.decompose import (
     sub_scenario,
 )
 from pdopt.optimize.solver import Deadline, relative_gap
+from pdopt.optimize.whole_lp import BlockLP, Relaxed, solve_whole_lp
 from pdopt.plan import Objective, Plan, PlanTotals
 from pdopt.scenario.schema import Scenario
 
@@ -64,6 +65,14 @@ PRICING_GAP_SHARE = 0.5
 # the loosest (proving each model's plan takes most of a pricing solve's time).
 PRICING_GAP_OF_GAP = 0.25
 FIRST_ROUND_GAP = 0.02
+# ... or to an absolute gap: this share of the requested gap of the best bound, over the models
+# (together at most this share of the requested gap: small models, whose relative gaps close
+# slowly, weigh little in the fleet's)
+ABS_GAP_SHARE = 0.25
+# The whole LP relaxation (O24) gets at most this share of the time left; the repair of its mix
+# (O23) this share of the first round's.
+LP_SHARE = 0.5
+LP_REPAIR_SHARE = 0.5
 # A round is not started with less time than this share of the last one took (its programs would
 # stop with weak bounds and no new plans).
 MIN_ROUND_OF_LAST = 0.5
@@ -125,6 +134,18 @@ class Priced:
     data_seconds: float | None = None
 
 
+class Gaps(NamedTuple):
+    """The gaps a round's programs are solved to: relative, and absolute in the objective's
+    units (HiGHS stops at whichever is reached first)."""
+
+    rel: float
+    abs: float = 0.0
+
+    @classmethod
+    def of(cls, gaps: Gaps | float) -> Gaps:
+        return gaps if isinstance(gaps, Gaps) else cls(float(gaps))
+
+
 @dataclass(frozen=True)
 class Limits:
     """Caps on one model's GPUs by type and its cost (O23), or the fleet's limits."""
@@ -153,6 +174,7 @@ class Outcome:
     alone_bounds: dict[str, float] = field(default_factory=dict)  # at zero prices (O12)
     data_seconds: float = 0.0  # the pricing programs' coefficients took, together
     models_with_plans: int = 0  # models with at least one plan (column)
+    lp_bound: float | None = None  # the whole LP relaxation's optimum (O24)
 
     @property
     def gap(self) -> float | None:
@@ -212,8 +234,23 @@ class Block:
         self.start: list[float] | None = None
         self.rounded_tried = False
 
+    def lp(self) -> BlockLP:
+        """This program at zero prices as an LP, its rows of the shared limits apart (O24)."""
+        from pdopt.optimize.whole_lp import BUDGET, block_lp
+
+        m = self.model
+        for g in self.gpus:
+            m.gpu_price[g] = 0.0
+        m.budget_price = 0.0
+        self.opt.update()
+        rows = self.opt._pyomo_con_to_solver_con_map
+        shared = {g: rows[m.gpu_capped[g]] for g in m.CAPPED}
+        if self.limits.budget is not None:
+            shared[BUDGET] = rows[m.budget_capped]
+        return block_lp(self.model_name, self.opt._solver_model, shared)
+
     def price(self, prices: Prices, deadline: Deadline, mip_gap: float,
-              caps: Limits | None = None) -> Priced:
+              caps: Limits | None = None, abs_gap: float = 0.0) -> Priced:
         """Solve the pricing program at `prices` by `deadline`: its dual bound and its plan.
         With `caps` (a repair, O23): the model's plan within those caps at zero prices, whose
         bound is no Lagrangian bound (the caps are not the fleet's)."""
@@ -249,7 +286,8 @@ class Block:
         # no plan of this model yet: branch and bound gets a share, the rounded LP relaxation
         # (O.3) the rest when it ends without one (as for the models alone, O.2)
         seconds = (deadline.share(BRANCH_AND_BOUND_SHARE) if first else deadline).remaining()
-        results = self.opt.solve(m, time_limit=seconds, rel_gap=mip_gap, load_solutions=False,
+        results = self.opt.solve(m, time_limit=seconds, rel_gap=mip_gap, abs_gap=abs_gap,
+                                 load_solutions=False,
                                  raise_exception_on_nonoptimal_result=False,
                                  auto_updates={key: False for key in self.opt.config.auto_updates})
         report = _report(results, time.perf_counter() - start)
@@ -294,7 +332,7 @@ Round = tuple[list["Priced"], list["Priced"]]  # the pricing programs' answers, 
 
 
 def price_in_turn(blocks: dict[str, Block], names: list[str], prices: Prices | None,
-                  deadline: Deadline, mip_gap: float, repairs: dict[str, Limits],
+                  deadline: Deadline, mip_gap: Gaps | float, repairs: dict[str, Limits],
                   least: tuple[float, Deadline] | None = None) -> Round:
     """One round over `names` one after another: first the repairs (O23), each a share of
     REPAIR_SHARE of the time (all of it without `prices`), then every pricing program, each an
@@ -302,27 +340,34 @@ def price_in_turn(blocks: dict[str, Block], names: list[str], prices: Prices | N
     program left less than that many seconds gets that many, or an equal share of the time to
     that deadline if more, but never past it (the first round: without a column of every model
     there is no plan at all)."""
+    gaps = Gaps.of(mip_gap)
     todo = [name for name in names if name in repairs]
     repaired = []
     until = deadline.share(REPAIR_SHARE) if todo and prices is not None else deadline
     for k, name in enumerate(todo):
         block = blocks.get(name)
-        share = until.share(1.0 / (len(todo) - k))
-        repaired.append(block.price(Prices(), share, mip_gap, repairs[name])
+        share = _at_least(until.share(1.0 / (len(todo) - k)), least, len(todo) - k)
+        repaired.append(block.price(Prices(), share, gaps.rel, repairs[name], gaps.abs)
                         if block is not None else Priced(name, None, None))
     priced: list[Priced] = []
     todo = [] if prices is None else [name for name in names if prices.models is None
                                       or name in prices.models]
     for k, name in enumerate(todo):
         block = blocks.get(name)
-        share = deadline.share(1.0 / (len(todo) - k))
-        if least is not None and share.remaining() < least[0]:
-            # an equal share of the time to least[1], and at least least[0] (up to least[1])
-            share = Deadline(max(min(time.time() + least[0], least[1].at),
-                                 least[1].share(1.0 / (len(todo) - k)).at))
-        priced.append(block.price(prices, share, mip_gap) if block is not None and prices
+        share = _at_least(deadline.share(1.0 / (len(todo) - k)), least, len(todo) - k)
+        priced.append(block.price(prices, share, gaps.rel, abs_gap=gaps.abs)
+                      if block is not None and prices
                       is not None else Priced(name, None, None))
     return priced + [Priced(name, None, None) for name in names if name not in todo], repaired
+
+
+def _at_least(share: Deadline, least: tuple[float, Deadline] | None, left: int) -> Deadline:
+    """`share`, or with `least` and less than least[0] seconds in it: an equal share (of
+    `left` programs) of the time to least[1], and at least least[0] (up to least[1])."""
+    if least is None or share.remaining() >= least[0]:
+        return share
+    return Deadline(max(min(time.time() + least[0], least[1].at),
+                        least[1].share(1.0 / left).at))
 
 
 class LocalPricer:
@@ -337,12 +382,16 @@ class LocalPricer:
             self.blocks[name] = Block(scenario, name, objective)
         self.names = names
 
-    def price(self, prices: Prices | None, deadline: Deadline, mip_gap: float,
+    def price(self, prices: Prices | None, deadline: Deadline, mip_gap: Gaps | float,
               repairs: dict[str, Limits] | None = None,
               least: tuple[float, Deadline] | None = None,
               grace: float = WORKER_GRACE_S) -> Round:
         return price_in_turn(self.blocks, self.names, prices, deadline, mip_gap, repairs or {},
                              least)
+
+    def lps(self, deadline: Deadline, grace: float = WORKER_GRACE_S) -> list[BlockLP]:
+        """The pricing programs as LPs (O24)."""
+        return [block.lp() for block in self.blocks.values()]
 
     def close(self) -> None:
         self.blocks.clear()
@@ -404,12 +453,31 @@ class ProcessPricer:
             sender.start()
             self.sending.append(sender)
 
-    def price(self, prices: Prices | None, deadline: Deadline, mip_gap: float,
+    def price(self, prices: Prices | None, deadline: Deadline, mip_gap: Gaps | float,
               repairs: dict[str, Limits] | None = None,
               least: tuple[float, Deadline] | None = None,
               grace: float = WORKER_GRACE_S) -> Round:
         repairs = repairs or {}
         until = max(deadline.at, least[1].at if least else 0.0) + grace
+        answers = self._ask(lambda k: ("price", prices, deadline, mip_gap, {
+            name: caps for name, caps in repairs.items() if name in self.chunks[k]}, least),
+            until)
+        got: dict[str, Priced] = {}
+        fixed: dict[str, Priced] = {}
+        for answer in answers:
+            got.update({p.model_name: p for p in answer[0]})
+            fixed.update({p.model_name: p for p in answer[1]})
+        return ([got.get(name, Priced(name, None, None)) for name in self.names],
+                [fixed.get(name, Priced(name, None, None)) for name in repairs])
+
+    def lps(self, deadline: Deadline, grace: float = WORKER_GRACE_S) -> list[BlockLP]:
+        """The pricing programs as LPs (O24), from the workers that answer by `deadline`."""
+        return [lp for answer in self._ask(lambda k: ("lp",), deadline.at + grace)
+                for lp in answer]
+
+    def _ask(self, request: Any, until: float) -> list[Any]:
+        """Send `request(k)` to each worker k and gather the answers by `until` (time.time());
+        a worker not reading its programs by then, or not answering, is stopped."""
         for k, proc in enumerate(self.procs):
             sender = self.sending[k]
             if sender is not None:
@@ -419,10 +487,8 @@ class ProcessPricer:
                     continue
                 self.sending[k] = None
             if proc is not None:
-                mine = {name: caps for name, caps in repairs.items() if name in self.chunks[k]}
-                _send(proc.stdin, ("price", prices, deadline, mip_gap, mine, least))
-        got: dict[str, Priced] = {}
-        fixed: dict[str, Priced] = {}
+                _send(proc.stdin, request(k))
+        answers = []
         for k, proc in enumerate(self.procs):
             if proc is None:
                 continue
@@ -431,10 +497,8 @@ class ProcessPricer:
             if answer is None:  # late or gone: stopped, its models unpriced from now on
                 self._stop(k)
                 continue
-            got.update({p.model_name: p for p in answer[0]})
-            fixed.update({p.model_name: p for p in answer[1]})
-        return ([got.get(name, Priced(name, None, None)) for name in self.names],
-                [fixed.get(name, Priced(name, None, None)) for name in repairs])
+            answers.append(answer)
+        return answers
 
     def _stop(self, k: int) -> None:
         proc = self.procs[k]
@@ -466,11 +530,24 @@ _WORKER_BLOCKS: dict[tuple[str, str], Block] = {}
 
 
 def price_on_worker(solve_key: str, scenario: Scenario, names: list[str], objective: Objective,
-                    prices: Prices | None, deadline: Deadline, mip_gap: float,
+                    prices: Prices | None, deadline: Deadline, mip_gap: Gaps | float,
                     repairs: dict[str, Limits] | None = None,
                     least: tuple[float, Deadline] | None = None) -> Round:
     """A Dask task: price `names` at `prices` (and repair those in `repairs`, O23), building
     their programs on first use."""
+    blocks = _worker_blocks(solve_key, scenario, names, objective, deadline)
+    return price_in_turn(blocks, names, prices, deadline, mip_gap, repairs or {}, least)
+
+
+def lps_on_worker(solve_key: str, scenario: Scenario, names: list[str], objective: Objective,
+                  deadline: Deadline) -> list[BlockLP]:
+    """A Dask task: the programs of `names` as LPs (O24), building them on first use."""
+    return [block.lp() for block in _worker_blocks(solve_key, scenario, names, objective,
+                                                   deadline).values()]
+
+
+def _worker_blocks(solve_key: str, scenario: Scenario, names: list[str], objective: Objective,
+                   deadline: Deadline) -> dict[str, Block]:
     blocks: dict[str, Block] = {}
     for name in names:
         block = _WORKER_BLOCKS.get((solve_key, name))
@@ -478,7 +555,7 @@ def price_on_worker(solve_key: str, scenario: Scenario, names: list[str], object
             block = _WORKER_BLOCKS[(solve_key, name)] = Block(scenario, name, objective)
         if block is not None:
             blocks[name] = block
-    return price_in_turn(blocks, names, prices, deadline, mip_gap, repairs or {}, least)
+    return blocks
 
 
 def forget_on_worker(solve_key: str) -> None:
@@ -509,7 +586,7 @@ class DaskPricer:
         self.key = uuid.uuid4().hex
         self.scenario = self.client.scatter(scenario, broadcast=True)
 
-    def price(self, prices: Prices | None, deadline: Deadline, mip_gap: float,
+    def price(self, prices: Prices | None, deadline: Deadline, mip_gap: Gaps | float,
               repairs: dict[str, Limits] | None = None,
               least: tuple[float, Deadline] | None = None,
               grace: float = WORKER_GRACE_S) -> Round:
@@ -532,6 +609,20 @@ class DaskPricer:
             fixed.update({p.model_name: p for p in repaired})
         return ([got.get(name, Priced(name, None, None)) for name in self.names],
                 [fixed.get(name, Priced(name, None, None)) for name in repairs])
+
+    def lps(self, deadline: Deadline, grace: float = WORKER_GRACE_S) -> list[BlockLP]:
+        """The pricing programs as LPs (O24), from the workers that answer by `deadline`."""
+        futures = [self.client.submit(lps_on_worker, self.key, self.scenario, chunk,
+                                      self.objective, deadline, workers=[w],
+                                      allow_other_workers=False, pure=False)
+                   for w, chunk in self.chunks.items()]
+        lps: list[BlockLP] = []
+        for future in futures:
+            try:
+                lps.extend(future.result(timeout=max(0.01, deadline.at + grace - time.time())))
+            except Exception:  # late (cancelled), or the worker failed: no LP from it
+                self.client.cancel([future])
+        return lps
 
     def close(self) -> None:
         try:
@@ -695,28 +786,17 @@ def repair_caps(scenario: Scenario, names: list[str], columns: list[Column],
     overuses them, rounded down, the GPUs left over handed out by largest remainder. The shares
     together fit the limits, so plans within them do too. Returns the caps of the models whose
     mix is no single column within its share (the others keep that column)."""
-    limited, budget = _rows(scenario, columns)
+    limited, _ = _rows(scenario, columns)
     gpus = {name: dict.fromkeys(limited, 0.0) for name in names}
     cost = dict.fromkeys(names, 0.0)
     for c, w in zip(columns, weights, strict=True):
         for g in limited:
             gpus[c.model_name][g] += w * c.gpus.get(g, 0)
         cost[c.model_name] += w * c.cost
-    caps: dict[str, dict[str, int]] = {name: {} for name in names}
-    for g in limited:
-        count = int(scenario.gpus[g].count or 0)
-        caps_g = _shares({name: gpus[name][g] for name in names}, count)
-        for name in names:
-            caps[name][g] = caps_g[name]
-    dollars: dict[str, float | None] = dict.fromkeys(names)
-    if budget is not None:
-        total = sum(cost.values())
-        scale = min(1.0, budget / total) if total > 0 else 1.0
-        spare = (budget - scale * total) / len(names)
-        dollars = {name: scale * cost[name] + spare for name in names}
+    shares = share_limits(scenario, names, gpus, cost)
     out = {}
     for name in names:
-        limits = Limits(caps[name], dollars[name])
+        limits = shares[name]
         mixed = [w for c, w in zip(columns, weights, strict=True)
                  if c.model_name == name and w > 1e-6]
         fits = any(_within(c, limits) for c, w in zip(columns, weights, strict=True)
@@ -724,6 +804,29 @@ def repair_caps(scenario: Scenario, names: list[str], columns: list[Column],
         if len(mixed) > 1 or not fits:
             out[name] = limits
     return out
+
+
+def share_limits(scenario: Scenario, names: list[str], gpus: dict[str, dict[str, float]],
+                 cost: dict[str, float]) -> dict[str, Limits]:
+    """Each model's share of the inventories and the budget from its use of them in a mix (the
+    master LP's, or the whole LP's, O23-O24): `gpus` of each limited type and `cost` by model.
+    The GPUs by `_shares`; the budget in proportion to cost, scaled down when the mix overuses
+    it, what is left split evenly. The shares together fit the limits."""
+    limited = sorted({g for use in gpus.values() for g in use})
+    caps: dict[str, dict[str, int]] = {name: {} for name in names}
+    for g in limited:
+        count = int(scenario.gpus[g].count or 0)
+        caps_g = _shares({name: gpus[name].get(g, 0.0) for name in names}, count)
+        for name in names:
+            caps[name][g] = caps_g[name]
+    dollars: dict[str, float | None] = dict.fromkeys(names)
+    budget = scenario.budget_per_hour
+    if budget is not None:
+        total = sum(cost.values())
+        scale = min(1.0, budget / total) if total > 0 else 1.0
+        spare = (budget - scale * total) / len(names)
+        dollars = {name: scale * cost[name] + spare for name in names}
+    return {name: Limits(caps[name], dollars[name]) for name in names}
 
 
 def _shares(use: dict[str, float], count: int) -> dict[str, int]:
@@ -766,17 +869,23 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                   mip_gap: float, seed_plans: dict[str, Plan] | None = None,
                   seed_bounds: dict[str, float] | None = None,
                   workers: int | None = None, dask_scheduler: str | None = None,
-                  hard_deadline: Deadline | None = None) -> Outcome:
+                  hard_deadline: Deadline | None = None,
+                  relax_first: bool | None = None) -> Outcome:
     """Price, master, repair, repeat until the incumbent is within `mip_gap` of the best bound
     (O20) or `deadline` passes. `seed_plans` (each model alone, O.2) are the first columns and
-    `seed_bounds` (their bounds: L at zero prices is their sum, O12) the first bound; with
-    them the first round is priced at the master's duals, without them at zero prices.
+    `seed_bounds` (their bounds: L at zero prices is their sum, O12) the first bound.
     `dask_scheduler`: price on that Dask cluster instead of local processes.
 
+    First (`relax_first`; by default from WORKERS_FROM_MODELS models on) the whole program's LP
+    relaxation, put together from the pricing programs (O24): its optimum is the first bound,
+    its duals the first prices and its mix the first repair's shares (O23); without it (out of
+    time, failed, or fewer models: their zero-price plans are columns the repairs combine
+    well), the first round prices at zero prices (or the master's duals, with `seed_plans`).
+
     Without a plan, the first round and one last repair of the master's mix may run on to
-    `hard_deadline` (default: `deadline`): the first round gives every pricing program at
-    least FIRST_LEAST_S, up to RESCUE_S before the hard deadline, and without an incumbent at
-    the deadline the repair (O23) gets what is left until the hard deadline."""
+    `hard_deadline` (default: `deadline`): the first round gives every program at least
+    FIRST_LEAST_S, up to RESCUE_S before the hard deadline, and without an incumbent at the
+    deadline the repair (O23) gets what is left until the hard deadline."""
     hard = hard_deadline or deadline
     first = (FIRST_LEAST_S, Deadline(max(deadline.at, hard.at - RESCUE_S)))
     start = time.perf_counter()
@@ -790,6 +899,8 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
     value: float | None = None
     rounds, data_seconds, last_round_s = 0, 0.0, 0.0
     workers = min(workers or os.cpu_count() or 1, len(names))
+    relaxed: Relaxed | None = None
+    lp_prices: Prices | None = None  # the whole LP's duals, priced next (O24)
 
     def add(answers: list[Priced]) -> list[Column]:
         """The answers' plans not yet among the columns, added to them."""
@@ -813,6 +924,13 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             if value is None or chosen_value < value:
                 incumbent, value = chosen, chosen_value
 
+    def gaps(gap: float | None) -> Gaps:
+        """The next round's gaps: relative (pricing_gap) and absolute, ABS_GAP_SHARE of the
+        requested gap of the best bound over the models (together at most that share of it:
+        the small models' relative gaps close slowly and weigh little)."""
+        spread = ABS_GAP_SHARE * mip_gap * max(0.0, best_bound or 0.0) / len(names)
+        return Gaps(pricing_gap(mip_gap, gap, rounds), spread)
+
     add([Priced(name, None, plan) for name, plan in (seed_plans or {}).items()])
     choose(deadline)
     pricer: LocalPricer | ProcessPricer | DaskPricer
@@ -822,31 +940,62 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
         pricer = ProcessPricer(scenario, names, objective, first[1], workers)
     else:
         pricer = LocalPricer(scenario, names, objective, first[1])
+    if relax_first is None:
+        relax_first = len(names) >= WORKERS_FROM_MODELS
     try:
+        if relax_first:
+            lps = pricer.lps(first[1], LATE_GRACE_S)
+            if len(lps) == len(names):
+                relaxed = solve_whole_lp(scenario, lps, Deadline(max(
+                    deadline.share(LP_SHARE).at, first[1].share(LP_SHARE).at)))
+            log.debug("whole LP at %.1f s (%d of %d programs): %s", time.perf_counter() - start,
+                      len(lps), len(names), None if relaxed is None else relaxed.value)
+        if relaxed is not None:  # its bound, and its mix repaired to fit the limits (O23)
+            lp_prices = Prices(gpu=relaxed.gpu_prices, budget=relaxed.budget_price)
+            if best_bound is None or relaxed.value > best_bound:
+                best_bound, best_prices = relaxed.value, lp_prices
+            repairs = share_limits(scenario, names, relaxed.gpus, relaxed.cost)
+            round_start = time.perf_counter()
+            _, repaired = pricer.price(
+                None, deadline.share(FIRST_ROUND_SHARE * LP_REPAIR_SHARE),
+                gaps(None), repairs, *((None, WORKER_GRACE_S) if incumbent is not None
+                                       else (first, LATE_GRACE_S)))
+            rounds += 1
+            last_round_s = time.perf_counter() - round_start
+            data_seconds += sum(p.data_seconds or 0.0 for p in repaired)
+            add(repaired)
+            choose(deadline)
+            log.debug("LP repair at %.1f s: incumbent %s", time.perf_counter() - start, value)
         # the first round runs even when the deadline has passed (until first[1])
         while not deadline.passed() or not (rounds or incumbent is not None or first[1].passed()):
             gap = relative_gap(value, best_bound)
             if gap is not None and gap <= mip_gap:
                 break
             # until every model has a column, the models alone (zero prices)
-            repairs: dict[str, Limits] = {}
-            if {c.model_name for c in columns} == set(names):
+            repairs = {}
+            fallback = alone
+            if lp_prices is not None:  # every model at the whole LP's prices
+                prices, lp_prices = lp_prices, None
+                assert relaxed is not None
+                fallback = {name: max(relaxed.block_values[name], alone.get(name, -math.inf))
+                            for name in names}
+            elif {c.model_name for c in columns} == set(names):
                 master = master_lp(scenario, names, columns, objective)
                 if master is None:
                     break
-                prices = master.prices
                 repairs = repair_caps(scenario, names, columns, master.weights)
+                # towards the best prices so far (smoothing)
+                prices = Prices(
+                    gpu={g: SMOOTHING * master.prices.gpu.get(g, 0.0)
+                         + (1 - SMOOTHING) * best_prices.gpu.get(g, 0.0)
+                         for g in set(master.prices.gpu) | set(best_prices.gpu)},
+                    budget=SMOOTHING * master.prices.budget
+                    + (1 - SMOOTHING) * best_prices.budget) \
+                    if rounds and best_bound is not None else master.prices
             else:  # the models without a plan yet, alone
                 have = {c.model_name for c in columns}
                 prices = Prices(models=frozenset(n for n in names if n not in have)
                                 if rounds else None)
-            if rounds and best_bound is not None and prices.models is None:  # smoothed
-                # towards the best prices so far
-                prices = Prices(
-                    gpu={g: SMOOTHING * prices.gpu.get(g, 0.0)
-                         + (1 - SMOOTHING) * best_prices.gpu.get(g, 0.0)
-                         for g in set(prices.gpu) | set(best_prices.gpu)},
-                    budget=SMOOTHING * prices.budget + (1 - SMOOTHING) * best_prices.budget)
             share = ROUND_SHARE if rounds else FIRST_ROUND_SHARE
             if prices.models is not None:  # a few models: their share of a whole round's time
                 share *= len(prices.models) / len(names)
@@ -856,16 +1005,17 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                 break
             round_start = time.perf_counter()
             priced, repaired = pricer.price(
-                prices, until, pricing_gap(mip_gap, gap, rounds), repairs,
+                prices, until, gaps(gap), repairs,
                 *((None, WORKER_GRACE_S) if rounds or incumbent is not None
                   else (first, LATE_GRACE_S)))
             rounds += 1
             last_round_s = time.perf_counter() - round_start
-            data_seconds += sum(p.data_seconds or 0.0 for p in priced)
+            data_seconds += sum(p.data_seconds or 0.0 for p in priced + repaired)
             if not prices.gpu and not prices.budget:
                 alone.update({p.model_name: p.bound for p in priced if p.bound is not None})
-            bound = lagrangian_bound(scenario, priced, prices, alone)
-            if bound is not None and (best_bound is None or bound > best_bound):
+            bound = lagrangian_bound(scenario, priced, prices, fallback)
+            improved = bound is not None and (best_bound is None or bound > best_bound)
+            if improved:
                 best_bound, best_prices = bound, prices
             new = add(priced) + add(repaired)
             choose(deadline)
@@ -873,7 +1023,7 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                       "(%d repairs)", rounds, time.perf_counter() - start, bound, best_bound,
                       value, len(new), len(repairs))
             answered = all(p.bound is not None for p in priced)
-            if not new and answered and bound is not None and bound <= (best_bound or -math.inf):
+            if not new and answered and not improved:
                 break  # every program answered with nothing new: the master cannot improve
         gap = relative_gap(value, best_bound)
         if {c.model_name for c in columns} == set(names) and (gap is None or gap > mip_gap):
@@ -884,7 +1034,7 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             master = None if rescue.passed() else master_lp(scenario, names, columns, objective)
             if master is not None:
                 repairs = repair_caps(scenario, names, columns, master.weights)
-                _, repaired = pricer.price(None, rescue, mip_gap, repairs, grace=LATE_GRACE_S)
+                _, repaired = pricer.price(None, rescue, gaps(gap), repairs, grace=LATE_GRACE_S)
                 add(repaired)
                 choose(Deadline(max(rescue.at, time.time() + MIN_MASTER_S)))
                 log.debug("last repair at %.1f s: incumbent %s", time.perf_counter() - start,
@@ -893,7 +1043,8 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
         pricer.close()
     plans = [c.plan for c in incumbent] if incumbent is not None else []
     return Outcome(plans, best_bound, value, rounds, time.perf_counter() - start, alone,
-                   data_seconds, len({c.model_name for c in columns}))
+                   data_seconds, len({c.model_name for c in columns}),
+                   None if relaxed is None else relaxed.value)
 
 
 def pricing_gap(mip_gap: float, gap: float | None, rounds: int) -> float:

@@ -2,10 +2,11 @@
 its models once, then answers one pricing round per request (framed pickles on stdin/stdout).
 
 Usage: `python -m pdopt.optimize.pricing_worker PARENT_PID`. Requests: ("init", scenario, names,
-objective, deadline), then ("price", prices, deadline, mip_gap, repairs, least) any number of
-times (`least`: see `lagrange.price_in_turn`); the answer to each "price" is the pair of lists of
-`Priced`: its models priced at `prices` (none when `prices` is None) and those of `repairs`
-(model name: caps) within their caps (O23). It dies with the process that started it
+objective, deadline), then ("lp",) and ("price", prices, deadline, mip_gap, repairs, least) any
+number of times (`least`: see `lagrange.price_in_turn`); the answer to "lp" is the list of its
+programs as LPs (`whole_lp.BlockLP`, O24), to each "price" the pair of lists of `Priced`: its
+models priced at `prices` (none when `prices` is None) and those of `repairs` (model name: caps)
+within their caps (O23). It dies with the process that started it
 (pdopt.children) and leaves Ctrl-C to that process, which stops it."""
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ def main() -> None:
         _, scenario, names, objective, deadline = _read(sys.stdin.buffer)
         pricer = LocalPricer(scenario, names, objective, deadline)
         while True:
-            _, prices, deadline, mip_gap, repairs, least = _read(sys.stdin.buffer)
+            request = _read(sys.stdin.buffer)
+            if request[0] == "lp":
+                _send(sys.stdout.buffer, pricer.lps(deadline))
+                continue
+            _, prices, deadline, mip_gap, repairs, least = request
             _send(sys.stdout.buffer, pricer.price(prices, deadline, mip_gap, repairs, least))
     except (EOFError, pickle.UnpicklingError, BrokenPipeError):  # the parent stopped: done
         os._exit(0)
