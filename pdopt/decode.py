@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from pdopt.errors import ExtrapolationError, UnreachableTargetError
 
 Extrapolation = Literal["error", "nearest", "linear"]
@@ -71,6 +73,16 @@ class DecodeCurve:
     @property
     def largest_measured_batch(self) -> int:
         return int(self.batches[-1])
+
+    def tpot_at_many(self, batches: np.ndarray) -> np.ndarray:
+        """`tpot_at` for an array of batches (Eqs. D1, F2)."""
+        out = np.interp(batches, self.batches, self.tpot_ms)
+        if self.extend_linearly and len(self.batches) > 1:
+            slope = ((self.tpot_ms[-1] - self.tpot_ms[-2])
+                     / (self.batches[-1] - self.batches[-2]))
+            above = batches > self.batches[-1]
+            out[above] = self.tpot_ms[-1] + slope * (batches[above] - self.batches[-1])
+        return out
 
     def tpot_at(self, batch: float) -> float:
         if batch <= self.batches[0]:
@@ -269,25 +281,23 @@ def batch_peakedness(arrival_scv: float, output_scv: float) -> float:
     return max(0.0, 1.0 + (arrival_scv - 1.0) / (1.0 + output_scv))
 
 
-def segment_slope_ms(curve: DecodeCurve, batch: float) -> float:
-    """dTPOT/db (ms per request) of the measured segment that holds `batch` (right-hand slope at a
-    measured batch); 0 below the first or beyond the last measured batch unless extended."""
-    xs, ys = curve.batches, curve.tpot_ms
-    if len(xs) < 2 or batch < xs[0]:
-        return 0.0
-    if batch >= xs[-1]:
-        if not curve.extend_linearly:
-            return 0.0
-        return (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
-    j = min(bisect.bisect_right(xs, batch) - 1, len(xs) - 2)
-    return (ys[j + 1] - ys[j]) / (xs[j + 1] - xs[j])
+#: Gauss-Hermite nodes and weights (probabilists', normalised) of the expectation over the
+#: running batch in Eq. F2.
+BATCH_NODES, _RAW_WEIGHTS = np.polynomial.hermite_e.hermegauss(48)
+BATCH_WEIGHTS = _RAW_WEIGHTS / _RAW_WEIGHTS.sum()
 
 
 def request_tpot_ms(curve: DecodeCurve, mean_batch: float, peakedness: float) -> float:
     """Mean TPOT a request sees when the running batch B fluctuates with mean b and variance z b
-    (Eq. F2): a request is in a step in proportion to the step's batch, so with TPOT linear around
-    b, E[B TPOT(B)] / E[B] = TPOT(b) + z TPOT'(b)."""
-    return curve.tpot_at(mean_batch) + peakedness * segment_slope_ms(curve, mean_batch)
+    (Eq. F2): a request is in a step in proportion to the step's batch, so it sees
+    E[B TPOT(B)] / E[B], here over B ~ Normal(b, z b) (clipped at 0) by 48-point Gauss-Hermite
+    quadrature on the measured curve. Where TPOT is linear over the batch's spread this is
+    TPOT(b) + z TPOT'(b); across a measured batch it follows the change of slope."""
+    if peakedness <= 0.0 or mean_batch <= 0.0:
+        return curve.tpot_at(mean_batch)
+    batches = np.maximum(mean_batch + math.sqrt(peakedness * mean_batch) * BATCH_NODES, 0.0)
+    weighted = BATCH_WEIGHTS * batches
+    return float(weighted @ curve.tpot_at_many(batches) / weighted.sum())
 
 
 def fluctuating_decode_capacity(curve: DecodeCurve, tpot_target_ms: float, peakedness: float,
@@ -314,19 +324,23 @@ def fluctuating_decode_capacity(curve: DecodeCurve, tpot_target_ms: float, peake
             "the batch cannot average one request with room for its fluctuation (KV cache or "
             "largest measured batch)"
         )
-    # T(b) is linear on each measured segment: the largest b of each segment with T(b) <= target.
+    # T(b) rises with b: on each measured segment (and up to the admission limit) the largest b
+    # with T(b) <= target, by bisection; the one of highest throughput b / T(b) wins (Eq. F3).
     edges = sorted({1.0, *[b for b in curve.batches if 1.0 < b < top], top})
     candidates: list[float] = []
     for lo, hi in zip(edges, edges[1:] + [edges[-1]], strict=True):
-        t_lo = request_tpot_ms(curve, lo, peakedness)
-        if t_lo > tpot_target_ms:
+        if request_tpot_ms(curve, lo, peakedness) > tpot_target_ms:
             continue
-        slope = segment_slope_ms(curve, lo)
-        if hi <= lo or slope <= 0:
-            candidates.append(hi if request_tpot_ms(curve, hi, peakedness) <= tpot_target_ms
-                              or hi <= lo else lo)
+        if request_tpot_ms(curve, hi, peakedness) <= tpot_target_ms:
+            candidates.append(hi)
             continue
-        candidates.append(min(hi, lo + (tpot_target_ms - t_lo) / slope))
+        while hi - lo > 1e-9 * hi:
+            mid = (lo + hi) / 2.0
+            if request_tpot_ms(curve, mid, peakedness) <= tpot_target_ms:
+                lo = mid
+            else:
+                hi = mid
+        candidates.append(lo)
     if not candidates:
         raise UnreachableTargetError(
             f"TPOT target {tpot_target_ms:g} ms is below the TPOT a fluctuating batch of one "

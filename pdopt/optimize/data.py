@@ -326,10 +326,13 @@ def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
         data.table_groups[inst.name] = len({t for (_, t), table in first.items() if table})
 
         def job(k: int) -> None:
-            for (name, t), table in tables(k).items():
+            # every count the pool may have (to MAX_TABLE_COUNT), then the suffix minimum cut
+            # to k: a fluctuating batch may do better at a lower peakedness where the measured
+            # curve bends down (F2), and count k stands for the tail (counts k and up, Eq. O14)
+            for (name, t), table in tables(counts).items():
                 if table:
-                    data.rate_tables[(name, inst.name, t)] = [
-                        c / data.workload(name).output_tokens for c in table]
+                    data.rate_tables[(name, inst.name, t)] = suffix_minimum(
+                        [c / data.workload(name).output_tokens for c in table])[:k]
 
         data.table_jobs[inst.name] = job
     data.queue_models[inst.name] = (
@@ -428,10 +431,10 @@ def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
     data.table_groups[inst.name] = len(members)
 
     def job(k: int) -> None:
-        # every count to MAX_TABLE_COUNT, then the suffix minimum cut to k: the table is
-        # non-decreasing, so count k stands for the tail (counts k and up, Eq. O14)
+        # every count the pool may have (to MAX_TABLE_COUNT), then the suffix minimum cut to
+        # k: the table is non-decreasing, so count k stands for the tail (counts k and up, O14)
         for lvl, ws in members.items():
-            budgets = group_budgets(data, inst.name, lvl, ws, MAX_TABLE_COUNT)
+            budgets = group_budgets(data, inst.name, lvl, ws, counts)
             if len(ws) > 1:  # several classes: the linear bound of Eq. O15a
                 for w in ws:
                     data.rate_tables[(w, inst.name, lvl)] = suffix_minimum(mixed_rate_table(
