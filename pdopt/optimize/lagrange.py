@@ -957,10 +957,10 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             repairs = share_limits(scenario, names, relaxed.gpus, relaxed.cost)
             round_start = time.perf_counter()
             # with almost no time left and no plan yet: each model's first good plan
-            rescue = incumbent is None and deadline.remaining() < RESCUE_S
+            hurried = incumbent is None and deadline.remaining() < RESCUE_S
             _, repaired = pricer.price(
                 None, deadline.share(FIRST_ROUND_SHARE * LP_REPAIR_SHARE),
-                Gaps(FIRST_ROUND_GAP) if rescue else gaps(None), repairs,
+                Gaps(FIRST_ROUND_GAP) if hurried else gaps(None), repairs,
                 *((None, WORKER_GRACE_S) if incumbent is not None else (first, LATE_GRACE_S)))
             rounds += 1
             last_round_s = time.perf_counter() - round_start
