@@ -7,6 +7,7 @@ capped by KV-cache memory, sets its throughput: batch / TPOT(batch) output token
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -281,10 +282,18 @@ def batch_peakedness(arrival_scv: float, output_scv: float) -> float:
     return max(0.0, 1.0 + (arrival_scv - 1.0) / (1.0 + output_scv))
 
 
-#: Gauss-Hermite nodes and weights (probabilists', normalised) of the expectation over the
-#: running batch in Eq. F2.
-BATCH_NODES, _RAW_WEIGHTS = np.polynomial.hermite_e.hermegauss(48)
-BATCH_WEIGHTS = _RAW_WEIGHTS / _RAW_WEIGHTS.sum()
+#: Number of Gauss-Hermite points of the expectation over the running batch in Eq. F2.
+BATCH_QUADRATURE_POINTS = 48
+
+
+@functools.cache
+def batch_quadrature() -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite nodes and weights (probabilists', weights normalised to sum 1) of Eq. F2;
+    computed on first use so that importing pdopt does not import numpy.polynomial (start-up)."""
+    from numpy.polynomial.hermite_e import hermegauss
+
+    nodes, weights = hermegauss(BATCH_QUADRATURE_POINTS)
+    return nodes, weights / weights.sum()
 
 
 def request_tpot_ms(curve: DecodeCurve, mean_batch: float, peakedness: float) -> float:
@@ -295,8 +304,9 @@ def request_tpot_ms(curve: DecodeCurve, mean_batch: float, peakedness: float) ->
     TPOT(b) + z TPOT'(b); across a measured batch it follows the change of slope."""
     if peakedness <= 0.0 or mean_batch <= 0.0:
         return curve.tpot_at(mean_batch)
-    batches = np.maximum(mean_batch + math.sqrt(peakedness * mean_batch) * BATCH_NODES, 0.0)
-    weighted = BATCH_WEIGHTS * batches
+    nodes, weights = batch_quadrature()
+    batches = np.maximum(mean_batch + math.sqrt(peakedness * mean_batch) * nodes, 0.0)
+    weighted = weights * batches
     return float(weighted @ curve.tpot_at_many(batches) / weighted.sum())
 
 

@@ -185,11 +185,13 @@ def test_request_tpot_and_capacity_hand_values() -> None:
 def test_fluctuating_capacity_monotone(target: float, z: float) -> None:
     # a looser target never lowers the capacity; more fluctuation never raises it where the
     # measured curve is convex (B TPOT(B) convex: Jensen). Where the paper's table bends down
-    # (slope 0.36 then 0.24 at batch 20) a little fluctuation helps, by at most 0.3 %.
+    # (slope 0.36 then 0.24 at batch 20) a little fluctuation helps: by at most 0.60 % over a
+    # grid of 600 targets in 13.5-30 ms x 31 z in 0-1.5 (worst at a target just under TPOT(20),
+    # z 0 -> 0.2, where the batch moves onto the kink); bounded here at 0.7 %.
     x = fluctuating_decode_capacity(PAPER_CURVE, target, z, None).tokens_per_s
     assert fluctuating_decode_capacity(PAPER_CURVE, target * 1.05, z, None).tokens_per_s >= x
     assert fluctuating_decode_capacity(PAPER_CURVE, target, z + 0.2, None).tokens_per_s \
-        <= 1.003 * x
+        <= 1.007 * x
     y = fluctuating_decode_capacity(CONVEX_CURVE, target, z, None).tokens_per_s
     assert fluctuating_decode_capacity(CONVEX_CURVE, target, z + 0.2, None).tokens_per_s \
         <= y * (1 + 1e-7)
