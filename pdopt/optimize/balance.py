@@ -49,8 +49,6 @@ def balance_pool(data: FleetData, pool: str, counts: dict[int, int],
     `strictest[w]`: (level, requests/s) of w's traffic by the loosest group it may use (one entry
     per prefill route, or one for decode); D_{w,L} sums those with level <= L. Returns `flows`
     unchanged when the LP fails or does not lower the largest utilisation."""
-    from scipy.optimize import linprog  # only for split pools: start-up time
-
     levels = sorted(counts)
     workloads = sorted({w for w, _ in flows})
     loosest = {w: max(lvl for lvl, _ in strictest[w]) for w in workloads}
@@ -92,11 +90,45 @@ def balance_pool(data: FleetData, pool: str, counts: dict[int, int],
         b_eq.append(sum(rate for (wn, _), rate in flows.items() if wn == w))
     cost = [0.0] * size
     cost[-1] = 1.0
-    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq,
-                  bounds=[(0, None)] * size, method="highs")
-    if res.status != 0 or res.x[-1] >= before - BALANCE_TOLERANCE:
+    x = _solve_lp(cost, a_ub, b_ub, a_eq, b_eq)
+    if x is None or x[-1] >= before - BALANCE_TOLERANCE:
         return flows
-    return {c: float(res.x[index[c]]) for c in cells if res.x[index[c]] > 1e-9}
+    return {c: x[index[c]] for c in cells if x[index[c]] > 1e-9}
+
+
+def _solve_lp(cost: list[float], a_ub: list[list[float]], b_ub: list[float],
+              a_eq: list[list[float]], b_eq: list[float]) -> list[float] | None:
+    """min cost.x s.t. a_ub x <= b_ub, a_eq x = b_eq, x >= 0, by HiGHS (already loaded for the
+    solve; scipy's linprog would import scipy, and Pyomo then scipy.stats: a second or more of
+    start-up). None unless optimal."""
+    import highspy
+    import numpy as np
+
+    from pdopt.optimize.solver import silent_highs
+
+    highs = silent_highs()
+    size = len(cost)
+    highs.addVars(size, np.zeros(size), np.full(size, highspy.kHighsInf))
+    highs.changeColsCost(size, np.arange(size, dtype=np.int32), np.array(cost, dtype=float))
+    rows = a_ub + a_eq
+    lower = [-highspy.kHighsInf] * len(a_ub) + b_eq
+    upper = b_ub + b_eq
+    starts: list[int] = []
+    idx: list[int] = []
+    vals: list[float] = []
+    for row in rows:
+        starts.append(len(idx))
+        for j, v in enumerate(row):
+            if v:
+                idx.append(j)
+                vals.append(v)
+    highs.addRows(len(rows), np.array(lower, dtype=float), np.array(upper, dtype=float),
+                  len(idx), np.array(starts, dtype=np.int32), np.array(idx, dtype=np.int32),
+                  np.array(vals, dtype=float))
+    highs.run()
+    if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return [float(v) for v in highs.getSolution().col_value]
 
 
 def _admitted(data: FleetData, workload: str, pool: str, level: int) -> bool:

@@ -45,7 +45,7 @@ from pdopt.optimize.decompose import (
     model_names,
     sub_scenario,
 )
-from pdopt.optimize.solver import Deadline, relative_gap
+from pdopt.optimize.solver import Deadline, relative_gap, silent_highs
 from pdopt.optimize.whole_lp import BlockLP, Relaxed, solve_whole_lp
 from pdopt.plan import Objective, Plan, PlanTotals
 from pdopt.scenario.schema import Scenario
@@ -650,18 +650,6 @@ def price_caps(scenario: Scenario, objective: Objective) -> tuple[float, float]:
     return 2.0, 1.0 / min(prices, default=1.0)
 
 
-def _highs() -> Any:
-    """A silent highspy instance (its first construction in a process prints a banner on the
-    standard output, which is the command's)."""
-    import highspy
-    from pyomo.common.tee import capture_output
-
-    with capture_output(capture_fd=True):
-        highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
-    return highs
-
-
 def _master(scenario: Scenario, names: list[str], columns: list[Column], objective: Objective,
             *, integer: bool, deadline: Deadline) -> tuple[Any, list[str], int] | None:
     """The restricted master solved by HiGHS: the LP of O21 (elastic rows) or the integer
@@ -684,7 +672,7 @@ def _master(scenario: Scenario, names: list[str], columns: list[Column], objecti
         cost = [c.primary for c in columns] + [per_gpu] * len(limited) \
             + [per_dollar] * (budget is not None)
     n = n_cols + n_slack
-    highs = _highs()
+    highs = silent_highs()
     inf = highspy.kHighsInf
     highs.addVars(n, np.zeros(n), np.ones(n) if integer else np.full(n, inf))
     highs.changeColsCost(n, np.arange(n, dtype=np.int32), np.array(cost, dtype=float))

@@ -384,3 +384,15 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
                    mip_gap=relative_gap(primary, first.dual_bound)
                    if first.status != Status.OPTIMAL or not integral_primary else 0.0,
                    time_limit_hit=first.time_limit_hit or second.time_limit_hit)
+
+
+def silent_highs() -> Any:
+    """A silent highspy instance for programs built straight on HiGHS (its first construction in
+    a process prints a banner on the standard output, which is the command's)."""
+    import highspy
+    from pyomo.common.tee import capture_output
+
+    with capture_output(capture_fd=True):
+        highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    return highs

@@ -92,7 +92,7 @@ def solve_whole_lp(scenario: Scenario, parts: list[BlockLP], deadline: Deadline
     by `deadline`; None when HiGHS does not solve it to optimality in time."""
     import highspy
 
-    from pdopt.optimize.lagrange import _highs
+    from pdopt.optimize.solver import silent_highs
 
     if deadline.passed() or not parts:
         return None
@@ -121,7 +121,7 @@ def solve_whole_lp(scenario: Scenario, parts: list[BlockLP], deadline: Deadline
         caps.append(float(scenario.budget_per_hour))
     lower = np.concatenate([p.row_lower for p in parts] + [np.full(len(keys), -highspy.kHighsInf)])
     upper = np.concatenate([p.row_upper for p in parts] + [np.array(caps, dtype=np.float64)])
-    highs = _highs()
+    highs = silent_highs()
     highs.addVars(n_cols, np.concatenate([p.col_lower for p in parts]),
                   np.concatenate([p.col_upper for p in parts]))
     highs.changeColsCost(n_cols, np.arange(n_cols, dtype=np.int32),
