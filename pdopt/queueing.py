@@ -336,13 +336,62 @@ def mgc_mean_wait_s(total_rate_per_s: float, servers: int, service: ServiceMomen
             / (2.0 * service.mean_s * servers * (1.0 - rho)))
 
 
+#: Finite-load factor k of the round-robin conditional wait (Eq. Q8c), fitted to exact E_n/G/1
+#: sample paths (benchmarks/validate_percentile.py --engine lindley).
+CONDITIONAL_WAIT_FACTOR = 0.75
+
+
+def smooth_arrival_wait_probability(utilization: float, arrival_scv_: float,
+                                    service_scv_: float) -> float:
+    """P(W > 0) of a GI/G/1 queue with smooth arrivals, c_a^2 <= 1 (Eq. Q8b, Whitt's QNA):
+    rho + (c_a^2 - 1) rho (1 - rho) h, h = (1 + c_a^2 + rho c_s^2) / (1 + rho (c_s^2 - 1) +
+    rho^2 (4 c_a^2 + c_s^2)). rho at c_a^2 = 1 (exact for M/G/1)."""
+    rho = min(max(utilization, 0.0), 1.0)
+    if arrival_scv_ >= 1.0:
+        return rho
+    ca2, cs2 = arrival_scv_, service_scv_
+    h = (1.0 + ca2 + rho * cs2) / (1.0 + rho * (cs2 - 1.0) + rho * rho * (4.0 * ca2 + cs2))
+    return min(rho, max(0.0, rho + (ca2 - 1.0) * rho * (1.0 - rho) * h))
+
+
 def wait_probability(routing: str, per_instance_rate_per_s: float, count: int,
                      service: ServiceMoments) -> float:
-    """P(W > 0): rho for one FCFS instance (exact for M/G/1, the usual GI/G/1 approximation),
-    Erlang's C for the pooled least-loaded queue (Eqs. Q6, Q8)."""
+    """P(W > 0): rho for one instance fed by a Poisson stream (random routing, or one instance;
+    exact for M/G/1), Whitt's smooth-arrival probability at c_a^2 = 1/count under round-robin
+    (Eq. Q8b), Erlang's C for the pooled least-loaded queue (Eqs. Q6, Q8)."""
     if routing == "least-loaded":
         return erlang_c(count, per_instance_rate_per_s * count * service.mean_s)
-    return min(1.0, per_instance_rate_per_s * service.mean_s)
+    rho = min(1.0, per_instance_rate_per_s * service.mean_s)
+    return smooth_arrival_wait_probability(rho, arrival_scv(routing, count), service.scv)
+
+
+def conditional_wait_s(routing: str, per_instance_rate_per_s: float, count: int,
+                       service: ServiceMoments) -> float:
+    """Mean wait of a request that waits, E[W | W > 0], the mean of Eq. Q8's exponential: Wq /
+    P_W for random and least-loaded routing (for M/G/1 exactly (1 + c_s^2) E[S] / (2 (1 - rho)));
+    under round-robin the heavy-traffic value (c_a^2 + c_s^2) E[S] / (2 (1 - rho)) times the
+    finite-load factor 1 + k (1 - c_a^2)^2 (1 - rho), k = 3/4 (Eq. Q8c). Infinite at rho >= 1."""
+    rho = per_instance_rate_per_s * service.mean_s
+    if rho >= 1.0:
+        return math.inf
+    ca2 = arrival_scv(routing, count) if routing != "least-loaded" else 1.0
+    if ca2 >= 1.0:
+        prob = wait_probability(routing, per_instance_rate_per_s, count, service)
+        wait = mean_wait_s(routing, per_instance_rate_per_s, count, service)
+        return wait / prob if prob > 0 else 0.0
+    heavy_traffic = (ca2 + service.scv) / (2.0 * (1.0 - rho)) * service.mean_s
+    return heavy_traffic * (1.0 + CONDITIONAL_WAIT_FACTOR * (1.0 - ca2) ** 2 * (1.0 - rho))
+
+
+def percentile_wait(routing: str, per_instance_rate_per_s: float, count: int,
+                    service: ServiceMoments) -> tuple[float, float]:
+    """(P_W E[W | W > 0], P_W): the mean wait and wait probability that Eq. Q8 takes, whose
+    ratio is the mean of its exponential. For random and least-loaded routing the mean is Q5 /
+    Q7's; under round-robin it is Eqs. Q8b-Q8c's own (Q5's KLB mean stays the mean target's)."""
+    prob = wait_probability(routing, per_instance_rate_per_s, count, service)
+    if prob <= 0.0:
+        return 0.0, 0.0
+    return prob * conditional_wait_s(routing, per_instance_rate_per_s, count, service), prob
 
 
 def mean_wait_s(routing: str, per_instance_rate_per_s: float, count: int,
@@ -396,11 +445,11 @@ def ttft_quantile_s(mean_wait: float, wait_prob: float, service: ServiceMoments,
 
 def ttft_statistic_s(routing: str, per_instance_rate_per_s: float, count: int,
                      service: ServiceMoments, percentile: float | None = None) -> float:
-    """Mean (Wq + E[S]) or p-quantile (Eq. Q8) of the prefill part of TTFT, overhead excluded."""
-    wait = mean_wait_s(routing, per_instance_rate_per_s, count, service)
+    """Mean (Wq + E[S]) or p-quantile (Eq. Q8, with Eqs. Q8b-Q8c's wait probability and
+    conditional wait) of the prefill part of TTFT, overhead excluded."""
     if percentile is None:
-        return wait + service.mean_s
-    prob = wait_probability(routing, per_instance_rate_per_s, count, service)
+        return mean_wait_s(routing, per_instance_rate_per_s, count, service) + service.mean_s
+    wait, prob = percentile_wait(routing, per_instance_rate_per_s, count, service)
     return ttft_quantile_s(wait, prob, service, percentile)
 
 
