@@ -9,7 +9,8 @@ No Pyomo and no I/O here.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 from pdopt.decode import (
     DecodeCapacity,
@@ -21,6 +22,7 @@ from pdopt.decode import (
     fluctuating_decode_capacity,
     kv_batch_cap,
     kv_cache_tokens_from_memory,
+    request_tpot_ms,
     table_lookup,
 )
 from pdopt.errors import PdoptError, UnreachableTargetError
@@ -33,6 +35,7 @@ from pdopt.queueing import (
     mean_wait_s,
     prefill_capacity,
     service_moments,
+    ttft_statistic_s,
 )
 from pdopt.scenario.schema import (
     EmpiricalLengths,
@@ -40,6 +43,14 @@ from pdopt.scenario.schema import (
     LognormalLengths,
     Scenario,
     Workload,
+)
+from pdopt.window import (
+    SloWindow,
+    largest_rate_within,
+    quantile_spread_factor,
+    tpot_window_rel_sd,
+    wait_window_rel_sd,
+    windowed_value,
 )
 
 BITS_PER_BYTE = 8
@@ -254,13 +265,50 @@ def pool_routing(routings: Sequence[str]) -> str:
     return kinds.pop() if len(kinds) == 1 else "random"
 
 
+def slo_window_of(scenario: Scenario) -> SloWindow | None:
+    """The window queue auto sizes the SLOs for (options.slo_window_minutes, slo_confidence;
+    method.md section W); None for the long-run values (no window, or a confidence of 0.5)."""
+    options = scenario.options
+    if options.slo_window_minutes is None or options.slo_confidence <= 0.5:
+        return None
+    return SloWindow(60.0 * options.slo_window_minutes, options.slo_confidence)
+
+
+def windowed_prefill_rate(routing: str, count: int, moments: ServiceMoments, limit_s: float,
+                          percentile: float | None, window: SloWindow) -> float:
+    """a(n) under a window (Eq. W3 on Eqs. Q9, W1, W2): the largest per-instance requests/s on
+    `count` instances whose TTFT statistic plus z_q window spreads of its queueing part stays
+    within `limit_s` (TTFT target - overhead)."""
+    kappa = quantile_spread_factor(percentile)
+    unloaded = ttft_statistic_s(routing, 0.0, count, moments, percentile)
+
+    def holds(rate: float) -> bool:
+        statistic = ttft_statistic_s(routing, rate, count, moments, percentile)
+        spread = kappa * wait_window_rel_sd(rate * moments.mean_s, moments.mean_s, moments.scv,
+                                            count, window.window_s)
+        return statistic <= limit_s and (
+            windowed_value(statistic, unloaded, spread, window.z) <= limit_s)
+
+    return largest_rate_within(holds, 1.0 / moments.mean_s, rel_tol=1e-7)
+
+
 @functools.lru_cache(maxsize=4096)
 def auto_waiting_budgets_s(routing: str, moments: ServiceMoments, limit_s: float,
-                           percentile: float | None, counts: int) -> tuple[float, ...]:
+                           percentile: float | None, counts: int,
+                           window: SloWindow | None = None) -> tuple[float, ...]:
     """The mean wait a class may see on n = 1..counts instances (Eq. O13a): TTFT - o - E[S] for
     a mean target at every count; for a percentile target the mean wait at its own capacity
     a(n) of Eq. Q9 on n instances (0 when the target is out of reach). Random routing: a(1)'s
-    wait at every count."""
+    wait at every count. With a window (Eq. W3) the wait at the windowed capacity on each count,
+    whatever the routing (the window's spread falls with the count)."""
+    if window is not None:
+        waits = []
+        for n in range(1, counts + 1):
+            rate = windowed_prefill_rate(routing, n, moments, limit_s, percentile, window)
+            if rate <= 0:
+                return (0.0,) * counts
+            waits.append(mean_wait_s(routing, rate, n, moments))
+        return tuple(waits)
     if percentile is None:
         return (limit_s - moments.mean_s,) * counts
     top = 1 if routing == "random" else counts
@@ -273,11 +321,14 @@ def auto_waiting_budgets_s(routing: str, moments: ServiceMoments, limit_s: float
     return tuple(waits + [waits[-1]] * (counts - top))
 
 
-def auto_waiting_budget_s(routing: str, moments: ServiceMoments, limit_s: float,
-                          percentile: float | None, counts: int) -> float:
-    """A class's level (Eq. O13): the smallest of its per-count waits B(n), n = 1..counts (Eq.
-    O13a), the wait that keeps its target at every count; it orders the pool's groups."""
-    return min(auto_waiting_budgets_s(routing, moments, limit_s, percentile, counts))
+def count_for_demand(demand: float, capacity_at: Callable[[int], float], counts: int) -> int:
+    """The smallest n in 1..counts with n capacity_at(n) >= demand (counts when none): the count a
+    class would need alone, at which an untabled pool (random routing) takes its window margin
+    (Eq. W6)."""
+    for n in range(1, counts + 1):
+        if n * capacity_at(n) >= demand:
+            return n
+    return counts
 
 
 def prefill_rate_table(routing: str, moments: ServiceMoments, budget_s: float,
@@ -304,7 +355,14 @@ def _auto_prefill_capacity(scenario: Scenario, instance: Instance, workload: Wor
     limit = (workload.slo.ttft_ms - workload.ttft_overhead_ms - extra_overhead_ms) / 1e3
     pct = workload.slo.ttft_percentile
     routing = scenario.routing_of(workload)
-    budget = auto_waiting_budget_s(routing, moments, limit, pct, MAX_TABLE_COUNT)
+    window = slo_window_of(scenario)
+    budgets = auto_waiting_budgets_s(routing, moments, limit, pct, MAX_TABLE_COUNT, window)
+    budget = min(budgets)
+    if window is not None and routing == "random" and budget > 0:  # Eq. W6
+        demand = workload.rate_requests_per_s * scenario.headroom_of(workload)
+        n = count_for_demand(demand, lambda k: max_rate_per_instance(
+            routing, k, moments, budgets[k - 1] + moments.mean_s, rel_tol=1e-9), len(budgets))
+        budget = budgets[n - 1]
     if budget <= 0:
         what = "mean TTFT" if pct is None else f"p{pct:g} TTFT"
         raise UnreachableTargetError(
@@ -332,24 +390,74 @@ def admission_batch_cap(scenario: Scenario, instance: Instance, workload: Worklo
     return kv / (workload.input_tokens + workload.output_tokens)
 
 
+#: Fixed-point steps of Eq. W5 (the margin's spread evaluated at the previous step's batch).
+WINDOW_FIXED_POINT_STEPS = 3
+
+
+def tpot_elasticity(curve: DecodeCurve, mean_batch: float, peakedness: float) -> float:
+    """eps = b T'(b) / T(b) of the TPOT requests see (Eq. F2) at mean batch b, by a central
+    difference of 1% of b (Eq. W4)."""
+    step = max(1e-6, 0.01 * mean_batch)
+    lower = max(0.0, mean_batch - step)
+    slope = ((request_tpot_ms(curve, mean_batch + step, peakedness)
+              - request_tpot_ms(curve, lower, peakedness)) / (mean_batch + step - lower))
+    return mean_batch * slope / request_tpot_ms(curve, mean_batch, peakedness)
+
+
+def windowed_decode_capacity(curve: DecodeCurve, tpot_ms: float, peakedness: float,
+                             batch_cap: float | None, output_scv_: float, output_tokens: float,
+                             count: int, window: SloWindow | None) -> DecodeCapacity:
+    """Decode capacity on one of `count` instances whose window mean TPOT stays within target
+    with the window's confidence (Eq. W5): F3's capacity at a lowered target t' with
+    T(b) (1 + z r(b)) <= target, r of Eq. W4 at the pool's rate count b / (L_out T(b)); t' by
+    WINDOW_FIXED_POINT_STEPS steps t' = target / (1 + z r(b)) from the unlowered capacity's b.
+    Where the elasticity reaches 1 (the batch of highest throughput, below the target) no
+    margin applies."""
+    capacity = fluctuating_decode_capacity(curve, tpot_ms, peakedness, batch_cap)
+    if window is None:
+        return capacity
+    for _ in range(WINDOW_FIXED_POINT_STEPS):
+        batch = capacity.tokens_per_s * capacity.tpot_ms / 1e3
+        spread = tpot_window_rel_sd(
+            tpot_elasticity(curve, batch, peakedness), output_scv_,
+            count * capacity.tokens_per_s / output_tokens, window.window_s)
+        if not math.isfinite(spread):
+            break
+        capacity = fluctuating_decode_capacity(curve, tpot_ms / (1.0 + window.z * spread),
+                                               peakedness, batch_cap)
+    return capacity
+
+
 def decode_rate_table(scenario: Scenario, instance: Instance, workload: Workload,
                       tpot_ms: float, counts: int, *, output_lengths: Sequence[float] | None = None,
                       routing: str | None = None) -> list[DecodeCapacity]:
     """Decode capacity at counts n = 1..counts with a fluctuating batch (Eqs. F1-F4): arrivals of
-    SCV 1/n (round-robin, least-loaded) or 1 (random) at each of n instances."""
+    SCV 1/n (round-robin, least-loaded) or 1 (random) at each of n instances; with the scenario's
+    SLO window, each count's capacity within its window margin (Eq. W5)."""
+    routing = routing or scenario.routing_of(workload)
+    window = slo_window_of(scenario)
+    top = 1 if routing == "random" and window is None else counts
+    rows = [decode_capacity_at_count(scenario, instance, workload, tpot_ms, n,
+                                     output_lengths=output_lengths, routing=routing)
+            for n in range(1, top + 1)]
+    return rows + [rows[-1]] * (counts - top)
+
+
+def decode_capacity_at_count(scenario: Scenario, instance: Instance, workload: Workload,
+                             tpot_ms: float, count: int, *,
+                             output_lengths: Sequence[float] | None = None,
+                             routing: str | None = None) -> DecodeCapacity:
+    """One row of decode_rate_table: the capacity on one of `count` instances (Eqs. F1-F4, W5)."""
     routing = routing or scenario.routing_of(workload)
     context = decode_context_tokens(workload.input_tokens, workload.output_tokens)
     try:
         curve = instance_decode_curve(instance, context)
-        cap = admission_batch_cap(scenario, instance, workload)
         out_scv = output_scv(workload, output_lengths)
-        rows = []
-        top = 1 if routing == "random" else counts
-        for n in range(1, top + 1):
-            ca2 = arrival_scv("round-robin" if routing != "random" else "random", n)
-            rows.append(fluctuating_decode_capacity(curve, tpot_ms,
-                                                    batch_peakedness(ca2, out_scv), cap))
-        return rows + [rows[-1]] * (counts - top)
+        ca2 = arrival_scv("round-robin" if routing != "random" else "random", count)
+        return windowed_decode_capacity(
+            curve, tpot_ms, batch_peakedness(ca2, out_scv),
+            admission_batch_cap(scenario, instance, workload), out_scv,
+            workload.output_tokens, count, slo_window_of(scenario))
     except PdoptError as e:
         raise type(e)(f"workload '{workload.name}' on instance '{instance.name}': {e}") from None
 

@@ -37,6 +37,9 @@ def random_fleet(seed: int, *, workloads: int = 2, gpus: int = 2, cross_links: b
         "instances": [],
         "workloads": [],
         "models": {"m": {"kv_bytes_per_token": 160_000}},
+        # long-run sizing: the brute force reads the count-1 capacities and these cases test
+        # the optimizer, not the window margins of method.md section W
+        "options": {"slo_window_minutes": None},
     }
     for k, g in enumerate(names):
         speed = 1.0 + k * rnd.uniform(0.3, 1.0)

@@ -23,7 +23,7 @@ def _two_targets(rates: tuple[float, float] = (6.0, 6.0)) -> dict[str, Any]:
 
     return {
         "name": "two-targets", "gpus": {"G": {"cost_per_hour": 1.0}},
-        "options": {"routing": "random"},
+        "options": {"routing": "random", "slo_window_minutes": None},  # long-run (hand values)
         "instances": [
             {"name": "pre", "model": "m", "role": "prefill", "gpu": "G", "gpus_per_instance": 1,
              "prefill_tokens_per_s": 28309},

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pdopt.capacity import (
     MAX_TABLE_COUNT,
     auto_waiting_budgets_s,
+    count_for_demand,
+    decode_capacity_at_count,
     decode_rate_table,
     instance_decode_capacity,
     instance_prefill_capacity,
@@ -24,6 +26,7 @@ from pdopt.capacity import (
     prefill_service_moments,
     prefill_work_share,
     saturated_prefill_tokens_per_s,
+    slo_window_of,
     table_counts,
 )
 from pdopt.decode import DecodeCurve, batch_peakedness, request_tpot_ms
@@ -307,6 +310,12 @@ def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
 
     # The bound U_p (Eq. O9) at the count-1 capacity, the smallest of the table.
     first = tables(1)
+    if routing == "random" and slo_window_of(scenario) is not None:
+        # untabled: each class's capacity at the count it needs alone (Eq. W6)
+        for (name, t), table in first.items():
+            if table:
+                first[(name, t)] = [_random_window_capacity(data, scenario, inst, name,
+                                                            levels[t], routing)]
     load = 0.0
     for w in routable:
         caps = [c[0] for (wn, _), c in first.items() if wn == w.name and c]
@@ -337,6 +346,24 @@ def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
         data.table_jobs[inst.name] = job
     data.queue_models[inst.name] = (
         f"fluctuating batch, {'c_a^2 = 1/n' if tabled else 'Poisson'} arrivals (auto)")
+
+
+def _random_window_capacity(data: FleetData, scenario: Scenario, inst: Instance, name: str,
+                            tpot_ms: float, routing: str) -> float:
+    """Output tokens/s per instance of class `name` on an untabled (random-routed) decode pool
+    with an SLO window: the windowed capacity (Eq. W5) at the count the class needs alone
+    (Eq. W6)."""
+    w = data.workload(name)
+    lengths = data.lengths.get(name)
+
+    def tokens_per_s(count: int) -> float:
+        return decode_capacity_at_count(scenario, inst, w, tpot_ms, count, routing=routing,
+                                        output_lengths=lengths[1] if lengths else None
+                                        ).tokens_per_s
+
+    n = count_for_demand(data.demand_requests_per_s[name] * w.output_tokens, tokens_per_s,
+                         MAX_TABLE_COUNT)
+    return tokens_per_s(n)
 
 
 def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -> None:
@@ -388,7 +415,7 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                     by_count = auto_waiting_budgets_s(
                         scenario.routing_of(w), moments,
                         (w.slo.ttft_ms - w.ttft_overhead_ms - t_ms) / 1e3,
-                        w.slo.ttft_percentile, MAX_TABLE_COUNT)
+                        w.slo.ttft_percentile, MAX_TABLE_COUNT, slo_window_of(scenario))
                 routes.append((w, g, t_ms, cap.waiting_budget_s, by_count))
         levels = _distinct_sorted([r[3] for r in routes])
         data.prefill_levels[inst.name] = levels

@@ -559,6 +559,16 @@ class Options(StrictModel):
     service_scv: Scv | None = Field(
         default=None, description="Default squared coefficient of variation for mg1."
     )
+    slo_window_minutes: Annotated[float, Field(gt=0, le=1e6), NotBool] | None = Field(
+        default=30.0, description="Queue auto: the window over which the SLOs are judged "
+        "(a dashboard's or a load test's). Each pool is sized so that a window's mean or "
+        "percentile TTFT and mean TPOT stay within target with probability slo_confidence "
+        "(docs/method.md, section W); null sizes for the long-run values alone."
+    )
+    slo_confidence: Annotated[float, Field(ge=0.5, lt=1), NotBool] = Field(
+        default=0.99, description="Queue auto with slo_window_minutes: the share of windows "
+        "that must hold their SLOs (0.5: the long-run values)."
+    )
     headroom: Headroom = Field(
         default=1.0, description="Default demand multiplier."
     )
