@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pdopt import queueing
 from pdopt.queueing import (
     ServiceMoments,
     lognormal_service_moments,
@@ -130,6 +131,19 @@ def lindley_s(cell: Cell, requests: int, seed: int) -> tuple[float, ...]:
     return tuple(float(np.quantile(total, p / 100.0, method="inverted_cdf")) for p in PERCENTILES)
 
 
+def summary_row(routing: str, lengths: str, percentile: float,
+                pairs: list[tuple[float, float]]) -> str:
+    """One summary line: min / median / max of the before and after ratios, and their mean
+    absolute log error."""
+    cols = []
+    for i in (0, 1):
+        xs = sorted(pair[i] for pair in pairs)
+        cols.append(f"{xs[0]:.3f} / {statistics.median(xs):.3f} / {xs[-1]:.3f}")
+    err = [100 * statistics.fmean(abs(math.log(pair[i])) for pair in pairs) for i in (0, 1)]
+    return (f"| {routing} | {lengths} | p{percentile:g} | {len(pairs)} | {cols[0]} | {cols[1]} | "
+            f"{err[0]:.1f}% / {err[1]:.1f}% |")
+
+
 def grid(counts: list[int], random_counts: list[int], utilizations: list[float]) -> list[Cell]:
     cells: list[Cell] = []
     for routing, ns in (("round-robin", counts), ("random", random_counts)):
@@ -149,7 +163,11 @@ def main() -> None:
     parser.add_argument("--random-counts", default="2,6", help="Random-routing pool sizes.")
     parser.add_argument("--utilizations", default="0.5,0.7,0.8,0.9,0.95")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--conditional-wait-factor", type=float, default=None,
+                        help="k of Eq. Q8c for the 'after' column (default: pdopt's, 3/4).")
     args = parser.parse_args()
+    if args.conditional_wait_factor is not None:
+        queueing.CONDITIONAL_WAIT_FACTOR = args.conditional_wait_factor
     ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
     cells = grid(ints(args.counts), ints(args.random_counts),
                  [float(x) for x in args.utilizations.split(",") if x])
@@ -157,8 +175,8 @@ def main() -> None:
     per_run = args.requests // args.replications
     started = time.perf_counter()
     print(f"## TTFT percentiles of one prefill pool: Eq. Q8 before and after Eqs. Q8b-Q8c "
-          f"({args.engine}, {args.replications} x {per_run:,} requests per cell, seed {args.seed})"
-          "\n")
+          f"({args.engine}, {args.replications} x {per_run:,} requests per cell, seed {args.seed}, "
+          f"k = {queueing.CONDITIONAL_WAIT_FACTOR:g})\n")
     print("E[S] = 1 s; times in s; ratio = predicted / measured; se = the measurement's standard "
           "error (relative).\n")
     print("| routing | n | lengths | rho | p90 measured (se) | before | after | ratio before | "
@@ -187,12 +205,12 @@ def main() -> None:
           "ratio after: min / median / max | mean abs log error before / after |")
     print("|---|---|---|---|---|---|---|")
     for (routing, lengths, p), pairs in ratios.items():
-        b = sorted(x for x, _ in pairs)
-        a = sorted(y for _, y in pairs)
-        err = [statistics.fmean(abs(math.log(v)) for v in vals) for vals in (b, a)]
-        print(f"| {routing} | {lengths} | p{p:g} | {len(pairs)} | {b[0]:.3f} / "
-              f"{statistics.median(b):.3f} / {b[-1]:.3f} | {a[0]:.3f} / {statistics.median(a):.3f}"
-              f" / {a[-1]:.3f} | {100 * err[0]:.1f}% / {100 * err[1]:.1f}% |")
+        print(summary_row(routing, lengths, p, pairs))
+    for routing in ("round-robin", "random"):
+        for p in PERCENTILES:
+            pairs = [x for (r, _l, q), xs in ratios.items() if r == routing and q == p for x in xs]
+            if pairs:
+                print(summary_row(routing, "all", p, pairs))
     print(f"\n({time.perf_counter() - started:.0f} s)", file=sys.stderr)
 
 
