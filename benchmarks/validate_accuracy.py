@@ -346,10 +346,12 @@ def _with_options(scenario: Scenario, **options: Any) -> Scenario:
 
 
 def section_sizing(hours: float, seed: int, n: int, verify: bool, skip: int = 0,
-                   only: set[int] | None = None, methods: list[str] | None = None) -> None:
+                   only: set[int] | None = None, methods: list[str] | None = None,
+                   window: dict[str, Any] | None = None) -> None:
     """Hold and smallest rates of the paper's method (queue mm1) and of queue auto (and, with
     `verify`, of solve --verify) on `n` generated scenarios, half round-robin, half random.
-    `only`: the scenario numbers (1-based) to run; `methods`: a subset of the three."""
+    `only`: the scenario numbers (1-based) to run; `methods`: a subset of the three; `window`:
+    options.slo_window_minutes / slo_confidence for the auto methods (method.md section W)."""
     from pdopt.optimize import solve
 
     methods = methods or ["mm1", "auto"] + (["auto --verify"] if verify else [])
@@ -369,7 +371,8 @@ def section_sizing(hours: float, seed: int, n: int, verify: bool, skip: int = 0,
                                  routing=routing)  # type: ignore[arg-type]
         verdicts = []
         for method in methods:
-            sc = _with_options(base, queue="mm1" if method == "mm1" else "auto")
+            sc = (_with_options(base, queue="mm1") if method == "mm1" else
+                  _with_options(base, queue="auto", **(window or {})))
             t0 = time.perf_counter()
             try:
                 if method.endswith("--verify"):
@@ -460,6 +463,11 @@ def main() -> None:
                         help="sizing: comma-separated scenario numbers (1-based) to run")
     parser.add_argument("--methods", default="",
                         help="sizing: comma-separated subset of mm1, auto, 'auto --verify'")
+    parser.add_argument("--slo-window", default="",
+                        help="sizing: options.slo_window_minutes for auto ('none': long-run "
+                             "sizing; default: the scenario's, 30)")
+    parser.add_argument("--confidence", type=float, default=None,
+                        help="sizing: options.slo_confidence for auto (default 0.99)")
     args = parser.parse_args()
     if args.section in ("paper", "all"):
         section_paper(args.hours, args.seed)
@@ -470,8 +478,14 @@ def main() -> None:
     if args.section == "sizing":
         only = {int(x) for x in args.only.split(",") if x.strip()}
         methods = [x.strip() for x in args.methods.split(",") if x.strip()]
+        window: dict[str, Any] = {}
+        if args.slo_window:
+            window["slo_window_minutes"] = (None if args.slo_window == "none"
+                                            else float(args.slo_window))
+        if args.confidence is not None:
+            window["slo_confidence"] = args.confidence
         section_sizing(args.hours, args.seed, args.scenarios, args.verify, args.skip,
-                       only or None, methods or None)
+                       only or None, methods or None, window)
 
 
 if __name__ == "__main__":
