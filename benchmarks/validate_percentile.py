@@ -4,6 +4,7 @@ docs/validation.md section 6, "The p90 under round-robin", and docs/method.md Eq
     python benchmarks/validate_percentile.py [--engine simulator|lindley] [--requests N]
                                              [--replications K] [--counts 1,2,3,6,12]
                                              [--utilizations 0.5,0.7,0.8,0.9,0.95] [--seed S]
+    python benchmarks/validate_percentile.py --boundary-plans 2:1,1:21 [--plan-seeds 8]
 
 One pool of n prefill instances with a flat 1,000 tokens/s, prompts of 1,000 tokens on average
 (E[S] = 1 s): fixed, lognormal CV 0.5 or 1.0. Round-robin over n = 1, 2, 3, 6, 12 and, as the
@@ -24,6 +25,10 @@ min_{j<=k} X_j over the partial sums X of S - A (the engine Eq. Q8c's factor was
 cell is K independent replications of N/K requests (warm-up 5 % of each run not measured); the
 estimate is their mean and "se" the standard error from their spread (sd / sqrt(K)), the sampling
 noise to read the ratios against. Seeded: the same command prints the same numbers.
+
+`--boundary-plans` instead solves generated sizing scenarios of `validate_accuracy.py --section
+sizing` (seed:number) with `queue: auto` and prints their plans' worst SLO ratio over 30-minute
+simulations with seeds 1-8 (docs/validation.md section 6, the seed-to-seed table).
 """
 
 from __future__ import annotations
@@ -153,6 +158,37 @@ def grid(counts: list[int], random_counts: list[int], utilizations: list[float])
     return cells
 
 
+def boundary_plans(cases: str, seeds: int) -> None:
+    """The worst SLO ratio (`slo_ratio`, <= 1: every target met) of the `queue: auto` plan of
+    generated sizing scenarios (`validate_accuracy.py --section sizing --scenarios 30`, given as
+    seed:number) over 30-minute simulations with seeds 1..`seeds`: min / median / max / sd."""
+    from validate_accuracy import _with_options, sizing_scenario
+
+    from pdopt.optimize import solve
+    from pdopt.simulate.verify import slo_ratio
+
+    print("| scenario | plan (decode+prefill) | worst SLO ratio: min / median / max (sd) | "
+          "worst TTFT ratio: median |")
+    print("|---|---|---|---|")
+    for case in cases.split(","):
+        seed, number = (int(x) for x in case.split(":"))
+        scenario_seeds = np.random.default_rng(seed).integers(0, 2**31, 30)
+        routing = "round-robin" if (number - 1) % 2 == 0 else "random"
+        base, _what = sizing_scenario(np.random.default_rng(scenario_seeds[number - 1]), routing)
+        sc = _with_options(base, queue="auto")
+        plan = solve(sc)
+        worst, ttft = [], []
+        for k in range(1, seeds + 1):
+            res = simulate_plan(sc, plan, SimulationOptions(duration_s=1800, seed=k,
+                                                            routing=routing))  # type: ignore
+            worst.append(slo_ratio(res))
+            ttft.append(max(w.ttft_at_target_ms / w.ttft_target_ms for w in res.workloads))
+        counts = "+".join(str(c) for _, c in sorted(plan.instances_by_role.items()))
+        print(f"| seed {seed} #{number} | {counts} | {min(worst):.3f} / "
+              f"{statistics.median(worst):.3f} / {max(worst):.3f} ({statistics.stdev(worst):.3f})"
+              f" | {statistics.median(ttft):.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", choices=("simulator", "lindley"), default="simulator")
@@ -165,7 +201,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--conditional-wait-factor", type=float, default=None,
                         help="k of Eq. Q8c for the 'after' column (default: pdopt's, 3/4).")
+    parser.add_argument("--boundary-plans", default="",
+                        help="Instead of the grid: seed:number,... of generated sizing scenarios "
+                             "whose auto plan is simulated over seeds 1..--plan-seeds.")
+    parser.add_argument("--plan-seeds", type=int, default=8)
     args = parser.parse_args()
+    if args.boundary_plans:
+        boundary_plans(args.boundary_plans, args.plan_seeds)
+        return
     if args.conditional_wait_factor is not None:
         queueing.CONDITIONAL_WAIT_FACTOR = args.conditional_wait_factor
     ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
