@@ -151,8 +151,10 @@ def ttft_at_load_ms(
 
 # --- Queueing that matches the deployment (docs/method.md, section Q) -------------------------
 
-#: Service-time points the percentile of Eq. Q8 integrates over (midpoint quantiles).
-QUANTILE_POINTS = 32
+#: Service-time points the percentile of Eq. Q8 integrates over (midpoint quantiles): 256, the
+#: lognormal's quadrature (Q2), puts a step of 1/256 in P(S > t); 32 read a p90 of lognormal
+#: CV 1 prompts 3.4 % low at low load (the prefill's own p90), a miss in docs/validation.md W.
+QUANTILE_POINTS = 256
 
 #: How the router spreads a pool's requests over its instances (docs/method.md, section Q).
 ROUTINGS: tuple[str, ...] = ("round-robin", "random", "least-loaded")
@@ -407,8 +409,8 @@ def mean_wait_s(routing: str, per_instance_rate_per_s: float, count: int,
 def ttft_quantile_s(mean_wait: float, wait_prob: float, service: ServiceMoments,
                     percentile: float) -> float:
     """p-quantile of W + S, without the overhead (Eq. Q8): W is 0 with probability 1 - P_W and
-    otherwise exponential with mean Wq / P_W; S takes the distribution's points (at most 32
-    midpoint quantiles of them). Solved by bisection on P(W + S > t) = 1 - p/100."""
+    otherwise exponential with mean Wq / P_W; S takes the distribution's points (at most
+    QUANTILE_POINTS midpoint quantiles of them). Solved by bisection on P(W + S > t) = 1 - p/100."""
     tail = 1.0 - percentile / 100.0
     if not math.isfinite(mean_wait):
         return math.inf

@@ -32,6 +32,7 @@ from pdopt.capacity import (
 from pdopt.decode import DecodeCurve, batch_peakedness, request_tpot_ms
 from pdopt.errors import PdoptError
 from pdopt.queueing import (
+    QUANTILE_POINTS,
     ServiceMoments,
     arrival_scv,
     mean_wait_s,
@@ -547,7 +548,8 @@ def _pool(scenario: Scenario, inst: Instance, load_instances: float) -> Pool:
 
 # --- predictions at the plan's load under queue auto (docs/method.md, O.1 with Q and F) --------
 
-def _quantile_points(points: tuple[float, ...], keep: int = 64) -> tuple[float, ...]:
+def _quantile_points(points: tuple[float, ...], keep: int = QUANTILE_POINTS
+                     ) -> tuple[float, ...]:
     """At most `keep` equally likely points of a sorted copy (midpoint quantiles), for Eq. Q8."""
     xs = sorted(points)
     if len(xs) <= keep:
