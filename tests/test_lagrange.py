@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pytest
 from fleet_cases import brute_force_cost, random_fleet
 
@@ -292,3 +293,128 @@ def test_whole_lp_prices_a_binding_inventory() -> None:
         if price > 1e-9:
             used = sum(use[g] for use in relaxed.gpus.values())
             assert used == pytest.approx(float(scenario.gpus[g].count or 0), rel=1e-6)
+
+
+def _rounded(scenario: Any) -> tuple[Any, Any, dict[str, Any], list[Column]]:
+    """The whole LP of a fleet's pricing programs (O24), its rounding within the limits (O25)
+    and the plans of the rounding, as columns."""
+    from pdopt.optimize.decompose import model_names
+    from pdopt.optimize.lagrange import rounding_penalty
+    from pdopt.optimize.whole_lp import rounded_plan, solve_whole_lp
+
+    names = model_names(scenario)
+    pricer = LocalPricer(scenario, names, Objective.COST, Deadline.after(20))
+    relaxed = solve_whole_lp(scenario, pricer.lps(Deadline.after(20)), Deadline.after(20))
+    assert relaxed is not None
+    rounding = rounded_plan(relaxed, Deadline.after(20),
+                            rounding_penalty(scenario, Objective.COST, relaxed))
+    assert rounding is not None and set(rounding) == set(names)
+    planned = pricer.plans(rounding, Deadline.after(20))
+    assert all(p.plan is not None for p in planned)
+    columns = [Column.of(p.model_name, p.plan, Objective.COST) for p in planned
+               if p.plan is not None]
+    return pricer, relaxed, rounding, columns
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5, 6])
+def test_rounded_whole_lp_is_a_plan_within_the_limits(seed: int) -> None:
+    """Eq. O25: the whole LP rounded (every integer column down or up, part of the limit held
+    back while the best rounding overshoots) is a plan of the fleet: it fits the inventory,
+    costs at least the brute-force optimum, and its plans cost what the rounded columns do."""
+    scenario = scenario_from_data(_binding(seed, "inventory"))
+    optimum = brute_force_cost(scenario)
+    assert optimum is not None
+    _, relaxed, rounding, columns = _rounded(scenario)
+    assert fits_limits(scenario, [c.plan for c in columns])
+    value = sum(c.primary for c in columns)
+    assert value >= optimum * (1 - 1e-9) >= relaxed.value * (1 - 1e-9)
+    whole = relaxed.whole
+    assert whole is not None
+    x = np.concatenate([rounding[p.model_name] for p in whole.parts])
+    assert np.all(np.abs(x[whole.integer] - np.round(x[whole.integer])) <= 1e-6)
+    assert float(whole.cost @ x) + whole.offset == pytest.approx(value, rel=1e-6)
+
+
+def test_rounding_holds_back_what_the_best_rounding_overshoots() -> None:
+    """Eq. O25 by hand: two models, each serving a load of 0.5 with instances of GPU type G
+    ($1 each) or of another type ($3); one G in stock. The LP takes half a G instance each
+    ($1); rounded near it, each needs a whole G (2 > 1), so one G is held back: the LP with
+    none takes half an instance of the other type each, rounded to one each ($6, no G)."""
+    from pdopt.optimize.whole_lp import BlockLP, Relaxed, WholeLP, rounded_plan
+
+    def block(name: str) -> BlockLP:  # columns: G instances, other instances; row: serve 0.5
+        return BlockLP(name, np.array([1.0, 3.0]), 0.0, np.zeros(2), np.full(2, 10.0),
+                       np.array([0.5]), np.array([np.inf]), np.array([0, 0]), np.array([0, 1]),
+                       np.array([1.0, 1.0]), {"G": (np.array([0]), np.array([1.0]))},
+                       np.array([True, True]))
+
+    whole = WholeLP([block("a"), block("b")], {"G": 1.0})
+    x = whole.solve_lp(Deadline.after(10))
+    assert x is not None and float(whole.cost @ x) == pytest.approx(1.0)
+    relaxed = Relaxed(1.0, {}, 0.0, {}, {}, {}, whole, x)
+    rounding = rounded_plan(relaxed, Deadline.after(10), np.array([100.0]))
+    assert rounding is not None
+    for name in ("a", "b"):
+        assert rounding[name] == pytest.approx([0.0, 1.0])
+    assert whole.use(np.concatenate([rounding["a"], rounding["b"]])) == pytest.approx([0.0])
+
+
+def test_rounding_a_binding_inventory_fits_it() -> None:
+    """Four fleetgen models whose B200 inventory binds in the LP (O24): the rounding (O25) is
+    a plan within it; each model's priced value at the LP's prices is its plan's cost plus the
+    priced GPUs."""
+    from test_solver_limits import _fleetgen
+
+    data = _fleetgen().fleet(4, 4, 2, 2)
+    data["gpus"]["B200"]["count"] = 80  # the LP alone uses 109 B200s
+    scenario = scenario_from_data(data)
+    _, relaxed, rounding, columns = _rounded(scenario)
+    assert fits_limits(scenario, [c.plan for c in columns])
+    assert sum(c.gpus.get("B200", 0) for c in columns) <= 80
+    whole = relaxed.whole
+    assert whole is not None and relaxed.x is not None
+    x = np.concatenate([rounding[p.model_name] for p in whole.parts])
+    priced = whole.priced_values(x, relaxed.gpu_prices)
+    for c in columns:
+        assert priced[c.model_name] == pytest.approx(
+            c.cost + sum(relaxed.gpu_prices[g] * c.gpus.get(g, 0)
+                         for g in relaxed.gpu_prices), rel=1e-6)
+
+
+def test_settled_models_fit_their_allowance() -> None:
+    """Eq. O26: the models settled by their rounded plans are the cheapest to round, taken in
+    order while their excesses over their LP values add up to at most the allowance."""
+    from test_solver_limits import _fleetgen
+
+    from pdopt.optimize.whole_lp import settled_models
+
+    data = _fleetgen().fleet(4, 4, 2, 2)
+    data["gpus"]["B200"]["count"] = 80
+    scenario = scenario_from_data(data)
+    _, relaxed, rounding, columns = _rounded(scenario)
+    excess = {c.model_name: c.cost + sum(relaxed.gpu_prices[g] * c.gpus.get(g, 0)
+                                         for g in relaxed.gpu_prices)
+              - relaxed.block_values[c.model_name] for c in columns}
+    assert all(e >= -1e-6 for e in excess.values())  # each LP value bounds its model (O24)
+    order = sorted(excess, key=lambda n: excess[n])
+    assert settled_models(relaxed, rounding, math.inf) == set(order)
+    assert settled_models(relaxed, rounding, -1.0) == set()
+    two = excess[order[0]] + excess[order[1]]
+    assert settled_models(relaxed, rounding, two * (1 + 1e-9)) == set(order[:2])
+    assert settled_models(relaxed, rounding, two * (1 - 1e-6)) == {order[0]}
+
+
+def test_lagrangian_bound_takes_the_better_bound_of_each_program() -> None:
+    """O20 with O24: a program counts with the better of its own bound and the one it is given
+    (its LP value at the whole LP's prices), and never below 0; the priced inventory is taken
+    off. By hand: max(3, 5) + max(7, 2) + max(0, 1) - 0.5 x 4 = 11."""
+    from pdopt.optimize.lagrange import Priced
+
+    data = _binding(0, "inventory")
+    data["gpus"]["GA"]["count"] = 4
+    scenario = scenario_from_data(data)
+    priced = [Priced("a", 3.0, None), Priced("b", 7.0, None), Priced("c", None, None)]
+    bound = lagrangian_bound(scenario, priced, Prices(gpu={"GA": 0.5}),
+                             {"a": 5.0, "b": 2.0, "c": 1.0})
+    assert bound == pytest.approx(11.0)
+    assert lagrangian_bound(scenario, [Priced("a", -2.0, None)], Prices()) == 0.0

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from pdopt.optimize.decompose import (
@@ -46,7 +46,13 @@ from pdopt.optimize.decompose import (
     sub_scenario,
 )
 from pdopt.optimize.solver import Deadline, relative_gap, silent_highs
-from pdopt.optimize.whole_lp import BlockLP, Relaxed, solve_whole_lp
+from pdopt.optimize.whole_lp import (
+    BlockLP,
+    Relaxed,
+    rounded_plan,
+    settled_models,
+    solve_whole_lp,
+)
 from pdopt.plan import Objective, Plan, PlanTotals
 from pdopt.scenario.schema import Scenario
 
@@ -73,6 +79,9 @@ ABS_GAP_SHARE = 0.25
 # (O23) this share of the first round's.
 LP_SHARE = 0.5
 LP_REPAIR_SHARE = 0.5
+# The models whose rounded plans (O25) are together within this share of the requested gap of
+# their LP values are not priced at the LP's prices (O26).
+SETTLED_GAP_SHARE = 0.25
 # A round is not started with less time than this share of the last one took (its programs would
 # stop with weak bounds and no new plans).
 MIN_ROUND_OF_LAST = 0.5
@@ -298,6 +307,25 @@ class Block:
         return Priced(self.model_name, report.dual_bound,
                       self._rounded(deadline) if first else None, data_seconds)
 
+    def plan_of(self, values: Any) -> Priced:
+        """The plan of this program's columns at `values` (the rounded whole LP's, O25), kept
+        as the start of its next search."""
+        import pyomo.core as pyo
+
+        from pdopt.optimize.extract import build_plan
+        from pdopt.plan import SolverReport, Status
+
+        data_seconds, self.data_seconds = self.data_seconds, None  # reported once
+        index = self.opt._pyomo_var_to_solver_var_map
+        for var in self.model.component_data_objects(pyo.Var):
+            k = index.get(id(var))
+            if k is not None:
+                var.set_value(float(values[k]), skip_validation=True)
+        self.start = [float(v) for v in values]
+        report = SolverReport(Status.FEASIBLE, "rounded whole LP", None, None, None, 0.0, False)
+        return Priced(self.model_name, None,
+                      build_plan(self.data, self.model, self.objective, report), data_seconds)
+
     def _rounded(self, deadline: Deadline) -> Plan | None:
         """Without a plan from branch and bound, the rounded LP relaxation's (O.3), tried once
         per model: any plan of the model is a column. Its values start the next branch and
@@ -361,6 +389,11 @@ def price_in_turn(blocks: dict[str, Block], names: list[str], prices: Prices | N
     return priced + [Priced(name, None, None) for name in names if name not in todo], repaired
 
 
+def plans_of(blocks: dict[str, Block], values: dict[str, Any]) -> list[Priced]:
+    """Each model's plan at its columns' `values` (the rounded whole LP's, O25)."""
+    return [blocks[name].plan_of(v) for name, v in values.items() if name in blocks]
+
+
 def _at_least(share: Deadline, least: tuple[float, Deadline] | None, left: int) -> Deadline:
     """`share`, or with `least` and less than least[0] seconds in it: an equal share (of
     `left` programs) of the time to least[1], and at least least[0] (up to least[1])."""
@@ -392,6 +425,11 @@ class LocalPricer:
     def lps(self, deadline: Deadline, grace: float = WORKER_GRACE_S) -> list[BlockLP]:
         """The pricing programs as LPs (O24)."""
         return [block.lp() for block in self.blocks.values()]
+
+    def plans(self, values: dict[str, Any], deadline: Deadline,
+              grace: float = WORKER_GRACE_S) -> list[Priced]:
+        """The plans of the models' columns at `values` (O25)."""
+        return plans_of(self.blocks, values)
 
     def close(self) -> None:
         self.blocks.clear()
@@ -475,6 +513,14 @@ class ProcessPricer:
         return [lp for answer in self._ask(lambda k: ("lp",), deadline.at + grace)
                 for lp in answer]
 
+    def plans(self, values: dict[str, Any], deadline: Deadline,
+              grace: float = WORKER_GRACE_S) -> list[Priced]:
+        """The plans of the models' columns at `values` (O25), from the workers that answer by
+        `deadline`."""
+        return [p for answer in self._ask(lambda k: ("plans", {
+            name: v for name, v in values.items() if name in self.chunks[k]}),
+            deadline.at + grace) for p in answer]
+
     def _ask(self, request: Any, until: float) -> list[Any]:
         """Send `request(k)` to each worker k and gather the answers by `until` (time.time());
         a worker not reading its programs by then, or not answering, is stopped."""
@@ -544,6 +590,12 @@ def lps_on_worker(solve_key: str, scenario: Scenario, names: list[str], objectiv
     """A Dask task: the programs of `names` as LPs (O24), building them on first use."""
     return [block.lp() for block in _worker_blocks(solve_key, scenario, names, objective,
                                                    deadline).values()]
+
+
+def plans_on_worker(solve_key: str, scenario: Scenario, names: list[str], objective: Objective,
+                    values: dict[str, Any], deadline: Deadline) -> list[Priced]:
+    """A Dask task: the plans of `names` at their columns' `values` (O25)."""
+    return plans_of(_worker_blocks(solve_key, scenario, names, objective, deadline), values)
 
 
 def _worker_blocks(solve_key: str, scenario: Scenario, names: list[str], objective: Objective,
@@ -624,6 +676,24 @@ class DaskPricer:
                 self.client.cancel([future])
         return lps
 
+    def plans(self, values: dict[str, Any], deadline: Deadline,
+              grace: float = WORKER_GRACE_S) -> list[Priced]:
+        """The plans of the models' columns at `values` (O25), from the workers that answer by
+        `deadline`."""
+        futures = [self.client.submit(plans_on_worker, self.key, self.scenario, chunk,
+                                      self.objective,
+                                      {n: v for n, v in values.items() if n in chunk}, deadline,
+                                      workers=[w], allow_other_workers=False, pure=False)
+                   for w, chunk in self.chunks.items()]
+        planned: list[Priced] = []
+        for future in futures:
+            try:
+                planned.extend(future.result(timeout=max(0.01,
+                                                         deadline.at + grace - time.time())))
+            except Exception:  # late (cancelled), or the worker failed: no plans from it
+                self.client.cancel([future])
+        return planned
+
     def close(self) -> None:
         try:
             self.client.run(forget_on_worker, self.key)
@@ -648,6 +718,19 @@ def price_caps(scenario: Scenario, objective: Objective) -> tuple[float, float]:
     if objective == Objective.COST:
         return max(prices, default=1.0), 1.0
     return 2.0, 1.0 / min(prices, default=1.0)
+
+
+def rounding_penalty(scenario: Scenario, objective: Objective, relaxed: Relaxed) -> Any:
+    """The price of a unit over each shared limit in the rounding of the whole LP (O25):
+    OVERSHOOT_PENALTY times the master's price cap of that unit (O21)."""
+    import numpy as np
+
+    from pdopt.optimize.whole_lp import BUDGET, OVERSHOOT_PENALTY
+
+    per_gpu, per_dollar = price_caps(scenario, objective)
+    keys = relaxed.whole.keys if relaxed.whole is not None else []
+    return OVERSHOOT_PENALTY * np.array([per_dollar if key == BUDGET else per_gpu
+                                         for key in keys], dtype=float)
 
 
 def _master(scenario: Scenario, names: list[str], columns: list[Column], objective: Objective,
@@ -846,6 +929,13 @@ def _shares(use: dict[str, float], count: int) -> dict[str, int]:
     return caps
 
 
+def use_of(column: Column, share: Limits) -> Limits:
+    """A column's own use of the limited GPU types (those of `share`) and, with a budget, its
+    cost: caps within which it is a plan (O23 from the rounded whole LP, O25)."""
+    return Limits({g: column.gpus.get(g, 0) for g in share.gpu},
+                  None if share.budget is None else column.cost)
+
+
 def _within(column: Column, limits: Limits) -> bool:
     return all(column.gpus.get(g, 0) <= n for g, n in limits.gpu.items()) and (
         limits.budget is None or column.cost <= limits.budget + 1e-9)
@@ -889,6 +979,7 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
     workers = min(workers or os.cpu_count() or 1, len(names))
     relaxed: Relaxed | None = None
     lp_prices: Prices | None = None  # the whole LP's duals, priced next (O24)
+    settled: set[str] = set()  # models not priced at them: their rounded plans suffice (O26)
 
     def add(answers: list[Priced]) -> list[Column]:
         """The answers' plans not yet among the columns, added to them."""
@@ -912,12 +1003,16 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             if value is None or chosen_value < value:
                 incumbent, value = chosen, chosen_value
 
-    def gaps(gap: float | None) -> Gaps:
-        """The next round's gaps: relative (pricing_gap) and absolute, ABS_GAP_SHARE of the
-        requested gap of the best bound over the models (together at most that share of it:
-        the small models' relative gaps close slowly and weigh little)."""
+    def gaps(gap: float | None, tight: bool = False) -> Gaps:
+        """The next round's gaps: relative (pricing_gap; `tight` (at the whole LP's prices, and
+        its first repair): PRICING_GAP_SHARE of the requested gap, the bound and the plans the
+        proof needs) and
+        absolute, ABS_GAP_SHARE of the requested gap of the best bound over the models
+        (together at most that share of it: the small models' relative gaps close slowly and
+        weigh little)."""
         spread = ABS_GAP_SHARE * mip_gap * max(0.0, best_bound or 0.0) / len(names)
-        return Gaps(pricing_gap(mip_gap, gap, rounds), spread)
+        return Gaps(PRICING_GAP_SHARE * mip_gap if tight
+                    else pricing_gap(mip_gap, gap, rounds), spread)
 
     add([Priced(name, None, plan) for name, plan in (seed_plans or {}).items()])
     choose(deadline)
@@ -942,13 +1037,34 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             lp_prices = Prices(gpu=relaxed.gpu_prices, budget=relaxed.budget_price)
             if best_bound is None or relaxed.value > best_bound:
                 best_bound, best_prices = relaxed.value, lp_prices
+            # a first plan: the whole LP rounded within the limits (O25), by the hard deadline
+            # when there is no plan yet
+            until = deadline.share(FIRST_ROUND_SHARE * LP_REPAIR_SHARE) if incumbent is not None \
+                else Deadline(max(deadline.share(FIRST_ROUND_SHARE * LP_REPAIR_SHARE).at,
+                                  first[1].share(LP_SHARE).at))
+            rounding = rounded_plan(relaxed, until, rounding_penalty(scenario, objective,
+                                                                     relaxed))
             repairs = share_limits(scenario, names, relaxed.gpus, relaxed.cost)
+            if rounding is not None:
+                planned = pricer.plans(rounding, first[1], LATE_GRACE_S)
+                data_seconds += sum(p.data_seconds or 0.0 for p in planned)
+                add(planned)
+                choose(Deadline(max(deadline.at, time.time() + MIN_MASTER_S)))
+                if incumbent is not None:
+                    # the models it settles are neither repaired nor priced (O26); the others
+                    # are repaired within their rounded plans' use, from those plans (O23)
+                    settled = settled_models(relaxed, rounding, SETTLED_GAP_SHARE * mip_gap
+                                             * max(0.0, relaxed.value))
+                    repairs = {c.model_name: use_of(c, repairs[c.model_name]) for c in incumbent
+                               if c.model_name not in settled}
+            log.debug("rounded LP at %.1f s: incumbent %s, %d models settled",
+                      time.perf_counter() - start, value, len(settled))
             round_start = time.perf_counter()
             # with almost no time left and no plan yet: each model's first good plan
             hurried = incumbent is None and deadline.remaining() < RESCUE_S
             _, repaired = pricer.price(
                 None, deadline.share(FIRST_ROUND_SHARE * LP_REPAIR_SHARE),
-                Gaps(FIRST_ROUND_GAP) if hurried else gaps(None), repairs,
+                Gaps(FIRST_ROUND_GAP) if hurried else gaps(None, tight=True), repairs,
                 *((None, WORKER_GRACE_S) if incumbent is not None else (first, LATE_GRACE_S)))
             rounds += 1
             last_round_s = time.perf_counter() - round_start
@@ -964,8 +1080,10 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             # until every model has a column, the models alone (zero prices)
             repairs = {}
             fallback = alone
-            if lp_prices is not None:  # every model at the whole LP's prices
+            if lp_prices is not None:  # every model not settled at the whole LP's prices
                 prices, lp_prices = lp_prices, None
+                if settled:
+                    prices = replace(prices, models=frozenset(set(names) - settled))
                 assert relaxed is not None
                 fallback = {name: max(relaxed.block_values[name], alone.get(name, -math.inf))
                             for name in names}
@@ -995,7 +1113,9 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                 break
             round_start = time.perf_counter()
             priced, repaired = pricer.price(
-                prices, until, gaps(gap), repairs,
+                prices, until, gaps(gap, tight=relaxed is not None and prices.gpu
+                                    == relaxed.gpu_prices and prices.budget
+                                    == relaxed.budget_price), repairs,
                 *((None, WORKER_GRACE_S) if rounds or incumbent is not None
                   else (first, LATE_GRACE_S)))
             rounds += 1
@@ -1049,12 +1169,15 @@ def pricing_gap(mip_gap: float, gap: float | None, rounds: int) -> float:
 
 def lagrangian_bound(scenario: Scenario, priced: list[Priced], prices: Prices,
                      alone: dict[str, float] | None = None) -> float | None:
-    """L(mu, beta) of Eq. O20 from the pricing programs' dual bounds; a program without one
-    (out of time) counts with its bound at zero prices from `alone`, which bounds it at any
-    prices >= 0 (GPUs and cost are never negative), or else with 0."""
+    """L(mu, beta) of Eq. O20 from the pricing programs' dual bounds; a program counts with the
+    better of its bound and its bound from `alone` (at zero prices, which bounds it at any
+    prices >= 0: GPUs and cost are never negative; or its LP value at the whole LP's prices,
+    O24), or else with 0."""
     alone = alone or {}
-    # without either, 0: the primary objective (cost or GPUs) and the prices are never negative
-    total = sum(p.bound if p.bound is not None else max(0.0, alone.get(p.model_name, 0.0))
+    # the best of the program's bound, the one from `alone` and 0 (the primary objective and the
+    # prices are never negative): each bounds the same pricing program (a search stopped early
+    # may report a bound below its LP's at these prices, O24)
+    total = sum(max(p.bound if p.bound is not None else 0.0, alone.get(p.model_name, 0.0), 0.0)
                 for p in priced)
     total -= sum(price * float(scenario.gpus[g].count or 0) for g, price in prices.gpu.items()
                  if g in scenario.gpus and scenario.gpus[g].count is not None)

@@ -2,11 +2,12 @@
 its models once, then answers one pricing round per request (framed pickles on stdin/stdout).
 
 Usage: `python -m pdopt.optimize.pricing_worker PARENT_PID`. Requests: ("init", scenario, names,
-objective, deadline), then ("lp",) and ("price", prices, deadline, mip_gap, repairs, least) any
-number of times (`least`: see `lagrange.price_in_turn`); the answer to "lp" is the list of its
-programs as LPs (`whole_lp.BlockLP`, O24), to each "price" the pair of lists of `Priced`: its
-models priced at `prices` (none when `prices` is None) and those of `repairs` (model name: caps)
-within their caps (O23). It dies with the process that started it
+objective, deadline), then ("lp",), ("plans", values) and ("price", prices, deadline, mip_gap,
+repairs, least) any number of times (`least`: see `lagrange.price_in_turn`); the answer to "lp" is
+the list of its programs as LPs (`whole_lp.BlockLP`, O24), to "plans" the list of `Priced` plans of
+its models at their columns' values (the rounded whole LP's, O25), to each "price" the pair of
+lists of `Priced`: its models priced at `prices` (none when `prices` is None) and those of
+`repairs` (model name: caps) within their caps (O23). It dies with the process that started it
 (pdopt.children) and leaves Ctrl-C to that process, which stops it."""
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def main() -> None:
             request = _read(sys.stdin.buffer)
             if request[0] == "lp":
                 _send(sys.stdout.buffer, pricer.lps(deadline))
+                continue
+            if request[0] == "plans":
+                _send(sys.stdout.buffer, pricer.plans(request[1], deadline))
                 continue
             _, prices, deadline, mip_gap, repairs, least = request
             _send(sys.stdout.buffer, pricer.price(prices, deadline, mip_gap, repairs, least))
