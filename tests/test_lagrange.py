@@ -386,7 +386,7 @@ def test_settled_models_fit_their_allowance() -> None:
     order while their excesses over their LP values add up to at most the allowance."""
     from test_solver_limits import _fleetgen
 
-    from pdopt.optimize.whole_lp import settled_models
+    from pdopt.optimize.whole_lp import rounding_excess, settled_models
 
     data = _fleetgen().fleet(4, 4, 2, 2)
     data["gpus"]["B200"]["count"] = 80
@@ -395,13 +395,16 @@ def test_settled_models_fit_their_allowance() -> None:
     excess = {c.model_name: c.cost + sum(relaxed.gpu_prices[g] * c.gpus.get(g, 0)
                                          for g in relaxed.gpu_prices)
               - relaxed.block_values[c.model_name] for c in columns}
+    assert rounding_excess(relaxed, rounding) == pytest.approx(excess, rel=1e-6)
     assert all(e >= -1e-6 for e in excess.values())  # each LP value bounds its model (O24)
     order = sorted(excess, key=lambda n: excess[n])
-    assert settled_models(relaxed, rounding, math.inf) == set(order)
-    assert settled_models(relaxed, rounding, -1.0) == set()
+    assert settled_models(excess, math.inf) == set(order)
+    assert settled_models(excess, -1.0) == set()
     two = excess[order[0]] + excess[order[1]]
-    assert settled_models(relaxed, rounding, two * (1 + 1e-9)) == set(order[:2])
-    assert settled_models(relaxed, rounding, two * (1 - 1e-6)) == {order[0]}
+    assert settled_models(excess, two * (1 + 1e-9)) == set(order[:2])
+    assert settled_models(excess, two * (1 - 1e-6)) == {order[0]}
+    # by hand: 1 + 2 <= 3.5 < 1 + 2 + 4
+    assert settled_models({"a": 4.0, "b": 1.0, "c": 2.0}, 3.5) == {"b", "c"}
 
 
 def test_lagrangian_bound_takes_the_better_bound_of_each_program() -> None:

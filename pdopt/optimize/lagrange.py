@@ -50,6 +50,7 @@ from pdopt.optimize.whole_lp import (
     BlockLP,
     Relaxed,
     rounded_plan,
+    rounding_excess,
     settled_models,
     solve_whole_lp,
 )
@@ -107,11 +108,13 @@ MIN_MASTER_S = 0.1
 @dataclass(frozen=True)
 class Prices:
     """Prices of the coupling rows: $ (or GPUs) per GPU of each type, and per $ of budget;
-    `models`: the models a round prices at them (None: every model)."""
+    `models`: the models a round prices at them (None: every model); `order`: the models
+    priced first, in that order (the others after them)."""
 
     gpu: dict[str, float] = field(default_factory=dict)
     budget: float = 0.0
     models: frozenset[str] | None = None
+    order: tuple[str, ...] = ()  # these models first, in this order
 
 
 @dataclass
@@ -362,14 +365,15 @@ Round = tuple[list["Priced"], list["Priced"]]  # the pricing programs' answers, 
 def price_in_turn(blocks: dict[str, Block], names: list[str], prices: Prices | None,
                   deadline: Deadline, mip_gap: Gaps | float, repairs: dict[str, Limits],
                   least: tuple[float, Deadline] | None = None) -> Round:
-    """One round over `names` one after another: first the repairs (O23), each a share of
-    REPAIR_SHARE of the time (all of it without `prices`), then every pricing program, each an
-    equal share of what is left (what one leaves unused goes to the next). `least`: a pricing
+    """One round over `names` one after another: first the repairs (O23, in their order), each
+    a share of REPAIR_SHARE of the time (all of it without `prices`), then every pricing
+    program (those of `prices.order` first), each an equal share of what is left (what one
+    leaves unused goes to the next). `least`: a pricing
     program left less than that many seconds gets that many, or an equal share of the time to
     that deadline if more, but never past it (the first round: without a column of every model
     there is no plan at all)."""
     gaps = Gaps.of(mip_gap)
-    todo = [name for name in names if name in repairs]
+    todo = [name for name in repairs if name in names]  # in the repairs' order
     repaired = []
     until = deadline.share(REPAIR_SHARE) if todo and prices is not None else deadline
     for k, name in enumerate(todo):
@@ -380,6 +384,9 @@ def price_in_turn(blocks: dict[str, Block], names: list[str], prices: Prices | N
     priced: list[Priced] = []
     todo = [] if prices is None else [name for name in names if prices.models is None
                                       or name in prices.models]
+    if prices is not None and prices.order:
+        rank = {name: k for k, name in enumerate(prices.order)}
+        todo.sort(key=lambda name: rank.get(name, len(rank)))
     for k, name in enumerate(todo):
         block = blocks.get(name)
         share = _at_least(deadline.share(1.0 / (len(todo) - k)), least, len(todo) - k)
@@ -980,6 +987,7 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
     relaxed: Relaxed | None = None
     lp_prices: Prices | None = None  # the whole LP's duals, priced next (O24)
     settled: set[str] = set()  # models not priced at them: their rounded plans suffice (O26)
+    order: tuple[str, ...] = ()  # the others, the dearest to round first
 
     def add(answers: list[Priced]) -> list[Column]:
         """The answers' plans not yet among the columns, added to them."""
@@ -1052,11 +1060,14 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                 choose(Deadline(max(deadline.at, time.time() + MIN_MASTER_S)))
                 if incumbent is not None:
                     # the models it settles are neither repaired nor priced (O26); the others
-                    # are repaired within their rounded plans' use, from those plans (O23)
-                    settled = settled_models(relaxed, rounding, SETTLED_GAP_SHARE * mip_gap
+                    # are repaired within their rounded plans' use, from those plans (O23), and
+                    # priced, the dearest to round first
+                    excess = rounding_excess(relaxed, rounding)
+                    settled = settled_models(excess, SETTLED_GAP_SHARE * mip_gap
                                              * max(0.0, relaxed.value))
-                    repairs = {c.model_name: use_of(c, repairs[c.model_name]) for c in incumbent
-                               if c.model_name not in settled}
+                    order = tuple(sorted(set(names) - settled, key=lambda n: -excess[n]))
+                    chosen = {c.model_name: c for c in incumbent}
+                    repairs = {name: use_of(chosen[name], repairs[name]) for name in order}
             log.debug("rounded LP at %.1f s: incumbent %s, %d models settled",
                       time.perf_counter() - start, value, len(settled))
             round_start = time.perf_counter()
@@ -1082,8 +1093,8 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             fallback = alone
             if lp_prices is not None:  # every model not settled at the whole LP's prices
                 prices, lp_prices = lp_prices, None
-                if settled:
-                    prices = replace(prices, models=frozenset(set(names) - settled))
+                if order:  # the models not settled, the dearest to round first (O26)
+                    prices = replace(prices, models=frozenset(order), order=order)
                 assert relaxed is not None
                 fallback = {name: max(relaxed.block_values[name], alone.get(name, -math.inf))
                             for name in names}

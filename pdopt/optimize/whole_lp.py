@@ -273,19 +273,25 @@ def solve_whole_lp(scenario: Scenario, parts: list[BlockLP], deadline: Deadline
                    block_values, whole, x)
 
 
-def settled_models(relaxed: Relaxed, rounding: dict[str, np.ndarray], allowance: float
-                   ) -> set[str]:
-    """The models whose rounded plan (O25) is within `allowance` together of their priced LP
-    values (O24): their pricing programs at the LP's prices can improve the bound and their
-    plans by no more than that much together, so they are not solved (Eq. O26)."""
+def rounding_excess(relaxed: Relaxed, rounding: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each model's rounded plan (O25) at the whole LP's prices less its priced LP value (O24):
+    how much its pricing program at those prices can improve on the plan, and its bound on
+    the LP value (Eq. O26)."""
     whole = relaxed.whole
     if whole is None:
-        return set()
+        return {}
     prices = dict(relaxed.gpu_prices)
     prices[BUDGET] = relaxed.budget_price
     x = np.concatenate([rounding[p.model_name] for p in whole.parts])
-    excess = {name: value - relaxed.block_values[name]
-              for name, value in whole.priced_values(x, prices).items()}
+    return {name: value - relaxed.block_values[name]
+            for name, value in whole.priced_values(x, prices).items()}
+
+
+def settled_models(excess: dict[str, float], allowance: float) -> set[str]:
+    """The models whose rounded plans (O25) are within `allowance` together of their priced LP
+    values (`excess`, `rounding_excess`): their pricing programs at the LP's prices can
+    improve the bound and their plans by no more than that much together, so they are not
+    solved (Eq. O26). The cheapest to round first."""
     settled, used = set(), 0.0
     for name in sorted(excess, key=lambda n: excess[n]):
         used += max(0.0, excess[name])
