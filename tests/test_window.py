@@ -87,6 +87,7 @@ def _paper(**options: Any) -> dict[str, Any]:
 def test_paper_case_keeps_3p4d_and_mm1_is_untouched() -> None:
     windowed = solve(scenario_from_data(_paper()))
     assert sorted(p.count for p in windowed.pools) == [3, 4]
+    assert all("SLO window 30 min at 99%" in (p.queue_model or "") for p in windowed.pools)
     assert slo_window_of(scenario_from_data(_paper())) == SloWindow(1800.0, 0.99)
     assert slo_window_of(scenario_from_data(_paper(slo_window_minutes=None))) is None
     assert slo_window_of(scenario_from_data(_paper(slo_confidence=0.5))) is None

@@ -346,7 +346,17 @@ def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
 
         data.table_jobs[inst.name] = job
     data.queue_models[inst.name] = (
-        f"fluctuating batch, {'c_a^2 = 1/n' if tabled else 'Poisson'} arrivals (auto)")
+        f"fluctuating batch, {'c_a^2 = 1/n' if tabled else 'Poisson'} arrivals (auto)"
+        + _window_note(scenario))
+
+
+def _window_note(scenario: Scenario) -> str:
+    """What a queue-auto pool's model says about the SLO window it was sized for (section W)."""
+    window = slo_window_of(scenario)
+    if window is None:
+        return ""
+    return (f"; SLO window {window.window_s / 60:g} min at "
+            f"{100 * window.confidence:g}% (method.md W)")
 
 
 def _random_window_capacity(data: FleetData, scenario: Scenario, inst: Instance, name: str,
@@ -446,7 +456,7 @@ def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
             QUEUE_MODEL_NAMES.get(q, q) for q in sorted(queues)) or "none"
         return
     routing = pool_routing([scenario.routing_of(w) for w in routable])
-    data.queue_models[inst.name] = QUEUE_MODEL_NAMES[routing]
+    data.queue_models[inst.name] = QUEUE_MODEL_NAMES[routing] + _window_note(scenario)
     data.prefill_routing[inst.name] = routing
     counts = table_counts(data.pools[inst.name].upper_bound)
     if routing == "random" or counts <= 1:
