@@ -102,7 +102,7 @@ def _scenario(cell: Cell):  # noqa: ANN202
 
 
 def simulated_s(cell: Cell, requests: int, seed: int) -> tuple[float, ...]:
-    """p90 and p99 of one simulator run of about `requests` measured requests, seconds."""
+    """p90, p99 and mean of one simulator run of about `requests` measured requests, seconds."""
     sc = _scenario(cell)
     rate = sc.workloads[0].rate_requests_per_s
     window = requests / rate
@@ -111,11 +111,11 @@ def simulated_s(cell: Cell, requests: int, seed: int) -> tuple[float, ...]:
                                           cooldown_s=10.0, seed=seed,
                                           routing=cell.routing))  # type: ignore[arg-type]
     ttft = res.workload("w").ttft_ms
-    return ttft.p90 / 1e3, ttft.p99 / 1e3
+    return ttft.p90 / 1e3, ttft.p99 / 1e3, ttft.mean / 1e3
 
 
 def lindley_s(cell: Cell, requests: int, seed: int) -> tuple[float, ...]:
-    """p90 and p99 of W + S of one instance by Lindley's recursion (E_n or M arrivals)."""
+    """p90, p99 and mean of W + S of one instance by Lindley's recursion (E_n or M arrivals)."""
     rng = np.random.default_rng(seed)
     n = int(requests * 1.05)
     rate = cell.utilization * TOKENS_PER_S / TOKENS  # per instance
@@ -133,7 +133,17 @@ def lindley_s(cell: Cell, requests: int, seed: int) -> tuple[float, ...]:
     walk = np.concatenate([[0.0], np.cumsum(service[:-1] - gaps[1:])])
     wait = walk - np.minimum.accumulate(walk)
     total = (wait + service)[n - requests:]
-    return tuple(float(np.quantile(total, p / 100.0, method="inverted_cdf")) for p in PERCENTILES)
+    return (*(float(np.quantile(total, p / 100.0, method="inverted_cdf")) for p in PERCENTILES),
+            float(total.mean()))
+
+
+def mean_predictions_s(cell: Cell) -> tuple[float, float]:
+    """Mean prefill time by Q5 (Wq + E[S], what mean targets are sized with) and by the mean
+    Eqs. Q8b-Q8c imply (P_W E[W | W > 0] + E[S])."""
+    m = moments(cell.cv)
+    rate = cell.utilization / m.mean_s
+    implied = queueing.percentile_wait(cell.routing, rate, cell.count, m)[0]
+    return mean_wait_s(cell.routing, rate, cell.count, m) + m.mean_s, implied + m.mean_s
 
 
 def summary_row(routing: str, lengths: str, percentile: float,
@@ -205,6 +215,8 @@ def main() -> None:
                         help="Instead of the grid: seed:number,... of generated sizing scenarios "
                              "whose auto plan is simulated over seeds 1..--plan-seeds.")
     parser.add_argument("--plan-seeds", type=int, default=8)
+    parser.add_argument("--means", action="store_true",
+                        help="Also print the mean: Q5's and the one Eqs. Q8b-Q8c imply.")
     args = parser.parse_args()
     if args.boundary_plans:
         boundary_plans(args.boundary_plans, args.plan_seeds)
@@ -226,8 +238,16 @@ def main() -> None:
           "ratio after | p99 measured (se) | ratio before | ratio after |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     ratios: dict[tuple[str, str, float], list[tuple[float, float]]] = {}
+    mean_rows = []
     for cell in cells:
         runs = [measure(cell, per_run, args.seed * 1000 + k) for k in range(args.replications)]
+        means = [r[2] for r in runs]
+        mean = statistics.fmean(means)
+        q5, implied = mean_predictions_s(cell)
+        se = statistics.stdev(means) / math.sqrt(len(means)) / mean if len(means) > 1 else 0.0
+        mean_rows.append(f"| {cell.routing} | {cell.count} | {cell.cv:g} | {cell.utilization:.2f} "
+                         f"| {mean:.3f} ({100 * se:.1f}%) | {q5:.3f} | {q5 / mean:.3f} | "
+                         f"{implied:.3f} | {implied / mean:.3f} |")
         row = [cell.routing, str(cell.count), dict((cv, name) for name, cv in LENGTHS)[cell.cv],
                f"{cell.utilization:.2f}"]
         for i, p in enumerate(PERCENTILES):
@@ -254,6 +274,11 @@ def main() -> None:
             pairs = [x for (r, _l, q), xs in ratios.items() if r == routing and q == p for x in xs]
             if pairs:
                 print(summary_row(routing, "all", p, pairs))
+    if args.means:
+        print("\n| routing | n | lengths CV | rho | mean measured (se) | Q5 | ratio | "
+              "implied by Q8b-Q8c | ratio |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        print("\n".join(mean_rows))
     print(f"\n({time.perf_counter() - started:.0f} s)", file=sys.stderr)
 
 
