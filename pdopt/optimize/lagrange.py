@@ -80,6 +80,12 @@ ABS_GAP_SHARE = 0.25
 # (O23) this share of the first round's.
 LP_SHARE = 0.5
 LP_REPAIR_SHARE = 0.5
+# The rounding of the whole LP (O25) gets at most this share of the time left (the repairs the
+# rest when it fails: on 200 models, 160,000 columns, it took 13 s at load 5).
+ROUNDING_SHARE = 0.35
+# ... and is started only with at least this many times the LP's time in it (its LP solved again
+# and its two roundings of the whole program took about 1.3 times the LP on 50 and 200 models).
+ROUNDING_PER_LP = 1.5
 # The first repair (O23) is within the whole LP's shares, unless each model would get less than
 # this long: then within its rounded plan's use (O25), from that plan (never worse than it;
 # with more time the LP's shares give better plans: 8,354 against 8,367 $/hour on the 50-model
@@ -987,7 +993,7 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
     best_prices = Prices()
     incumbent: list[Column] | None = None
     value: float | None = None
-    rounds, data_seconds, last_round_s = 0, 0.0, 0.0
+    rounds, data_seconds, last_round_s, lp_seconds = 0, 0.0, 0.0, 0.0
     workers = min(workers or os.cpu_count() or 1, len(names))
     relaxed: Relaxed | None = None
     lp_prices: Prices | None = None  # the whole LP's duals, priced next (O24)
@@ -1041,22 +1047,27 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
     try:
         if relax_first:
             lps = pricer.lps(first[1], LATE_GRACE_S)
+            lp_start = time.perf_counter()
             if len(lps) == len(names):
                 relaxed = solve_whole_lp(scenario, lps, Deadline(max(
                     deadline.share(LP_SHARE).at, first[1].share(LP_SHARE).at)))
-            log.debug("whole LP at %.1f s (%d of %d programs): %s", time.perf_counter() - start,
-                      len(lps), len(names), None if relaxed is None else relaxed.value)
+            lp_seconds = time.perf_counter() - lp_start
+            log.debug("whole LP at %.1f s (%d of %d programs, %.1f s): %s",
+                      time.perf_counter() - start, len(lps), len(names), lp_seconds,
+                      None if relaxed is None else relaxed.value)
         if relaxed is not None:  # its bound, and its mix repaired to fit the limits (O23)
             lp_prices = Prices(gpu=relaxed.gpu_prices, budget=relaxed.budget_price)
             if best_bound is None or relaxed.value > best_bound:
                 best_bound, best_prices = relaxed.value, lp_prices
             # a first plan: the whole LP rounded within the limits (O25), by the hard deadline
             # when there is no plan yet
-            until = deadline.share(FIRST_ROUND_SHARE * LP_REPAIR_SHARE) if incumbent is not None \
-                else Deadline(max(deadline.share(FIRST_ROUND_SHARE * LP_REPAIR_SHARE).at,
-                                  first[1].share(LP_SHARE).at))
-            rounding = rounded_plan(relaxed, until, rounding_penalty(scenario, objective,
-                                                                     relaxed))
+            until = deadline.share(ROUNDING_SHARE) if incumbent is not None \
+                else Deadline(max(deadline.share(ROUNDING_SHARE).at,
+                                  first[1].share(ROUNDING_SHARE).at))
+            # not started when it would not be done in time: the repairs need the time
+            rounding = rounded_plan(relaxed, until, rounding_penalty(
+                scenario, objective, relaxed)) \
+                if until.remaining() >= ROUNDING_PER_LP * lp_seconds else None
             repairs = share_limits(scenario, names, relaxed.gpus, relaxed.cost)
             if rounding is not None:
                 planned = pricer.plans(rounding, first[1], LATE_GRACE_S)
@@ -1084,7 +1095,8 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             hurried = incumbent is None and deadline.remaining() < RESCUE_S
             _, repaired = pricer.price(
                 None, deadline.share(FIRST_ROUND_SHARE * LP_REPAIR_SHARE),
-                Gaps(FIRST_ROUND_GAP) if hurried else gaps(None, tight=True), repairs,
+                Gaps(FIRST_ROUND_GAP) if hurried else gaps(None, tight=incumbent is not None),
+                repairs,
                 *((None, WORKER_GRACE_S) if incumbent is not None else (first, LATE_GRACE_S)))
             rounds += 1
             last_round_s = time.perf_counter() - round_start
