@@ -118,3 +118,29 @@ def test_round_robin_p90_against_the_simulator(count: int, cv: float) -> None:
     m = lognormal_service_moments(1000, cv, lambda _length: 5000.0)
     predicted = ttft_statistic_s("round-robin", rho / s_mean, count, m, 90.0)
     assert predicted == pytest.approx(simulated, rel=0.06)
+
+
+def test_plan_predicts_a_p90_with_the_sizing_tail() -> None:
+    """The plan's predicted p90 TTFT of a round-robin group is Q8 on Q8b-Q8c's wait (the tail
+    the sizing reads), not on Q5's mean wait."""
+    from pathlib import Path
+
+    from pdopt.capacity import prefill_service_moments
+    from pdopt.optimize import solve
+    from pdopt.queueing import percentile_wait, ttft_quantile_s
+    from pdopt.scenario.loading import load_scenario, scenario_from_data
+
+    data = load_scenario(Path(__file__).resolve().parents[1] / "scenarios"
+                         / "paper-deepseek-v31-h200.yaml").model_dump(exclude_none=True)
+    data["workloads"][0]["slo"] = {"ttft_ms": 1500, "tpot_ms": 20, "ttft_percentile": 90}
+    data["workloads"][0]["tokens_per_minute"] = 8.0e6
+    scenario = scenario_from_data(data)
+    plan = solve(scenario)
+    pool = next(p for p in plan.pools if p.role == "prefill")
+    assert len(pool.groups) == 1
+    workload = scenario.workloads[0]
+    moments = prefill_service_moments(scenario, scenario.instance(pool.instance), workload, None)
+    rate = workload.rate_requests_per_s / pool.count
+    wait, prob = percentile_wait("round-robin", rate, pool.count, moments)
+    expected = workload.ttft_overhead_ms + 1e3 * ttft_quantile_s(wait, prob, moments, 90.0)
+    assert plan.workloads[0].expected_ttft_ms == pytest.approx(expected, rel=1e-9)

@@ -38,6 +38,7 @@ from pdopt.queueing import (
     mean_wait_s,
     mixed_klb_factor,
     mixed_wait_coefficient_s2,
+    percentile_wait,
     service_scv,
     service_second_moment_s2,
     service_time_s,
@@ -588,6 +589,18 @@ def group_wait(data: FleetData, pool: str, rates: dict[str, float], count: int
     per_instance = total / count
     return (mean_wait_s(routing, per_instance, count, service),
             wait_probability(routing, per_instance, count, service))
+
+
+def group_percentile_wait(data: FleetData, pool: str, rates: dict[str, float], count: int
+                          ) -> tuple[float, float]:
+    """The mean wait and wait probability Eq. Q8 takes for a percentile in a prefill group of
+    `count` instances carrying `rates` (Eqs. Q8b-Q8c under round-robin; Q5-Q7 otherwise), the
+    sizing's own reading of the group's tail."""
+    total = sum(rates.values())
+    if total <= 0:
+        return 0.0, 0.0
+    return percentile_wait(data.prefill_routing[pool], total / count, count,
+                           group_service(data, pool, rates))
 
 
 def predicted_ttft_ms(data: FleetData, workload: str, pool: str, wait_s: float,

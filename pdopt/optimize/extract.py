@@ -215,8 +215,13 @@ def workload_plans(data: FleetData, sol: Solution, pre: dict[tuple[str, int], Gr
         for (wn, p, g, lvl), rate in assignment.items():
             if wn == w.name and p in data.prefill_routing:  # queue auto (Eqs. Q5-Q8)
                 rates = {x: r for (x, pn, lv), r in sol.q.items() if (pn, lv) == (p, lvl)}
-                _, prob = auto.group_wait(data, p, rates, max(sol.n.get((p, lvl), 0), 1))
-                ttft_ms = auto.predicted_ttft_ms(data, wn, p, pre[(p, lvl)].wait_s, prob,
+                wait_s = pre[(p, lvl)].wait_s
+                if w.slo.ttft_percentile is None:
+                    prob = 0.0  # the mean TTFT reads the mean wait alone
+                else:  # the tail the sizing reads (Q8 with Q8b-Q8c under round-robin)
+                    wait_s, prob = auto.group_percentile_wait(data, p, rates,
+                                                              max(sol.n.get((p, lvl), 0), 1))
+                ttft_ms = auto.predicted_ttft_ms(data, wn, p, wait_s, prob,
                                                  transfer[(wn, p, g)])
                 ttft_num += rate * ttft_ms
                 ttft_den += rate
