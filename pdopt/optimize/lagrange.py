@@ -90,7 +90,7 @@ ROUNDING_PER_LP = 1.5
 # this long: then within its rounded plan's use (O25), from that plan (never worse than it;
 # with more time the LP's shares give better plans: 8,354 against 8,367 $/hour on the 50-model
 # coupled fleet at 1.5 s per model, 8,583 against 8,432 at 0.5 s).
-ROUNDED_CAPS_BELOW_S = 0.75
+ROUNDED_CAPS_BELOW_S = 0.5
 # The models whose rounded plans (O25) are together within this share of the requested gap of
 # their LP values are not priced at the LP's prices (O26).
 SETTLED_GAP_SHARE = 0.25
@@ -999,6 +999,7 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
     lp_prices: Prices | None = None  # the whole LP's duals, priced next (O24)
     settled: set[str] = set()  # models not priced at them: their rounded plans suffice (O26)
     order: tuple[str, ...] = ()  # the others, the dearest to round first
+    within_rounded = False  # the first repair within the rounded plans' use (O25)
 
     def add(answers: list[Priced]) -> list[Column]:
         """The answers' plans not yet among the columns, added to them."""
@@ -1085,8 +1086,11 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
                     each = deadline.share(FIRST_ROUND_SHARE * LP_REPAIR_SHARE).remaining() \
                         / math.ceil(len(names) / workers)
                     chosen = {c.model_name: c for c in incumbent}
+                    within_rounded = each < ROUNDED_CAPS_BELOW_S
+                    log.debug("first repair: %.2f s per model, within the %s", each,
+                              "rounded plans' use" if within_rounded else "LP's shares")
                     repairs = {name: use_of(chosen[name], repairs[name])
-                               if each < ROUNDED_CAPS_BELOW_S else repairs[name]
+                               if within_rounded else repairs[name]
                                for name in sorted(names, key=lambda n: -excess[n])}
             log.debug("rounded LP at %.1f s: incumbent %s, %d models settled",
                       time.perf_counter() - start, value, len(settled))
@@ -1095,7 +1099,7 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             hurried = incumbent is None and deadline.remaining() < RESCUE_S
             _, repaired = pricer.price(
                 None, deadline.share(FIRST_ROUND_SHARE * LP_REPAIR_SHARE),
-                Gaps(FIRST_ROUND_GAP) if hurried else gaps(None, tight=incumbent is not None),
+                Gaps(FIRST_ROUND_GAP) if hurried else gaps(None, tight=within_rounded),
                 repairs,
                 *((None, WORKER_GRACE_S) if incumbent is not None else (first, LATE_GRACE_S)))
             rounds += 1
