@@ -359,6 +359,29 @@ def test_rounding_holds_back_what_the_best_rounding_overshoots() -> None:
     assert whole.use(np.concatenate([rounding["a"], rounding["b"]])) == pytest.approx([0.0])
 
 
+def test_rounding_holds_back_at_most_the_whole_limit() -> None:
+    """Eq. O25 with an overshoot larger than the limit: instances of two G GPUs, a load of 0.25
+    each, one G in stock. The LP takes a quarter instance each (one G); rounded, each needs a
+    whole instance (4 G, 3 over), so all of the one G is held back, not 3 (the LP at -2 would
+    have no solution): each takes an instance of the other type."""
+    from pdopt.optimize.whole_lp import BlockLP, Relaxed, WholeLP, rounded_plan
+
+    def block(name: str) -> BlockLP:  # columns: G instances, other instances; row: serve 0.25
+        return BlockLP(name, np.array([2.0, 3.0]), 0.0, np.zeros(2), np.full(2, 10.0),
+                       np.array([0.25]), np.array([np.inf]), np.array([0, 0]),
+                       np.array([0, 1]), np.array([1.0, 1.0]),
+                       {"G": (np.array([0]), np.array([2.0]))}, np.array([True, True]))
+
+    whole = WholeLP([block("a"), block("b")], {"G": 1.0})
+    x = whole.solve_lp(Deadline.after(10))
+    assert x is not None and float(whole.cost @ x) == pytest.approx(1.0)
+    rounding = rounded_plan(Relaxed(1.0, {}, 0.0, {}, {}, {}, whole, x), Deadline.after(10),
+                            np.array([100.0]))
+    assert rounding is not None
+    for name in ("a", "b"):
+        assert rounding[name] == pytest.approx([0.0, 1.0])
+
+
 def test_rounding_a_binding_inventory_fits_it() -> None:
     """Four fleetgen models whose B200 inventory binds in the LP (O24): the rounding (O25) is
     a plan within it; each model's priced value at the LP's prices is its plan's cost plus the

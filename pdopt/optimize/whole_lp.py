@@ -327,7 +327,9 @@ def rounded_plan(relaxed: Relaxed, deadline: Deadline, penalty: np.ndarray
         # GPUs come whole: hold back whole GPUs (the budget row's overshoot as it is)
         held = np.array([math.ceil(o - 1e-9) if key != BUDGET else o
                          for key, o in zip(whole.keys, np.maximum(over, 0.0), strict=True)])
-        reserve += held
+        # never more than the whole limit (an inventory of one GPU that a rounding overshoots
+        # by an instance of four)
+        reserve = np.minimum(reserve + held, whole.limits)
         x = whole.solve_lp(deadline, whole.limits - reserve)
         if x is None:
             return None
