@@ -83,9 +83,13 @@ LP_REPAIR_SHARE = 0.5
 # The rounding of the whole LP (O25) gets at most this share of the time left (the repairs the
 # rest when it fails: on 200 models, 160,000 columns, it took 13 s at load 5).
 ROUNDING_SHARE = 0.35
-# ... and is started only with at least this many times the LP's time in it (its LP solved again
-# and its two roundings of the whole program took about 1.3 times the LP on 50 and 200 models).
-ROUNDING_PER_LP = 1.5
+# Without a plan yet, it gets this share of the time to the hard deadline (the repairs' first
+# plans of every model take longer: 50 models at load 2.5 had none after 3 s).
+NO_PLAN_ROUNDING_SHARE = 0.6
+# ... and is started only with at least this many times the LP's time in it (its LP solved again,
+# its roundings of the whole program and the plans took 0.5-1.3 times the LP on 50 and 200
+# models).
+ROUNDING_PER_LP = 1.0
 # The first repair (O23) is within the whole LP's shares, unless each model would get less than
 # this long: then within its rounded plan's use (O25), from that plan (never worse than it;
 # with more time the LP's shares give better plans: 8,354 against 8,367 $/hour on the 50-model
@@ -1064,7 +1068,7 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             # when there is no plan yet
             until = deadline.share(ROUNDING_SHARE) if incumbent is not None \
                 else Deadline(max(deadline.share(ROUNDING_SHARE).at,
-                                  first[1].share(ROUNDING_SHARE).at))
+                                  first[1].share(NO_PLAN_ROUNDING_SHARE).at))
             # not started when it would not be done in time: the repairs need the time
             rounding = rounded_plan(relaxed, until, rounding_penalty(
                 scenario, objective, relaxed)) \
