@@ -406,6 +406,40 @@ def mean_wait_s(routing: str, per_instance_rate_per_s: float, count: int,
     return gig1_mean_wait_s(per_instance_rate_per_s, service, arrival_scv(routing, count))
 
 
+def _exceedance(mean_wait: float, wait_prob: float, service: ServiceMoments
+                ) -> Callable[[float], float]:
+    """t -> P(W + S > t) of Eq. Q8: W is 0 with probability 1 - P_W and otherwise exponential
+    with mean Wq / P_W; S takes the distribution's points (at most QUANTILE_POINTS midpoint
+    quantiles of them)."""
+    points = np.asarray(service.points_s, dtype=np.float64)
+    if points.size > QUANTILE_POINTS:
+        points = np.sort(points)[((np.arange(QUANTILE_POINTS) + 0.5) * points.size
+                                  / QUANTILE_POINTS).astype(np.int64)]
+    scale = mean_wait / wait_prob if wait_prob > 0 and mean_wait > 0 else 0.0
+
+    def exceed(t: float) -> float:
+        u = t - points
+        if scale <= 0:
+            return float(np.mean(u < 0))
+        return float(np.mean(np.where(u < 0, 1.0, wait_prob * np.exp(-np.maximum(u, 0) / scale))))
+
+    return exceed
+
+
+def _largest_exceeding(exceed: Callable[[float], float], tail: float, lo: float, hi: float,
+                       steps: int = 40) -> float:
+    """The t in [lo, hi] where a falling P(T > t) crosses `tail` (hi doubled until it is below)."""
+    while exceed(hi) > tail:
+        hi = 2.0 * hi + 1e-9
+    for _ in range(steps):
+        mid = (lo + hi) / 2.0
+        if exceed(mid) > tail:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 def ttft_quantile_s(mean_wait: float, wait_prob: float, service: ServiceMoments,
                     percentile: float) -> float:
     """p-quantile of W + S, without the overhead (Eq. Q8): W is 0 with probability 1 - P_W and
@@ -419,30 +453,34 @@ def ttft_quantile_s(mean_wait: float, wait_prob: float, service: ServiceMoments,
         if wait_prob <= tail or mean_wait <= 0:
             return s
         return s + mean_wait / wait_prob * math.log(wait_prob / tail)
-    points = np.asarray(service.points_s, dtype=np.float64)
-    if points.size > QUANTILE_POINTS:
-        points = np.sort(points)[((np.arange(QUANTILE_POINTS) + 0.5) * points.size
-                                  / QUANTILE_POINTS).astype(np.int64)]
     scale = mean_wait / wait_prob if wait_prob > 0 and mean_wait > 0 else 0.0
+    top = max(service.points_s)
+    return _largest_exceeding(
+        _exceedance(mean_wait, wait_prob, service), tail, 0.0,
+        top + (scale * max(1.0, math.log(max(wait_prob, 1e-300) / tail)) if scale > 0 else 0.0))
+
+
+def ttft_mixture_quantile_s(parts: Sequence[tuple[float, float, float, ServiceMoments, float]],
+                            percentile: float) -> float:
+    """p-quantile of the TTFT of requests split over prefill groups (Eq. Q8d): part i, a share
+    w_i of the requests, waits and is served as Q8 with (Wq_i, P_W,i, S_i) after a fixed o_i
+    (overhead and KV transfer, seconds); P(T > t) = sum_i w_i P(W_i + S_i > t - o_i) / sum_i w_i,
+    solved by bisection between the parts' own quantiles (a mixture's quantile lies between)."""
+    parts = [p for p in parts if p[0] > 0]
+    if not parts:
+        raise ValueError("ttft_mixture_quantile_s needs a part with a positive share")
+    own = [offset + ttft_quantile_s(wait, prob, service, percentile)
+           for _, wait, prob, service, offset in parts]
+    if len(parts) == 1 or not all(math.isfinite(q) for q in own):
+        return max(own)
+    total = math.fsum(p[0] for p in parts)
+    exceeds = [(w / total, offset, _exceedance(wait, prob, service))
+               for w, wait, prob, service, offset in parts]
 
     def exceed(t: float) -> float:
-        u = t - points
-        if scale <= 0:
-            return float(np.mean(u < 0))
-        return float(np.mean(np.where(u < 0, 1.0, wait_prob * np.exp(-np.maximum(u, 0) / scale))))
+        return math.fsum(share * e(t - offset) for share, offset, e in exceeds)
 
-    top = float(points.max())
-    lo, hi = 0.0, top + (scale * max(1.0, math.log(max(wait_prob, 1e-300) / tail))
-                         if scale > 0 else 0.0)
-    while exceed(hi) > tail:
-        hi = 2.0 * hi + 1e-9
-    for _ in range(40):
-        mid = (lo + hi) / 2.0
-        if exceed(mid) > tail:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+    return _largest_exceeding(exceed, 1.0 - percentile / 100.0, min(own), max(own), steps=50)
 
 
 def ttft_statistic_s(routing: str, per_instance_rate_per_s: float, count: int,

@@ -144,3 +144,21 @@ def test_plan_predicts_a_p90_with_the_sizing_tail() -> None:
     wait, prob = percentile_wait("round-robin", rate, pool.count, moments)
     expected = workload.ttft_overhead_ms + 1e3 * ttft_quantile_s(wait, prob, moments, 90.0)
     assert plan.workloads[0].expected_ttft_ms == pytest.approx(expected, rel=1e-9)
+
+
+def test_mixture_quantile_hand_value() -> None:
+    """Q8d's hand check (method.md): half the requests wait (P_W 0.5, Wq 0.05 s) before fixed
+    0.1 s prompts, half never wait on 0.05 s prompts: p90 = 0.1 + 0.1 ln 2.5."""
+    from pdopt.queueing import ServiceMoments, ttft_mixture_quantile_s, ttft_quantile_s
+
+    waiting = ServiceMoments(0.1, 0.01, (0.1,))
+    quick = ServiceMoments(0.05, 0.0025, (0.05,))
+    mixture = ttft_mixture_quantile_s([(1.0, 0.05, 0.5, waiting, 0.0),
+                                       (1.0, 0.0, 0.0, quick, 0.0)], 90.0)
+    assert mixture == pytest.approx(0.1 + 0.1 * math.log(2.5), rel=1e-9)
+    assert ttft_quantile_s(0.05, 0.5, waiting, 90.0) == pytest.approx(0.1 + 0.1 * math.log(5))
+    # one part (or identical parts) is Q8 itself, offsets shift it
+    alone = ttft_mixture_quantile_s([(3.0, 0.05, 0.5, waiting, 0.02)], 90.0)
+    assert alone == pytest.approx(0.02 + 0.1 + 0.1 * math.log(5))
+    twice = ttft_mixture_quantile_s([(1.0, 0.05, 0.5, waiting, 0.02)] * 2, 90.0)
+    assert twice == pytest.approx(alone, rel=1e-9)

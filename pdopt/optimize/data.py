@@ -610,10 +610,15 @@ def predicted_ttft_ms(data: FleetData, workload: str, pool: str, wait_s: float,
     base = w.ttft_overhead_ms + extra_overhead_ms
     if w.slo.ttft_percentile is None:
         return base + 1e3 * (wait_s + data.service_s[(workload, pool)])
+    return base + 1e3 * ttft_quantile_s(wait_s, wait_prob, workload_service(data, workload, pool),
+                                        w.slo.ttft_percentile)
+
+
+def workload_service(data: FleetData, workload: str, pool: str) -> ServiceMoments:
+    """A workload's prefill service time on a pool's instances: its moments and points (Q1)."""
     points = data.service_points.get((workload, pool), (data.service_s[(workload, pool)],))
-    service = ServiceMoments(data.service_s[(workload, pool)],
-                             data.second_moment_s2[(workload, pool)], points)
-    return base + 1e3 * ttft_quantile_s(wait_s, wait_prob, service, w.slo.ttft_percentile)
+    return ServiceMoments(data.service_s[(workload, pool)],
+                          data.second_moment_s2[(workload, pool)], points)
 
 
 def table_rate(data: FleetData, workload: str, pool: str, level: int, count: int) -> float:

@@ -24,7 +24,7 @@ from pdopt.plan import (
     Status,
     WorkloadPlan,
 )
-from pdopt.queueing import percentile_factor
+from pdopt.queueing import percentile_factor, ttft_mixture_quantile_s
 
 # Flows below this are solver noise (HiGHS's primal feasibility tolerance is 1e-7).
 ZERO_RATE = 1e-7
@@ -212,24 +212,29 @@ def workload_plans(data: FleetData, sol: Solution, pre: dict[tuple[str, int], Gr
     for w in data.scenario.workloads:
         k = percentile_factor(w.slo.ttft_percentile)
         ttft_num = ttft_den = 0.0
+        tail_parts = []  # a percentile over queue-auto groups: the mixture's quantile (Q8d)
         for (wn, p, g, lvl), rate in assignment.items():
             if wn == w.name and p in data.prefill_routing:  # queue auto (Eqs. Q5-Q8)
                 rates = {x: r for (x, pn, lv), r in sol.q.items() if (pn, lv) == (p, lvl)}
-                wait_s = pre[(p, lvl)].wait_s
-                if w.slo.ttft_percentile is None:
-                    prob = 0.0  # the mean TTFT reads the mean wait alone
-                else:  # the tail the sizing reads (Q8 with Q8b-Q8c under round-robin)
-                    wait_s, prob = auto.group_percentile_wait(data, p, rates,
-                                                              max(sol.n.get((p, lvl), 0), 1))
-                ttft_ms = auto.predicted_ttft_ms(data, wn, p, wait_s, prob,
-                                                 transfer[(wn, p, g)])
-                ttft_num += rate * ttft_ms
-                ttft_den += rate
+                if w.slo.ttft_percentile is None:  # the mean TTFT reads the mean wait alone
+                    ttft_num += rate * auto.predicted_ttft_ms(data, wn, p, pre[(p, lvl)].wait_s,
+                                                              0.0, transfer[(wn, p, g)])
+                    ttft_den += rate
+                    continue
+                # the tail the sizing reads (Q8 with Q8b-Q8c under round-robin)
+                wait_s, prob = auto.group_percentile_wait(data, p, rates,
+                                                          max(sol.n.get((p, lvl), 0), 1))
+                tail_parts.append((rate, wait_s, prob, auto.workload_service(data, wn, p),
+                                   (w.ttft_overhead_ms + transfer[(wn, p, g)]) / 1e3))
             elif wn == w.name:
                 ttft_ms = (w.ttft_overhead_ms + transfer[(wn, p, g)]
                            + 1e3 * k * (pre[(p, lvl)].wait_s + data.service_s[(wn, p)]))
                 ttft_num += rate * ttft_ms
                 ttft_den += rate
+        if tail_parts and w.slo.ttft_percentile is not None:
+            ttft_num += 1e3 * ttft_mixture_quantile_s(tail_parts, w.slo.ttft_percentile) * sum(
+                part[0] for part in tail_parts)
+            ttft_den += sum(part[0] for part in tail_parts)
         tpot_num = tpot_den = 0.0
         for (wn, d, t), rate in sol.v.items():
             if wn == w.name:
