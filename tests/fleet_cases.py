@@ -126,18 +126,18 @@ def groups_feasible(data: FleetData, n: dict[tuple[str, float], int]) -> bool:
             b_ub.append(count * _cap(data, grp[0]))
         a_ub.append(row)
     a_eq, b_eq = [], []
-    for w in data.scenario.workloads:
+    for workload in data.scenario.workloads:
         row = np.zeros(nv)
         for k, (rt, _) in enumerate(pre):
-            row[k] = rt.workload == w.name
+            row[k] = rt.workload == workload.name
         a_eq.append(row)
-        b_eq.append(data.demand_requests_per_s[w.name])
+        b_eq.append(data.demand_requests_per_s[workload.name])
         for g in data.scenario.gpus:
             row = np.zeros(nv)
             for k, (rt, _) in enumerate(pre):
-                row[k] = rt.workload == w.name and rt.decode_gpu == g
+                row[k] = rt.workload == workload.name and rt.decode_gpu == g
             for k, (wn, grp, _) in enumerate(dec):
-                if wn == w.name and data.pools[grp[0]].gpu == g:
+                if wn == workload.name and data.pools[grp[0]].gpu == g:
                     row[len(pre) + k] = -1
             if row.any():
                 a_eq.append(row)
