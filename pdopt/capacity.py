@@ -423,8 +423,15 @@ def windowed_decode_capacity(curve: DecodeCurve, tpot_ms: float, peakedness: flo
             count * capacity.tokens_per_s / output_tokens, window.window_s)
         if not math.isfinite(spread):
             break
-        capacity = fluctuating_decode_capacity(curve, tpot_ms / (1.0 + window.z * spread),
-                                               peakedness, batch_cap)
+        lowered = tpot_ms / (1.0 + window.z * spread)
+        try:
+            capacity = fluctuating_decode_capacity(curve, lowered, peakedness, batch_cap)
+        except UnreachableTargetError as e:
+            raise UnreachableTargetError(
+                f"{e}: the TPOT target {tpot_ms:g} ms is lowered to {lowered:.4g} ms so that a "
+                f"{window.window_s / 60:g}-minute window holds it with probability "
+                f"{window.confidence:g} (docs/method.md W5; options.slo_window_minutes: null "
+                "sizes for the long-run value)") from None
     return capacity
 
 

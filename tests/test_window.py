@@ -175,3 +175,17 @@ def test_spreads_against_the_simulator() -> None:
     assert statistics.fmean(waits) == pytest.approx(1e3 * wait, rel=0.15)
     assert 0.6 <= measured_wait / r_wait <= 1.6
     assert 0.6 <= measured_tpot / r_tpot <= 1.6
+
+
+def test_a_target_the_window_margin_makes_unreachable_says_so() -> None:
+    """A TPOT target just above what a batch of one sees (F2: 13.28 ms on this steep curve): the
+    window's margin lowers it below, and the error names the window (long-run sizing still has a
+    capacity)."""
+    from pdopt.capacity import windowed_decode_capacity
+    from pdopt.decode import DecodeCurve
+    from pdopt.errors import UnreachableTargetError
+
+    curve = DecodeCurve((1.0, 100.0), (10.0, 400.0), extend_linearly=False)
+    assert windowed_decode_capacity(curve, 13.5, 1.0, None, 0.0, 256, 1, None).tokens_per_s > 0
+    with pytest.raises(UnreachableTargetError, match="30-minute window"):
+        windowed_decode_capacity(curve, 13.5, 1.0, None, 0.0, 256, 1, HALF_HOUR)
