@@ -30,6 +30,7 @@ from pdopt.queueing import (
     PrefillCapacity,
     ServiceMoments,
     arrival_scv,
+    largest_rate_within,
     lognormal_service_moments,
     max_rate_per_instance,
     mean_wait_s,
@@ -46,7 +47,6 @@ from pdopt.scenario.schema import (
 )
 from pdopt.window import (
     SloWindow,
-    largest_rate_within,
     quantile_spread_factor,
     tpot_window_rel_sd,
     wait_window_rel_sd,
@@ -293,6 +293,15 @@ def windowed_prefill_rate(routing: str, count: int, moments: ServiceMoments, lim
 
 
 @functools.lru_cache(maxsize=4096)
+def windowed_prefill_rates(routing: str, moments: ServiceMoments, limit_s: float,
+                           percentile: float | None, counts: int, window: SloWindow
+                           ) -> tuple[float, ...]:
+    """a(n) under the window on n = 1..counts instances (Eq. W3), every routing."""
+    return tuple(windowed_prefill_rate(routing, n, moments, limit_s, percentile, window)
+                 for n in range(1, counts + 1))
+
+
+@functools.lru_cache(maxsize=4096)
 def auto_waiting_budgets_s(routing: str, moments: ServiceMoments, limit_s: float,
                            percentile: float | None, counts: int,
                            window: SloWindow | None = None) -> tuple[float, ...]:
@@ -302,13 +311,11 @@ def auto_waiting_budgets_s(routing: str, moments: ServiceMoments, limit_s: float
     wait at every count. With a window (Eq. W3) the wait at the windowed capacity on each count,
     whatever the routing (the window's spread falls with the count)."""
     if window is not None:
-        waits = []
-        for n in range(1, counts + 1):
-            rate = windowed_prefill_rate(routing, n, moments, limit_s, percentile, window)
-            if rate <= 0:
-                return (0.0,) * counts
-            waits.append(mean_wait_s(routing, rate, n, moments))
-        return tuple(waits)
+        rates = windowed_prefill_rates(routing, moments, limit_s, percentile, counts, window)
+        if min(rates) <= 0:
+            return (0.0,) * counts
+        return tuple(mean_wait_s(routing, rate, n, moments)
+                     for n, rate in enumerate(rates, start=1))
     if percentile is None:
         return (limit_s - moments.mean_s,) * counts
     top = 1 if routing == "random" else counts
@@ -360,9 +367,8 @@ def _auto_prefill_capacity(scenario: Scenario, instance: Instance, workload: Wor
     budget = min(budgets)
     if window is not None and routing == "random" and budget > 0:  # Eq. W6
         demand = workload.rate_requests_per_s * scenario.headroom_of(workload)
-        n = count_for_demand(demand, lambda k: max_rate_per_instance(
-            routing, k, moments, budgets[k - 1] + moments.mean_s, rel_tol=1e-9), len(budgets))
-        budget = budgets[n - 1]
+        rates = windowed_prefill_rates(routing, moments, limit, pct, MAX_TABLE_COUNT, window)
+        budget = budgets[count_for_demand(demand, lambda k: rates[k - 1], len(rates)) - 1]
     if budget <= 0:
         what = "mean TTFT" if pct is None else f"p{pct:g} TTFT"
         raise UnreachableTargetError(
@@ -442,31 +448,39 @@ def decode_rate_table(scenario: Scenario, instance: Instance, workload: Workload
     SCV 1/n (round-robin, least-loaded) or 1 (random) at each of n instances; with the scenario's
     SLO window, each count's capacity within its window margin (Eq. W5)."""
     routing = routing or scenario.routing_of(workload)
-    window = slo_window_of(scenario)
-    top = 1 if routing == "random" and window is None else counts
-    rows = [decode_capacity_at_count(scenario, instance, workload, tpot_ms, n,
-                                     output_lengths=output_lengths, routing=routing)
-            for n in range(1, top + 1)]
+    top = 1 if routing == "random" and slo_window_of(scenario) is None else counts
+    row = decode_capacity_by_count(scenario, instance, workload, tpot_ms, output_lengths, routing)
+    rows = [row(n) for n in range(1, top + 1)]
     return rows + [rows[-1]] * (counts - top)
 
 
-def decode_capacity_at_count(scenario: Scenario, instance: Instance, workload: Workload,
-                             tpot_ms: float, count: int, *,
-                             output_lengths: Sequence[float] | None = None,
-                             routing: str | None = None) -> DecodeCapacity:
-    """One row of decode_rate_table: the capacity on one of `count` instances (Eqs. F1-F4, W5)."""
-    routing = routing or scenario.routing_of(workload)
+def decode_capacity_by_count(scenario: Scenario, instance: Instance, workload: Workload,
+                             tpot_ms: float, output_lengths: Sequence[float] | None, routing: str
+                             ) -> Callable[[int], DecodeCapacity]:
+    """count -> the decode capacity on one of `count` instances (Eqs. F1-F4, W5), the rows of
+    decode_rate_table, with the curve, output SCV, admission cap and window looked up once."""
+    def named(e: PdoptError) -> PdoptError:
+        return type(e)(f"workload '{workload.name}' on instance '{instance.name}': {e}")
+
     context = decode_context_tokens(workload.input_tokens, workload.output_tokens)
     try:
         curve = instance_decode_curve(instance, context)
         out_scv = output_scv(workload, output_lengths)
-        ca2 = arrival_scv("round-robin" if routing != "random" else "random", count)
-        return windowed_decode_capacity(
-            curve, tpot_ms, batch_peakedness(ca2, out_scv),
-            admission_batch_cap(scenario, instance, workload), out_scv,
-            workload.output_tokens, count, slo_window_of(scenario))
+        cap = admission_batch_cap(scenario, instance, workload)
     except PdoptError as e:
-        raise type(e)(f"workload '{workload.name}' on instance '{instance.name}': {e}") from None
+        raise named(e) from None
+    window = slo_window_of(scenario)
+    arrivals = "round-robin" if routing != "random" else "random"
+
+    def row(count: int) -> DecodeCapacity:
+        try:
+            return windowed_decode_capacity(
+                curve, tpot_ms, batch_peakedness(arrival_scv(arrivals, count), out_scv), cap,
+                out_scv, workload.output_tokens, count, window)
+        except PdoptError as e:
+            raise named(e) from None
+
+    return row
 
 
 def table_counts(upper_bound: int) -> int:

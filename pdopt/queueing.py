@@ -493,21 +493,31 @@ def ttft_statistic_s(routing: str, per_instance_rate_per_s: float, count: int,
     return ttft_quantile_s(wait, prob, service, percentile)
 
 
+def largest_rate_within(holds: Callable[[float], bool], upper: float,
+                        rel_tol: float = 1e-9) -> float:
+    """Largest x in [0, upper) with holds(x), for a condition that fails beyond some point (a TTFT
+    statistic, or its windowed value, rising with the rate: Eqs. Q9, W3), by bisection to
+    `rel_tol`; 0 when holds(0) fails."""
+    if not holds(0.0):
+        return 0.0
+    lo, hi = 0.0, upper
+    while hi - lo > rel_tol * hi:
+        mid = (lo + hi) / 2.0
+        if holds(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def max_rate_per_instance(routing: str, count: int, service: ServiceMoments, limit_s: float,
                           percentile: float | None = None, *, rel_tol: float = 1e-9) -> float:
     """Largest per-instance arrival rate a(count) whose TTFT statistic (mean or percentile, Eq. Q8)
     stays within `limit_s` = (TTFT target - overhead) (Eq. Q9). The statistic rises with the rate,
     so bisection over [0, 1/E[S]); 0 when even an empty pool misses the target."""
-    if ttft_statistic_s(routing, 0.0, count, service, percentile) > limit_s:
-        return 0.0
-    lo, hi = 0.0, 1.0 / service.mean_s
-    while hi - lo > rel_tol * hi:
-        mid = (lo + hi) / 2.0
-        if ttft_statistic_s(routing, mid, count, service, percentile) <= limit_s:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return largest_rate_within(
+        lambda rate: ttft_statistic_s(routing, rate, count, service, percentile) <= limit_s,
+        1.0 / service.mean_s, rel_tol)
 
 
 def capacity_table(routing: str, counts: int, service: ServiceMoments, limit_s: float,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -87,22 +86,6 @@ def windowed_value(statistic: float, unloaded: float, rel_sd: float, z: float) -
     TTFT statistic r is Eq. W1 times kappa of Eq. W2 and `unloaded` its value without waiting
     (E[S] for a mean, S's own quantile for a percentile); for TPOT r is Eq. W4, unloaded 0."""
     return statistic + z * rel_sd * max(0.0, statistic - unloaded)
-
-
-def largest_rate_within(holds: Callable[[float], bool], upper: float,
-                        rel_tol: float = 1e-9) -> float:
-    """Largest x in [0, upper) with holds(x), for a condition that fails beyond some point (the
-    windowed statistics of Eqs. W3, W5 rise with the rate); 0 when holds(0) fails."""
-    if not holds(0.0):
-        return 0.0
-    lo, hi = 0.0, upper
-    while hi - lo > rel_tol * hi:
-        mid = (lo + hi) / 2.0
-        if holds(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
 
 
 def tpot_window_rel_sd(elasticity: float, output_scv: float, pool_requests_per_s: float,

@@ -15,7 +15,7 @@ from pdopt.capacity import (
     MAX_TABLE_COUNT,
     auto_waiting_budgets_s,
     count_for_demand,
-    decode_capacity_at_count,
+    decode_capacity_by_count,
     decode_rate_table,
     instance_decode_capacity,
     instance_prefill_capacity,
@@ -367,15 +367,11 @@ def _random_window_capacity(data: FleetData, scenario: Scenario, inst: Instance,
     (Eq. W6)."""
     w = data.workload(name)
     lengths = data.lengths.get(name)
-
-    def tokens_per_s(count: int) -> float:
-        return decode_capacity_at_count(scenario, inst, w, tpot_ms, count, routing=routing,
-                                        output_lengths=lengths[1] if lengths else None
-                                        ).tokens_per_s
-
-    n = count_for_demand(data.demand_requests_per_s[name] * w.output_tokens, tokens_per_s,
-                         MAX_TABLE_COUNT)
-    return tokens_per_s(n)
+    row = decode_capacity_by_count(scenario, inst, w, tpot_ms, lengths[1] if lengths else None,
+                                   routing)
+    n = count_for_demand(data.demand_requests_per_s[name] * w.output_tokens,
+                         lambda count: row(count).tokens_per_s, MAX_TABLE_COUNT)
+    return row(n).tokens_per_s
 
 
 def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -> None:
