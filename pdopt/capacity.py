@@ -16,6 +16,7 @@ from pdopt.decode import (
     DecodeCapacity,
     DecodeCurve,
     MeasuredTable,
+    SlotQueue,
     batch_peakedness,
     decode_capacity,
     decode_curve,
@@ -412,14 +413,17 @@ def tpot_elasticity(curve: DecodeCurve, mean_batch: float, peakedness: float) ->
 
 def windowed_decode_capacity(curve: DecodeCurve, tpot_ms: float, peakedness: float,
                              batch_cap: float | None, output_scv_: float, output_tokens: float,
-                             count: int, window: SloWindow | None) -> DecodeCapacity:
+                             count: int, window: SloWindow | None, *, arrival_scv_: float = 1.0
+                             ) -> DecodeCapacity:
     """Decode capacity on one of `count` instances whose window mean TPOT stays within target
-    with the window's confidence (Eq. W5): F3's capacity at a lowered target t' with
+    with the window's confidence (Eq. W5), the slot wait of Eq. F4b included (arrivals of SCV
+    `arrival_scv_` at the instance): F3's capacity at a lowered target t' with
     T(b) (1 + z r(b)) <= target, r of Eq. W4 at the pool's rate count b / (L_out T(b)); t' by
     WINDOW_FIXED_POINT_STEPS steps t' = target / (1 + z r(b)) from the unlowered capacity's b.
     Where the elasticity reaches 1 (the batch of highest throughput, below the target) no
     margin applies."""
-    capacity = fluctuating_decode_capacity(curve, tpot_ms, peakedness, batch_cap)
+    queue = SlotQueue(output_tokens, output_scv_, arrival_scv_)
+    capacity = fluctuating_decode_capacity(curve, tpot_ms, peakedness, batch_cap, queue)
     if window is None:
         return capacity
     for _ in range(WINDOW_FIXED_POINT_STEPS):
@@ -431,7 +435,7 @@ def windowed_decode_capacity(curve: DecodeCurve, tpot_ms: float, peakedness: flo
             break
         lowered = tpot_ms / (1.0 + window.z * spread)
         try:
-            capacity = fluctuating_decode_capacity(curve, lowered, peakedness, batch_cap)
+            capacity = fluctuating_decode_capacity(curve, lowered, peakedness, batch_cap, queue)
         except UnreachableTargetError as e:
             raise UnreachableTargetError(
                 f"{e}: the TPOT target {tpot_ms:g} ms is lowered to {lowered:.4g} ms so that a "
@@ -473,10 +477,11 @@ def decode_capacity_by_count(scenario: Scenario, instance: Instance, workload: W
     arrivals = "round-robin" if routing != "random" else "random"
 
     def row(count: int) -> DecodeCapacity:
+        ca2 = arrival_scv(arrivals, count)
         try:
             return windowed_decode_capacity(
-                curve, tpot_ms, batch_peakedness(arrival_scv(arrivals, count), out_scv), cap,
-                out_scv, workload.output_tokens, count, window)
+                curve, tpot_ms, batch_peakedness(ca2, out_scv), cap, out_scv,
+                workload.output_tokens, count, window, arrival_scv_=ca2)
         except PdoptError as e:
             raise named(e) from None
 

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from pdopt.errors import ExtrapolationError, UnreachableTargetError
+from pdopt.queueing import erlang_c
 
 Extrapolation = Literal["error", "nearest", "linear"]
 GIB = 1024**3
@@ -310,13 +311,51 @@ def request_tpot_ms(curve: DecodeCurve, mean_batch: float, peakedness: float) ->
     return float(weighted @ curve.tpot_at_many(batches) / weighted.sum())
 
 
+@dataclass(frozen=True)
+class SlotQueue:
+    """What the slot wait of Eq. F4b needs besides the curve: the mean output length, its SCV and
+    the SCV of one instance's arrivals (Eq. Q3)."""
+
+    output_tokens: float
+    output_scv: float
+    arrival_scv: float
+
+
+def admission_wait_ms_per_token(curve: DecodeCurve, mean_batch: float, peakedness: float,
+                                slots: int, queue: SlotQueue) -> float:
+    """The slot wait a request's mean TPOT carries (Eq. F4b): a request waits only while all
+    `slots` are taken, when every step runs at the full batch's TPOT(c); the instance is then a
+    GI/G/c queue whose servers are the slots, with service L_out TPOT(c) and offered load
+    a_c = b TPOT(c) / T(b) (the mean batch b at T(b) of Eq. F2, stretched to the full batch's step
+    time). Allen-Cunneen: Wq = C(c, a_c) (c_a^2 + c_out^2) / 2 L_out TPOT(c) / (c - a_c), spread
+    over the request's L_out - 1 gaps with E[1 / L_out] ~ (1 + c_out^2) / L_out. inf when
+    a_c >= c."""
+    full_ms = curve.tpot_at(float(slots))
+    offered = mean_batch * full_ms / request_tpot_ms(curve, mean_batch, peakedness)
+    if offered >= slots:
+        return math.inf
+    wait_ms = (erlang_c(slots, offered) * (queue.arrival_scv + queue.output_scv) / 2.0
+               * queue.output_tokens * full_ms / (slots - offered))
+    return wait_ms * (1.0 + queue.output_scv) / max(queue.output_tokens - 1.0, 1.0)
+
+
+def admitted_tpot_ms(curve: DecodeCurve, mean_batch: float, peakedness: float, slots: int,
+                     queue: SlotQueue) -> float:
+    """The mean TPOT of Eq. F2 plus the slot wait of Eq. F4b."""
+    return (request_tpot_ms(curve, mean_batch, peakedness)
+            + admission_wait_ms_per_token(curve, mean_batch, peakedness, slots, queue))
+
+
 def fluctuating_decode_capacity(curve: DecodeCurve, tpot_target_ms: float, peakedness: float,
-                                batch_cap: float | None) -> DecodeCapacity:
-    """Per-instance decode capacity when the batch fluctuates (Eqs. F2-F4): the mean batch b of
+                                batch_cap: float | None, queue: SlotQueue | None = None
+                                ) -> DecodeCapacity:
+    """Per-instance decode capacity when the batch fluctuates (Eqs. F2-F4b): the mean batch b of
     highest throughput b / T(b), T(b) = request_tpot_ms (Little's law with the TPOT requests see),
-    among those with T(b) <= target and b + ADMISSION_SIGMAS sqrt(z b) <= batch_cap (the slot or
-    KV limit at which requests would queue for admission). Raises UnreachableTargetError when no
-    batch qualifies."""
+    among those within the target. The slot or KV limit c = min(largest measured batch,
+    batch_cap) makes requests queue for admission: with `queue` (output lengths and arrival SCV)
+    the slot wait of Eq. F4b is added to T(b) in the target; without it the mean batch keeps
+    ADMISSION_SIGMAS sqrt(z b) below c (Eq. F4). Raises UnreachableTargetError when no batch
+    qualifies."""
     if tpot_target_ms < curve.tpot_ms[0]:
         raise UnreachableTargetError(
             f"TPOT target {tpot_target_ms:g} ms is below the fastest TPOT measured "
@@ -325,7 +364,16 @@ def fluctuating_decode_capacity(curve: DecodeCurve, tpot_target_ms: float, peake
     top = math.inf if curve.extend_linearly else float(curve.batches[-1])
     if batch_cap is not None:
         top = min(top, batch_cap)
-    if math.isfinite(top):  # admission: b + k sqrt(z b) <= top, solved for sqrt(b)
+    slots = math.floor(top) if math.isfinite(top) else 0
+
+    def tpot(b: float) -> float:  # what the target bounds: T(b), plus the slot wait (F4b)
+        if queue is None or not slots:
+            return request_tpot_ms(curve, b, peakedness)
+        return admitted_tpot_ms(curve, b, peakedness, slots, queue)
+
+    if queue is not None and slots:
+        top = float(slots)  # F4b: the wait grows without bound as a_c approaches c
+    elif math.isfinite(top):  # F4: b + k sqrt(z b) <= top, solved for sqrt(b)
         k = ADMISSION_SIGMAS * math.sqrt(peakedness)
         root = (-k + math.sqrt(k * k + 4.0 * top)) / 2.0
         top = root * root
@@ -339,14 +387,14 @@ def fluctuating_decode_capacity(curve: DecodeCurve, tpot_target_ms: float, peake
     edges = sorted({1.0, *[b for b in curve.batches if 1.0 < b < top], top})
     candidates: list[float] = []
     for lo, hi in zip(edges, edges[1:] + [edges[-1]], strict=True):
-        if request_tpot_ms(curve, lo, peakedness) > tpot_target_ms:
+        if tpot(lo) > tpot_target_ms:
             continue
-        if request_tpot_ms(curve, hi, peakedness) <= tpot_target_ms:
+        if tpot(hi) <= tpot_target_ms:
             candidates.append(hi)
             continue
         while hi - lo > 1e-9 * hi:
             mid = (lo + hi) / 2.0
-            if request_tpot_ms(curve, mid, peakedness) <= tpot_target_ms:
+            if tpot(mid) <= tpot_target_ms:
                 lo = mid
             else:
                 hi = mid
@@ -354,13 +402,17 @@ def fluctuating_decode_capacity(curve: DecodeCurve, tpot_target_ms: float, peake
     if not candidates:
         raise UnreachableTargetError(
             f"TPOT target {tpot_target_ms:g} ms is below the TPOT a fluctuating batch of one "
-            f"request sees ({request_tpot_ms(curve, 1.0, peakedness):.3g} ms)"
+            f"request sees ({tpot(1.0):.3g} ms)"
         )
     batch = max(candidates, key=lambda b: (b / request_tpot_ms(curve, b, peakedness), b))
-    tpot = request_tpot_ms(curve, batch, peakedness)
-    limited = "tpot" if batch < top - 1e-9 or batch_cap is None else "kv_cache"
+    batch_tpot = request_tpot_ms(curve, batch, peakedness)
+    if queue is not None and slots:  # F4b: the KV cache's slots cost over 1 % of the TPOT
+        kv_slots = batch_cap is not None and slots == math.floor(batch_cap)
+        limited = "kv_cache" if kv_slots and tpot(batch) > 1.01 * batch_tpot else "tpot"
+    else:
+        limited = "tpot" if batch < top - 1e-9 or batch_cap is None else "kv_cache"
     return DecodeCapacity(
-        batch=int(math.floor(batch)), tpot_ms=tpot, tokens_per_s=batch / (tpot / 1e3),
+        batch=int(math.floor(batch)), tpot_ms=batch_tpot, tokens_per_s=batch / (batch_tpot / 1e3),
         limited_by=limited,  # type: ignore[arg-type]
         tpot_batch=int(math.floor(batch)), kv_batch=None if batch_cap is None else int(batch_cap),
     )

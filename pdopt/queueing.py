@@ -8,6 +8,7 @@ class and M/M/1 at the mean this is exactly the paper's
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -256,45 +257,47 @@ def gig1_mean_wait_s(rate_per_s: float, service: ServiceMoments, arrival_scv_: f
     return g * (arrival_scv_ + cs2) / 2.0 * rho / (1.0 - rho) * service.mean_s
 
 
-def mixture_scv_bound(classes: Sequence[tuple[float, float]]) -> float:
-    """The largest c_s^2 of any mixture of classes given as (E[S_i], E[S_i^2]) (Eq. O15c):
-    c^2(p) = sum p_i E[S_i^2] / (sum p_i E[S_i])^2 - 1 is largest on an edge of the simplex (two
-    classes), where f(p) = (b + p e) / (s2 + p d)^2, e = a - b, d = s1 - s2, has one stationary
-    point p* = (e s2 - 2 d b) / (d e), taken with the end points (the classes alone)."""
-    best = max(m2 / (s * s) for s, m2 in classes) - 1.0
-    for i, (s1, a) in enumerate(classes):
-        for s2, b in classes[i + 1:]:
-            d, e = s1 - s2, a - b
-            if d == 0 or e == 0:
-                continue
-            p = -(2.0 * d * b - e * s2) / (e * d)  # f'(p) = 0
-            if 0.0 < p < 1.0:
-                best = max(best, (b + p * e) / (s2 + p * d) ** 2 - 1.0)
-    return max(0.0, best)
+#: Points on each two-class edge of the mixing simplex where Eq. O15b looks for its maximum.
+MIXTURE_EDGE_POINTS = 129
 
 
 def mixed_klb_factor(budget_s: float, arrival_scv_: float,
                      classes: Sequence[tuple[float, float]], tangent_s: float) -> float:
-    """A factor g* that bounds KLB's g (Eq. Q4) at every load the mixed-group constraint of Eq.
-    O15a admits (Eq. O15b): with c_i = E[S_i^2] - (1 - c_a^2) (2 m S_i - m^2) (m = `tangent_s`),
-    the constraint sum x_i (g* c_i + 2B S_i) <= 2B keeps rho <= rho_max(g*) = 2B / (2B + g*
-    min_i c_i / S_i), and g rises with rho and with c_s^2, so g <= KLB(rho_max(g*), c_a^2,
-    c_s,max^2) =: h(g*) (c_s,max^2 of Eq. O15c). h falls in g* and h(0) = 1: the smallest
-    g* >= h(g*), by bisection. 1 for Poisson arrivals."""
+    """A factor g* with Q5's wait within B at every load the mixed-group constraint of Eq. O15a
+    admits (Eq. O15b): with c_i = E[S_i^2] - (1 - c_a^2) (2 m S_i - m^2) (m = `tangent_s`), the
+    smallest g* >= max over mixtures p of F(p; g*) = r(p) exp(-(1 - c_a^2)^2 g* E_p[S] /
+    (3 B r(p))), r = (Kingman's numerator) / sum p_i c_i <= 1, KLB's g at the constraint's
+    boundary times the tangent's slack. F rises with E_p[S^2] at a fixed E_p[S], so the
+    maximum lies on a two-class edge of the simplex (searched on MIXTURE_EDGE_POINTS points
+    each); F falls in g*, so the fixed point is found by bisection. 1 for Poisson arrivals."""
     if arrival_scv_ >= 1.0 or budget_s <= 0.0:
         return 1.0
-    m = tangent_s
-    slope = min((m2 - (1.0 - arrival_scv_) * (2.0 * m * s - m * m)) / s for s, m2 in classes)
-    cs2 = mixture_scv_bound(classes)
+    return _mixed_klb_factor(budget_s, arrival_scv_, tuple(classes), tangent_s)
 
-    def h(g: float) -> float:
-        rho = 2.0 * budget_s / (2.0 * budget_s + g * max(slope, 0.0))
-        return klb_correction(rho, arrival_scv_, cs2)
+
+@functools.lru_cache(maxsize=4096)
+def _mixed_klb_factor(budget_s: float, arrival_scv_: float,
+                      classes: tuple[tuple[float, float], ...], tangent_s: float) -> float:
+    m, smooth = tangent_s, 1.0 - arrival_scv_
+    share = np.linspace(0.0, 1.0, MIXTURE_EDGE_POINTS)
+    means, seconds = [], []
+    for i, (s1, a1) in enumerate(classes):
+        for s2, a2 in classes[i:]:
+            means.append(share * s1 + (1.0 - share) * s2)
+            seconds.append(share * a1 + (1.0 - share) * a2)
+    mean, second = np.concatenate(means), np.concatenate(seconds)
+    kingman = second - smooth * mean * mean  # Kingman's numerator per request, E_p
+    linear = second - smooth * (2.0 * m * mean - m * m)  # sum p_i c_i
+    slack = kingman / np.maximum(linear, 1e-300)  # r(p) <= 1: the tangent's slack
+    rate = smooth * smooth * mean / (3.0 * budget_s * slack)
+
+    def worst(g: float) -> float:  # max_p F(p; g): KLB's g at the boundary, times r (O15b)
+        return float(np.max(slack * np.exp(-rate * g)))
 
     lo, hi = 0.0, 1.0
-    for _ in range(60):
+    for _ in range(50):
         mid = (lo + hi) / 2.0
-        if mid >= h(mid):
+        if mid >= worst(mid):
             hi = mid
         else:
             lo = mid
