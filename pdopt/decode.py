@@ -16,7 +16,6 @@ from typing import Literal
 import numpy as np
 
 from pdopt.errors import ExtrapolationError, UnreachableTargetError
-from pdopt.queueing import erlang_c
 
 Extrapolation = Literal["error", "nearest", "linear"]
 GIB = 1024**3
@@ -323,20 +322,30 @@ class SlotQueue:
 
 def admission_wait_ms_per_token(curve: DecodeCurve, mean_batch: float, peakedness: float,
                                 slots: int, queue: SlotQueue) -> float:
-    """The slot wait a request's mean TPOT carries (Eq. F4b): a request waits only while all
-    `slots` are taken, when every step runs at the full batch's TPOT(c); the instance is then a
-    GI/G/c queue whose servers are the slots, with service L_out TPOT(c) and offered load
-    a_c = b TPOT(c) / T(b) (the mean batch b at T(b) of Eq. F2, stretched to the full batch's step
-    time). Allen-Cunneen: Wq = C(c, a_c) (c_a^2 + c_out^2) / 2 L_out TPOT(c) / (c - a_c), spread
-    over the request's L_out - 1 gaps with E[1 / L_out] ~ (1 + c_out^2) / L_out. inf when
-    a_c >= c."""
-    full_ms = curve.tpot_at(float(slots))
-    offered = mean_batch * full_ms / request_tpot_ms(curve, mean_batch, peakedness)
-    if offered >= slots:
+    """The slot wait a request's mean TPOT carries (Eq. F4b). The running batch as a birth-death
+    process: requests arrive at lambda = b / (L_out T(b)) (b the mean batch at T(b) of Eq. F2),
+    and with k of them running each finishes at rate 1 / (L_out TPOT(k)), above the `slots` c at
+    c / (L_out TPOT(c)); pi_k = pi_0 prod_{j <= k} lambda L_out TPOT(j) / j, the tail geometric
+    of ratio rho_c = lambda L_out TPOT(c) / c. Mean queue L_q = pi_c rho_c / (1 - rho_c)^2, wait
+    L_q / lambda (exact for Poisson arrivals and exponential outputs), times (c_a^2 + c_out^2) / 2
+    (Allen-Cunneen), spread over the request's L_out - 1 gaps with E[1 / L_out] ~ (1 + c_out^2) /
+    L_out. inf when rho_c >= 1."""
+    if mean_batch <= 0.0:
+        return 0.0
+    per_request_ms = queue.output_tokens * request_tpot_ms(curve, mean_batch, peakedness)
+    rate = mean_batch / per_request_ms  # requests per ms
+    batches = np.arange(1.0, slots + 1.0)
+    steps_ms = curve.tpot_at_many(batches)
+    full = rate * queue.output_tokens * steps_ms[-1] / slots  # rho_c
+    if full >= 1.0:
         return math.inf
-    wait_ms = (erlang_c(slots, offered) * (queue.arrival_scv + queue.output_scv) / 2.0
-               * queue.output_tokens * full_ms / (slots - offered))
-    return wait_ms * (1.0 + queue.output_scv) / max(queue.output_tokens - 1.0, 1.0)
+    log_weights = np.concatenate(
+        ([0.0], np.cumsum(np.log(rate * queue.output_tokens * steps_ms / batches))))
+    weights = np.exp(log_weights - log_weights.max())
+    at_limit = weights[-1] / (weights[:-1].sum() + weights[-1] / (1.0 - full))  # pi_c
+    wait_ms = at_limit * full / (1.0 - full) ** 2 / rate
+    return (wait_ms * (queue.arrival_scv + queue.output_scv) / 2.0
+            * (1.0 + queue.output_scv) / max(queue.output_tokens - 1.0, 1.0))
 
 
 def admitted_tpot_ms(curve: DecodeCurve, mean_batch: float, peakedness: float, slots: int,
