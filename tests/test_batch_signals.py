@@ -55,12 +55,12 @@ def write(path: Path, data: dict[str, Any]) -> Path:
 # signal while HiGHS runs, the case HiGHS used to report as an error)
 HARNESS = """
 import sys
-from pyomo.contrib.solver.solvers.highs import Highs
-real_solve = Highs.solve
-def solve(self, *args, **kwargs):
+from highspy import Highs
+real_run = Highs.run
+def run(self, *args, **kwargs):
     print("solving", file=sys.stderr, flush=True)
-    return real_solve(self, *args, **kwargs)
-Highs.solve = solve
+    return real_run(self, *args, **kwargs)
+Highs.run = run
 from pdopt.cli import main
 main(sys.argv[1:], prog_name="pdopt")
 """

@@ -170,7 +170,7 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
             scenario=scenario.name, status=Status.NO_SOLUTION, objective=goal,
             diagnosis=[no_solution_reason(data, not_started(), time_limit_s)],
             solver=replace(not_started(), build_seconds=time.perf_counter() - start))
-    model = create_model(data, goal, model_bounds=bounds)
+    model = create_model(data, goal, model_bounds=bounds, backend="direct")
     build_seconds = time.perf_counter() - start
     report = solve_lexicographic(model, deadline=deadline, mip_gap=mip_gap, threads=threads,
                                  progress=progress, integral_primary=goal == Objective.GPUS)

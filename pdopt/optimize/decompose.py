@@ -81,7 +81,7 @@ def solve_part(scenario: Scenario, model_name: str, objective: Objective, deadli
     data = build_fleet_data(sub_scenario(scenario, model_name))
     data_seconds = time.perf_counter() - start
     relax = Relaxation(budget=True, inventory="drop")
-    model = create_model(data, objective, relax)
+    model = create_model(data, objective, relax, backend="direct")
     report = solve_lexicographic(model, deadline=deadline.share(BRANCH_AND_BOUND_SHARE),
                                  mip_gap=mip_gap, integral_primary=objective == Objective.GPUS,
                                  progress=progress, phase=model_name)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 
-import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
-
+from pdopt.optimize import direct
 from pdopt.optimize.data import FleetData
-from pdopt.optimize.model import Relaxation, cost_expr, create_model
+from pdopt.optimize.model import Model, Relaxation, cost_expr, create_model
 from pdopt.optimize.solver import Deadline, SolverReport, not_started, solve_model
 from pdopt.plan import Objective, Status
 from pdopt.scenario.limits import ModelLimits
@@ -81,7 +80,7 @@ def diagnose(data: FleetData, objective: Objective, *, deadline: Deadline, mip_g
     """Reasons the full program is infeasible, found by relaxing one family of limits at a time;
     every limit that binds is named with its shortfall."""
     def solve(relax: Relaxation, goal: Objective = objective
-              ) -> tuple[pyo.ConcreteModel | None, SolverReport]:
+              ) -> tuple[Model | None, SolverReport]:
         return _solve(data, goal, relax, deadline, mip_gap)
 
     free, report = solve(Relaxation(budget=True, inventory="drop", max_count=True, limits=True))
@@ -98,7 +97,7 @@ def diagnose(data: FleetData, objective: Objective, *, deadline: Deadline, mip_g
     if solve(Relaxation(budget=True, inventory="drop"))[1].status == Status.INFEASIBLE:
         n: dict[str, int] = {}
         for p, lvl in free.GROUPS:
-            n[p] = n.get(p, 0) + round(pyo.value(free.n[p, lvl]))
+            n[p] = n.get(p, 0) + round(free.n[p, lvl].value)
         over = [f"'{p}' needs {n[p]} (max_count {cap})" for p in sorted(n)
                 if (cap := data.pools[p].max_count) is not None and n[p] > cap]
         reasons.append("per-pool max_count limits are too tight: the plan without them has "
@@ -107,7 +106,7 @@ def diagnose(data: FleetData, objective: Objective, *, deadline: Deadline, mip_g
     inventory_short = False
     if elastic is not None and hasattr(elastic, "gpu_shortfall"):
         for g in elastic.LIMITED_GPUS:
-            short = pyo.value(elastic.gpu_shortfall[g])
+            short = elastic.gpu_shortfall[g].value
             if short > 1e-6:
                 inventory_short = True
                 count = data.scenario.gpus[g].count
@@ -142,7 +141,7 @@ def _budget_reasons(data: FleetData, budget: float, inventory_short: bool, solve
         where = "even with GPUs beyond the inventories"
     if within is None:
         return []
-    cheapest = pyo.value(cost_expr(within, data))
+    cheapest = direct.expression_value(within, cost_expr(within, data))
     if cheapest <= budget + 1e-9:
         return []
     return [f"budget short by ${cheapest - budget:,.2f}/h: the cheapest plan {where} costs "
@@ -176,9 +175,9 @@ def _out_of_time(data: FleetData) -> str:
 
 
 def _solve(data: FleetData, objective: Objective, relax: Relaxation, deadline: Deadline,
-           mip_gap: float) -> tuple[pyo.ConcreteModel | None, SolverReport]:
+           mip_gap: float) -> tuple[Model | None, SolverReport]:
     if deadline.passed():
         return None, not_started()
-    model = create_model(data, objective, relax)
+    model = create_model(data, objective, relax, backend="direct")
     report = solve_model(model, deadline=deadline, mip_gap=mip_gap, phase="diagnosis")
     return (model if report.status.has_plan else None), report

@@ -8,8 +8,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
-
 from pdopt.capacity import decode_context_tokens, instance_decode_curve, instance_kv_cache_tokens
 from pdopt.optimize import data as auto
 from pdopt.optimize.balance import balanced_flows
@@ -47,11 +45,12 @@ class Solution:
         return dict(out)
 
 
-def read_solution(m: pyo.ConcreteModel) -> Solution:
+def read_solution(m: Any) -> Solution:
+    """The solved values of a model (either backend, O.9)."""
     def positive(var: Any) -> dict[Any, float]:
-        return {k: val for k in var for val in [pyo.value(var[k])] if val > ZERO_RATE}
+        return {k: val for k in var for val in [var[k].value] if val > ZERO_RATE}
 
-    n = {k: int(round(pyo.value(m.n[k]))) for k in m.n}
+    n = {k: int(round(m.n[k].value)) for k in m.n}
     sol = Solution(n=n, r=positive(m.r), q=positive(m.q), v=positive(m.v))
     for (p, _lvl), count in n.items():
         sol.pool_counts[p] = sol.pool_counts.get(p, 0) + count
@@ -267,7 +266,7 @@ def flows(data: FleetData, sol: Solution) -> list[Flow]:
     return out
 
 
-def build_plan(data: FleetData, model: pyo.ConcreteModel, objective: Objective,
+def build_plan(data: FleetData, model: Any, objective: Objective,
                report: SolverReport) -> Plan:
     """The plan of a solved model, with its predictions (O.1) and the solver's report."""
     sol = read_solution(model)

@@ -282,7 +282,7 @@ class Block:
         With `caps` (a repair, O23): the model's plan within those caps at zero prices, whose
         bound is no Lagrangian bound (the caps are not the fleet's)."""
         from pdopt.optimize.extract import build_plan
-        from pdopt.optimize.solver import MIN_SOLVE_S, _report
+        from pdopt.optimize.solver import MIN_SOLVE_S, pyomo_report
 
         data_seconds, self.data_seconds = self.data_seconds, None  # reported once
         seconds = deadline.remaining()
@@ -317,7 +317,7 @@ class Block:
                                  load_solutions=False,
                                  raise_exception_on_nonoptimal_result=False,
                                  auto_updates={key: False for key in self.opt.config.auto_updates})
-        report = _report(results, time.perf_counter() - start)
+        report = pyomo_report(results, time.perf_counter() - start)
         if report.status.has_plan:
             self.start = list(highs.getSolution().col_value)
             return Priced(self.model_name, report.dual_bound,

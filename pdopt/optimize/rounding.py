@@ -11,13 +11,15 @@ cost of rounding is small next to the LP bound. Every step runs within the calle
 from __future__ import annotations
 
 import math
-
-import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
+from typing import TYPE_CHECKING
 
 from pdopt.optimize.data import FleetData
 from pdopt.optimize.model import Relaxation, create_model
 from pdopt.optimize.solver import Deadline, SolverReport, relative_gap, solve_model
 from pdopt.plan import Objective, Status
+
+if TYPE_CHECKING:
+    import pyomo.core as pyo
 
 
 def rounded_up(data: FleetData, objective: Objective, relax: Relaxation, *, deadline: Deadline,
@@ -26,6 +28,8 @@ def rounded_up(data: FleetData, objective: Objective, relax: Relaxation, *, dead
     and solve again for the flows. Returns the model and a report whose bound is the better of
     `dual_bound` and the LP's; None when the rounded counts break a limit (inventory, budget),
     the LP has no solution or the deadline passes first."""
+    import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
+
     if deadline.passed():
         return None
     model = create_model(data, objective, relax)

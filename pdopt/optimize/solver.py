@@ -27,11 +27,9 @@ from typing import Any
 
 import highspy
 import numpy as np
-import pyomo.core as pyo  # not pyomo.environ: its plugins cost start-up time
-from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
-from pyomo.contrib.solver.solvers.highs import Highs
 
 from pdopt.errors import PdoptError
+from pdopt.optimize import direct
 from pdopt.plan import SolverReport, Status
 
 __all__ = ["Deadline", "SolveProgress", "SolverReport", "relative_gap", "solve_lexicographic",
@@ -165,16 +163,14 @@ def _progress_hook(progress: ProgressFn, phase: str) -> Iterator[Callable[[Any],
 
 
 class _Session:
-    """One HiGHS instance of one Pyomo model: solved once, then changed and solved again (the
-    second stage of a lexicographic solve re-uses it, starting from the first stage's plan)."""
+    """One HiGHS instance of one model: solved once, then changed and solved again (the second
+    stage of a lexicographic solve re-uses it, starting from the first stage's plan). The two
+    kinds below differ in how the model reaches HiGHS and how its values come back."""
 
-    def __init__(self, model: pyo.ConcreteModel, threads: int | None) -> None:
-        self.model = model
+    highs: highspy.Highs
+
+    def __init__(self, threads: int | None) -> None:
         self.options: dict[str, Any] = {"threads": threads} if threads else {}
-        self.opt = Highs()
-        self.opt.set_instance(model)
-        # the highspy object behind Pyomo's interface (a preview API, pinned in pyproject)
-        self.highs: highspy.Highs = self.opt._solver_model
         # HiGHS keeps a callback's interrupt request for the next run: cleared there
         self.interrupt_left = False
 
@@ -186,7 +182,7 @@ class _Session:
         seconds = deadline.remaining()
         if seconds < MIN_SOLVE_S:
             return not_started()
-        self.opt.update()
+        self._update()
         if start_from is not None:
             solution = highspy.HighsSolution()
             solution.col_value = start_from
@@ -194,9 +190,7 @@ class _Session:
             self.highs.setSolution(solution)
         elif start_values:
             # a (partial) plan as HiGHS's first incumbent; HiGHS completes the columns not given
-            index = self.opt._pyomo_var_to_solver_var_map
-            cols = [(index[id(var)], value) for var, value in start_values.items()
-                    if id(var) in index]
+            cols = self._columns_of(start_values)
             self.highs.setSolution(len(cols), np.array([c for c, _ in cols], dtype=np.int32),
                                    np.array([v for _, v in cols], dtype=np.float64))
         with ExitStack() as stack:
@@ -209,17 +203,43 @@ class _Session:
             stopped = self._stop_within(stack, known_bound, mip_gap) \
                 if known_bound is not None else [False]
             interrupted = stack.enter_context(_interrupts_noted())
-            results = self.opt.solve(
-                self.model, time_limit=seconds, rel_gap=mip_gap, load_solutions=False,
-                raise_exception_on_nonoptimal_result=False, solver_options=self.options,
-                auto_updates={key: False for key in self.opt.config.auto_updates})
+            try:
+                report = self._solve(seconds, mip_gap)
+            except PdoptError:  # HiGHS's word for the interrupt, when there was one
+                if not interrupted:
+                    raise
         if interrupted:
             raise KeyboardInterrupt
-        report = _report(results, time.perf_counter() - start)
+        report = replace(report, solve_seconds=time.perf_counter() - start)
         if stopped[0]:
             self.interrupt_left = True
             return replace(report, termination=KNOWN_BOUND_REACHED)
         return report
+
+    # what the two kinds of session do their own way
+    def _update(self) -> None:
+        """Pass the model's changes on to HiGHS."""
+
+    def _columns_of(self, values: Mapping[Any, float]) -> list[tuple[int, float]]:
+        raise NotImplementedError
+
+    def _solve(self, seconds: float, mip_gap: float) -> SolverReport:
+        """Run HiGHS; load the incumbent into the model when there is one."""
+        raise NotImplementedError
+
+    def hold_primary(self, limit: float) -> None:
+        """Keep the objective within `limit` and minimise the model's secondary (Eq. O10)."""
+        raise NotImplementedError
+
+    def release_primary(self) -> None:
+        raise NotImplementedError
+
+    def primary_value(self) -> float:
+        raise NotImplementedError
+
+    def saved_values(self) -> Callable[[], None]:
+        """A function that puts the model's values back as they are now."""
+        raise NotImplementedError
 
     def _clear_interrupt(self, stack: ExitStack) -> None:
         def clear(event: Any) -> None:
@@ -261,6 +281,142 @@ class _Session:
         return list(self.highs.getSolution().col_value)
 
 
+class _PyomoSession(_Session):
+    """A Pyomo model through Pyomo's HiGHS interface (its persistent solver)."""
+
+    def __init__(self, model: Any, threads: int | None) -> None:
+        from pyomo.contrib.solver.solvers.highs import Highs
+
+        super().__init__(threads)
+        self.model = model
+        self.opt = Highs()
+        self.opt.set_instance(model)
+        # the highspy object behind Pyomo's interface (a preview API, pinned in pyproject)
+        self.highs = self.opt._solver_model
+
+    def _update(self) -> None:
+        self.opt.update()
+
+    def _columns_of(self, values: Mapping[Any, float]) -> list[tuple[int, float]]:
+        index = self.opt._pyomo_var_to_solver_var_map
+        return [(index[id(var)], value) for var, value in values.items() if id(var) in index]
+
+    def _solve(self, seconds: float, mip_gap: float) -> SolverReport:
+        results = self.opt.solve(
+            self.model, time_limit=seconds, rel_gap=mip_gap, load_solutions=False,
+            raise_exception_on_nonoptimal_result=False, solver_options=self.options,
+            auto_updates={key: False for key in self.opt.config.auto_updates})
+        return pyomo_report(results)
+
+    def hold_primary(self, limit: float) -> None:
+        import pyomo.core as pyo
+
+        model = self.model
+        model.primary_held = pyo.Constraint(expr=model.objective.expr <= limit)
+        model.objective.deactivate()
+        model.secondary_objective = pyo.Objective(expr=model.secondary.expr, sense=pyo.minimize)
+
+    def release_primary(self) -> None:
+        model = self.model
+        model.del_component(model.secondary_objective)
+        model.del_component(model.primary_held)
+        model.objective.activate()
+
+    def primary_value(self) -> float:
+        import pyomo.core as pyo
+
+        return float(pyo.value(self.model.objective.expr))
+
+    def saved_values(self) -> Callable[[], None]:
+        import pyomo.core as pyo
+
+        saved = [(v, v.value) for v in self.model.component_data_objects(pyo.Var)]
+
+        def restore() -> None:
+            for var, val in saved:
+                var.set_value(val, skip_validation=True)
+
+        return restore
+
+
+class _DirectSession(_Session):
+    """A model of the direct backend (O.9) compiled onto highspy, the options set as Pyomo's
+    interface sets them."""
+
+    def __init__(self, model: direct.ConcreteModel, threads: int | None) -> None:
+        super().__init__(threads)
+        self.model = model
+        self.highs = silent_highs()
+        self.program = direct.compile_program(model, self.highs)
+        self.position = {j: k for k, j in enumerate(self.program.order)}
+        self.highs.HandleKeyboardInterrupt = True
+        self.held_row: int | None = None
+
+    def _columns_of(self, values: Mapping[Any, float]) -> list[tuple[int, float]]:
+        return [(self.position[var.id], value) for var, value in values.items()
+                if var.id in self.position]
+
+    def _solve(self, seconds: float, mip_gap: float) -> SolverReport:
+        highs = self.highs
+        for key, option in {"time_limit": seconds, "mip_rel_gap": mip_gap,
+                            **self.options}.items():
+            highs.setOptionValue(key, option)
+        highs.run()
+        status, info = highs.getModelStatus(), highs.getInfo()
+        has_solution = info.primal_solution_status == 2  # 2: feasible
+        termination = _HIGHS_TERMINATION.get(status.name, "unknown")
+        if status == highspy.HighsModelStatus.kOptimal:
+            termination = "convergenceCriteriaSatisfied"
+        if has_solution:
+            direct.load_values(self.model, self.program, highs.getSolution().col_value)
+        objective = info.objective_function_value if has_solution else None
+        if info.mip_node_count == -1:  # an LP: its optimum is its bound
+            bound = objective if termination == "convergenceCriteriaSatisfied" else None
+        else:
+            bound = info.mip_dual_bound
+        return _make_report(termination, has_solution, objective, bound)
+
+    def hold_primary(self, limit: float) -> None:
+        primary = self.model.objective.expr
+        cols = [(self.position[j], c) for j, c in primary.terms.items()]
+        self.held_row = self.highs.getNumRow()
+        self.highs.addRow(-highspy.kHighsInf, limit - primary.constant, len(cols),
+                          np.array([k for k, _ in cols], dtype=np.int32),
+                          np.array([c for _, c in cols], dtype=np.float64))
+        self._set_costs(self.model.secondary.expr)
+
+    def release_primary(self) -> None:
+        assert self.held_row is not None
+        self.highs.deleteRows(1, np.array([self.held_row], dtype=np.int32))
+        self.held_row = None
+        self._set_costs(self.model.objective.expr)
+
+    def _set_costs(self, expr: direct.LinExpr) -> None:
+        cost = np.zeros(len(self.program.order))
+        for j, c in expr.terms.items():
+            cost[self.position[j]] += c
+        self.highs.changeColsCost(len(cost), np.arange(len(cost), dtype=np.int32), cost)
+        self.highs.changeObjectiveOffset(expr.constant)
+
+    def primary_value(self) -> float:
+        return direct.expression_value(self.model, self.model.objective.expr)
+
+    def saved_values(self) -> Callable[[], None]:
+        saved = dict(self.model.values)
+
+        def restore() -> None:
+            self.model.values.clear()
+            self.model.values.update(saved)
+
+        return restore
+
+
+def _session(model: Any, threads: int | None) -> _Session:
+    if isinstance(model, direct.ConcreteModel):
+        return _DirectSession(model, threads)
+    return _PyomoSession(model, threads)
+
+
 class _DropInterruptWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "kInterrupt" not in record.getMessage()
@@ -268,40 +424,59 @@ class _DropInterruptWarning(logging.Filter):
 
 def not_started() -> SolverReport:
     """The report of a solve the deadline left no time for."""
-    return SolverReport(Status.NO_SOLUTION, TerminationCondition.maxTimeLimit.name, None, None,
-                        None, 0.0, True)
+    return SolverReport(Status.NO_SOLUTION, "maxTimeLimit", None, None, None, 0.0, True)
 
 
-def _report(results: Any, seconds: float) -> SolverReport:
-    tc = results.termination_condition
-    if tc == TerminationCondition.error:
+# HiGHS's model status -> the termination's name, as Pyomo's HiGHS interface names it
+# (pyomo.contrib.solver's TerminationCondition), so both kinds of session report alike.
+_HIGHS_TERMINATION = {
+    "kNotset": "unknown", "kLoadError": "error", "kModelError": "error",
+    "kPresolveError": "error", "kSolveError": "error", "kPostsolveError": "error",
+    "kModelEmpty": "unknown", "kOptimal": "convergenceCriteriaSatisfied",
+    "kInfeasible": "provenInfeasible", "kUnboundedOrInfeasible": "infeasibleOrUnbounded",
+    "kUnbounded": "unbounded", "kObjectiveBound": "objectiveLimit",
+    "kObjectiveTarget": "objectiveLimit", "kTimeLimit": "maxTimeLimit",
+    "kIterationLimit": "iterationLimit", "kSolutionLimit": "iterationLimit",
+    "kUnknown": "unknown",
+}
+_INFEASIBLE = ("provenInfeasible", "infeasibleOrUnbounded", "locallyInfeasible")
+
+
+def _make_report(termination: str, has_solution: bool, objective: float | None,
+                 bound: float | None) -> SolverReport:
+    if termination == "error":
         raise PdoptError("HiGHS stopped with an error (run with --debug and report it)")
-    has_solution = results.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
-    if has_solution:
-        results.solution_loader.load_vars()
-    objective = results.incumbent_objective if has_solution else None
-    bound = _finite(results.objective_bound)
-    time_limit_hit = tc in (TerminationCondition.maxTimeLimit,
-                            TerminationCondition.iterationLimit)
-    if tc in (TerminationCondition.provenInfeasible,
-              TerminationCondition.infeasibleOrUnbounded,
-              TerminationCondition.locallyInfeasible):
+    bound = _finite(bound)
+    if termination in _INFEASIBLE:
         status = Status.INFEASIBLE
     elif not has_solution:
         status = Status.NO_SOLUTION
-    elif tc == TerminationCondition.convergenceCriteriaSatisfied:
+    elif termination == "convergenceCriteriaSatisfied":
         status = Status.OPTIMAL
     else:
         status = Status.FEASIBLE
     return SolverReport(
         status=status,
-        termination=tc.name,
-        objective_value=objective,
+        termination=termination,
+        objective_value=objective if has_solution else None,
         dual_bound=bound,
         mip_gap=relative_gap(objective, bound) if has_solution else None,
-        solve_seconds=seconds,
-        time_limit_hit=time_limit_hit,
+        solve_seconds=0.0,
+        time_limit_hit=termination in ("maxTimeLimit", "iterationLimit"),
     )
+
+
+def pyomo_report(results: Any, seconds: float = 0.0) -> SolverReport:
+    """The report of Pyomo's results, the incumbent loaded into the model."""
+    from pyomo.contrib.solver.common.results import SolutionStatus
+
+    has_solution = results.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
+    termination = results.termination_condition.name
+    if has_solution and termination != "error":
+        results.solution_loader.load_vars()
+    return replace(_make_report(termination, has_solution,
+                                results.incumbent_objective if has_solution else None,
+                                results.objective_bound), solve_seconds=seconds)
 
 
 def _deadline(time_limit_s: float | None, deadline: Deadline | None) -> Deadline:
@@ -312,7 +487,7 @@ def _deadline(time_limit_s: float | None, deadline: Deadline | None) -> Deadline
     return min(limits, key=lambda d: d.at)
 
 
-def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float | None = None,
+def solve_model(model: Any, *, time_limit_s: float | None = None,
                 mip_gap: float, deadline: Deadline | None = None, threads: int | None = None,
                 progress: ProgressFn | None = None, phase: str = "solve") -> SolverReport:
     """Solve with HiGHS within `time_limit_s` and `deadline` (the earlier); load the incumbent
@@ -320,11 +495,11 @@ def solve_model(model: pyo.ConcreteModel, *, time_limit_s: float | None = None,
     until = _deadline(time_limit_s, deadline)
     if until.passed():
         return not_started()
-    return _Session(model, threads).run(deadline=until, mip_gap=mip_gap, progress=progress,
+    return _session(model, threads).run(deadline=until, mip_gap=mip_gap, progress=progress,
                                         phase=phase)
 
 
-def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
+def solve_lexicographic(model: Any, *, mip_gap: float,
                         time_limit_s: float | None = None, deadline: Deadline | None = None,
                         threads: int | None = None, progress: ProgressFn | None = None,
                         integral_primary: bool = False, phase: str = "",
@@ -345,7 +520,7 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
     until = _deadline(time_limit_s, deadline)
     if until.passed():
         return not_started()
-    session = _Session(model, threads)
+    session = _session(model, threads)
     first = session.run(deadline=until, mip_gap=mip_gap, progress=progress,
                         phase=f"{phase} primary".strip(), start_values=start,
                         known_bound=known_bound)
@@ -357,12 +532,10 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
         first = replace(first, status=Status.OPTIMAL, mip_gap=0.0,
                         dual_bound=float(round(value)))
     start_from = session.columns()
-    saved = [(v, v.value) for v in model.component_data_objects(pyo.Var)]
+    restore = session.saved_values()
     limit = round(value) + 1e-6 if integral_primary else \
         value + FIX_SLACK * max(1.0, abs(value))
-    model.primary_held = pyo.Constraint(expr=model.objective.expr <= limit)
-    model.objective.deactivate()
-    model.secondary_objective = pyo.Objective(expr=model.secondary.expr, sense=pyo.minimize)
+    session.hold_primary(limit)
     try:
         second = session.run(deadline=until if secondary_factor is None else min(
             until, Deadline.after(max(MIN_SECONDARY_S, secondary_factor * first.solve_seconds)),
@@ -370,16 +543,13 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
                              mip_gap=mip_gap, progress=progress,
                              phase=f"{phase} secondary".strip(), start_from=start_from)
     finally:
-        model.del_component(model.secondary_objective)
-        model.del_component(model.primary_held)
-        model.objective.activate()
+        session.release_primary()
     seconds = first.solve_seconds + second.solve_seconds
     if second.objective_value is None:
-        for var, val in saved:
-            var.set_value(val, skip_validation=True)
+        restore()
         return replace(first, solve_seconds=seconds,
                        time_limit_hit=first.time_limit_hit or second.time_limit_hit)
-    primary = pyo.value(model.objective.expr)
+    primary = session.primary_value()
     return replace(first, objective_value=primary, solve_seconds=seconds,
                    mip_gap=relative_gap(primary, first.dual_bound)
                    if first.status != Status.OPTIMAL or not integral_primary else 0.0,
@@ -387,12 +557,23 @@ def solve_lexicographic(model: pyo.ConcreteModel, *, mip_gap: float,
 
 
 def silent_highs() -> Any:
-    """A silent highspy instance for programs built straight on HiGHS (its first construction in
-    a process prints a banner on the standard output, which is the command's)."""
-    import highspy
-    from pyomo.common.tee import capture_output
-
-    with capture_output(capture_fd=True):
+    """A silent highspy instance for programs built straight on HiGHS. Its first construction
+    in a process prints a banner on the standard output, which is the command's: the output's
+    descriptor points at the null device meanwhile."""
+    sys.stdout.flush()
+    try:
+        out = 1  # HiGHS writes to the process's standard output descriptor
+        saved = os.dup(out)
+    except OSError:  # no descriptor to silence
         highs = highspy.Highs()
+    else:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, out)
+            highs = highspy.Highs()
+        finally:
+            os.dup2(saved, out)
+            os.close(saved)
+            os.close(null)
     highs.setOptionValue("output_flag", False)
     return highs
