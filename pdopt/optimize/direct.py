@@ -434,6 +434,17 @@ def compile_program(model: ConcreteModel, highs: Any) -> Program:
     return program
 
 
+def row_positions(model: ConcreteModel) -> dict[str, list[int]]:
+    """The rows of each constraint component, by its name: their positions in the program."""
+    out: dict[str, list[int]] = {}
+    k = 0
+    for name, component in model.components:
+        if isinstance(component, Constraint):
+            out[name] = list(range(k, k + len(component.rows)))
+            k += len(component.rows)
+    return out
+
+
 def load_values(model: ConcreteModel, program: Program, col_value: Iterable[float]) -> None:
     """The solution's column values into the model's columns."""
     model.values.clear()

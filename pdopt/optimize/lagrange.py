@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from pdopt.optimize.decompose import (
     BRANCH_AND_BOUND_SHARE,
     OWN_PROCESS_GROUP,
@@ -218,63 +220,79 @@ def coupled(scenario: Scenario) -> bool:
 
 class Block:
     """One model's pricing program: its program without inventories and budget, with the primary
-    objective plus mutable prices on its GPUs by type and its cost (O20)."""
+    objective plus prices on its GPUs by type and its cost (O20), built straight for HiGHS
+    (O.9): a round changes its column costs and the bounds of its cap rows."""
 
     def __init__(self, scenario: Scenario, model_name: str, objective: Objective) -> None:
-        import pyomo.core as pyo
-        from pyomo.contrib.solver.solvers.highs import Highs
-
+        from pdopt.optimize import direct
         from pdopt.optimize.data import build_fleet_data
         from pdopt.optimize.model import Relaxation, cost_expr, create_model, gpus_expr
+        from pdopt.optimize.solver import direct_session
 
         self.model_name, self.objective = model_name, objective
         started = time.perf_counter()
         self.data = build_fleet_data(sub_scenario(scenario, model_name))
         self.data_seconds: float | None = time.perf_counter() - started
-        m = create_model(self.data, objective, Relaxation(budget=True, inventory="drop"))
+        m = create_model(self.data, objective, Relaxation(budget=True, inventory="drop"),
+                         backend="direct")
         gpus = sorted({pool.gpu for pool in self.data.pools.values()})
-        m.GPU_TYPES = pyo.Set(initialize=gpus, ordered=True)
-        m.gpu_price = pyo.Param(m.GPU_TYPES, mutable=True, initialize=0.0)
-        m.budget_price = pyo.Param(mutable=True, initialize=0.0)
-        primary = m.objective.expr
-        m.objective.deactivate()
-        m.priced = pyo.Objective(
-            expr=primary + sum(m.gpu_price[g] * gpus_expr(m, self.data, g) for g in gpus)
-            + m.budget_price * cost_expr(m, self.data), sense=pyo.minimize)
         # the shared limits as this model's own caps: at the fleet's counts and budget (a valid
         # tightening: no plan of the fleet gives one model more), lowered to its share of them
         # when repairing the master's choice (O23)
         self.limits = limits_of(scenario, gpus)
-        m.CAPPED = pyo.Set(initialize=sorted(self.limits.gpu), ordered=True)
-        m.gpu_cap = pyo.Param(m.CAPPED, mutable=True,
-                              initialize={g: float(n) for g, n in self.limits.gpu.items()})
-        m.gpu_capped = pyo.Constraint(m.CAPPED,
-                                      rule=lambda m, g: gpus_expr(m, self.data, g) <= m.gpu_cap[g])
+        self.capped = sorted(self.limits.gpu)
+        m.gpu_capped = direct.Constraint(
+            self.capped, rule=lambda m, g: gpus_expr(m, self.data, g) <= float(self.limits.gpu[g]))
         if self.limits.budget is not None:
-            m.budget_cap = pyo.Param(mutable=True, initialize=self.limits.budget)
-            m.budget_capped = pyo.Constraint(expr=cost_expr(m, self.data) <= m.budget_cap)
+            m.budget_capped = direct.Constraint(
+                expr=cost_expr(m, self.data) <= self.limits.budget)
         self.model, self.gpus = m, gpus
-        self.opt = Highs()
-        self.opt.set_instance(m)
+        self.session = direct_session(m)
+        position = self.session.position
+        rows = direct.row_positions(m)
+
+        def costs(expr: object) -> np.ndarray:
+            vector = np.zeros(len(position))
+            if isinstance(expr, direct.LinExpr):
+                for j, c in expr.terms.items():
+                    vector[position[j]] += c
+            return vector
+
+        # the priced objective (O20) is primary + sum_g price_g GPUs_g + price_budget cost
+        self.primary_costs = costs(m.objective.expr)
+        self.gpu_costs = {g: costs(gpus_expr(m, self.data, g)) for g in gpus}
+        self.cost_costs = costs(cost_expr(m, self.data))
+        self.cap_rows = dict(zip(self.capped, rows["gpu_capped"], strict=True))
+        self.budget_row = rows["budget_capped"][0] if self.limits.budget is not None else None
         # the last plan found: feasible at any prices (only the objective changes), so it
         # starts the next round's search
         self.start: list[float] | None = None
         self.rounded_tried = False
 
+    def _set(self, prices: Prices, limits: Limits) -> None:
+        """The costs at `prices` and the cap rows at `limits`."""
+        highs = self.session.highs
+        cost = self.primary_costs + prices.budget * self.cost_costs
+        for g in self.gpus:
+            cost = cost + prices.gpu.get(g, 0.0) * self.gpu_costs[g]
+        n = len(cost)
+        highs.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
+        for g, row in self.cap_rows.items():
+            highs.changeRowBounds(row, -np.inf, float(limits.gpu.get(g, self.limits.gpu[g])))
+        if self.budget_row is not None:
+            budget = limits.budget if limits.budget is not None else self.limits.budget
+            assert budget is not None  # the row exists because the fleet has a budget
+            highs.changeRowBounds(self.budget_row, -np.inf, budget)
+
     def lp(self) -> BlockLP:
         """This program at zero prices as an LP, its rows of the shared limits apart (O24)."""
         from pdopt.optimize.whole_lp import BUDGET, block_lp
 
-        m = self.model
-        for g in self.gpus:
-            m.gpu_price[g] = 0.0
-        m.budget_price = 0.0
-        self.opt.update()
-        rows = self.opt._pyomo_con_to_solver_con_map
-        shared = {g: rows[m.gpu_capped[g]] for g in m.CAPPED}
-        if self.limits.budget is not None:
-            shared[BUDGET] = rows[m.budget_capped]
-        return block_lp(self.model_name, self.opt._solver_model, shared)
+        self._set(Prices(), self.limits)
+        shared: dict[str, int] = dict(self.cap_rows)
+        if self.budget_row is not None:
+            shared[BUDGET] = self.budget_row
+        return block_lp(self.model_name, self.session.highs, shared)
 
     def price(self, prices: Prices, deadline: Deadline, mip_gap: float,
               caps: Limits | None = None, abs_gap: float = 0.0) -> Priced:
@@ -282,64 +300,38 @@ class Block:
         With `caps` (a repair, O23): the model's plan within those caps at zero prices, whose
         bound is no Lagrangian bound (the caps are not the fleet's)."""
         from pdopt.optimize.extract import build_plan
-        from pdopt.optimize.solver import MIN_SOLVE_S, pyomo_report
+        from pdopt.optimize.solver import MIN_SOLVE_S
 
         data_seconds, self.data_seconds = self.data_seconds, None  # reported once
-        seconds = deadline.remaining()
-        if seconds < MIN_SOLVE_S:
+        if deadline.remaining() < MIN_SOLVE_S:
             return Priced(self.model_name, None, None, data_seconds)
-        m = self.model
-        if caps is not None:
-            prices = Prices()
-        for g in self.gpus:
-            m.gpu_price[g] = prices.gpu.get(g, 0.0)
-        m.budget_price = prices.budget
-        limits = caps or self.limits
-        for g in m.CAPPED:
-            m.gpu_cap[g] = float(limits.gpu.get(g, self.limits.gpu[g]))
-        if self.limits.budget is not None:
-            m.budget_cap = limits.budget if limits.budget is not None else self.limits.budget
-        import highspy
-
-        start = time.perf_counter()
-        self.opt.update()
-        highs = self.opt._solver_model  # the highspy object behind Pyomo's (pinned) interface
-        if self.start is not None:  # rejected by HiGHS when it breaks the caps
-            solution = highspy.HighsSolution()
-            solution.col_value = self.start
-            solution.value_valid = True
-            highs.setSolution(solution)
+        self._set(Prices() if caps is not None else prices, caps or self.limits)
         first = self.start is None and caps is None and not self.rounded_tried
         # no plan of this model yet: branch and bound gets a share, the rounded LP relaxation
         # (O.3) the rest when it ends without one (as for the models alone, O.2)
-        seconds = (deadline.share(BRANCH_AND_BOUND_SHARE) if first else deadline).remaining()
-        results = self.opt.solve(m, time_limit=seconds, rel_gap=mip_gap, abs_gap=abs_gap,
-                                 load_solutions=False,
-                                 raise_exception_on_nonoptimal_result=False,
-                                 auto_updates={key: False for key in self.opt.config.auto_updates})
-        report = pyomo_report(results, time.perf_counter() - start)
+        self.session.options["mip_abs_gap"] = abs_gap
+        # the last plan starts the search (HiGHS rejects it when it breaks the caps)
+        report = self.session.run(
+            deadline=deadline.share(BRANCH_AND_BOUND_SHARE) if first else deadline,
+            mip_gap=mip_gap, progress=None, phase=self.model_name, start_from=self.start)
         if report.status.has_plan:
-            self.start = list(highs.getSolution().col_value)
+            self.start = self.session.columns()
             return Priced(self.model_name, report.dual_bound,
-                          build_plan(self.data, m, self.objective, report), data_seconds)
+                          build_plan(self.data, self.model, self.objective, report),
+                          data_seconds)
         return Priced(self.model_name, report.dual_bound,
                       self._rounded(deadline) if first else None, data_seconds)
 
     def plan_of(self, values: Any) -> Priced:
         """The plan of this program's columns at `values` (the rounded whole LP's, O25), kept
         as the start of its next search."""
-        import pyomo.core as pyo
-
+        from pdopt.optimize import direct
         from pdopt.optimize.extract import build_plan
         from pdopt.plan import SolverReport, Status
 
         data_seconds, self.data_seconds = self.data_seconds, None  # reported once
-        index = self.opt._pyomo_var_to_solver_var_map
-        for var in self.model.component_data_objects(pyo.Var):
-            k = index.get(id(var))
-            if k is not None:
-                var.set_value(float(values[k]), skip_validation=True)
         self.start = [float(v) for v in values]
+        direct.load_values(self.model, self.session.program, self.start)
         report = SolverReport(Status.FEASIBLE, "rounded whole LP", None, None, None, 0.0, False)
         return Priced(self.model_name, None,
                       build_plan(self.data, self.model, self.objective, report), data_seconds)
@@ -350,6 +342,7 @@ class Block:
         bound (when they fit the caps)."""
         import pyomo.core as pyo
 
+        from pdopt.optimize import direct
         from pdopt.optimize.extract import build_plan
         from pdopt.optimize.model import Relaxation
         from pdopt.optimize.rounding import rounded_up
@@ -362,14 +355,17 @@ class Block:
         if rounded is None:
             return None
         model, report = rounded
-        # the same program (same data, same relaxation): its variables by name
-        values = {var.name: var.value for var in model.component_data_objects(pyo.Var)}
-        index = self.opt._pyomo_var_to_solver_var_map
-        start = [0.0] * self.opt._solver_model.getNumCol()
-        for var in self.model.component_data_objects(pyo.Var):
-            k = index.get(id(var))
-            if k is not None:
-                start[k] = float(values.get(var.name) or 0.0)
+        # the same program (same data, same relaxation): its columns by component and index
+        values = {(var.parent_component().local_name, var.index()): var.value
+                  for var in model.component_data_objects(pyo.Var)}
+        position = self.session.position
+        start = [0.0] * len(position)
+        for name, component in self.model.components:
+            if isinstance(component, direct.Var):
+                for key, var in component.items():
+                    k = position.get(var.id)
+                    if k is not None:
+                        start[k] = float(values.get((name, key)) or 0.0)
         self.start = start
         return build_plan(self.data, model, self.objective, report)
 

@@ -411,6 +411,12 @@ class _DirectSession(_Session):
         return restore
 
 
+def direct_session(model: direct.ConcreteModel, threads: int | None = None) -> _DirectSession:
+    """A HiGHS session of a direct model (O.9), for callers that change its costs and row
+    bounds between runs (the pricing programs of O.8)."""
+    return _DirectSession(model, threads)
+
+
 def _session(model: Any, threads: int | None) -> _Session:
     if isinstance(model, direct.ConcreteModel):
         return _DirectSession(model, threads)
