@@ -5,7 +5,8 @@ The Python API a planner imports:
     from pdopt import load_scenario, solve
     plan = solve(load_scenario("scenarios/paper-deepseek-v31-h200.yaml"))
 
-`solve` (and Pyomo behind it) is imported on first use, so light commands start fast.
+`solve` (the optimizer and highspy behind it) is imported on first use, so light commands start
+fast.
 """
 
 from __future__ import annotations
