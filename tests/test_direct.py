@@ -180,3 +180,29 @@ def test_highspy_status_names_are_all_mapped() -> None:
 
     names = {s.name for s in highspy.HighsModelStatus.__members__.values()}
     assert names - set(_HIGHS_TERMINATION) <= {"kInterrupt", "kMemoryLimit", "kHighsInterrupt"}
+
+
+def test_rounding_every_count_up_on_the_direct_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """O.3's second way (every count of the LP rounded up, the counts fixed, the flows solved
+    again) on a direct model: counts fixed by bounds, pool limits left out."""
+    from pdopt.optimize import rounding
+    from pdopt.optimize.extract import build_plan
+    from pdopt.optimize.solver import Deadline
+
+    monkeypatch.setattr(rounding, "_near_lp", lambda *args, **kwargs: None)
+    scenario = Scenario.model_validate(random_fleet(6, cross_links=True))
+    data = build_fleet_data(scenario)
+    result = rounding.rounded_up(data, Objective.COST, Relaxation(),
+                                 deadline=Deadline.after(30), dual_bound=None)
+    assert result is not None
+    model, report = result
+    assert isinstance(model, direct.ConcreteModel)
+    assert report.termination == "rounded LP relaxation"
+    plan = build_plan(data, model, Objective.COST, report)
+    optimum = solve(scenario, mip_gap=0.0).cost_per_hour
+    assert report.dual_bound is not None
+    assert report.dual_bound <= optimum + 1e-6 <= plan.cost_per_hour + 2e-6  # type: ignore
+    for var in model.n.values():  # every count held at an integer
+        assert var.lower == var.upper == round(var.value)
+    for pool in plan.pools:
+        assert all(g.utilization <= 1 + 1e-6 for g in pool.groups)

@@ -42,10 +42,11 @@ __all__ = ["solve", "build_fleet_data", "create_model", "FleetData", "SolverRepo
 # parts not yet proven gets this share of what is left.
 PARTS_SHARE = 0.5
 PARTS_AGAIN_SHARE = 0.8
-# Building the whole program and handing it to HiGHS takes about as long as computing its
-# coefficients (build_fleet_data; from 1x with `queue: auto` tables to 3x with the paper's
-# queue): with less time left than that it is not started.
-BUILD_PER_DATA_SECONDS = 1.0
+# Building the whole program straight for HiGHS (O.9) takes 9-27 microseconds per route, SLO
+# share and count-table entry (fleetgen fleets of 1-10 models on 8 GPU types, queue auto and
+# mm1, 2026-12-01; 1-3 % of computing the coefficients with auto's count tables): with less
+# time left than this per entry it is not started.
+BUILD_SECONDS_PER_ENTRY = 3e-5
 # Coupled fleets (inventories or a budget over several models): the price decomposition (O.8)
 # gets this share of the time, the whole program the rest when it is not proven.
 DECOMPOSITION_SHARE = 0.8
@@ -160,7 +161,7 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
     if blocked:
         return Plan.without_plan(scenario=scenario.name, status=Status.INFEASIBLE,
                                  objective=goal, diagnosis=blocked)
-    if deadline.remaining() < BUILD_PER_DATA_SECONDS * data_seconds:
+    if deadline.remaining() < BUILD_SECONDS_PER_ENTRY * _program_entries(data):
         # building the program would take longer than is left (the parts took the time)
         if decomposed is not None:
             return _with_estimates(decomposed, estimated)
@@ -187,6 +188,12 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
                                  solver=report)
     whole = build_plan(data, model, goal, report)
     return _with_estimates(_better_of(whole, decomposed, mip_gap), estimated)
+
+
+def _program_entries(data: FleetData) -> int:
+    """Routes, SLO shares and count-table entries: what building the program takes time for."""
+    return (len(data.prefill_routes) + len(data.prefill_shares()) + len(data.decode_shares())
+            + sum(len(table) for table in data.rate_tables.values()))
 
 
 def _better_of(whole: Plan, decomposed: Plan | None, mip_gap: float) -> Plan:

@@ -128,7 +128,9 @@ class LinExpr(_Linear):
 
 
 class VarData(_Linear):
-    """One column: its id (creation order), bounds, integrality and, after a solve, value."""
+    """One column: its id (creation order), bounds, integrality and, after a solve, value. Bounds
+    and integrality may be changed until the model is compiled (the rounding of O.3 relaxes and
+    fixes counts)."""
 
     __slots__ = ("id", "name", "lower", "upper", "integer", "model")
     __hash__ = object.__hash__  # type: ignore[assignment]
@@ -147,6 +149,10 @@ class VarData(_Linear):
     @property
     def value(self) -> float | None:
         return self.model.values.get(self.id)
+
+    def fix(self, value: float) -> None:
+        """Hold the column at `value` (an integer column at an integer)."""
+        self.lower = self.upper = float(value)
 
     def expr(self) -> LinExpr:
         return LinExpr({self.id: 1.0})
@@ -287,6 +293,11 @@ class Constraint(_Component):
                  expr: Row | None = None) -> None:
         self.index, self.rule, self.expr = index, rule, expr
         self.rows: list[Row] = []
+        self.active = True
+
+    def deactivate(self) -> None:
+        """Leave these rows out of the programs compiled from now on."""
+        self.active = False
 
     def construct(self, model: ConcreteModel, name: str) -> None:
         if self.expr is not None:
@@ -341,8 +352,9 @@ class ConcreteModel:
         object.__setattr__(self, name, component)
 
     def constraints(self) -> Iterator[Row]:
+        """The active rows, in declaration order."""
         for _, component in self.components:
-            if isinstance(component, Constraint):
+            if isinstance(component, Constraint) and component.active:
                 yield from component.rows
 
     def objective_expr(self) -> LinExpr:
@@ -439,7 +451,7 @@ def row_positions(model: ConcreteModel) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     k = 0
     for name, component in model.components:
-        if isinstance(component, Constraint):
+        if isinstance(component, Constraint) and component.active:
             out[name] = list(range(k, k + len(component.rows)))
             k += len(component.rows)
     return out

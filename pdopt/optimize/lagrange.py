@@ -340,8 +340,6 @@ class Block:
         """Without a plan from branch and bound, the rounded LP relaxation's (O.3), tried once
         per model: any plan of the model is a column. Its values start the next branch and
         bound (when they fit the caps)."""
-        import pyomo.core as pyo
-
         from pdopt.optimize import direct
         from pdopt.optimize.extract import build_plan
         from pdopt.optimize.model import Relaxation
@@ -355,17 +353,19 @@ class Block:
         if rounded is None:
             return None
         model, report = rounded
+
+        def columns(m: direct.ConcreteModel) -> dict[tuple[str, Any], direct.VarData]:
+            return {(name, key): var for name, component in m.components
+                    if isinstance(component, direct.Var) for key, var in component.items()}
+
         # the same program (same data, same relaxation): its columns by component and index
-        values = {(var.parent_component().local_name, var.index()): var.value
-                  for var in model.component_data_objects(pyo.Var)}
+        values = {k: var.value for k, var in columns(model).items()}
         position = self.session.position
         start = [0.0] * len(position)
-        for name, component in self.model.components:
-            if isinstance(component, direct.Var):
-                for key, var in component.items():
-                    k = position.get(var.id)
-                    if k is not None:
-                        start[k] = float(values.get((name, key)) or 0.0)
+        for k, var in columns(self.model).items():
+            at = position.get(var.id)
+            if at is not None:
+                start[at] = float(values.get(k) or 0.0)
         self.start = start
         return build_plan(self.data, model, self.objective, report)
 
