@@ -9,10 +9,10 @@ columns and rows in the order Pyomo's HiGHS interface gives them (columns as the
 first use them, then the objective's; rows as declared), so both backends give HiGHS the same
 program (tests/test_direct.py compares them on every bundled scenario and random fleets).
 
-Why a second backend: importing Pyomo and walking its expressions cost a third of a small
-solve's instructions and half the time of building a large fleet's pricing programs
-(docs/performance.md). The Pyomo model stays the reference: diagnosis, day plans and the price
-decomposition build it, and it is what docs/method.md's section O describes.
+Why a second backend: importing Pyomo and walking its expressions cost a sixth of a small
+solve's instructions and three quarters of the time of building a large fleet's pricing programs
+(docs/performance.md). The Pyomo model stays the reference the tests compare against, and the
+day plans of section H (one program per period joined in Pyomo blocks) are built on it.
 """
 
 from __future__ import annotations
