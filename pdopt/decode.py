@@ -320,6 +320,41 @@ class SlotQueue:
     arrival_scv: float
 
 
+class SlotWait:
+    """The slot wait of Eq. F4b for one curve, slot count and queue: what does not depend on the
+    load (the step times TPOT(k) for k = 1..c and the cumulated log of TPOT(k) / k) computed once,
+    since a capacity's bisection evaluates the wait at many loads."""
+
+    def __init__(self, curve: DecodeCurve, slots: int, queue: SlotQueue) -> None:
+        batches = np.arange(1.0, slots + 1.0)
+        steps_ms = curve.tpot_at_many(batches)
+        self.slots, self.queue = slots, queue
+        self.full_step_ms = float(steps_ms[-1])
+        self.counts = batches
+        self.log_steps = np.cumsum(np.log(steps_ms / batches))  # sum_{j<=k} log(TPOT(j) / j)
+        self.factor = ((queue.arrival_scv + queue.output_scv) / 2.0 * (1.0 + queue.output_scv)
+                       / max(queue.output_tokens - 1.0, 1.0))
+
+    def per_token_ms(self, mean_batch: float, batch_tpot_ms: float) -> float:
+        """The wait per output token at mean batch b whose requests see T(b) = `batch_tpot_ms`
+        (Eq. F2); inf when rho_c >= 1."""
+        if mean_batch <= 0.0:
+            return 0.0
+        tokens = self.queue.output_tokens
+        rate = mean_batch / (tokens * batch_tpot_ms)  # requests per ms
+        full = rate * tokens * self.full_step_ms / self.slots  # rho_c
+        if full >= 1.0:
+            return math.inf
+        # log pi_k / pi_0 = k log(lambda L_out) + sum_{j<=k} log(TPOT(j) / j), k = 0..c
+        log_weights = self.counts * math.log(rate * tokens) + self.log_steps
+        top = max(0.0, float(log_weights.max()))
+        weights = np.exp(log_weights - top)
+        at_limit = weights[-1] / (math.exp(-top) + weights[:-1].sum()
+                                  + weights[-1] / (1.0 - full))  # pi_c
+        wait_ms = at_limit * full / (1.0 - full) ** 2 / rate
+        return float(wait_ms * self.factor)
+
+
 def admission_wait_ms_per_token(curve: DecodeCurve, mean_batch: float, peakedness: float,
                                 slots: int, queue: SlotQueue) -> float:
     """The slot wait a request's mean TPOT carries (Eq. F4b). The running batch as a birth-death
@@ -332,27 +367,17 @@ def admission_wait_ms_per_token(curve: DecodeCurve, mean_batch: float, peakednes
     L_out. inf when rho_c >= 1."""
     if mean_batch <= 0.0:
         return 0.0
-    per_request_ms = queue.output_tokens * request_tpot_ms(curve, mean_batch, peakedness)
-    rate = mean_batch / per_request_ms  # requests per ms
-    batches = np.arange(1.0, slots + 1.0)
-    steps_ms = curve.tpot_at_many(batches)
-    full = rate * queue.output_tokens * steps_ms[-1] / slots  # rho_c
-    if full >= 1.0:
-        return math.inf
-    log_weights = np.concatenate(
-        ([0.0], np.cumsum(np.log(rate * queue.output_tokens * steps_ms / batches))))
-    weights = np.exp(log_weights - log_weights.max())
-    at_limit = weights[-1] / (weights[:-1].sum() + weights[-1] / (1.0 - full))  # pi_c
-    wait_ms = at_limit * full / (1.0 - full) ** 2 / rate
-    return (wait_ms * (queue.arrival_scv + queue.output_scv) / 2.0
-            * (1.0 + queue.output_scv) / max(queue.output_tokens - 1.0, 1.0))
+    return SlotWait(curve, slots, queue).per_token_ms(
+        mean_batch, request_tpot_ms(curve, mean_batch, peakedness))
 
 
 def admitted_tpot_ms(curve: DecodeCurve, mean_batch: float, peakedness: float, slots: int,
-                     queue: SlotQueue) -> float:
-    """The mean TPOT of Eq. F2 plus the slot wait of Eq. F4b."""
-    return (request_tpot_ms(curve, mean_batch, peakedness)
-            + admission_wait_ms_per_token(curve, mean_batch, peakedness, slots, queue))
+                     queue: SlotQueue, wait: SlotWait | None = None) -> float:
+    """The mean TPOT of Eq. F2 plus the slot wait of Eq. F4b (`wait`: the curve's, computed
+    once by a caller evaluating many loads)."""
+    batch_tpot = request_tpot_ms(curve, mean_batch, peakedness)
+    wait = wait or SlotWait(curve, slots, queue)
+    return batch_tpot + wait.per_token_ms(mean_batch, batch_tpot)
 
 
 def fluctuating_decode_capacity(curve: DecodeCurve, tpot_target_ms: float, peakedness: float,
@@ -375,10 +400,12 @@ def fluctuating_decode_capacity(curve: DecodeCurve, tpot_target_ms: float, peake
         top = min(top, batch_cap)
     slots = math.floor(top) if math.isfinite(top) else 0
 
+    wait = SlotWait(curve, slots, queue) if queue is not None and slots else None
+
     def tpot(b: float) -> float:  # what the target bounds: T(b), plus the slot wait (F4b)
-        if queue is None or not slots:
+        if wait is None or queue is None:
             return request_tpot_ms(curve, b, peakedness)
-        return admitted_tpot_ms(curve, b, peakedness, slots, queue)
+        return admitted_tpot_ms(curve, b, peakedness, slots, queue, wait)
 
     if queue is not None and slots:
         top = float(slots)  # F4b: the wait grows without bound as a_c approaches c
