@@ -411,6 +411,13 @@ def tpot_elasticity(curve: DecodeCurve, mean_batch: float, peakedness: float) ->
     return mean_batch * slope / request_tpot_ms(curve, mean_batch, peakedness)
 
 
+#: Decode capacities remembered per process: a pool's table computes count 1 twice (for the bound
+#: U_p, then with the other counts) and a fleet's models often share a curve, target and output
+#: lengths (on the 50-model coupled fleet of docs/performance.md 60 % of the calls).
+DECODE_CAPACITY_CACHE = 65536
+
+
+@functools.lru_cache(maxsize=DECODE_CAPACITY_CACHE)
 def windowed_decode_capacity(curve: DecodeCurve, tpot_ms: float, peakedness: float,
                              batch_cap: float | None, output_scv_: float, output_tokens: float,
                              count: int, window: SloWindow | None, *, arrival_scv_: float = 1.0
