@@ -420,16 +420,17 @@ DECODE_CAPACITY_CACHE = 65536
 @functools.lru_cache(maxsize=DECODE_CAPACITY_CACHE)
 def windowed_decode_capacity(curve: DecodeCurve, tpot_ms: float, peakedness: float,
                              batch_cap: float | None, output_scv_: float, output_tokens: float,
-                             count: int, window: SloWindow | None, *, arrival_scv_: float = 1.0
-                             ) -> DecodeCapacity:
+                             count: int, window: SloWindow | None, *, arrival_scv_: float = 1.0,
+                             slot_wait: bool = True) -> DecodeCapacity:
     """Decode capacity on one of `count` instances whose window mean TPOT stays within target
     with the window's confidence (Eq. W5), the slot wait of Eq. F4b included (arrivals of SCV
-    `arrival_scv_` at the instance): F3's capacity at a lowered target t' with
+    `arrival_scv_` at the instance; without `slot_wait`, F4's room instead): F3's capacity at a
+    lowered target t' with
     T(b) (1 + z r(b)) <= target, r of Eq. W4 at the pool's rate count b / (L_out T(b)); t' by
     WINDOW_FIXED_POINT_STEPS steps t' = target / (1 + z r(b)) from the unlowered capacity's b.
     Where the elasticity reaches 1 (the batch of highest throughput, below the target) no
     margin applies."""
-    queue = SlotQueue(output_tokens, output_scv_, arrival_scv_)
+    queue = SlotQueue(output_tokens, output_scv_, arrival_scv_) if slot_wait else None
     capacity = fluctuating_decode_capacity(curve, tpot_ms, peakedness, batch_cap, queue)
     if window is None:
         return capacity
@@ -454,22 +455,27 @@ def windowed_decode_capacity(curve: DecodeCurve, tpot_ms: float, peakedness: flo
 
 def decode_rate_table(scenario: Scenario, instance: Instance, workload: Workload,
                       tpot_ms: float, counts: int, *, output_lengths: Sequence[float] | None = None,
-                      routing: str | None = None) -> list[DecodeCapacity]:
-    """Decode capacity at counts n = 1..counts with a fluctuating batch (Eqs. F1-F4): arrivals of
-    SCV 1/n (round-robin, least-loaded) or 1 (random) at each of n instances; with the scenario's
-    SLO window, each count's capacity within its window margin (Eq. W5)."""
+                      routing: str | None = None, shared: bool = False
+                      ) -> list[DecodeCapacity]:
+    """Decode capacity at counts n = 1..counts with a fluctuating batch (Eqs. F1-F4b): arrivals
+    of SCV 1/n (round-robin, least-loaded) or 1 (random) at each of n instances; with the
+    scenario's SLO window, each count's capacity within its window margin (Eq. W5). `shared`:
+    the pool may carry other classes, whose output lengths share the slot wait, and keeps F4's
+    room (F4b is for a pool of one class)."""
     routing = routing or scenario.routing_of(workload)
     top = 1 if routing == "random" and slo_window_of(scenario) is None else counts
-    row = decode_capacity_by_count(scenario, instance, workload, tpot_ms, output_lengths, routing)
+    row = decode_capacity_by_count(scenario, instance, workload, tpot_ms, output_lengths, routing,
+                                   shared)
     rows = [row(n) for n in range(1, top + 1)]
     return rows + [rows[-1]] * (counts - top)
 
 
 def decode_capacity_by_count(scenario: Scenario, instance: Instance, workload: Workload,
-                             tpot_ms: float, output_lengths: Sequence[float] | None, routing: str
-                             ) -> Callable[[int], DecodeCapacity]:
-    """count -> the decode capacity on one of `count` instances (Eqs. F1-F4, W5), the rows of
-    decode_rate_table, with the curve, output SCV, admission cap and window looked up once."""
+                             tpot_ms: float, output_lengths: Sequence[float] | None, routing: str,
+                             shared: bool = False) -> Callable[[int], DecodeCapacity]:
+    """count -> the decode capacity on one of `count` instances (Eqs. F1-F4b, W5), the rows of
+    decode_rate_table, with the curve, output SCV, admission cap and window looked up once;
+    `shared` as in decode_rate_table."""
     def named(e: PdoptError) -> PdoptError:
         return type(e)(f"workload '{workload.name}' on instance '{instance.name}': {e}")
 
@@ -488,7 +494,7 @@ def decode_capacity_by_count(scenario: Scenario, instance: Instance, workload: W
         try:
             return windowed_decode_capacity(
                 curve, tpot_ms, batch_peakedness(ca2, out_scv), cap, out_scv,
-                workload.output_tokens, count, window, arrival_scv_=ca2)
+                workload.output_tokens, count, window, arrival_scv_=ca2, slot_wait=not shared)
         except PdoptError as e:
             raise named(e) from None
 

@@ -293,6 +293,7 @@ def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
     for w in routable:
         lengths = data.lengths.get(w.name)
         data.output_scvs[w.name] = output_scv(w, lengths[1] if lengths else None)
+    shared = len(routable) > 1  # classes of other output lengths share the slots: F4, not F4b
 
     def tables(counts: int) -> dict[tuple[str, int], list[float] | None]:
         out: dict[tuple[str, int], list[float] | None] = {}
@@ -303,7 +304,8 @@ def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
                     continue
                 try:
                     rows = decode_rate_table(scenario, inst, w, target, counts, routing=routing,
-                                             output_lengths=lengths[1] if lengths else None)
+                                             output_lengths=lengths[1] if lengths else None,
+                                             shared=shared)
                 except PdoptError:
                     out[(w.name, t)] = None
                 else:
@@ -317,7 +319,7 @@ def _decode_tables(data: FleetData, scenario: Scenario, inst: Instance,
         for (name, t), table in first.items():
             if table:
                 first[(name, t)] = [_random_window_capacity(data, scenario, inst, name,
-                                                            levels[t], routing)]
+                                                            levels[t], routing, shared)]
     load = 0.0
     for w in routable:
         caps = [c[0] for (wn, _), c in first.items() if wn == w.name and c]
@@ -361,14 +363,14 @@ def _window_note(scenario: Scenario) -> str:
 
 
 def _random_window_capacity(data: FleetData, scenario: Scenario, inst: Instance, name: str,
-                            tpot_ms: float, routing: str) -> float:
+                            tpot_ms: float, routing: str, shared: bool) -> float:
     """Output tokens/s per instance of class `name` on an untabled (random-routed) decode pool
     with an SLO window: the windowed capacity (Eq. W5) at the count the class needs alone
     (Eq. W6)."""
     w = data.workload(name)
     lengths = data.lengths.get(name)
     row = decode_capacity_by_count(scenario, inst, w, tpot_ms, lengths[1] if lengths else None,
-                                   routing)
+                                   routing, shared)
     n = count_for_demand(data.demand_requests_per_s[name] * w.output_tokens,
                          lambda count: row(count).tokens_per_s, MAX_TABLE_COUNT)
     return row(n).tokens_per_s
