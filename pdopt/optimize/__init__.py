@@ -154,9 +154,7 @@ def solve(scenario: PreparedScenario | Scenario | str | Path, *,
                 return _priced_out_of_time(scenario, goal, outcome, time_limit_s, start)
             return _out_of_time(scenario.name, goal, parts, time_limit_s, deadline, start)
 
-    t0 = time.perf_counter()
     data = build_fleet_data(scenario)
-    data_seconds = time.perf_counter() - t0
     blocked = unroutable_workloads(data)
     if blocked:
         return Plan.without_plan(scenario=scenario.name, status=Status.INFEASIBLE,
