@@ -1,4 +1,5 @@
-"""The fleet integer program in Pyomo (docs/method.md, section O). No file formats here.
+"""The fleet integer program (docs/method.md, section O), built on Pyomo or straight for HiGHS by
+the same functions (`backend`, O.9). No file formats here.
 
 `create_model` reads like a table of contents: one `define_*` per variable or constraint family,
 each returning early when it has nothing to add. Variables exist only where a route exists.
