@@ -18,6 +18,7 @@ day plans of section H (one program per period joined in Pyomo blocks) are built
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,15 +48,15 @@ NonNegativeIntegers = Domain(True, 0.0, INF)
 Binary = Domain(True, 0.0, 1.0)
 
 
-class _Linear:
+class _Linear(ABC):
     """Arithmetic of columns and expressions: sums, differences, products with numbers (a new
     expression each time) and relations (rows)."""
 
     __slots__ = ()
 
+    @abstractmethod
     def expr(self) -> LinExpr:
         """A new expression equal to this one."""
-        raise NotImplementedError
 
     def __add__(self, other: object) -> LinExpr:
         return self.expr().add_in_place(other)
@@ -210,9 +211,12 @@ def quicksum(terms: Iterable[object], start: float = 0) -> LinExpr | float:
     return out if out.terms else out.constant
 
 
-class _Component:
+class _Component(ABC):
+    """A part of a model, built when it is assigned to the model (m.x = Var(...))."""
+
+    @abstractmethod
     def construct(self, model: ConcreteModel, name: str) -> None:
-        raise NotImplementedError
+        """Build this part for `model` under `name`."""
 
 
 class Set(_Component):
@@ -364,10 +368,6 @@ class ConcreteModel:
         return objectives[0].expr
 
 
-def _value_of_terms(model: ConcreteModel, expr: LinExpr) -> float:
-    return expr.constant + sum(c * model.values[j] for j, c in expr.terms.items())
-
-
 @dataclass
 class Program:
     """The program as HiGHS gets it: `order[k]` is the id of column k."""
@@ -465,4 +465,5 @@ def load_values(model: ConcreteModel, program: Program, col_value: Iterable[floa
 
 def expression_value(model: ConcreteModel, expr: object) -> float:
     """An expression's value at the loaded solution."""
-    return _value_of_terms(model, _linear(expr))
+    linear = _linear(expr)
+    return linear.constant + sum(c * model.values[j] for j, c in linear.terms.items())

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -162,7 +163,7 @@ def _progress_hook(progress: ProgressFn, phase: str) -> Iterator[Callable[[Any],
             real.close()
 
 
-class _Session:
+class _Session(ABC):
     """One HiGHS instance of one model: solved once, then changed and solved again (the second
     stage of a lexicographic solve re-uses it, starting from the first stage's plan). The two
     kinds below differ in how the model reaches HiGHS and how its values come back."""
@@ -217,29 +218,33 @@ class _Session:
         return report
 
     # what the two kinds of session do their own way
+    @abstractmethod
     def _update(self) -> None:
         """Pass the model's changes on to HiGHS."""
 
+    @abstractmethod
     def _columns_of(self, values: Mapping[Any, float]) -> list[tuple[int, float]]:
-        raise NotImplementedError
+        """HiGHS's column index of each model variable given, with its value."""
 
+    @abstractmethod
     def _solve(self, seconds: float, mip_gap: float) -> SolverReport:
         """Run HiGHS; load the incumbent into the model when there is one."""
-        raise NotImplementedError
 
+    @abstractmethod
     def hold_primary(self, limit: float) -> None:
         """Keep the objective within `limit` and minimise the model's secondary (Eq. O10)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def release_primary(self) -> None:
-        raise NotImplementedError
+        """Undo hold_primary: the primary objective again, no row holding it."""
 
+    @abstractmethod
     def primary_value(self) -> float:
-        raise NotImplementedError
+        """The primary objective at the loaded solution."""
 
+    @abstractmethod
     def saved_values(self) -> Callable[[], None]:
         """A function that puts the model's values back as they are now."""
-        raise NotImplementedError
 
     def _clear_interrupt(self, stack: ExitStack) -> None:
         def clear(event: Any) -> None:
@@ -351,6 +356,9 @@ class _DirectSession(_Session):
         self.position = {j: k for k, j in enumerate(self.program.order)}
         self.highs.HandleKeyboardInterrupt = True
         self.held_row: int | None = None
+
+    def _update(self) -> None:
+        """Nothing to pass on: this session changes HiGHS itself (costs, rows)."""
 
     def _columns_of(self, values: Mapping[Any, float]) -> list[tuple[int, float]]:
         return [(self.position[var.id], value) for var, value in values.items()
