@@ -444,3 +444,29 @@ def test_lagrangian_bound_takes_the_better_bound_of_each_program() -> None:
                              {"a": 5.0, "b": 2.0, "c": 1.0})
     assert bound == pytest.approx(11.0)
     assert lagrangian_bound(scenario, [Priced("a", -2.0, None)], Prices()) == 0.0
+
+
+def test_rounds_stop_when_no_pricing_program_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pricing programs that answer nothing (a failing solver) end the rounds: the loop does
+    not repeat them at once until the deadline, and the plan found before is kept."""
+    from pdopt.optimize import lagrange
+
+    scenario = scenario_from_data(_binding(0, "inventory"))
+    answers: list[int] = []
+    real = lagrange.Block.price
+
+    def failing(self: Any, prices: Prices, deadline: Deadline, mip_gap: float,
+                caps: Any = None, abs_gap: float = 0.0) -> Any:
+        if caps is not None or len(answers) < 2:  # the repairs and the first round answer
+            answers.append(0)
+            return real(self, prices, deadline, mip_gap, caps, abs_gap)
+        answers.append(1)
+        return lagrange.Priced(self.model_name, None, None)
+
+    monkeypatch.setattr(lagrange.Block, "price", failing)
+    start = time.perf_counter()
+    parts = solve_coupled(scenario, Objective.COST, deadline=Deadline.after(20), mip_gap=0.0,
+                          workers=1, relax_first=False)
+    assert time.perf_counter() - start < 10.0
+    assert parts.rounds <= 4 and answers.count(1) <= 6
+    assert parts.plans and fits_limits(scenario, parts.plans)

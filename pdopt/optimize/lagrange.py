@@ -1171,6 +1171,11 @@ def solve_coupled(scenario: Scenario, objective: Objective, *, deadline: Deadlin
             answered = all(p.bound is not None for p in priced)
             if not new and answered and not improved:
                 break  # every program answered with nothing new: the master cannot improve
+            if not new and not improved and all(p.bound is None for p in priced):
+                # no pricing program answered (they failed, or had no time) and the repairs
+                # brought nothing new: the next round's master, prices and repairs would be
+                # these again, so the rounds stop rather than repeat until the deadline
+                break
         gap = relative_gap(value, best_bound)
         if {c.model_name for c in columns} == set(names) and (gap is None or gap > mip_gap):
             # the master's mix repaired to fit the limits (O23) in the time left; without a
