@@ -12,6 +12,8 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from pdopt.decode import (
     DecodeCapacity,
     DecodeCurve,
@@ -36,6 +38,7 @@ from pdopt.queueing import (
     max_rate_per_instance,
     mean_wait_s,
     prefill_capacity,
+    quantile_points,
     service_moments,
     ttft_statistic_s,
 )
@@ -339,6 +342,79 @@ def count_for_demand(demand: float, capacity_at: Callable[[int], float], counts:
     return counts
 
 
+def random_window_count(scenario: Scenario, workload: Workload, moments: ServiceMoments,
+                        limit_s: float, window: SloWindow) -> int:
+    """The count at which a random-routed class takes its window margin (Eq. W6): the fewest
+    instances whose windowed capacity (Eq. W3) carries its demand alone."""
+    demand = workload.rate_requests_per_s * scenario.headroom_of(workload)
+    rates = windowed_prefill_rates("random", moments, limit_s, workload.slo.ttft_percentile,
+                                   MAX_TABLE_COUNT, window)
+    return count_for_demand(demand, lambda k: rates[k - 1], len(rates))
+
+
+#: Mixes (points of utilisation on the mean-wait line) where Eq. O13c checks a percentile class.
+MIXED_PERCENTILE_POINTS = 33
+
+
+@functools.lru_cache(maxsize=4096)
+def mixed_percentile_budget_s(budget_s: float, moments: ServiceMoments, limit_s: float,
+                              percentile: float, residuals_s: tuple[float, ...], count: int,
+                              window: SloWindow | None) -> float:
+    """The largest mean wait B' <= `budget_s` at which a percentile class keeps its target in an
+    M/G/1 group (Poisson arrivals: random routing) whatever mix of the admitted classes it
+    carries (Eq. O13c). On the boundary of the group's constraint (O5) every mix waits B', at
+    utilisation rho = 2 B' / (r + 2 B') for the mix's r = E[S^2] / E[S], which lies between the
+    admitted classes' extremes (`residuals_s`; a mediant). There the class's percentile (Eq. Q8
+    with P_W = rho and mean wait B') and, with a window, its windowed value (Eq. W3, W1's noise
+    2 rho r / n on n = `count` instances) must stay within `limit_s`: the worst rho is found on
+    MIXED_PERCENTILE_POINTS points of that range and as many again between the worst point's
+    neighbours, and B' by bisection (along a mix's ray the statistic rises with the load, so the
+    budgets that hold form an interval)."""
+    kappa = quantile_spread_factor(percentile)
+    unloaded = ttft_statistic_s("random", 0.0, 1, moments, percentile)
+    low, high = min(residuals_s), max(residuals_s)
+    points = quantile_points(moments)
+    tail = 1.0 - percentile / 100.0
+
+    def values(wait_s: float, rhos: np.ndarray) -> np.ndarray:  # the statistic at each rho
+        scale = wait_s / rhos  # the mean of a positive wait (Eq. Q8, P_W = rho)
+        lo = np.zeros_like(rhos)
+        hi = points.max() + scale * np.maximum(1.0, np.log(np.maximum(rhos, 1e-300) / tail))
+        for _ in range(48):  # bisection of P(W + S > t) = 1 - p/100 on every rho at once
+            mid = (lo + hi) / 2
+            u = mid[:, None] - points[None, :]
+            exceed = np.mean(np.where(u < 0, 1.0, rhos[:, None]
+                                      * np.exp(-np.maximum(u, 0) / scale[:, None])), axis=1)
+            lo, hi = np.where(exceed > tail, mid, lo), np.where(exceed > tail, hi, mid)
+        if window is None:
+            return hi
+        # W1 with the mix's E[S^2] / E[S] = 2 B' (1 - rho) / rho as E[S] (1 + c_s^2)
+        return np.array([windowed_value(q, unloaded, kappa * wait_window_rel_sd(
+            rho, 2 * wait_s * (1 - rho) / rho, 0.0, count, window.window_s), window.z)
+            for q, rho in zip(hi.tolist(), rhos.tolist(), strict=True)])
+
+    def worst(wait_s: float) -> float:
+        grid = np.linspace(2 * wait_s / (high + 2 * wait_s), 2 * wait_s / (low + 2 * wait_s),
+                           MIXED_PERCENTILE_POINTS)
+        found = values(wait_s, grid)
+        k = int(np.argmax(found))  # then a finer grid between the worst point's neighbours
+        fine = np.linspace(grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)],
+                           MIXED_PERCENTILE_POINTS)
+        return max(float(found[k]), float(np.max(values(wait_s, fine))))
+
+    tolerance = 1e-9 * limit_s
+    if budget_s <= 0 or worst(budget_s) <= limit_s + tolerance:
+        return budget_s
+    lo, hi = 0.0, budget_s
+    for _ in range(32):
+        mid = (lo + hi) / 2
+        if worst(mid) <= limit_s + tolerance:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def prefill_rate_table(routing: str, moments: ServiceMoments, budget_s: float,
                        counts: int) -> list[float]:
     """a(n), n = 1..counts: requests/s per instance whose mean wait stays within the budget
@@ -367,9 +443,7 @@ def _auto_prefill_capacity(scenario: Scenario, instance: Instance, workload: Wor
     budgets = auto_waiting_budgets_s(routing, moments, limit, pct, MAX_TABLE_COUNT, window)
     budget = min(budgets)
     if window is not None and routing == "random" and budget > 0:  # Eq. W6
-        demand = workload.rate_requests_per_s * scenario.headroom_of(workload)
-        rates = windowed_prefill_rates(routing, moments, limit, pct, MAX_TABLE_COUNT, window)
-        budget = budgets[count_for_demand(demand, lambda k: rates[k - 1], len(rates)) - 1]
+        budget = budgets[random_window_count(scenario, workload, moments, limit, window) - 1]
     if budget <= 0:
         what = "mean TTFT" if pct is None else f"p{pct:g} TTFT"
         raise UnreachableTargetError(

@@ -409,15 +409,22 @@ def mean_wait_s(routing: str, per_instance_rate_per_s: float, count: int,
     return gig1_mean_wait_s(per_instance_rate_per_s, service, arrival_scv(routing, count))
 
 
+def quantile_points(service: ServiceMoments) -> np.ndarray:
+    """The service times Eq. Q8 sums over: the distribution's points, at most QUANTILE_POINTS
+    midpoint quantiles of them."""
+    points = np.asarray(service.points_s, dtype=np.float64)
+    if points.size > QUANTILE_POINTS:
+        points = np.sort(points)[((np.arange(QUANTILE_POINTS) + 0.5) * points.size
+                                  / QUANTILE_POINTS).astype(np.int64)]
+    return points
+
+
 def _exceedance(mean_wait: float, wait_prob: float, service: ServiceMoments
                 ) -> Callable[[float], float]:
     """t -> P(W + S > t) of Eq. Q8: W is 0 with probability 1 - P_W and otherwise exponential
     with mean Wq / P_W; S takes the distribution's points (at most QUANTILE_POINTS midpoint
     quantiles of them)."""
-    points = np.asarray(service.points_s, dtype=np.float64)
-    if points.size > QUANTILE_POINTS:
-        points = np.sort(points)[((np.arange(QUANTILE_POINTS) + 0.5) * points.size
-                                  / QUANTILE_POINTS).astype(np.int64)]
+    points = quantile_points(service)
     scale = mean_wait / wait_prob if wait_prob > 0 and mean_wait > 0 else 0.0
 
     def exceed(t: float) -> float:

@@ -20,11 +20,13 @@ from pdopt.capacity import (
     instance_decode_capacity,
     instance_prefill_capacity,
     kv_transfer_ms,
+    mixed_percentile_budget_s,
     output_scv,
     pool_routing,
     prefill_rate_table_by_count,
     prefill_service_moments,
     prefill_work_share,
+    random_window_count,
     saturated_prefill_tokens_per_s,
     slo_window_of,
     table_counts,
@@ -428,10 +430,14 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                         w.slo.ttft_percentile, MAX_TABLE_COUNT, slo_window_of(scenario))
                 routes.append((w, g, t_ms, cap.waiting_budget_s, by_count))
         levels = _distinct_sorted([r[3] for r in routes])
-        data.prefill_levels[inst.name] = levels
         for w, g, t_ms, b, by_count in routes:
             data.prefill_routes.append(
                 PrefillRoute(w.name, inst.name, g, t_ms, b, _level_index(levels, b), by_count))
+        routable = list({r[0].name: r[0] for r in routes}.values())
+        if _is_auto(scenario, routable) and pool_routing(
+                [scenario.routing_of(w) for w in routable]) == "random":
+            levels = _mixed_percentile_levels(data, scenario, inst, levels)
+        data.prefill_levels[inst.name] = levels
         # Load in instances if every routable workload came here at the tightest budget (Eq. O9).
         load = 0.0
         if levels:
@@ -442,6 +448,38 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                 load += data.demand_requests_per_s[w.name] * (m2 + 2 * b_min * s) / (2 * b_min)
         data.pools[inst.name] = _pool(scenario, inst, load)
         _prefill_tables(data, scenario, inst, list({r[0].name: r[0] for r in routes}.values()))
+
+
+def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance,
+                             levels: list[float]) -> list[float]:
+    """The group budgets of a random-routed (M/G/1) prefill pool under queue auto, each lowered
+    to where every percentile class the group admits keeps its target whatever mix of the
+    admitted classes (its routes at this level or looser) the group carries (Eq. O13c). The
+    groups stay ordered: a stricter group admits a superset of the classes."""
+    routes = [r for r in data.prefill_routes if r.pool == inst.name]
+    window = slo_window_of(scenario)
+    out = list(levels)
+    for lvl in range(len(levels)):
+        admitted = [r for r in routes if r.level >= lvl]
+        names = sorted({r.workload for r in admitted})
+        if len(names) < 2:
+            continue
+        residuals = tuple(sorted({data.second_moment_s2[(w, inst.name)]
+                                  / data.service_s[(w, inst.name)] for w in names}))
+        for r in admitted:
+            w = data.workload(r.workload)
+            pct = w.slo.ttft_percentile
+            if pct is None:
+                continue
+            lengths = data.lengths.get(w.name)
+            moments = prefill_service_moments(scenario, inst, w, lengths[0] if lengths else None)
+            limit = (w.slo.ttft_ms - w.ttft_overhead_ms - r.kv_transfer_ms) / 1e3
+            count = 1 if window is None else random_window_count(scenario, w, moments, limit,
+                                                                 window)
+            out[lvl] = mixed_percentile_budget_s(out[lvl], workload_service(data, w.name,
+                                                                            inst.name),
+                                                 limit, pct, residuals, count, window)
+    return suffix_minimum(out)
 
 
 def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
