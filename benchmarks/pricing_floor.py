@@ -44,6 +44,8 @@ BOUND_SAMPLE_S = 0.02
 PRICING_GAP = 0.001
 # The proof asked for (issue 15).
 PROOF_GAP = 0.01
+# HiGHS's own (wall-clock) limit, as a multiple of the CPU cap: only a backstop.
+WALL_LIMIT_PER_CAP = 20.0
 # Uniform times per model tabled, CPU seconds.
 TIMES_S = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
@@ -53,7 +55,10 @@ def run_pricing(block: Block, prices: Prices, cap_s: float) -> dict[str, Any]:
     improving plans (CPU s, priced value) and its dual bound over time (CPU s, bound)."""
     block._set(prices, block.limits)
     highs = block.session.highs
-    for option, value in (("threads", 1), ("time_limit", cap_s), ("mip_rel_gap", PRICING_GAP)):
+    # the cap is on CPU time (stopped from the callback): a wall-clock limit would cut the
+    # programs short on a loaded machine
+    for option, value in (("threads", 1), ("time_limit", WALL_LIMIT_PER_CAP * cap_s),
+                          ("mip_rel_gap", PRICING_GAP)):
         highs.setOptionValue(option, value)
     plans: list[tuple[float, float]] = []
     bounds: list[tuple[float, float]] = []
@@ -67,6 +72,8 @@ def run_pricing(block: Block, prices: Prices, cap_s: float) -> dict[str, Any]:
         now = time.process_time() - started
         if not bounds or now - bounds[-1][0] > BOUND_SAMPLE_S:
             bounds.append((now, float(event.data_out.mip_dual_bound)))
+        if now > cap_s:
+            event.interrupt()
 
     highs.cbMipImprovingSolution.subscribe(improved)
     highs.cbMipInterrupt.subscribe(tick)
