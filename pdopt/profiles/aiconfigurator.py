@@ -13,6 +13,7 @@ import contextlib
 import importlib.metadata
 import logging
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,19 +92,35 @@ def resolve_run(spec: AiconfiguratorProfile, instance_gpu: str, gpus: int) -> Ai
     return run
 
 
+class _ToStderr(logging.Handler):
+    """A log record's message on the standard error as it is when the record comes (a CLI
+    runner's or a redirect's), whatever handlers the process's root logger has."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")
+        sys.stderr.flush()  # in order with the standard output (a CLI runner mixes the two)
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Hide AIConfigurator's INFO chatter; its warnings (low-fidelity data, dtype fallbacks)
-    still reach stderr, since they qualify the numbers."""
+    reach stderr, since they qualify the numbers. Its loggers have no handlers of their own, so
+    without one here whether a warning showed depended on the root logger's (Python's
+    last-resort handler writes to stderr only when the root has none)."""
     loggers = [logging.getLogger(name) for name in ("aiconfigurator", "aiconfigurator_core")]
-    levels = [lg.level for lg in loggers]
+    saved = [(lg.level, lg.handlers[:], lg.propagate) for lg in loggers]
+    handler = _ToStderr(logging.WARNING)
     for lg in loggers:
         lg.setLevel(logging.WARNING)
+        lg.handlers = [handler]
+        lg.propagate = False
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels, strict=True):
+        for lg, (level, handlers, propagate) in zip(loggers, saved, strict=True):
             lg.setLevel(level)
+            lg.handlers = handlers
+            lg.propagate = propagate
 
 
 def _estimate(run: AicRun, mode: str, isl: int, osl: int, batch: int) -> Any:
