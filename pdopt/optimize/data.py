@@ -384,6 +384,7 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
         decode_gpus_by_model.setdefault(data.workload(name).model, set()).add(data.pools[d].gpu)
     for inst in prefill:
         routes: list[tuple[Workload, str, float, float, tuple[float, ...]]] = []
+        moments_of: dict[str, ServiceMoments] = {}  # queue auto: each class's (Eqs. Q1, Q2)
         for w in (w for w in scenario.workloads if w.model == inst.model):
             try:
                 # the prompt's computed share (Eq. H9: a prefix-cache hit is read, not computed)
@@ -396,8 +397,8 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
             lengths = data.lengths.get(w.name)
             moments = None
             if queue == "auto":
-                moments = prefill_service_moments(scenario, inst, w,
-                                                  lengths[0] if lengths else None)
+                moments = moments_of[w.name] = prefill_service_moments(
+                    scenario, inst, w, lengths[0] if lengths else None)
                 data.service_s[(w.name, inst.name)] = moments.mean_s
                 data.service_points[(w.name, inst.name)] = _quantile_points(moments.points_s)
                 data.second_moment_s2[(w.name, inst.name)] = moments.second_moment_s2
@@ -436,26 +437,28 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
         routable = list({r[0].name: r[0] for r in routes}.values())
         if _is_auto(scenario, routable) and pool_routing(
                 [scenario.routing_of(w) for w in routable]) == "random":
-            levels = _mixed_percentile_levels(data, scenario, inst, levels)
+            levels = _mixed_percentile_levels(data, scenario, inst, levels, moments_of)
         data.prefill_levels[inst.name] = levels
         # Load in instances if every routable workload came here at the tightest budget (Eq. O9).
         load = 0.0
         if levels:
             b_min = levels[0]
-            for w in {r[0].name: r[0] for r in routes}.values():
+            for w in routable:
                 s, m2 = data.service_s[(w.name, inst.name)], data.second_moment_s2[(w.name,
                                                                                     inst.name)]
                 load += data.demand_requests_per_s[w.name] * (m2 + 2 * b_min * s) / (2 * b_min)
         data.pools[inst.name] = _pool(scenario, inst, load)
-        _prefill_tables(data, scenario, inst, list({r[0].name: r[0] for r in routes}.values()))
+        _prefill_tables(data, scenario, inst, routable)
 
 
 def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance,
-                             levels: list[float]) -> list[float]:
+                             levels: list[float], moments_of: dict[str, ServiceMoments]
+                             ) -> list[float]:
     """The group budgets of a random-routed (M/G/1) prefill pool under queue auto, each lowered
     to where every percentile class the group admits keeps its target whatever mix of the
     admitted classes (its routes at this level or looser) the group carries (Eq. O13c). The
-    groups stay ordered: a stricter group admits a superset of the classes."""
+    groups stay ordered: a stricter group admits a superset of the classes. `moments_of`: each
+    class's service moments on the pool, as its capacity was computed with (Eq. W6's count)."""
     routes = [r for r in data.prefill_routes if r.pool == inst.name]
     window = slo_window_of(scenario)
     out = list(levels)
@@ -471,11 +474,9 @@ def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance
             pct = w.slo.ttft_percentile
             if pct is None:
                 continue
-            lengths = data.lengths.get(w.name)
-            moments = prefill_service_moments(scenario, inst, w, lengths[0] if lengths else None)
             limit = (w.slo.ttft_ms - w.ttft_overhead_ms - r.kv_transfer_ms) / 1e3
-            count = 1 if window is None else random_window_count(scenario, w, moments, limit,
-                                                                 window)
+            count = 1 if window is None else random_window_count(
+                scenario, w, moments_of[w.name], limit, window)
             out[lvl] = mixed_percentile_budget_s(out[lvl], workload_service(data, w.name,
                                                                             inst.name),
                                                  limit, pct, residuals, count, window)
