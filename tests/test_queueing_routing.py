@@ -365,21 +365,29 @@ def test_mixed_klb_factor_two_classes_by_brute_force() -> None:
                          max_size=3),
        demand=st.lists(st.floats(0.01, 10.0), min_size=3, max_size=3),
        mix=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
-       count=st.integers(2, 24), budget_factor=st.floats(0.05, 3.0), load=st.floats(0.01, 1.0))
+       count=st.integers(2, 24), budget_factor=st.floats(0.05, 3.0), load=st.floats(0.01, 1.0),
+       natives=st.lists(st.booleans(), min_size=3, max_size=3))
 def test_mixed_group_constraint_keeps_the_wait_within_budget(
         services: list[tuple[float, float]], demand: list[float], mix: list[float], count: int,
-        budget_factor: float, load: float) -> None:
+        budget_factor: float, load: float, natives: list[bool]) -> None:
     # Eqs. O15a-O15b: any per-instance rates x the constraint sum x_i (g* c_i + 2B S_i) <= 2B
-    # admits (any mixture, interior ones of three classes too) have Q5's wait within B
+    # admits (any mixture, interior ones of three classes too) have Q5's wait within B, with the
+    # tangent at the demand-weighted mean of any subset of the classes (the group's own ones, at
+    # most twice their shortest) and a class shorter than m / 2 at its coefficient's limit
     classes = [(s, s * s * (1 + scv)) for s, scv in services]
     k = len(classes)
-    mean = sum(d * c[0] for d, c in zip(demand[:k], classes, strict=True)) / sum(demand[:k])
-    tangent = min(mean, 2 * min(c[0] for c in classes))
+    own = [i for i in range(k) if natives[i]] or list(range(k))
+    mean = sum(demand[i] * classes[i][0] for i in own) / sum(demand[i] for i in own)
+    tangent = min(mean, 2 * min(classes[i][0] for i in own))
     budget = budget_factor * mean
     ca2 = 1 / count
     g = mixed_klb_factor(budget, ca2, classes, tangent)
     shares = [w + 1e-3 for w in mix[:k]]
-    used = sum(x * (g * mixed_wait_coefficient_s2(s, m2, ca2, tangent) + 2 * budget * s)
+
+    def coefficient(s: float, m2: float) -> float:  # a class shorter than m / 2: n -> oo
+        return mixed_wait_coefficient_s2(s, m2, 0.0 if 2 * s < tangent else ca2, tangent)
+
+    used = sum(x * (g * coefficient(s, m2) + 2 * budget * s)
                for x, (s, m2) in zip(shares, classes, strict=True))
     rates = [load * x * 2 * budget / used for x in shares]  # on or inside the boundary
     total = sum(rates)
@@ -425,3 +433,54 @@ def test_mixed_group_bound_against_the_simulator() -> None:
     for name, service in (("short", 0.2), ("long", 0.8)):
         wait = res.workload(name).ttft_ms.mean / 1e3 - service
         assert 0.75 * budget <= wait <= budget
+
+
+def test_mixed_group_tangent_at_its_own_classes() -> None:
+    """Eq. O15a's tangent point m in a split pool: a strict group admits the looser classes too
+    (they may spill into it), but m is its own classes' demand-weighted mean (those with a route
+    at its level), not all members'. 1000-token (S = 0.2 s) and 4000-token (S = 0.8 s) fixed
+    prompts at 5,000 tokens/s, no window, round-robin:
+
+    - the strict group of the short class (1.0 s mean TTFT, B = 0.8 s) admitting the long one
+      (3.0 s) at 4x the demand takes m = 0.2 s, where the members' mean (0.68 s, capped at
+      2 S_min = 0.4 s) gave less;
+    - the strict group of the long class (1.2 s, B = 0.4 s) admitting the short one (3.0 s)
+      takes m = 0.8 s for both, where the members' mean capped at 2 S_min gave 0.4 s; the short
+      class, below m / 2, has c rising with n and takes its limit E[S^2] - 2 m S + m^2 = 0.04 -
+      0.32 + 0.64 = 0.36 s^2 at every count."""
+    from pdopt.optimize.data import build_fleet_data
+
+    def workload(name: str, tokens: int, rate: float, ttft_ms: float) -> dict:
+        return {"name": name, "model": "m", "requests_per_s": rate, "input_tokens": tokens,
+                "output_tokens": 2, "slo": {"ttft_ms": ttft_ms, "tpot_ms": 50},
+                "ttft_overhead_ms": 0, "length_distribution": {"kind": "fixed"}}
+
+    def tables(short_ms: float, long_ms: float) -> tuple[float, dict]:
+        sc = _prefill_bench([workload("short", 1000, 1.0, short_ms),
+                             workload("long", 4000, 4.0, long_ms)])
+        sc = sc.model_copy(update={"options": sc.options.model_copy(
+            update={"routing": "round-robin", "slo_window_minutes": None})})
+        data = build_fleet_data(sc)
+        data.table_jobs["pre"](data.table_counts["pre"])
+        return data.prefill_levels["pre"][0], data.rate_tables
+
+    def rate(budget: float, n: int, m: float, s: float, m2: float, ca2: float) -> float:
+        g = mixed_klb_factor(budget, 1 / n, SHORT_LONG, m)
+        return 2 * budget / (g * mixed_wait_coefficient_s2(s, m2, ca2, m) + 2 * budget * s)
+
+    budget, table = tables(1000.0, 3000.0)
+    assert budget == pytest.approx(0.8)
+    for n in (1, 2, 5):
+        short = table[("short", "pre", 0)][n - 1]
+        assert short == pytest.approx(rate(budget, n, 0.2, 0.2, 0.04, 1 / n), rel=1e-9)
+        if n > 1:  # n = 1: c_a^2 = 1, no tangent
+            assert short > rate(budget, n, 0.4, 0.2, 0.04, 1 / n) * (1 + 1e-3)
+
+    budget, table = tables(3000.0, 1200.0)
+    assert budget == pytest.approx(0.4)
+    assert mixed_wait_coefficient_s2(0.2, 0.04, 0.0, 0.8) == pytest.approx(0.36)
+    for n in (1, 2, 5):
+        assert table[("long", "pre", 0)][n - 1] == pytest.approx(
+            rate(budget, n, 0.8, 0.8, 0.64, 1 / n), rel=1e-9)
+        assert table[("short", "pre", 0)][n - 1] == pytest.approx(
+            rate(budget, n, 0.8, 0.2, 0.04, 0.0), rel=1e-9)

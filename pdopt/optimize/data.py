@@ -505,6 +505,12 @@ def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
         if p == inst.name:
             members.setdefault(lvl, []).append(w)
     data.table_groups[inst.name] = len(members)
+    # a group's own classes: those with a route at its level (the looser ones it admits may
+    # spill in); Eq. O15a's tangent is taken at their mix
+    natives_of: dict[int, set[str]] = {}
+    for r in data.prefill_routes:
+        if r.pool == inst.name:
+            natives_of.setdefault(r.level, set()).add(r.workload)
 
     def job(k: int) -> None:
         # every count the pool may have (to MAX_TABLE_COUNT), then the suffix minimum cut to
@@ -512,9 +518,10 @@ def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
         for lvl, ws in members.items():
             budgets = group_budgets(data, inst.name, lvl, ws, counts)
             if len(ws) > 1:  # several classes: the linear bound of Eq. O15a
+                natives = sorted(natives_of.get(lvl, set())) or ws
                 for w in ws:
                     data.rate_tables[(w, inst.name, lvl)] = suffix_minimum(mixed_rate_table(
-                        data, inst.name, ws, w, routing, budgets))[:k]
+                        data, inst.name, ws, w, routing, budgets, natives))[:k]
                 continue
             s, m2 = data.service_s[(ws[0], inst.name)], data.second_moment_s2[(ws[0], inst.name)]
             data.rate_tables[(ws[0], inst.name, lvl)] = suffix_minimum(
@@ -544,18 +551,24 @@ def group_budgets(data: FleetData, pool: str, level: int, members: list[str],
 
 
 def mixed_rate_table(data: FleetData, pool: str, members: list[str], workload: str,
-                     routing: str, budgets_s: list[float]) -> list[float]:
+                     routing: str, budgets_s: list[float],
+                     natives: list[str] | None = None) -> list[float]:
     """Per-instance rate a_w(n) = 2B(n) / coefficient of class w in a group of several classes,
     n = 1..len(budgets_s) (Eq. O15a): round-robin g*(n) c_w(n) + 2B S_w, with c_w the class's
-    share of Kingman's numerator under the tangent at m, the members' demand-weighted mean
-    service time but at most 2 S_min (so that every c_w, hence a_w(n), is monotone in n), and g*
-    the bound on KLB's factor (Eq. O15b); least-loaded E[S_w^2] / n + 2B S_w
-    (Erlang C / (n rho) <= 1/n)."""
+    share of Kingman's numerator under the tangent at m, the demand-weighted mean service time of
+    the group's own classes (`natives`, those with a route at its level; all `members` when not
+    given) but at most twice their shortest: c_w(n) for a class of S_w >= m / 2, which falls with
+    n, and its limit n -> oo for a shorter one (a looser class that may spill in), whose c_w
+    rises with n (so that a_w(n) rises with n); g* the bound on KLB's
+    factor (Eq. O15b); least-loaded E[S_w^2] / n + 2B S_w (Erlang C / (n rho) <= 1/n)."""
     s, m2 = data.service_s[(workload, pool)], data.second_moment_s2[(workload, pool)]
     classes = [(data.service_s[(w, pool)], data.second_moment_s2[(w, pool)]) for w in members]
-    demand = [data.demand_requests_per_s[w] for w in members]
-    mean = sum(d * c[0] for d, c in zip(demand, classes, strict=True)) / sum(demand)
-    tangent = min(mean, 2 * min(c[0] for c in classes))  # a(n) rises with n (Eq. O15a)
+    own = natives or members
+    demand = [data.demand_requests_per_s[w] for w in own]
+    mean = sum(d * data.service_s[(w, pool)] for d, w in zip(demand, own, strict=True)) \
+        / sum(demand)
+    tangent = min(mean, 2 * min(data.service_s[(w, pool)] for w in own))
+    rising = 2 * s < tangent  # 2 m S_w < m^2: c_w(n) rises with n, take its limit
     out = []
     for n, budget_s in enumerate(budgets_s, start=1):
         if budget_s <= 0:
@@ -564,7 +577,7 @@ def mixed_rate_table(data: FleetData, pool: str, members: list[str], workload: s
             out.append(2 * budget_s / (m2 / n + 2 * budget_s * s))
         else:
             g = mixed_klb_factor(budget_s, 1.0 / n, classes, tangent)
-            c = mixed_wait_coefficient_s2(s, m2, 1.0 / n, tangent)
+            c = mixed_wait_coefficient_s2(s, m2, 0.0 if rising else 1.0 / n, tangent)
             out.append(2 * budget_s / (g * c + 2 * budget_s * s))
     return out
 
