@@ -34,13 +34,13 @@ from pdopt.capacity import (
 from pdopt.decode import DecodeCurve, batch_peakedness, request_tpot_ms
 from pdopt.errors import PdoptError
 from pdopt.queueing import (
-    QUANTILE_POINTS,
     ServiceMoments,
     arrival_scv,
     mean_wait_s,
     mixed_klb_factor,
     mixed_wait_coefficient_s2,
     percentile_wait,
+    quantile_points,
     service_scv,
     service_second_moment_s2,
     service_time_s,
@@ -400,7 +400,7 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                 moments = moments_of[w.name] = prefill_service_moments(
                     scenario, inst, w, lengths[0] if lengths else None)
                 data.service_s[(w.name, inst.name)] = moments.mean_s
-                data.service_points[(w.name, inst.name)] = _quantile_points(moments.points_s)
+                data.service_points[(w.name, inst.name)] = _quantile_points(moments)
                 data.second_moment_s2[(w.name, inst.name)] = moments.second_moment_s2
             else:
                 s = service_time_s(w.input_tokens, tp_max)
@@ -609,13 +609,10 @@ def _pool(scenario: Scenario, inst: Instance, load_instances: float) -> Pool:
 
 # --- predictions at the plan's load under queue auto (docs/method.md, O.1 with Q and F) --------
 
-def _quantile_points(points: tuple[float, ...], keep: int = QUANTILE_POINTS
-                     ) -> tuple[float, ...]:
-    """At most `keep` equally likely points of a sorted copy (midpoint quantiles), for Eq. Q8."""
-    xs = sorted(points)
-    if len(xs) <= keep:
-        return tuple(xs)
-    return tuple(xs[min(len(xs) - 1, int((k + 0.5) * len(xs) / keep))] for k in range(keep))
+def _quantile_points(moments: ServiceMoments) -> tuple[float, ...]:
+    """The service times Eq. Q8 sums over (at most QUANTILE_POINTS midpoint quantiles of the
+    distribution's points, as `queueing.quantile_points` takes them), sorted."""
+    return tuple(sorted(quantile_points(moments).tolist()))
 
 
 def group_service(data: FleetData, pool: str, rates: dict[str, float]) -> ServiceMoments:
