@@ -8,7 +8,8 @@ numbers them), the `queue: auto` plan and each of its one-fewer neighbours (one 
 in a pool, or in a split pool's group) are simulated over windows with seeds 1..K: the share of
 windows each holds its SLOs in, and the worst SLO ratio (median / max). A neighbour that holds in
 the judge's single window but misses in some of these is one the SLO window's confidence
-(method.md section W) rightly rules out.
+(method.md section W) rightly rules out. Each workload's mean TPOT and judged TTFT statistic
+(mean or percentile) are given as mean / standard deviation over the windows.
 """
 
 from __future__ import annotations
@@ -49,6 +50,18 @@ def tpot_summary(results: list[SimulationResult]) -> str:
     return ", ".join(parts)
 
 
+def ttft_summary(results: list[SimulationResult]) -> str:
+    """Each workload's judged TTFT statistic (mean or percentile) over the windows: mean and
+    standard deviation of the windows' values, ms (what W1-W3 predict the spread of)."""
+    parts = []
+    for k, first in enumerate(results[0].workloads):
+        values = [r.workloads[k].ttft_at_target_ms for r in results]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        parts.append(f"{first.workload} {statistics.mean(values):.1f} / {spread:.1f} "
+                     f"({first.ttft_target_ms:g})")
+    return ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", required=True, help="seed:number pairs, e.g. 1:2,2:14")
@@ -58,8 +71,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     args = parser.parse_args()
     print("| case | plan / neighbour | windows held | worst SLO ratio median / max "
-          "| mean TPOT per workload, ms: mean / sd over the windows (target) |")
-    print("|---|---|---|---|---|")
+          "| mean TPOT per workload, ms: mean / sd over the windows (target) "
+          "| TTFT statistic per workload, ms: mean / sd over the windows (target) |")
+    print("|---|---|---|---|---|---|")
     for item in args.cases.split(","):
         seed, number = (int(x) for x in item.split(":"))
         scenario, routing, what = case_scenario(seed, number)
@@ -77,7 +91,7 @@ def main() -> None:
             held = sum(r <= 1.0 for r in ratios)
             print(f"| {seed}:{number} | {label} | {held} / {len(ratios)} | "
                   f"{statistics.median(ratios):.3f} / {max(ratios):.3f} | "
-                  f"{tpot_summary(results)} |", flush=True)
+                  f"{tpot_summary(results)} | {ttft_summary(results)} |", flush=True)
         print(f"case {seed}:{number}: {what}", file=sys.stderr, flush=True)
 
 
