@@ -49,6 +49,10 @@ CASES = [
     ("random", 2, 0.80, "fixed"),
     ("random", 4, 0.85, "lognormal 1.0"),
     ("random", 8, 0.85, "lognormal 0.5"),
+    # light load (docs/validation.md section 6, seventh pass: W1 is a heavy-traffic reading)
+    ("random", 1, 0.30, "lognormal 1.0"),
+    ("round-robin", 2, 0.30, "lognormal 1.0"),
+    ("random", 4, 0.30, "fixed"),
 ]
 
 
