@@ -559,8 +559,8 @@ def mixed_rate_table(data: FleetData, pool: str, members: list[str], workload: s
     the group's own classes (`natives`, those with a route at its level; all `members` when not
     given) but at most twice their shortest: c_w(n) for a class of S_w >= m / 2, which falls with
     n, and its limit n -> oo for a shorter one (a looser class that may spill in), whose c_w
-    rises with n (so that a_w(n) rises with n); g* the bound on KLB's
-    factor (Eq. O15b); least-loaded E[S_w^2] / n + 2B S_w (Erlang C / (n rho) <= 1/n)."""
+    rises with n (so that a_w(n) rises with n); g* the bound on KLB's factor (Eq. O15b).
+    Least-loaded: E[S_w^2] / n + 2B S_w (Erlang C / (n rho) <= 1/n)."""
     s, m2 = data.service_s[(workload, pool)], data.second_moment_s2[(workload, pool)]
     classes = [(data.service_s[(w, pool)], data.second_moment_s2[(w, pool)]) for w in members]
     own = natives or members
