@@ -131,3 +131,38 @@ def test_looser_slo_never_costs_more_under_auto(seed: int, ttft: float, tpot: fl
     if a.has_plan:
         assert b.has_plan
         assert b.cost_per_hour <= a.cost_per_hour + 1e-9  # type: ignore[operator]
+
+
+def test_split_pool_strict_group_sized_at_its_own_class() -> None:
+    """Seed 2, scenario 21 of docs/validation.md section 6 (method.md Eq. O15a): a 1024-token p90
+    workload (441 ms) and a 6144-token one (1855 ms), lognormal CV 1, round-robin, on a 4xH100
+    prefill type. The strict group admits the long prompts too; with the tangent at every
+    admitted class's mean (0.165 s for the group's own 0.114 s prompts) the plan bought 8 + 5
+    prefill instances ($170/h), with the tangent at the group's own class 6 + 6 ($160/h), which
+    holds in 8 of 8 simulated 30-minute windows while both one-fewer neighbours hold in none
+    (`benchmarks/neighbour_windows.py --cases 2:21`)."""
+    def lognormal(name: str, tokens_per_minute: float, li: int, lo: int, ttft: float,
+                  tpot: float) -> dict[str, Any]:
+        return {"name": name, "model": "deepseek-v3.1", "tokens_per_minute": tokens_per_minute,
+                "input_tokens": li, "output_tokens": lo,
+                "slo": {"ttft_ms": ttft, "tpot_ms": tpot, "ttft_percentile": 90.0},
+                "ttft_overhead_ms": 100.0,
+                "length_distribution": {"kind": "lognormal", "input_cv": 1.0, "output_cv": 1.0}}
+
+    sc = scenario_from_data({
+        "name": "split-tangent", "gpus": {"H100": {"cost_per_hour": 2.5}},
+        "instances": [
+            {"name": "pre", "model": "deepseek-v3.1", "role": "prefill", "gpu": "H100",
+             "gpus_per_instance": 4, "extrapolation": "nearest",
+             "prefill_tokens_per_s": {1024: 9000.0, 4096: 11000.0, 8192: 10000.0}},
+            {"name": "dec", "model": "deepseek-v3.1", "role": "decode", "gpu": "H100",
+             "gpus_per_instance": 4, "extrapolation": "nearest",
+             "tpot_ms_by_batch": {1: 9.0, 16: 12.0, 32: 15.5, 64: 22.0, 96: 30.0}}],
+        "workloads": [lognormal("short", 2.38e6, 1024, 256, 441.0, 22.0),
+                      lognormal("long", 1.62e6, 6144, 512, 1855.0, 20.0)],
+        "options": {"routing": "round-robin"}})
+    plan = solve(sc)
+    pre = next(p for p in plan.pools if p.role == "prefill")
+    assert [(g.level, g.count) for g in pre.groups] == [(0, 6), (1, 6)]
+    assert plan.cost_per_hour == 160.0
+    assert all(w.expected_ttft_ms <= w.ttft_target_ms for w in plan.workloads)
