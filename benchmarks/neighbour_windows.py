@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Callable
+from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,27 +41,21 @@ def case_scenario(seed: int, number: int):
     return va._with_options(base, queue="auto"), routing, what
 
 
-def tpot_summary(results: list[SimulationResult]) -> str:
-    """Each workload's mean TPOT over the windows: mean and standard deviation of the windows'
-    means, ms (what the window margin of method.md W4-W5 predicts the spread of)."""
-    parts = []
-    for k, first in enumerate(results[0].workloads):
-        means = [r.workloads[k].tpot_ms.mean for r in results]
-        spread = statistics.stdev(means) if len(means) > 1 else 0.0
-        parts.append(f"{first.workload} {statistics.mean(means):.3f} / {spread:.3f} "
-                     f"({first.tpot_target_ms:g})")
-    return ", ".join(parts)
+# the statistics a window judges: each workload's mean TPOT, and its TTFT statistic (mean or
+# percentile, as the target is)
+TPOT, TTFT = attrgetter("tpot_ms.mean"), attrgetter("ttft_at_target_ms")
 
 
-def ttft_summary(results: list[SimulationResult]) -> str:
-    """Each workload's judged TTFT statistic (mean or percentile) over the windows: mean and
-    standard deviation of the windows' values, ms (what W1-W3 predict the spread of)."""
+def window_summary(results: list[SimulationResult], value: Callable[[Any], float],
+                   target: str, digits: int) -> str:
+    """Each workload's `value` over the windows: mean and standard deviation of the windows'
+    values, ms, and its `target` field (what method.md W1-W3 and W4-W5 predict the spread of)."""
     parts = []
     for k, first in enumerate(results[0].workloads):
-        values = [r.workloads[k].ttft_at_target_ms for r in results]
+        values = [value(r.workloads[k]) for r in results]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        parts.append(f"{first.workload} {statistics.mean(values):.1f} / {spread:.1f} "
-                     f"({first.ttft_target_ms:g})")
+        parts.append(f"{first.workload} {statistics.mean(values):.{digits}f} / "
+                     f"{spread:.{digits}f} ({getattr(first, target):g})")
     return ", ".join(parts)
 
 
@@ -91,7 +88,8 @@ def main() -> None:
             held = sum(r <= 1.0 for r in ratios)
             print(f"| {seed}:{number} | {label} | {held} / {len(ratios)} | "
                   f"{statistics.median(ratios):.3f} / {max(ratios):.3f} | "
-                  f"{tpot_summary(results)} | {ttft_summary(results)} |", flush=True)
+                  f"{window_summary(results, TPOT, 'tpot_target_ms', 3)} | "
+                  f"{window_summary(results, TTFT, 'ttft_target_ms', 1)} |", flush=True)
         print(f"case {seed}:{number}: {what}", file=sys.stderr, flush=True)
 
 

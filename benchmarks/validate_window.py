@@ -31,7 +31,13 @@ from pdopt.capacity import (
     prefill_service_moments,
 )
 from pdopt.decode import batch_peakedness, fluctuating_decode_capacity, request_tpot_ms
-from pdopt.queueing import arrival_scv, mean_wait_s, percentile_wait, ttft_statistic_s
+from pdopt.queueing import (
+    ServiceMoments,
+    arrival_scv,
+    mean_wait_s,
+    percentile_wait,
+    ttft_statistic_s,
+)
 from pdopt.scenario.loading import load_scenario, scenario_from_data
 from pdopt.simulate import SimulationOptions, plan_from_counts, simulate_plan
 from pdopt.window import quantile_spread_factor, tpot_window_rel_sd, wait_window_rel_sd
@@ -85,8 +91,9 @@ def daley_factor(rho: float) -> float:
     return (2 + 5 * rho - 4 * rho ** 2 + rho ** 3) / ((2 - rho) * (1 - rho) ** 2)
 
 
-def sampled_mean_rel_sd(routing: str, rate: float, count: int, moments, total_rate: float,
-                        window_s: float, w1_rel_sd: float, mean_ttft_s: float) -> float:
+def sampled_mean_rel_sd(routing: str, rate: float, count: int, moments: ServiceMoments,
+                        total_rate: float, window_s: float, w1_rel_sd: float,
+                        mean_ttft_s: float) -> float:
     """A candidate for the spread of a window's mean TTFT at light load (docs/method.md section
     W, the light-load rows; not in the sizing): the window averages N = lambda T requests, whose
     prompt lengths add Var(S) / N and whose waits add D(rho) Var(W) / N (W as Eq. Q8 takes it:

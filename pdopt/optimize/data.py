@@ -518,7 +518,7 @@ def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
         for lvl, ws in members.items():
             budgets = group_budgets(data, inst.name, lvl, ws, counts)
             if len(ws) > 1:  # several classes: the linear bound of Eq. O15a
-                natives = sorted(natives_of.get(lvl, set())) or ws
+                natives = sorted(natives_of.get(lvl, ()))
                 for w in ws:
                     data.rate_tables[(w, inst.name, lvl)] = suffix_minimum(mixed_rate_table(
                         data, inst.name, ws, w, routing, budgets, natives))[:k]
@@ -551,13 +551,12 @@ def group_budgets(data: FleetData, pool: str, level: int, members: list[str],
 
 
 def mixed_rate_table(data: FleetData, pool: str, members: list[str], workload: str,
-                     routing: str, budgets_s: list[float],
-                     natives: list[str] | None = None) -> list[float]:
+                     routing: str, budgets_s: list[float], natives: list[str]) -> list[float]:
     """Per-instance rate a_w(n) = 2B(n) / coefficient of class w in a group of several classes,
     n = 1..len(budgets_s) (Eq. O15a): round-robin g*(n) c_w(n) + 2B S_w, with c_w the class's
     share of Kingman's numerator under the tangent at m, the demand-weighted mean service time of
-    the group's own classes (`natives`, those with a route at its level; all `members` when not
-    given) but at most twice their shortest: c_w(n) for a class of S_w >= m / 2, which falls with
+    the group's own classes (`natives`, those with a route at its level; all `members` when it
+    has none) but at most twice their shortest: c_w(n) for a class of S_w >= m / 2, which falls with
     n, and its limit n -> oo for a shorter one (a looser class that may spill in), whose c_w
     rises with n (so that a_w(n) rises with n); g* the bound on KLB's factor (Eq. O15b).
     Least-loaded: E[S_w^2] / n + 2B S_w (Erlang C / (n rho) <= 1/n)."""
