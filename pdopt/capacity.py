@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -357,6 +358,38 @@ MIXED_PERCENTILE_POINTS = 33
 
 
 @functools.lru_cache(maxsize=4096)
+def _unloaded_statistic_s(moments: ServiceMoments, percentile: float) -> float:
+    return ttft_statistic_s("random", 0.0, 1, moments, percentile)
+
+
+def _random_statistic_s(moments: ServiceMoments, percentile: float, count: int,
+                        window: SloWindow | None, rhos: np.ndarray, waits_s: np.ndarray
+                        ) -> np.ndarray:
+    """A percentile class's TTFT statistic less the overhead in an M/G/1 group (Poisson arrivals:
+    random routing) at utilisations `rhos` and mean waits `waits_s` (element by element): Eq. Q8's
+    quantile with P_W = rho and, with a window, its windowed value (Eq. W3, W1's noise 2 rho r / n
+    on n = `count` instances, r = E[S^2] / E[S] of the group's mix = 2 Wq (1 - rho) / rho)."""
+    points = quantile_points(moments)
+    tail = 1.0 - percentile / 100.0
+    scale = waits_s / rhos  # the mean of a positive wait (Eq. Q8, P_W = rho)
+    lo = np.zeros_like(rhos)
+    hi = points.max() + scale * np.maximum(1.0, np.log(np.maximum(rhos, 1e-300) / tail))
+    for _ in range(48):  # bisection of P(W + S > t) = 1 - p/100 on every point at once
+        mid = (lo + hi) / 2
+        u = mid[:, None] - points[None, :]
+        exceed = np.mean(np.where(u < 0, 1.0, rhos[:, None]
+                                  * np.exp(-np.maximum(u, 0) / scale[:, None])), axis=1)
+        lo, hi = np.where(exceed > tail, mid, lo), np.where(exceed > tail, hi, mid)
+    if window is None:
+        return hi
+    kappa = quantile_spread_factor(percentile)
+    unloaded = _unloaded_statistic_s(moments, percentile)
+    return np.array([windowed_value(q, unloaded, kappa * wait_window_rel_sd(
+        rho, 2 * wait * (1 - rho) / rho, 0.0, count, window.window_s), window.z)
+        for q, rho, wait in zip(hi.tolist(), rhos.tolist(), waits_s.tolist(), strict=True)])
+
+
+@functools.lru_cache(maxsize=4096)
 def mixed_percentile_budget_s(budget_s: float, moments: ServiceMoments, limit_s: float,
                               percentile: float, residuals_s: tuple[float, ...], count: int,
                               window: SloWindow | None) -> float:
@@ -370,28 +403,11 @@ def mixed_percentile_budget_s(budget_s: float, moments: ServiceMoments, limit_s:
     MIXED_PERCENTILE_POINTS points of that range and as many again between the worst point's
     neighbours, and B' by bisection (along a mix's ray the statistic rises with the load, so the
     budgets that hold form an interval)."""
-    kappa = quantile_spread_factor(percentile)
-    unloaded = ttft_statistic_s("random", 0.0, 1, moments, percentile)
     low, high = min(residuals_s), max(residuals_s)
-    points = quantile_points(moments)
-    tail = 1.0 - percentile / 100.0
 
     def values(wait_s: float, rhos: np.ndarray) -> np.ndarray:  # the statistic at each rho
-        scale = wait_s / rhos  # the mean of a positive wait (Eq. Q8, P_W = rho)
-        lo = np.zeros_like(rhos)
-        hi = points.max() + scale * np.maximum(1.0, np.log(np.maximum(rhos, 1e-300) / tail))
-        for _ in range(48):  # bisection of P(W + S > t) = 1 - p/100 on every rho at once
-            mid = (lo + hi) / 2
-            u = mid[:, None] - points[None, :]
-            exceed = np.mean(np.where(u < 0, 1.0, rhos[:, None]
-                                      * np.exp(-np.maximum(u, 0) / scale[:, None])), axis=1)
-            lo, hi = np.where(exceed > tail, mid, lo), np.where(exceed > tail, hi, mid)
-        if window is None:
-            return hi
-        # W1 with the mix's E[S^2] / E[S] = 2 B' (1 - rho) / rho as E[S] (1 + c_s^2)
-        return np.array([windowed_value(q, unloaded, kappa * wait_window_rel_sd(
-            rho, 2 * wait_s * (1 - rho) / rho, 0.0, count, window.window_s), window.z)
-            for q, rho in zip(hi.tolist(), rhos.tolist(), strict=True)])
+        return _random_statistic_s(moments, percentile, count, window, rhos,
+                                   np.full_like(rhos, wait_s))
 
     def worst(wait_s: float) -> float:
         grid = np.linspace(2 * wait_s / (high + 2 * wait_s), 2 * wait_s / (low + 2 * wait_s),
@@ -413,6 +429,146 @@ def mixed_percentile_budget_s(budget_s: float, moments: ServiceMoments, limit_s:
         else:
             hi = mid
     return lo
+
+
+#: Mixes (ratios r = E[S^2] / E[S] across the admitted classes' range) on which Eq. O13d reads
+#: each percentile class's frontier first; then, GROUP_LINE_REFINEMENTS times, 7 more between the
+#: neighbours of each point where the line comes within GROUP_LINE_NEAR of the frontier (each
+#: time a quarter of the spacing there).
+GROUP_LINE_POINTS = 33
+GROUP_LINE_REFINEMENTS = 3
+GROUP_LINE_NEAR = 1e-3
+
+
+@dataclass(frozen=True)
+class GroupLine:
+    """A random-routed prefill group's capacity row (Eq. O13d): one instance carries per-class
+    rates x_i within sum_i x_i (alpha S_i + beta E[S_i^2]) <= 1, i.e. rho (alpha + beta r) <= 1
+    for its mix's r = E[S^2] / E[S]. Eq. O5 at mean-wait budget B is alpha = 1, beta = 1 / (2 B)."""
+
+    alpha: float
+    beta_per_s: float
+
+    def unit(self, service_s: float, second_moment_s2: float) -> float:
+        """Instances one request/s of a class (S, E[S^2]) takes at the row's boundary."""
+        return self.alpha * service_s + self.beta_per_s * second_moment_s2
+
+    def wait_s(self, residual_s: float) -> float:
+        """The mean wait (P-K) on the row's boundary for a mix of ratio r = E[S^2] / E[S]."""
+        rho = 1.0 / (self.alpha + self.beta_per_s * residual_s)
+        return rho * residual_s / (2.0 * (1.0 - rho))
+
+
+def percentile_frontier(moments: ServiceMoments, limit_s: float, percentile: float, count: int,
+                        window: SloWindow | None, residuals_s: np.ndarray) -> np.ndarray:
+    """g(r) = 1 / rho*(r) of Eq. O13d: rho*(r) the largest utilisation of an M/G/1 group whose mix
+    has ratio r = E[S^2] / E[S] at which the percentile class keeps its statistic within
+    `limit_s`; inf where no load holds. On a mix's ray the mean wait at rho is rho r / (2 (1 -
+    rho)) and the statistic rises with rho. The class holds where Eq. Q8's exceedance at the
+    limit is at most 1 - p/100; with a window, at the limit L' = (L + z s u) / (1 + z s) that
+    Eq. W3 leaves the long-run quantile (s = kappa times W1's spread at rho, u the unloaded
+    quantile). By bisection on every r at once."""
+    points = quantile_points(moments)
+    tail = 1.0 - percentile / 100.0
+    unloaded = _unloaded_statistic_s(moments, percentile) if window is not None else 0.0
+    kappa = quantile_spread_factor(percentile)
+
+    def holds(rhos: np.ndarray) -> np.ndarray:
+        limit = np.full_like(rhos, limit_s)
+        if window is not None:
+            spread = window.z * kappa * np.array([
+                wait_window_rel_sd(rho, r, 0.0, count, window.window_s)
+                for rho, r in zip(rhos.tolist(), residuals_s.tolist(), strict=True)])
+            limit = (limit_s + spread * unloaded) / (1 + spread)
+        scale = residuals_s / (2 * (1 - rhos))  # the mean of a positive wait, Wq / rho
+        u = limit[:, None] - points[None, :]
+        exceed = np.mean(np.where(u < 0, 1.0, rhos[:, None]
+                                  * np.exp(-np.maximum(u, 0) / scale[:, None])), axis=1)
+        return (exceed <= tail) & (limit >= unloaded)
+
+    lo, hi = np.zeros_like(residuals_s), np.ones_like(residuals_s)
+    for _ in range(48):
+        mid = (lo + hi) / 2
+        ok = holds(mid)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    with np.errstate(divide="ignore"):
+        return 1.0 / lo
+
+
+@functools.lru_cache(maxsize=4096)
+def group_line(percentile_classes: tuple[tuple[ServiceMoments, float, float, int], ...],
+               mean_budgets_s: tuple[float, ...], residual_range_s: tuple[float, float],
+               target_residual_s: float, window: SloWindow | None) -> GroupLine | None:
+    """The capacity row of a random-routed (M/G/1) prefill group whose admitted classes' ratios
+    r_i = E[S_i^2] / S_i span `residual_range_s` (Eq. O13d): the line h(r) = alpha + beta r that
+    lies above g(r) = max over the classes of 1 / rho*(r) on that range (so every mix, whose r is
+    a mediant of the r_i, keeps every class on or inside the row's boundary) and is lowest at
+    the group's own mix `target_residual_s`, then lowest at the range's middle: a linear program
+    over the values of r where g is read (GROUP_LINE_POINTS, refined where the line comes close
+    to g). `percentile_classes`: (service moments, limit less the overhead, percentile, Eq. W6's
+    count) per percentile route; `mean_budgets_s`: the mean waits the mean-target routes allow
+    (g(r) = 1 + r / (2 B), a line, so its ends suffice). None for a single ratio, without a
+    percentile class, or where a class holds at no load."""
+    low, high = residual_range_s
+    if not percentile_classes or high <= low * (1 + 1e-9) or min(mean_budgets_s, default=1) <= 0:
+        return None
+
+    def frontier(residuals: np.ndarray) -> np.ndarray:  # g of the percentile classes
+        need = np.ones_like(residuals)
+        for moments, limit, percentile, count in percentile_classes:
+            need = np.maximum(need, percentile_frontier(moments, limit, percentile, count, window,
+                                                        residuals))
+        return need
+
+    ends = np.array([low, high])
+    means = [1 + ends / (2 * budget) for budget in mean_budgets_s]  # lines: their ends suffice
+    points = np.linspace(low, high, GROUP_LINE_POINTS)
+    need = frontier(points)
+    if not np.all(np.isfinite(need)):
+        return None
+    def lowest() -> GroupLine | None:
+        return _lowest_line_above(np.concatenate([points] + [ends] * len(means)),
+                                  np.concatenate([need] + means), target_residual_s,
+                                  (low + high) / 2)
+
+    for _ in range(GROUP_LINE_REFINEMENTS):
+        line = lowest()
+        if line is None:
+            return None
+        # g may bulge above the line between two points where the line (nearly) touches it and
+        # g is not convex (a convex g lies below its chords)
+        above = line.alpha + line.beta_per_s * points
+        bend = np.diff(np.diff(need) / np.diff(points))  # slope changes at the inner points
+        concave = np.concatenate([[bend[0]], bend, [bend[-1]]]) < 0
+        near = np.flatnonzero((above - need <= GROUP_LINE_NEAR * above) & concave).tolist()
+        if not near:
+            return line
+        last = len(points) - 1
+        extra = np.unique(np.concatenate(
+            [np.linspace(points[max(k - 1, 0)], points[min(k + 1, last)], 9)[1:-1]
+             for k in near]))
+        extra = extra[~np.isin(extra, points)]
+        order = np.argsort(np.concatenate([points, extra]))
+        points = np.concatenate([points, extra])[order]
+        need = np.concatenate([need, frontier(extra)])[order]
+    return lowest()
+
+
+def _lowest_line_above(points: np.ndarray, need: np.ndarray, target: float, middle: float
+                       ) -> GroupLine | None:
+    """The line alpha + beta r >= need at every point that is lowest at `target`, then at
+    `middle` (two small linear programs; HiGHS through scipy)."""
+    from scipy.optimize import linprog
+
+    rows, bounds = -np.column_stack([np.ones_like(points), points]), -need
+    free = [(None, None), (None, None)]
+    first = linprog([1.0, target], A_ub=rows, b_ub=bounds, bounds=free)
+    if first.status != 0:
+        return None
+    second = linprog([1.0, middle], A_ub=np.vstack([rows, [1.0, target]]),
+                     b_ub=np.append(bounds, first.fun + 1e-12 * abs(first.fun)), bounds=free)
+    alpha, beta = (second.x if second.status == 0 else first.x).tolist()
+    return GroupLine(alpha, beta) if beta > 0 else None  # g rises with r: beta > 0
 
 
 def prefill_rate_table(routing: str, moments: ServiceMoments, budget_s: float,

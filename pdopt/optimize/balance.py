@@ -22,14 +22,15 @@ BALANCE_TOLERANCE = 1e-6
 def unit_load(data: FleetData, workload: str, pool: str, level: int, count: int) -> float:
     """The utilisation one request/s of `workload` adds to group `level` of `pool` on `count`
     instances: 1 / (n a_w(n)) for a tabled group (Eq. O14), (E[S^2] + 2 B S) / (2 B n) for an
-    untabled prefill group (Eq. O5), L_out / (n c) for an untabled decode group (Eq. O6). The
-    plan reports the same utilisations (extract.prefill_points, decode_points)."""
+    untabled prefill group (Eq. O5, or its line's, Eq. O13d), L_out / (n c) for an untabled
+    decode group (Eq. O6). The plan reports the same utilisations (extract.prefill_points,
+    decode_points)."""
     if pool in data.table_counts and data.rate_tables.get((workload, pool, level)):
         return 1.0 / (count * table_rate(data, workload, pool, level, count))
     if data.pools[pool].role == "prefill":
-        budget = data.prefill_levels[pool][level]
+        a, c = data.prefill_row(pool, level)
         s, m2 = data.service_s[(workload, pool)], data.second_moment_s2[(workload, pool)]
-        return (m2 + 2 * budget * s) / (2 * budget * count)
+        return (m2 + a * s) / (c * count)
     capacity = data.decode_tokens_per_s[(workload, pool, level)]
     assert capacity is not None  # a decode share exists only where it has a capacity
     return data.workload(workload).output_tokens / (capacity * count)

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 
 from pdopt.capacity import (
     MAX_TABLE_COUNT,
+    GroupLine,
     auto_waiting_budgets_s,
     count_for_demand,
     decode_capacity_by_count,
     decode_rate_table,
+    group_line,
     instance_decode_capacity,
     instance_prefill_capacity,
     kv_transfer_ms,
@@ -103,6 +105,8 @@ class FleetData:
     second_moment_s2: dict[tuple[str, str], float] = field(default_factory=dict)
     prefill_routes: list[PrefillRoute] = field(default_factory=list)
     prefill_levels: dict[str, list[float]] = field(default_factory=dict)  # budgets, ascending
+    # queue auto, random routing: a group's capacity row when it is not O5's at its level (Eq. O13d)
+    prefill_lines: dict[tuple[str, int], GroupLine] = field(default_factory=dict)
     # Decode: workloads routable to each pool; TPOT levels (ascending targets) per pool.
     decode_routes: list[tuple[str, str]] = field(default_factory=list)  # (workload, pool)
     decode_levels: dict[str, list[float]] = field(default_factory=dict)  # TPOT targets, ascending
@@ -140,6 +144,21 @@ class FleetData:
         if self.pools[pool].role == "prefill":
             return self.prefill_levels.get(pool, [])
         return self.decode_levels.get(pool, [])
+
+    def prefill_row(self, pool: str, level: int) -> tuple[float, float]:
+        """(a, c) of prefill group `level`'s row sum_w q_w (E[S_w^2] + a S_w) <= c n: a = c = 2 B_l
+        (Eq. O5), or a = alpha / beta and c = 1 / beta for the group's line (Eq. O13d)."""
+        line = self.prefill_lines.get((pool, level))
+        if line is None:
+            twice = 2 * self.prefill_levels[pool][level]
+            return twice, twice
+        return line.alpha / line.beta_per_s, 1 / line.beta_per_s
+
+    def prefill_unit(self, workload: str, pool: str, level: int) -> float:
+        """Instances one request/s of `workload` takes in prefill group `level` of `pool` at full
+        utilisation: (E[S^2] + 2 B_l S) / (2 B_l) (Eq. O5), or the group's line's (Eq. O13d)."""
+        a, c = self.prefill_row(pool, level)
+        return (self.second_moment_s2[(workload, pool)] + a * self.service_s[(workload, pool)]) / c
 
     def prefill_shares(self) -> list[tuple[str, str, int]]:
         """(workload, prefill pool, group level) for every group at most as loose as the
@@ -439,14 +458,15 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                 [scenario.routing_of(w) for w in routable]) == "random":
             levels = _mixed_percentile_levels(data, scenario, inst, levels, moments_of)
         data.prefill_levels[inst.name] = levels
-        # Load in instances if every routable workload came here at the tightest budget (Eq. O9).
-        load = 0.0
-        if levels:
-            b_min = levels[0]
-            for w in routable:
-                s, m2 = data.service_s[(w.name, inst.name)], data.second_moment_s2[(w.name,
-                                                                                    inst.name)]
-                load += data.demand_requests_per_s[w.name] * (m2 + 2 * b_min * s) / (2 * b_min)
+        # Load in instances if every routable workload came here at the costliest group that
+        # admits it (the tightest budget, Eq. O9, or a group's line, Eq. O13d).
+        loosest: dict[str, int] = {}
+        for r in data.prefill_routes:
+            if r.pool == inst.name:
+                loosest[r.workload] = max(loosest.get(r.workload, 0), r.level)
+        load = sum(data.demand_requests_per_s[w.name]
+                   * max(data.prefill_unit(w.name, inst.name, lvl)
+                         for lvl in range(loosest[w.name] + 1)) for w in routable)
         data.pools[inst.name] = _pool(scenario, inst, load)
         _prefill_tables(data, scenario, inst, routable)
 
@@ -458,7 +478,10 @@ def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance
     to where every percentile class the group admits keeps its target whatever mix of the
     admitted classes (its routes at this level or looser) the group carries (Eq. O13c). The
     groups stay ordered: a stricter group admits a superset of the classes. `moments_of`: each
-    class's service moments on the pool, as its capacity was computed with (Eq. W6's count)."""
+    class's service moments on the pool, as its capacity was computed with (Eq. W6's count).
+    Each such group's capacity row is then its line (Eq. O13d, `data.prefill_lines`), lowest
+    at the mix of its own classes (its routes at this level); the budget stays what the plan
+    reports where the group carries no traffic."""
     routes = [r for r in data.prefill_routes if r.pool == inst.name]
     window = slo_window_of(scenario)
     out = list(levels)
@@ -469,17 +492,29 @@ def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance
             continue
         residuals = tuple(sorted({data.second_moment_s2[(w, inst.name)]
                                   / data.service_s[(w, inst.name)] for w in names}))
+        percentile_classes, mean_budgets = [], []
         for r in admitted:
             w = data.workload(r.workload)
             pct = w.slo.ttft_percentile
             if pct is None:
+                mean_budgets.append(r.waiting_budget_s)
                 continue
             limit = (w.slo.ttft_ms - w.ttft_overhead_ms - r.kv_transfer_ms) / 1e3
             count = 1 if window is None else random_window_count(
                 scenario, w, moments_of[w.name], limit, window)
-            out[lvl] = mixed_percentile_budget_s(out[lvl], workload_service(data, w.name,
-                                                                            inst.name),
-                                                 limit, pct, residuals, count, window)
+            service = workload_service(data, w.name, inst.name)
+            percentile_classes.append((service, limit, pct, count))
+            out[lvl] = mixed_percentile_budget_s(out[lvl], service, limit, pct, residuals, count,
+                                                 window)
+        own = {r.workload for r in admitted if r.level == lvl}
+        weight = {w: data.demand_requests_per_s[w] or 1.0 for w in own}  # the own classes' mix
+        line = group_line(
+            tuple(sorted(set(percentile_classes), key=repr)), tuple(sorted(set(mean_budgets))),
+            (residuals[0], residuals[-1]),
+            sum(weight[w] * data.second_moment_s2[(w, inst.name)] for w in own)
+            / sum(weight[w] * data.service_s[(w, inst.name)] for w in own), window)
+        if line is not None:
+            data.prefill_lines[(inst.name, lvl)] = line
     return suffix_minimum(out)
 
 

@@ -63,6 +63,7 @@ class GroupPoint:
 
     utilization: float
     wait_s: float = 0.0  # prefill: mean wait Wq
+    budget_s: float | None = None  # prefill: the mean wait its capacity row allows at its mix
     batch: float = 0.0  # decode: resident requests per instance
     tpot_ms: float = 0.0  # decode: TPOT at that batch
     context_tokens: float = 0.0  # decode: output-token-weighted mean context
@@ -70,26 +71,30 @@ class GroupPoint:
 
 def prefill_points(data: FleetData, sol: Solution) -> dict[tuple[str, int], GroupPoint]:
     """Per prefill group: P-K wait with its classes, each instance taking 1/n of the group's load
-    (Eq. P3), and load over capacity (Eq. O5)."""
+    (Eq. P3), load over capacity (Eq. O5 or the group's line, O13d) and the mean wait its row
+    allows at the group's mix (B_l; on a line, its wait at the mix's E[S^2] / E[S])."""
     members: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
     for (w, p, lvl), rate in sol.q.items():
         members[(p, lvl)][w] = rate
     points = {}
     for (p, lvl), by_w in members.items():
         count = max(sol.n.get((p, lvl), 0), 1)
-        budget = data.prefill_levels[p][lvl]
         rho = sum(rate / count * data.service_s[(w, p)] for w, rate in by_w.items())
         num = sum(rate / count * data.second_moment_s2[(w, p)] for w, rate in by_w.items())
         wait = math.inf if rho >= 1 else num / (2 * (1 - rho))
-        load = sum(rate * (data.second_moment_s2[(w, p)] + 2 * budget * data.service_s[(w, p)])
+        a, c = data.prefill_row(p, lvl)
+        load = sum(rate * (data.second_moment_s2[(w, p)] + a * data.service_s[(w, p)])
                    for w, rate in by_w.items())
-        utilization = load / (2 * budget * count)
+        utilization = load / (c * count)
+        line = data.prefill_lines.get((p, lvl))
+        budget = line.wait_s(num / rho) if line is not None and rho > 0 \
+            else data.prefill_levels[p][lvl]
         if p in data.prefill_routing:  # queue auto: the routing's model (Eqs. Q5-Q7, O14)
             wait = auto.group_wait(data, p, by_w, count)[0]
             if p in data.table_counts:
                 utilization = sum(rate / auto.table_rate(data, w, p, lvl, count)
                                   for w, rate in by_w.items()) / count
-        points[(p, lvl)] = GroupPoint(utilization=utilization, wait_s=wait)
+        points[(p, lvl)] = GroupPoint(utilization=utilization, wait_s=wait, budget_s=budget)
     return points
 
 
@@ -155,8 +160,8 @@ def pool_plans(data: FleetData, sol: Solution, pre: dict[tuple[str, int], GroupP
             for w, rate in by_w.items():
                 routed[w] += rate
             if pool.role == "prefill":
-                group = PoolGroup(lvl, n, point.utilization, by_w,
-                                  ttft_waiting_budget_ms=1e3 * level)
+                group = PoolGroup(lvl, n, point.utilization, by_w, ttft_waiting_budget_ms=1e3 * (
+                    level if point.budget_s is None else point.budget_s))
             else:
                 group = PoolGroup(lvl, n, point.utilization, by_w, tpot_target_ms=level,
                                   kv_utilization=(point.batch * point.context_tokens / kv_tokens

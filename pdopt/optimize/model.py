@@ -172,8 +172,9 @@ def define_flow_balance(m: Model, data: FleetData) -> None:
 
 def define_prefill_groups(m: Model, data: FleetData) -> None:
     """Group l of prefill pool p keeps every class in it within budget B_l (Eq. O5):
-    sum_w q[w,p,l] (E[S_w^2] + 2 B_l S_w) <= 2 B_l n[p,l]; a workload's traffic on p is split over
-    the groups, and traffic whose budget is at most B_l goes to groups at most as loose (Eq. O7)."""
+    sum_w q[w,p,l] (E[S_w^2] + 2 B_l S_w) <= 2 B_l n[p,l] (a random-routed group of several
+    classes: its line, Eq. O13d); a workload's traffic on p is split over the groups, and traffic
+    whose budget is at most B_l goes to groups at most as loose (Eq. O7)."""
     pyo = _api(m)
     members: dict[tuple[str, int], list[str]] = {}
     for w, p, lvl in m.PREFILL_SHARES:
@@ -182,10 +183,10 @@ def define_prefill_groups(m: Model, data: FleetData) -> None:
     m.PREFILL_GROUP_ROWS = pyo.Set(initialize=rows, dimen=2, ordered=True)
 
     def capacity(_m: Model, p: str, lvl: int) -> object:
-        budget = data.prefill_levels[p][lvl]
-        return _sum(_m, ((data.second_moment_s2[(w, p)] + 2 * budget * data.service_s[(w, p)])
+        a, c = data.prefill_row(p, lvl)
+        return _sum(_m, ((data.second_moment_s2[(w, p)] + a * data.service_s[(w, p)])
                          * _m.q[w, p, lvl] for w in members[(p, lvl)])) \
-            <= 2 * budget * data.pools[p].utilization_cap * _m.n[p, lvl]
+            <= c * data.pools[p].utilization_cap * _m.n[p, lvl]
 
     m.prefill_capacity = pyo.Constraint(m.PREFILL_GROUP_ROWS, rule=capacity)
 
@@ -308,9 +309,8 @@ def _per_instance_requests_per_s(data: FleetData, w: str, pool: str, lvl: int) -
     if table:
         return cap * max(table)
     if data.pools[pool].role == "prefill":
-        budget = data.prefill_levels[pool][lvl]
-        s, m2 = data.service_s[(w, pool)], data.second_moment_s2[(w, pool)]
-        return cap * 2 * budget / (m2 + 2 * budget * s)
+        a, c = data.prefill_row(pool, lvl)
+        return cap * c / (data.second_moment_s2[(w, pool)] + a * data.service_s[(w, pool)])
     return cap * data.decode_tokens_per_s[(w, pool, lvl)] / data.workload(w).output_tokens  # type: ignore
 
 
