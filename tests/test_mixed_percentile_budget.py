@@ -107,6 +107,25 @@ def test_plans_never_predict_a_miss(short_rate: float, long_rate: float, cv: flo
         assert w.expected_ttft_ms <= w.ttft_target_ms * (1 + 1e-6)
 
 
+def _simulated_short_p90_s(rate_per_class: float, count: int) -> float:
+    """The p90 TTFT of fixed 0.1 s prompts (a p90 class, no overhead) sharing `count` random
+    instances with as many 0.3 s prompts (the bench's 5,000 tokens/s: 500 and 1500 tokens), each
+    class at `rate_per_class` requests/s: 50 simulated minutes, seed 1."""
+    def workload(name: str, tokens: int, p90: bool) -> dict:
+        slo: dict = {"ttft_ms": 10000, "tpot_ms": 50}
+        if p90:
+            slo["ttft_percentile"] = 90.0
+        return {"name": name, "model": "m", "requests_per_s": rate_per_class,
+                "input_tokens": tokens, "output_tokens": 2, "slo": slo,
+                "ttft_overhead_ms": 0, "length_distribution": {"kind": "fixed"}}
+
+    sc = _prefill_bench([workload("short", 500, True), workload("long", 1500, False)])
+    res = simulate_plan(sc, plan_from_counts(sc, {"pre": count, "dec": 1}),
+                        SimulationOptions(duration_s=3000, warmup_s=100, cooldown_s=10,
+                                          seed=1, routing="random"))
+    return res.workload("short").ttft_ms.p90 / 1e3
+
+
 def test_mixed_group_against_the_simulator() -> None:
     """Fixed 0.1 s (p90, 0.5 s target, no overhead) and 0.3 s prompts at equal request rates,
     random routing over 4 instances, each group at the rate its O5 constraint admits. At the p90
@@ -122,20 +141,7 @@ def test_mixed_group_against_the_simulator() -> None:
     simulated = {}
     for budget in (alone, mixed):
         rate = 2 * budget / (second + 2 * budget * mean)  # per instance, Eq. O5's boundary
-
-        def workload(name: str, tokens: int, p90: bool, rate: float = rate) -> dict:
-            slo: dict = {"ttft_ms": 10000, "tpot_ms": 50}
-            if p90:
-                slo["ttft_percentile"] = 90.0
-            return {"name": name, "model": "m", "requests_per_s": rate * share * count,
-                    "input_tokens": tokens, "output_tokens": 2, "slo": slo,
-                    "ttft_overhead_ms": 0, "length_distribution": {"kind": "fixed"}}
-
-        sc = _prefill_bench([workload("short", 500, True), workload("long", 1500, False)])
-        res = simulate_plan(sc, plan_from_counts(sc, {"pre": count, "dec": 1}),
-                            SimulationOptions(duration_s=3000, warmup_s=100, cooldown_s=10,
-                                              seed=1, routing="random"))
-        simulated[budget] = res.workload("short").ttft_ms.p90 / 1e3
+        simulated[budget] = _simulated_short_p90_s(rate * share * count, count)
         predicted = ttft_quantile_s(budget, rate * mean, SHORT, 90.0)
         assert simulated[budget] <= predicted <= 1.10 * simulated[budget]
     assert simulated[alone] > 0.5  # the failure Eq. O13c removes
@@ -264,20 +270,7 @@ def test_group_line_against_the_simulator() -> None:
     line = group_line(((SHORT, 0.5, 90.0, 1),), (), (0.1, 0.3), second / mean, None)
     assert line is not None
     rate = 1 / line.unit(mean, second)  # per instance, on the row's boundary
-
-    def workload(name: str, tokens: int, p90: bool) -> dict:
-        slo: dict = {"ttft_ms": 10000, "tpot_ms": 50}
-        if p90:
-            slo["ttft_percentile"] = 90.0
-        return {"name": name, "model": "m", "requests_per_s": rate * share * count,
-                "input_tokens": tokens, "output_tokens": 2, "slo": slo,
-                "ttft_overhead_ms": 0, "length_distribution": {"kind": "fixed"}}
-
-    sc = _prefill_bench([workload("short", 500, True), workload("long", 1500, False)])
-    res = simulate_plan(sc, plan_from_counts(sc, {"pre": count, "dec": 1}),
-                        SimulationOptions(duration_s=3000, warmup_s=100, cooldown_s=10,
-                                          seed=1, routing="random"))
-    simulated = res.workload("short").ttft_ms.p90 / 1e3
+    simulated = _simulated_short_p90_s(rate * share * count, count)
     predicted = ttft_quantile_s(line.wait_s(second / mean), rate * mean, SHORT, 90.0)
     assert simulated <= 0.5
     assert simulated <= predicted <= 1.10 * simulated
