@@ -568,7 +568,9 @@ def _lowest_line_above(points: np.ndarray, need: np.ndarray, target: float, midd
     second = linprog([1.0, middle], A_ub=np.vstack([rows, [1.0, target]]),
                      b_ub=np.append(bounds, first.fun + 1e-12 * abs(first.fun)), bounds=free)
     alpha, beta = (second.x if second.status == 0 else first.x).tolist()
-    return GroupLine(alpha, beta) if beta > 0 else None  # g rises with r: beta > 0
+    # g rises with r, so beta > 0; a line about flat over the range is left to O13c's row (its
+    # row, scaled by 1 / beta as O5's by 2 B, would carry huge coefficients)
+    return GroupLine(alpha, beta) if beta * points[-1] > 1e-6 * alpha else None
 
 
 def prefill_rate_table(routing: str, moments: ServiceMoments, budget_s: float,
