@@ -526,6 +526,7 @@ def group_line(percentile_classes: tuple[tuple[ServiceMoments, float, float, int
     need = frontier(points)
     if not np.all(np.isfinite(need)):
         return None
+
     def lowest() -> GroupLine | None:
         return _lowest_line_above(np.concatenate([points] + [ends] * len(means)),
                                   np.concatenate([need] + means), target_residual_s,
