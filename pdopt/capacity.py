@@ -362,6 +362,15 @@ def _unloaded_statistic_s(moments: ServiceMoments, percentile: float) -> float:
     return ttft_statistic_s("random", 0.0, 1, moments, percentile)
 
 
+def _exceedance(points: np.ndarray, rhos: np.ndarray, scales: np.ndarray, t: np.ndarray
+                ) -> np.ndarray:
+    """P(W + S > t) of Eq. Q8 element by element: W is 0 with probability 1 - rho and otherwise
+    exponential with mean `scales`; S takes `points` with equal weights."""
+    u = t[:, None] - points[None, :]
+    return np.mean(np.where(u < 0, 1.0, rhos[:, None]
+                            * np.exp(-np.maximum(u, 0) / scales[:, None])), axis=1)
+
+
 def _random_statistic_s(moments: ServiceMoments, percentile: float, count: int,
                         window: SloWindow | None, rhos: np.ndarray, waits_s: np.ndarray
                         ) -> np.ndarray:
@@ -376,9 +385,7 @@ def _random_statistic_s(moments: ServiceMoments, percentile: float, count: int,
     hi = points.max() + scale * np.maximum(1.0, np.log(np.maximum(rhos, 1e-300) / tail))
     for _ in range(48):  # bisection of P(W + S > t) = 1 - p/100 on every point at once
         mid = (lo + hi) / 2
-        u = mid[:, None] - points[None, :]
-        exceed = np.mean(np.where(u < 0, 1.0, rhos[:, None]
-                                  * np.exp(-np.maximum(u, 0) / scale[:, None])), axis=1)
+        exceed = _exceedance(points, rhos, scale, mid)
         lo, hi = np.where(exceed > tail, mid, lo), np.where(exceed > tail, hi, mid)
     if window is None:
         return hi
@@ -481,10 +488,7 @@ def percentile_frontier(moments: ServiceMoments, limit_s: float, percentile: flo
                 for rho, r in zip(rhos.tolist(), residuals_s.tolist(), strict=True)])
             limit = (limit_s + spread * unloaded) / (1 + spread)
         scale = residuals_s / (2 * (1 - rhos))  # the mean of a positive wait, Wq / rho
-        u = limit[:, None] - points[None, :]
-        exceed = np.mean(np.where(u < 0, 1.0, rhos[:, None]
-                                  * np.exp(-np.maximum(u, 0) / scale[:, None])), axis=1)
-        return (exceed <= tail) & (limit >= unloaded)
+        return (_exceedance(points, rhos, scale, limit) <= tail) & (limit >= unloaded)
 
     lo, hi = np.zeros_like(residuals_s), np.ones_like(residuals_s)
     for _ in range(48):

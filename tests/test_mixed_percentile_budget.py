@@ -189,14 +189,13 @@ def test_group_line_where_the_worst_mix_is_inside() -> None:
                   >= percentile_frontier(SHORT, 0.5, 90.0, 1, None, r) * (1 - 1e-7))
 
 
-def _statistic(moments: ServiceMoments, limit_s: float, pct: float | None, count: int,
+def _statistic(moments: ServiceMoments, limit_s: float, pct: float, count: int,
                window: SloWindow | None, rho: float, residual_s: float) -> float:
     """A class's TTFT statistic less the overhead on a mix's ray (Eqs. Q8, W1-W3), from the
     queueing module's own functions: the independent reading of what a line admits."""
     from pdopt.window import quantile_spread_factor, wait_window_rel_sd, windowed_value
 
     wait = rho * residual_s / (2 * (1 - rho))
-    assert pct is not None
     value = ttft_quantile_s(wait, rho, moments, pct)
     if window is None:
         return value
@@ -224,7 +223,9 @@ def test_group_line_keeps_every_mix_within_every_target(
     from pdopt.queueing import lognormal_service_moments
 
     window = SloWindow(1800.0, 0.99) if windowed else None
-    percentile_classes, mean_budgets, residuals = [], [], []
+    percentile_classes: list[tuple[ServiceMoments, float, float, int]] = []
+    mean_budgets: list[float] = []
+    residuals: list[float] = []
     budget = math.inf
     for tokens, cv, pct, slack in classes:
         moments = lognormal_service_moments(tokens, cv, lambda _length: 10_000.0)

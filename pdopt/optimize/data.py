@@ -474,14 +474,14 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
 def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance,
                              levels: list[float], moments_of: dict[str, ServiceMoments]
                              ) -> list[float]:
-    """The group budgets of a random-routed (M/G/1) prefill pool under queue auto, each lowered
-    to where every percentile class the group admits keeps its target whatever mix of the
-    admitted classes (its routes at this level or looser) the group carries (Eq. O13c). The
-    groups stay ordered: a stricter group admits a superset of the classes. `moments_of`: each
-    class's service moments on the pool, as its capacity was computed with (Eq. W6's count).
-    Each such group's capacity row is then its line (Eq. O13d, `data.prefill_lines`), lowest
-    at the mix of its own classes (its routes at this level); the budget stays what the plan
-    reports where the group carries no traffic."""
+    """The capacity rows of a random-routed (M/G/1) prefill pool's groups under queue auto that
+    admit several classes, one a percentile class: each group's line (Eq. O13d,
+    `data.prefill_lines`), above every admitted class's frontier whatever mix of the admitted
+    classes (its routes at this level or looser) it carries, lowest at the mix of its own
+    classes (its routes at this level). Where no line is found the group's budget is lowered
+    instead, to where every percentile class keeps its target on every such mix (Eq. O13c); the
+    groups stay ordered (a stricter group admits a superset of the classes). `moments_of`: each
+    class's service moments on the pool, as its capacity was computed with (Eq. W6's count)."""
     routes = [r for r in data.prefill_routes if r.pool == inst.name]
     window = slo_window_of(scenario)
     out = list(levels)
@@ -492,7 +492,8 @@ def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance
             continue
         residuals = tuple(sorted({data.second_moment_s2[(w, inst.name)]
                                   / data.service_s[(w, inst.name)] for w in names}))
-        percentile_classes, mean_budgets = [], []
+        percentile_classes: list[tuple[ServiceMoments, float, float, int]] = []
+        mean_budgets = []
         for r in admitted:
             w = data.workload(r.workload)
             pct = w.slo.ttft_percentile
@@ -502,10 +503,8 @@ def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance
             limit = (w.slo.ttft_ms - w.ttft_overhead_ms - r.kv_transfer_ms) / 1e3
             count = 1 if window is None else random_window_count(
                 scenario, w, moments_of[w.name], limit, window)
-            service = workload_service(data, w.name, inst.name)
-            percentile_classes.append((service, limit, pct, count))
-            out[lvl] = mixed_percentile_budget_s(out[lvl], service, limit, pct, residuals, count,
-                                                 window)
+            percentile_classes.append((workload_service(data, w.name, inst.name), limit, pct,
+                                       count))
         own = {r.workload for r in admitted if r.level == lvl}
         weight = {w: data.demand_requests_per_s[w] or 1.0 for w in own}  # the own classes' mix
         line = group_line(
@@ -515,6 +514,10 @@ def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance
             / sum(weight[w] * data.service_s[(w, inst.name)] for w in own), window)
         if line is not None:
             data.prefill_lines[(inst.name, lvl)] = line
+            continue
+        for service, limit, pct, count in percentile_classes:
+            out[lvl] = mixed_percentile_budget_s(out[lvl], service, limit, pct, residuals, count,
+                                                 window)
     return suffix_minimum(out)
 
 
