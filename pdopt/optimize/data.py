@@ -450,30 +450,31 @@ def _add_prefill(data: FleetData, scenario: Scenario, prefill: list[Instance]) -
                         w.slo.ttft_percentile, MAX_TABLE_COUNT, slo_window_of(scenario))
                 routes.append((w, g, t_ms, cap.waiting_budget_s, by_count))
         levels = _distinct_sorted([r[3] for r in routes])
-        for w, g, t_ms, b, by_count in routes:
-            data.prefill_routes.append(
-                PrefillRoute(w.name, inst.name, g, t_ms, b, _level_index(levels, b), by_count))
+        pool_routes = [PrefillRoute(w.name, inst.name, g, t_ms, b, _level_index(levels, b),
+                                    by_count) for w, g, t_ms, b, by_count in routes]
+        data.prefill_routes.extend(pool_routes)
         routable = list({r[0].name: r[0] for r in routes}.values())
         if _is_auto(scenario, routable) and pool_routing(
                 [scenario.routing_of(w) for w in routable]) == "random":
-            levels = _mixed_percentile_levels(data, scenario, inst, levels, moments_of)
+            levels = _mixed_percentile_levels(data, scenario, inst, levels, moments_of,
+                                              pool_routes)
         data.prefill_levels[inst.name] = levels
+        # each workload's loosest group on this pool: it may use groups 0..that (Eq. O7)
+        loosest: dict[str, int] = {}
+        for r in pool_routes:
+            loosest[r.workload] = max(loosest.get(r.workload, 0), r.level)
         # Load in instances if every routable workload came here at the costliest group that
         # admits it (the tightest budget, Eq. O9, or a group's line, Eq. O13d).
-        loosest: dict[str, int] = {}
-        for r in data.prefill_routes:
-            if r.pool == inst.name:
-                loosest[r.workload] = max(loosest.get(r.workload, 0), r.level)
         load = sum(data.demand_requests_per_s[w.name]
                    * max(data.prefill_unit(w.name, inst.name, lvl)
                          for lvl in range(loosest[w.name] + 1)) for w in routable)
         data.pools[inst.name] = _pool(scenario, inst, load)
-        _prefill_tables(data, scenario, inst, routable)
+        _prefill_tables(data, scenario, inst, routable, pool_routes, loosest)
 
 
 def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance,
-                             levels: list[float], moments_of: dict[str, ServiceMoments]
-                             ) -> list[float]:
+                             levels: list[float], moments_of: dict[str, ServiceMoments],
+                             routes: list[PrefillRoute]) -> list[float]:
     """The capacity rows of a random-routed (M/G/1) prefill pool's groups under queue auto that
     admit several classes, one a percentile class: each group's line (Eq. O13d,
     `data.prefill_lines`), above every admitted class's frontier whatever mix of the admitted
@@ -481,8 +482,8 @@ def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance
     classes (its routes at this level). Where no line is found the group's budget is lowered
     instead, to where every percentile class keeps its target on every such mix (Eq. O13c); the
     groups stay ordered (a stricter group admits a superset of the classes). `moments_of`: each
-    class's service moments on the pool, as its capacity was computed with (Eq. W6's count)."""
-    routes = [r for r in data.prefill_routes if r.pool == inst.name]
+    class's service moments on the pool, as its capacity was computed with (Eq. W6's count);
+    `routes`: the pool's routes."""
     window = slo_window_of(scenario)
     out = list(levels)
     for lvl in range(len(levels)):
@@ -522,10 +523,12 @@ def _mixed_percentile_levels(data: FleetData, scenario: Scenario, inst: Instance
 
 
 def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
-                    routable: list[Workload]) -> None:
+                    routable: list[Workload], routes: list[PrefillRoute],
+                    loosest: dict[str, int]) -> None:
     """Queue auto with round-robin or least-loaded routing: per-instance requests/s of each class
     in each group at counts 1..K (Eqs. Q9, O13, O14). Random routing keeps O5 (P-K is exact for
-    several classes)."""
+    several classes). `routes`: the pool's routes; `loosest`: each workload's loosest group on
+    the pool (it may use groups 0..that, as `FleetData.prefill_shares`)."""
     if not _is_auto(scenario, routable):
         queues = {scenario.queue_of(w)[0] for w in routable}
         data.queue_models[inst.name] = ", ".join(
@@ -539,16 +542,15 @@ def _prefill_tables(data: FleetData, scenario: Scenario, inst: Instance,
         return
     data.table_counts[inst.name] = counts
     members: dict[int, list[str]] = {}
-    for w, p, lvl in data.prefill_shares():
-        if p == inst.name:
+    for w, top in sorted(loosest.items()):
+        for lvl in range(top + 1):
             members.setdefault(lvl, []).append(w)
     data.table_groups[inst.name] = len(members)
     # a group's own classes: those with a route at its level (the looser ones it admits may
     # spill in); Eq. O15a's tangent is taken at their mix
     natives_of: dict[int, set[str]] = {}
-    for r in data.prefill_routes:
-        if r.pool == inst.name:
-            natives_of.setdefault(r.level, set()).add(r.workload)
+    for r in routes:
+        natives_of.setdefault(r.level, set()).add(r.workload)
 
     def job(k: int) -> None:
         # every count the pool may have (to MAX_TABLE_COUNT), then the suffix minimum cut to
